@@ -1,0 +1,95 @@
+"""queenswarm: an asyncio multi-agent swarm with at-least-once delivery.
+
+Example:
+    >>> import asyncio
+    >>> from swarm import Agent, Message, Swarm, handler
+    >>> class Square(Message):
+    ...     n: int
+    >>> class Squarer(Agent):
+    ...     @handler
+    ...     async def square(self, msg: Square) -> int:
+    ...         return msg.n ** 2
+    >>> async def main():
+    ...     async with Swarm(agents=[Squarer(concurrency=4)]) as swarm:
+    ...         return await (await swarm.submit(Square(n=12))).result()
+    >>> asyncio.run(main())
+    144
+"""
+
+from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
+from swarm.codec import Codec
+from swarm.errors import (
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    FencingError,
+    MessageError,
+    MessageTooLarge,
+    NoRouteError,
+    Reject,
+    RoutingError,
+    RuntimeClosed,
+    SwarmError,
+    SwarmTimeout,
+    TaskDeadLettered,
+    TaskError,
+    TaskExpired,
+    TaskFailed,
+    TransportError,
+)
+from swarm.inprocess import InProcessRuntime
+from swarm.ledger import InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.queen import CommandBus, Intake, Queen, TaskHandle
+from swarm.retry import RetryPolicy
+from swarm.routing import Router
+from swarm.runtime import DeadLetter, ReplicaInfo, RoleInfo, Runtime
+from swarm.swarm import Swarm
+
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentState",
+    "Codec",
+    "Command",
+    "CommandAction",
+    "CommandBus",
+    "ConfigError",
+    "DeadLetter",
+    "DecodeError",
+    "EncodeError",
+    "Envelope",
+    "FencingError",
+    "InMemoryLedger",
+    "InProcessRuntime",
+    "Intake",
+    "Kind",
+    "Ledger",
+    "Message",
+    "MessageError",
+    "MessageTooLarge",
+    "NoRouteError",
+    "Queen",
+    "Reject",
+    "ReplicaInfo",
+    "RetryPolicy",
+    "RoleInfo",
+    "Router",
+    "RoutingError",
+    "Runtime",
+    "RuntimeClosed",
+    "Swarm",
+    "SwarmError",
+    "SwarmTimeout",
+    "TaskContext",
+    "TaskDeadLettered",
+    "TaskError",
+    "TaskExpired",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskRecord",
+    "TaskState",
+    "TransportError",
+    "handler",
+    "new_id",
+]

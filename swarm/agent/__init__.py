@@ -1,0 +1,6 @@
+"""Agents: the base class, the handler decorator and the contexts handlers receive."""
+
+from swarm.agent.base import Agent, AgentState, handler
+from swarm.agent.context import AgentContext, TaskContext
+
+__all__ = ["Agent", "AgentContext", "AgentState", "TaskContext", "handler"]

@@ -1,0 +1,127 @@
+"""What an agent sees of the swarm: ``send``, ``publish``, a logger, memory and discovery.
+
+Example:
+    >>> from swarm.agent.context import TaskContext
+    >>> TaskContext.__slots__
+    ('agent', 'envelope', '_log')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from swarm.constants import CHANNEL_AGENT_COMMUNICATION
+from swarm.messages import Envelope, Message
+
+if TYPE_CHECKING:
+    from swarm.runtime import Runtime
+
+__all__ = ["AgentContext", "TaskContext"]
+
+
+class AgentContext:
+    """An agent's handle on the swarm, bound to one runtime.
+
+    Args:
+        runtime: The runtime the agent is registered with.
+        agent_id: The agent's id (the ``sender`` of what it sends).
+        role: The agent's role.
+        memory: The memory coordinator, when one is configured.
+        discovery: The service registry, when one is configured.
+    """
+
+    __slots__ = ("agent_id", "discovery", "log", "memory", "role", "runtime")
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        agent_id: str,
+        role: str,
+        memory: Any = None,
+        discovery: Any = None,
+    ) -> None:
+        self.runtime = runtime
+        self.agent_id = agent_id
+        self.role = role
+        self.memory = memory
+        self.discovery = discovery
+        self.log: Any = structlog.get_logger("swarm.agent").bind(agent_id=agent_id, role=role)
+
+    async def send(
+        self,
+        message: Message,
+        *,
+        to: str = "",
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Any:
+        """Send a task and await its result (request/response).
+
+        Args:
+            message: The task payload.
+            to: ``agent:<id>``, ``role:<name>``, or empty for any capable agent.
+            timeout: Seconds to wait for the result.
+            priority: Higher runs first under backlog.
+
+        Raises:
+            TaskFailed, TaskDeadLettered, TaskExpired, SwarmTimeout, NoRouteError.
+        """
+        return await self.runtime.send(
+            message, to=to, sender=self.agent_id, timeout=timeout, priority=priority
+        )
+
+    async def publish(self, message: Message, *, topic: str = CHANNEL_AGENT_COMMUNICATION) -> None:
+        """Broadcast an event on a topic (at-most-once)."""
+        await self.runtime.publish(topic, message, sender=self.agent_id)
+
+
+class TaskContext:
+    """The context of one delivery: the agent's context plus the envelope being handled."""
+
+    __slots__ = ("agent", "envelope", "_log")
+
+    def __init__(self, agent: AgentContext, envelope: Envelope) -> None:
+        self.agent = agent
+        self.envelope = envelope
+        self._log: Any = None
+
+    @property
+    def task_id(self) -> str:
+        """Id of the task (or event) being handled."""
+        return self.envelope.id
+
+    @property
+    def attempt(self) -> int:
+        """Delivery attempt, 1 on first delivery."""
+        return self.envelope.attempt
+
+    @property
+    def memory(self) -> Any:
+        """The memory coordinator, when configured."""
+        return self.agent.memory
+
+    @property
+    def discovery(self) -> Any:
+        """The service registry, when configured."""
+        return self.agent.discovery
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to the agent and this task."""
+        # Bound lazily: most handlers never log, and binding costs per task.
+        if self._log is None:
+            self._log = self.agent.log.bind(task_id=self.envelope.id, attempt=self.envelope.attempt)
+        return self._log
+
+    async def send(
+        self, message: Message, *, to: str = "", timeout: float | None = None, priority: int = 0
+    ) -> Any:
+        """Send a task and await its result; see :meth:`AgentContext.send`."""
+        return await self.agent.send(message, to=to, timeout=timeout, priority=priority)
+
+    async def publish(self, message: Message, *, topic: str = CHANNEL_AGENT_COMMUNICATION) -> None:
+        """Broadcast an event; see :meth:`AgentContext.publish`."""
+        await self.agent.publish(message, topic=topic)

@@ -1,0 +1,94 @@
+"""Every Redis key, stream and channel name, and the shared defaults.
+
+Kept in one module (as arq does) so that operators can see at a glance what
+queenswarm writes to Redis, and so no two modules spell a name differently.
+Keys of one role share the hash tag ``{role}`` so that, on Redis Cluster, all
+of a role's streams and keys land in one slot and multi-key scripts work.
+
+Example:
+    >>> from swarm import constants
+    >>> constants.CHANNEL_QUEEN_COMMANDS
+    'swarm:channels:queen-commands'
+    >>> constants.task_stream("scraper", 1)
+    'swarm:{scraper}:tasks:1'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHANNELS",
+    "CHANNEL_AGENT_COMMUNICATION",
+    "CHANNEL_HEALTH_CHECKS",
+    "CHANNEL_MEMORY_SYNC",
+    "CHANNEL_QUEEN_COMMANDS",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_VISIBILITY_TIMEOUT",
+    "KEY_PREFIX",
+    "PRIORITY_BANDS",
+    "dead_letter_stream",
+    "delayed_key",
+    "directory_key",
+    "idempotency_key",
+    "inbox_stream",
+    "ledger_key",
+    "task_stream",
+]
+
+KEY_PREFIX = "swarm"
+
+#: Broadcast channels of the design. Pub/sub is at-most-once: nothing that
+#: must not be lost travels only on these.
+CHANNEL_AGENT_COMMUNICATION = "swarm:channels:agent-communication"
+CHANNEL_QUEEN_COMMANDS = "swarm:channels:queen-commands"
+CHANNEL_MEMORY_SYNC = "swarm:channels:memory-sync"
+CHANNEL_HEALTH_CHECKS = "swarm:channels:health-checks"
+CHANNELS = (
+    CHANNEL_AGENT_COMMUNICATION,
+    CHANNEL_QUEEN_COMMANDS,
+    CHANNEL_MEMORY_SYNC,
+    CHANNEL_HEALTH_CHECKS,
+)
+
+#: Priority bands for durable streams: a task's priority is clamped to one of
+#: these, and consumers read higher bands first.
+PRIORITY_BANDS = (2, 1, 0)
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_VISIBILITY_TIMEOUT = 30.0
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+
+
+def task_stream(role: str, band: int, prefix: str = KEY_PREFIX) -> str:
+    """Stream holding the durable tasks of one role and priority band."""
+    return f"{prefix}:{{{role}}}:tasks:{band}"
+
+
+def dead_letter_stream(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Stream of the tasks of one role that exhausted their attempts."""
+    return f"{prefix}:{{{role}}}:dead"
+
+
+def delayed_key(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Sorted set of tasks waiting for their retry backoff, scored by due time."""
+    return f"{prefix}:{{{role}}}:delayed"
+
+
+def inbox_stream(node_id: str, prefix: str = KEY_PREFIX) -> str:
+    """Stream of results addressed to one submitting node (a Queen or an agent process)."""
+    return f"{prefix}:{{inbox-{node_id}}}:results"
+
+
+def ledger_key(task_id: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash holding the ledger record of one task."""
+    return f"{prefix}:ledger:{task_id}"
+
+
+def idempotency_key(key: str, prefix: str = KEY_PREFIX) -> str:
+    """String mapping an idempotency key to the task id that claimed it."""
+    return f"{prefix}:idem:{key}"
+
+
+def directory_key(prefix: str = KEY_PREFIX) -> str:
+    """Hash mapping each role to the message types its agents handle."""
+    return f"{prefix}:directory"

@@ -1,0 +1,702 @@
+"""The embedded runtime: every agent in one process, with the Redis runtime's delivery contract.
+
+Tasks wait in per-role priority heaps (and per-agent heaps for tasks aimed at
+one agent id). A replica with free capacity is handed the best waiting task;
+its worker coroutines run handlers, and only a handler's return acks the task.
+A reaper interrupts deliveries that outlive the visibility timeout, exactly
+where the Redis reaper would reclaim them, and hands them to another replica.
+
+Example:
+    >>> import asyncio
+    >>> from swarm import Agent, InProcessRuntime, Message, handler
+    >>> class Double(Message):
+    ...     n: int
+    >>> class Doubler(Agent):
+    ...     @handler
+    ...     async def double(self, msg: Double) -> int:
+    ...         return msg.n * 2
+    >>> async def demo():
+    ...     runtime = InProcessRuntime()
+    ...     await runtime.start()
+    ...     await runtime.register(Doubler())
+    ...     result = await runtime.send(Double(n=21), sender="me")
+    ...     await runtime.stop()
+    ...     return result
+    >>> asyncio.run(demo())
+    42
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from swarm.agent.base import AgentState
+from swarm.agent.context import AgentContext, TaskContext
+from swarm.codec import Codec
+from swarm.constants import CHANNEL_QUEEN_COMMANDS, DEFAULT_VISIBILITY_TIMEOUT
+from swarm.errors import (
+    DecodeError,
+    EncodeError,
+    MessageTooLarge,
+    NoRouteError,
+    Reject,
+    RuntimeClosed,
+    SwarmTimeout,
+)
+from swarm.ledger import InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
+from swarm.retry import RetryPolicy
+from swarm.routing import Router
+from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, result_of
+from swarm.tasks import TaskSet
+from swarm.tracing import current_traceparent, handler_span
+
+if TYPE_CHECKING:
+    from swarm.agent.base import Agent
+
+__all__ = ["InProcessRuntime"]
+
+_log = structlog.get_logger("swarm.runtime")
+
+# A heap entry: (-priority, sequence, envelope, replica to avoid). The
+# sequence keeps FIFO order within a priority and makes entries comparable.
+_Entry = tuple[int, int, Envelope, str | None]
+
+
+@dataclass(slots=True, eq=False)
+class _Delivery:
+    envelope: Envelope
+    lease_until: float = 0.0
+    worker: asyncio.Task[Any] | None = None
+    interrupted: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Role:
+    name: str
+    types: set[str] = field(default_factory=set)
+    replicas: dict[str, _Replica] = field(default_factory=dict)
+    backlog: list[_Entry] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class _Replica:
+    agent: Agent
+    role: _Role
+    context: AgentContext
+    mailbox: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
+    assigned: int = 0
+    inflight: dict[str, _Delivery] = field(default_factory=dict)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    dead: bool = False
+    subscriptions: list[_Subscription] = field(default_factory=list)
+
+    @property
+    def free(self) -> int:
+        return self.agent.concurrency - self.assigned
+
+
+class _Subscription:
+    """One topic subscriber: a bounded queue drained by an owned task."""
+
+    def __init__(self, runtime: InProcessRuntime, topic: str, callback: EventCallback) -> None:
+        self._runtime = runtime
+        self.topic = topic
+        self.callback = callback
+        self.queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=runtime.subscriber_buffer)
+        self.task = runtime._tasks.spawn(self._run(), name=f"sub:{topic}")
+
+    async def _run(self) -> None:
+        while True:
+            env = await self.queue.get()
+            try:
+                await self.callback(env)
+            except Exception as exc:
+                # A broken subscriber must not take the topic down with it.
+                REJECTED.labels(reason="subscriber_error").inc()
+                _log.warning("subscriber failed", topic=self.topic, type=env.type, error=repr(exc))
+
+    async def close(self) -> None:
+        subs = self._runtime._topics.get(self.topic)
+        if subs is not None and self in subs:
+            subs.remove(self)
+        self.task.cancel()
+
+
+class InProcessRuntime:
+    """Runs agents in this process with at-least-once task delivery.
+
+    Args:
+        ledger: Where task states are recorded (default: in memory).
+        codec: Message codec (default: 1 MiB limit).
+        retry_policy: Backoff between attempts, and the default attempt bound.
+        visibility_timeout: Seconds a delivery may run before it is taken
+            back and redelivered.
+        node_id: Id of this runtime (default: random).
+        subscriber_buffer: Events queued per subscriber before new ones are
+            dropped (broadcast is at-most-once).
+        memory: Memory coordinator handed to agents' contexts.
+        discovery: Service registry handed to agents' contexts.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger | None = None,
+        codec: Codec | None = None,
+        retry_policy: RetryPolicy | None = None,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        node_id: str | None = None,
+        subscriber_buffer: int = 10_000,
+        memory: Any = None,
+        discovery: Any = None,
+    ) -> None:
+        if visibility_timeout <= 0:
+            raise ValueError("visibility_timeout must be positive")
+        self._ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
+        self._codec = codec or Codec()
+        self._retry = retry_policy or RetryPolicy()
+        self.visibility_timeout = visibility_timeout
+        self._node_id = node_id or f"node-{new_id()[-10:]}"
+        self.subscriber_buffer = subscriber_buffer
+        self.memory = memory
+        self.discovery = discovery
+        self._router = Router()
+        self._roles: dict[str, _Role] = {}
+        self._replicas: dict[str, _Replica] = {}
+        self._direct: dict[str, list[_Entry]] = {}
+        self._seq = itertools.count()
+        self._waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self._retries: dict[str, tuple[asyncio.TimerHandle, Envelope]] = {}
+        self._dead: dict[str, DeadLetter] = {}
+        self._topics: dict[str, list[_Subscription]] = {}
+        self._outstanding = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks = TaskSet(f"runtime:{self._node_id}")
+        self._started = False
+        self._closed = False
+        self._halting = False
+
+    # -- Runtime Protocol properties -------------------------------------
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def codec(self) -> Codec:
+        return self._codec
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._retry
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy) -> None:
+        # Live config may swap the policy; it applies to the next failure.
+        self._retry = policy
+
+    # -- lifecycle --------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._tasks.spawn(self._reaper(), name="reaper")
+        await self.subscribe(CHANNEL_QUEEN_COMMANDS, self._on_command)
+
+    async def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[Envelope]:
+        if self._halting:
+            return []
+        self._closed = True
+        if drain and self._started:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._idle.wait()
+            except TimeoutError:
+                _log.warning("drain timed out", outstanding=self._outstanding)
+        self._halting = True
+        for rep in list(self._replicas.values()):
+            await self._remove(rep, reason="shutdown")
+        leftovers = [e[2] for role in self._roles.values() for e in role.backlog]
+        leftovers += [e[2] for heap in self._direct.values() for e in heap]
+        for handle, env in self._retries.values():
+            handle.cancel()
+            leftovers.append(env)
+        self._retries.clear()
+        for role in self._roles.values():
+            role.backlog.clear()
+        self._direct.clear()
+        await self._tasks.close()
+        self._topics.clear()
+        return leftovers
+
+    async def stop_when_idle(self, *, timeout: float | None = None) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            raise SwarmTimeout(f"{self._outstanding} tasks still outstanding") from None
+        await self.stop()
+
+    @property
+    def outstanding(self) -> int:
+        """Accepted tasks not yet in a final state."""
+        return self._outstanding
+
+    # -- agents -----------------------------------------------------------
+    async def register(self, agent: Agent) -> None:
+        if self._closed:
+            raise RuntimeClosed("runtime is stopping")
+        if agent.agent_id in self._replicas:
+            raise ValueError(f"agent id {agent.agent_id!r} is already registered")
+        role = self._roles.get(agent.role)
+        if role is None:
+            role = self._roles[agent.role] = _Role(agent.role)
+        role.types.update(agent.capabilities)
+        ctx = AgentContext(
+            runtime=self, agent_id=agent.agent_id, role=agent.role,
+            memory=self.memory, discovery=self.discovery,
+        )
+        await agent.startup(ctx)
+        rep = _Replica(agent=agent, role=role, context=ctx)
+        rep.settled.set()
+        for i in range(agent.concurrency):
+            rep.workers.append(self._tasks.spawn(self._worker(rep), name=f"{agent.agent_id}:{i}"))
+        for topic in agent.subscriptions:
+            rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
+        role.replicas[agent.agent_id] = rep
+        self._replicas[agent.agent_id] = rep
+        self._fill(rep)
+        self._pump(role)
+
+    async def unregister(self, agent_id: str, *, drain: bool = True) -> None:
+        rep = self._replicas.get(agent_id)
+        if rep is None:
+            return
+        if drain:
+            rep.agent.state = AgentState.DRAINING
+            self._return_mailbox(rep)
+            await rep.settled.wait()
+        await self._remove(rep, reason="unregistered")
+
+    async def kill(self, agent_id: str) -> None:
+        """Simulate a crash of one agent: its in-flight tasks are redelivered elsewhere.
+
+        For tests and chaos drills; the agent's ``on_stop`` does not run.
+        """
+        rep = self._replicas.get(agent_id)
+        if rep is None:
+            raise KeyError(agent_id)
+        rep.agent.state = AgentState.FAILED
+        await self._remove(rep, reason="agent crashed")
+
+    async def _remove(self, rep: _Replica, *, reason: str) -> None:
+        rep.dead = True
+        self._replicas.pop(rep.agent.agent_id, None)
+        rep.role.replicas.pop(rep.agent.agent_id, None)
+        self._return_mailbox(rep)
+        for d in rep.inflight.values():
+            d.interrupted = reason
+        for w in rep.workers:
+            w.cancel()
+        await asyncio.gather(*rep.workers, return_exceptions=True)
+        for sub in rep.subscriptions:
+            await sub.close()
+        if rep.agent.state is not AgentState.FAILED:
+            try:
+                await rep.agent.shutdown()
+            except Exception as exc:
+                _log.warning("agent on_stop failed", agent_id=rep.agent.agent_id, error=repr(exc))
+        if not self._halting:
+            self._pump(rep.role)
+
+    def _return_mailbox(self, rep: _Replica) -> None:
+        # Assigned but not started: back to the queue with the attempt unchanged.
+        while not rep.mailbox.empty():
+            d = rep.mailbox.get_nowait()
+            rep.assigned -= 1
+            self._enqueue(d.envelope, avoid=rep.agent.agent_id)
+        if rep.assigned == 0:
+            rep.settled.set()
+
+    # -- submission -------------------------------------------------------
+    async def submit(self, envelope: Envelope) -> str:
+        if self._closed and not self._is_local_sender(envelope.sender):
+            raise RuntimeClosed("runtime is stopping; no new tasks are accepted")
+        env = envelope
+        recipient = env.recipient
+        if recipient.startswith("role:"):
+            role = self._roles.get(recipient[5:])
+            if role is None or env.type not in role.types:
+                self._router.resolve(env.type, recipient, self._directory_now())  # raises
+        elif not recipient.startswith("agent:"):
+            recipient = self._router.resolve(env.type, recipient, self._directory_now())
+            env = msgspec.structs.replace(env, recipient=recipient)
+        elif env.recipient[6:] not in self._replicas and env.recipient[6:] not in self._direct:
+            raise NoRouteError(f"no agent with id {env.recipient[6:]!r}")
+        # Size and encodability are checked here so that errors surface at the sender.
+        self._codec.encode(env)
+        record = TaskRecord(
+            task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
+            idempotency_key=env.idempotency_key, epoch=env.epoch,
+        )
+        stored = await self._ledger.create(record)
+        if stored.task_id != env.id:
+            return stored.task_id
+        self._outstanding += 1
+        self._idle.clear()
+        self._enqueue(env)
+        return env.id
+
+    def _is_local_sender(self, sender: str) -> bool:
+        return sender in self._replicas
+
+    def _enqueue(self, env: Envelope, avoid: str | None = None) -> None:
+        entry: _Entry = (-env.priority, next(self._seq), env, avoid)
+        if env.recipient.startswith("agent:"):
+            agent_id = env.recipient[6:]
+            heapq.heappush(self._direct.setdefault(agent_id, []), entry)
+            rep = self._replicas.get(agent_id)
+            if rep is not None and not self._halting:
+                self._fill(rep)
+            return
+        role = self._roles[env.recipient[5:]]
+        heapq.heappush(role.backlog, entry)
+        if not self._halting:
+            self._pump(role)
+
+    def _pump(self, role: _Role) -> None:
+        backlog = role.backlog
+        while backlog:
+            best: _Replica | None = None
+            avoid = backlog[0][3]
+            for rep in role.replicas.values():
+                if rep.free <= 0 or not rep.agent.accepting:
+                    continue
+                if best is None or (rep.agent.agent_id != avoid, rep.free) > (
+                    best.agent.agent_id != avoid, best.free
+                ):
+                    best = rep
+            if best is None:
+                return
+            self._assign(best, heapq.heappop(backlog)[2])
+
+    def _fill(self, rep: _Replica) -> None:
+        direct = self._direct.get(rep.agent.agent_id)
+        backlog = rep.role.backlog
+        while rep.free > 0 and rep.agent.accepting:
+            if direct and (not backlog or direct[0] < backlog[0]):
+                self._assign(rep, heapq.heappop(direct)[2])
+            elif backlog:
+                self._assign(rep, heapq.heappop(backlog)[2])
+            else:
+                return
+
+    def _assign(self, rep: _Replica, env: Envelope) -> None:
+        rep.assigned += 1
+        rep.settled.clear()
+        rep.mailbox.put_nowait(_Delivery(env))
+
+    # -- execution ----------------------------------------------------------
+    async def _worker(self, rep: _Replica) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        agent = rep.agent
+        while True:
+            d = await rep.mailbox.get()
+            try:
+                await self._execute(rep, d, me)
+            finally:
+                rep.assigned -= 1
+                if rep.assigned == 0:
+                    rep.settled.set()
+                if agent.state is AgentState.BUSY and agent.inflight == 0:
+                    agent.state = AgentState.READY
+            if rep.dead:
+                return
+            self._fill(rep)
+            if rep.role.backlog:
+                self._pump(rep.role)
+
+    async def _execute(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
+        env = d.envelope
+        agent = rep.agent
+        if env.deadline is not None and time.time() > env.deadline:
+            await self._finish(env, TaskState.EXPIRED, error="deadline passed before start")
+            return
+        await self._ledger.update(
+            env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
+        )
+        if agent.state is AgentState.READY:
+            agent.state = AgentState.BUSY
+        d.worker = me
+        d.lease_until = time.monotonic() + self.visibility_timeout
+        rep.inflight[env.id] = d
+        agent.inflight += 1
+        try:
+            with handler_span(env, agent.agent_id):
+                value = await agent.dispatch(env, TaskContext(rep.context, env), self._codec)
+        except asyncio.CancelledError:
+            rep.inflight.pop(env.id, None)
+            agent.inflight -= 1
+            if d.interrupted is None:
+                # Cancelled from outside (the handler cancelled itself, or an
+                # unrelated cancel): the work did not finish, so redeliver.
+                if me.cancelling():
+                    await self._redeliver(env, "cancelled", rep)
+                    raise
+                d.interrupted = "cancelled"
+            else:
+                me.uncancel()
+            await self._redeliver(env, d.interrupted, rep)
+            return
+        except Reject as exc:
+            self._settle(rep, d)
+            await self._finish(env, TaskState.FAILED, error=f"rejected: {exc}")
+            return
+        except DecodeError as exc:
+            self._settle(rep, d)
+            REJECTED.labels(reason="bad_payload").inc()
+            await self._finish(env, TaskState.FAILED, error=str(exc))
+            return
+        except Exception as exc:
+            self._settle(rep, d)
+            agent.failed += 1
+            await self._fail(env, f"{type(exc).__name__}: {exc}")
+            return
+        self._settle(rep, d)
+        if d.interrupted is not None:
+            # The reaper took the task back while the handler was returning;
+            # the redelivery owns it now. This completion is a duplicate.
+            me.uncancel()
+            await self._redeliver(env, d.interrupted, rep)
+            return
+        agent.processed += 1
+        try:
+            payload = self._codec.encode_payload(value)
+        except (EncodeError, MessageTooLarge) as exc:
+            await self._finish(env, TaskState.FAILED, error=f"result: {exc}")
+            return
+        await self._finish(
+            env, TaskState.DONE, result=bytes(payload), result_type=Codec.type_name(value)
+        )
+
+    @staticmethod
+    def _settle(rep: _Replica, d: _Delivery) -> None:
+        rep.inflight.pop(d.envelope.id, None)
+        rep.agent.inflight -= 1
+
+    async def _redeliver(self, env: Envelope, reason: str, rep: _Replica) -> None:
+        # A redelivery counts as an attempt, as Redis's delivery counter does,
+        # so a task that keeps killing its agent is bounded too.
+        nxt = msgspec.structs.replace(env, attempt=env.attempt + 1)
+        if nxt.attempt > nxt.max_attempts:
+            await self._dead_letter(env, reason)
+            return
+        await self._ledger.update(env.id, TaskState.QUEUED, error=reason)
+        self._enqueue(nxt, avoid=rep.agent.agent_id)
+
+    async def _fail(self, env: Envelope, error: str) -> None:
+        if env.attempt >= env.max_attempts:
+            await self._dead_letter(env, error)
+            return
+        TASK_RETRIES.inc()
+        await self._ledger.update(env.id, TaskState.QUEUED, error=error)
+        nxt = msgspec.structs.replace(env, attempt=env.attempt + 1)
+        delay = self._retry.backoff(env.attempt)
+        handle = asyncio.get_running_loop().call_later(delay, self._retry_due, env.id)
+        self._retries[env.id] = (handle, nxt)
+
+    def _retry_due(self, task_id: str) -> None:
+        item = self._retries.pop(task_id, None)
+        if item is not None:
+            self._enqueue(item[1])
+
+    async def _dead_letter(self, env: Envelope, error: str) -> None:
+        TASKS_DEAD.inc()
+        self._dead[env.id] = DeadLetter(envelope=env, error=error, failed_at=time.time())
+        await self._finish(env, TaskState.DEAD, error=error)
+
+    async def _finish(
+        self,
+        env: Envelope,
+        state: TaskState,
+        *,
+        error: str | None = None,
+        result: bytes | None = None,
+        result_type: str | None = None,
+    ) -> None:
+        rec = await self._ledger.update(
+            env.id, state, attempts=env.attempt, error=error, result=result,
+            result_type=result_type,
+        )
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._idle.set()
+        waiters = self._waiters.pop(env.id, None)
+        if waiters and rec is not None:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(rec)
+
+    async def _reaper(self) -> None:
+        interval = min(1.0, self.visibility_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for rep in list(self._replicas.values()):
+                for d in list(rep.inflight.values()):
+                    if d.lease_until < now and d.interrupted is None and d.worker is not None:
+                        _log.warning(
+                            "visibility timeout; redelivering", task_id=d.envelope.id,
+                            agent_id=rep.agent.agent_id,
+                        )
+                        d.interrupted = "visibility timeout"
+                        d.worker.cancel()
+
+    # -- results ----------------------------------------------------------
+    async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
+        # Register before reading the ledger so a finish in between is not missed.
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(fut)
+        try:
+            rec = await self._ledger.get(task_id)
+            if rec is None:
+                raise KeyError(task_id)
+            if rec.final:
+                return rec
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+
+    async def send(
+        self,
+        message: Message,
+        *,
+        to: str = "",
+        sender: str,
+        timeout: float | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        traceparent, tracestate = current_traceparent()
+        env = Envelope(
+            id=new_id(), kind=Kind.TASK, type=message.type_name, sender=sender,
+            recipient=to, payload=self._codec.encode_payload(message), priority=priority,
+            max_attempts=max_attempts or self._retry.max_attempts,
+            idempotency_key=idempotency_key, created_at=time.time(), reply_to=self._node_id,
+            traceparent=traceparent, tracestate=tracestate,
+        )
+        task_id = await self.submit(env)
+        return result_of(self._codec, await self.wait(task_id, timeout=timeout))
+
+    # -- broadcast --------------------------------------------------------
+    async def publish(self, topic: str, message: Message, *, sender: str) -> None:
+        traceparent, tracestate = current_traceparent()
+        kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
+        env = Envelope(
+            id=new_id(), kind=kind, type=message.type_name, sender=sender,
+            recipient=f"topic:{topic}", payload=self._codec.encode_payload(message),
+            created_at=time.time(), traceparent=traceparent, tracestate=tracestate,
+        )
+        self._codec.encode(env)
+        for sub in list(self._topics.get(topic, ())):
+            try:
+                sub.queue.put_nowait(env)
+            except asyncio.QueueFull:
+                REJECTED.labels(reason="subscriber_overflow").inc()
+
+    async def subscribe(self, topic: str, callback: EventCallback) -> _Subscription:
+        sub = _Subscription(self, topic, callback)
+        self._topics.setdefault(topic, []).append(sub)
+        return sub
+
+    def _event_callback(self, rep: _Replica) -> EventCallback:
+        async def deliver(env: Envelope) -> None:
+            if env.kind is Kind.EVENT and rep.agent.handles(env.type) and not rep.dead:
+                with handler_span(env, rep.agent.agent_id):
+                    await rep.agent.dispatch(env, TaskContext(rep.context, env), self._codec)
+
+        return deliver
+
+    async def _on_command(self, env: Envelope) -> None:
+        cmd = self._codec.decode_payload(env, Command)
+        for rep in list(self._replicas.values()):
+            agent = rep.agent
+            if (cmd.role and cmd.role != agent.role) or (cmd.agent_id and cmd.agent_id != agent.agent_id):
+                continue
+            _log.info("command", action=cmd.action.value, agent_id=agent.agent_id)
+            if cmd.action is CommandAction.PAUSE and agent.accepting:
+                agent.state = AgentState.PAUSED
+            elif cmd.action is CommandAction.RESUME and agent.state is AgentState.PAUSED:
+                agent.state = AgentState.BUSY if agent.inflight else AgentState.READY
+                self._fill(rep)
+                self._pump(rep.role)
+            elif cmd.action is CommandAction.DRAIN:
+                agent.state = AgentState.DRAINING
+                self._return_mailbox(rep)
+            elif cmd.action is CommandAction.SHUTDOWN:
+                await self.unregister(agent.agent_id, drain=True)
+
+    # -- dead letters and introspection -------------------------------------
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        return list(itertools.islice(self._dead.values(), limit))
+
+    async def redrive(self, task_id: str) -> bool:
+        dl = self._dead.pop(task_id, None)
+        if dl is None:
+            return False
+        env = msgspec.structs.replace(dl.envelope, attempt=1)
+        await self._ledger.update(task_id, TaskState.QUEUED, attempts=0)
+        self._outstanding += 1
+        self._idle.clear()
+        self._enqueue(env)
+        return True
+
+    async def directory(self) -> dict[str, RoleInfo]:
+        return self._directory_now()
+
+    def _directory_now(self) -> dict[str, RoleInfo]:
+        return {
+            name: RoleInfo(
+                role=name,
+                types=frozenset(role.types),
+                replicas=tuple(
+                    ReplicaInfo(
+                        agent_id=r.agent.agent_id, state=r.agent.state.value,
+                        inflight=r.assigned, capacity=r.agent.concurrency,
+                    )
+                    for r in role.replicas.values()
+                ),
+            )
+            for name, role in self._roles.items()
+        }
+
+    def agent(self, agent_id: str) -> Agent:
+        """Return a registered agent by id."""
+        return self._replicas[agent_id].agent
+
+    def agents(self) -> list[Agent]:
+        """Return every registered agent."""
+        return [rep.agent for rep in self._replicas.values()]
+

@@ -1,0 +1,229 @@
+"""The task ledger: one record per accepted task, with its state, attempts and timings.
+
+:class:`Ledger` is the Protocol that the in-memory, Redis and PostgreSQL
+ledgers implement; :class:`InMemoryLedger` is the embedded default.
+
+States::
+
+    queued ──► running ──► done
+      ▲           │
+      └─(retry)───┤──► failed    (rejected / non-retryable)
+                  └──► dead      (attempts exhausted; in the dead-letter queue)
+    queued ──► expired           (deadline passed before start)
+
+Example:
+    >>> import asyncio
+    >>> from swarm.ledger import InMemoryLedger, TaskRecord, TaskState
+    >>> async def demo():
+    ...     ledger = InMemoryLedger()
+    ...     rec = await ledger.create(TaskRecord(task_id="t1", type="Ping", recipient="role:x"))
+    ...     await ledger.update("t1", TaskState.DONE)
+    ...     return (await ledger.get("t1")).state
+    >>> asyncio.run(demo())
+    <TaskState.DONE: 'done'>
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["FINAL_STATES", "InMemoryLedger", "Ledger", "TaskRecord", "TaskState"]
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    EXPIRED = "expired"
+
+
+FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.EXPIRED})
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRecord:
+    """A task's ledger entry.
+
+    Attributes:
+        task_id: The task id (the envelope id).
+        type: Wire name of the payload type.
+        recipient: Where it was routed.
+        state: Current state.
+        attempts: Deliveries so far.
+        priority: Task priority.
+        idempotency_key: Key it was submitted with, if any.
+        agent_id: The agent of the latest delivery.
+        error: The latest error text.
+        result: Encoded result payload once done.
+        result_type: Wire type name of the result.
+        created_at: When it was accepted (unix time).
+        started_at: When the latest attempt started.
+        finished_at: When it reached a final state.
+        executions: Times a handler completed it successfully (more than one
+            means a duplicate execution after a redelivery).
+        epoch: Leadership epoch of the dispatching Queen.
+    """
+
+    task_id: str
+    type: str
+    recipient: str
+    state: TaskState = TaskState.QUEUED
+    attempts: int = 0
+    priority: int = 0
+    idempotency_key: str | None = None
+    agent_id: str | None = None
+    error: str | None = None
+    result: bytes | None = None
+    result_type: str = ""
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    executions: int = 0
+    epoch: int = 0
+
+    @property
+    def final(self) -> bool:
+        """Whether the task reached a final state."""
+        return self.state in FINAL_STATES
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Stores task records. Implementations must make ``create`` atomic per idempotency key."""
+
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        """Store a new record; if its idempotency key was claimed, return that task's record."""
+        ...
+
+    async def update(
+        self,
+        task_id: str,
+        state: TaskState,
+        *,
+        attempts: int | None = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+        result: bytes | None = None,
+        result_type: str | None = None,
+    ) -> TaskRecord | None:
+        """Move a task to ``state`` and set the given fields; returns the record."""
+        ...
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """Return a task's record, or None if unknown (or expired from the ledger)."""
+        ...
+
+    async def counts(self) -> dict[TaskState, int]:
+        """Return how many tasks are in each state."""
+        ...
+
+
+class InMemoryLedger:
+    """A ledger held in a dict: the embedded default (not durable across restarts).
+
+    Args:
+        max_final: Final records kept before the oldest are evicted.
+    """
+
+    def __init__(self, *, max_final: int = 1_000_000) -> None:
+        self._records: dict[str, TaskRecord] = {}
+        self._idem: dict[str, str] = {}
+        self._counts: Counter[TaskState] = Counter()
+        self._max_final = max_final
+
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        return self.create_nowait(record)
+
+    def create_nowait(self, record: TaskRecord) -> TaskRecord:
+        """Synchronous :meth:`create`, for the in-process runtime's hot path."""
+        key = record.idempotency_key
+        if key is not None:
+            existing = self._idem.get(key)
+            if existing is not None and existing in self._records:
+                return self._records[existing]
+            self._idem[key] = record.task_id
+        self._records[record.task_id] = record
+        self._counts[record.state] += 1
+        return record
+
+    async def update(
+        self,
+        task_id: str,
+        state: TaskState,
+        *,
+        attempts: int | None = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+        result: bytes | None = None,
+        result_type: str | None = None,
+    ) -> TaskRecord | None:
+        return self.update_nowait(
+            task_id, state, attempts=attempts, agent_id=agent_id, error=error,
+            result=result, result_type=result_type,
+        )
+
+    def update_nowait(
+        self,
+        task_id: str,
+        state: TaskState,
+        *,
+        attempts: int | None = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+        result: bytes | None = None,
+        result_type: str | None = None,
+    ) -> TaskRecord | None:
+        """Synchronous :meth:`update`, for the in-process runtime's hot path."""
+        rec = self._records.get(task_id)
+        if rec is None:
+            return None
+        if rec.state is not state:
+            self._counts[rec.state] -= 1
+            self._counts[state] += 1
+        now = time.time()
+        if state is TaskState.RUNNING:
+            rec.started_at = now
+        elif state is TaskState.DONE:
+            rec.executions += 1
+        if state in FINAL_STATES and not rec.final:
+            rec.finished_at = now
+        elif rec.final and state not in FINAL_STATES:
+            rec.finished_at = None  # re-driven from the dead-letter queue
+        rec.state = state
+        if attempts is not None:
+            rec.attempts = attempts
+        if agent_id is not None:
+            rec.agent_id = agent_id
+        if error is not None:
+            rec.error = error
+        if result is not None:
+            rec.result = result
+        if result_type is not None:
+            rec.result_type = result_type
+        if state in FINAL_STATES and len(self._records) > self._max_final:
+            self._evict()
+        return rec
+
+    def _evict(self) -> None:
+        # Dicts keep insertion order and ids sort by time: the first final
+        # records found are the oldest.
+        excess = len(self._records) - self._max_final
+        for task_id in [t for t, r in self._records.items() if r.final][:excess]:
+            rec = self._records.pop(task_id)
+            self._counts[rec.state] -= 1
+            if rec.idempotency_key is not None:
+                self._idem.pop(rec.idempotency_key, None)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        return self._records.get(task_id)
+
+    async def counts(self) -> dict[TaskState, int]:
+        return {state: n for state, n in self._counts.items() if n}

@@ -1,0 +1,23 @@
+"""Prometheus metrics of the runtime.
+
+Only rare events are counted on the hot path (rejections, retries, dead
+letters); per-state task counts are read from the ledger when scraped.
+
+Example:
+    >>> from swarm.metrics import REJECTED
+    >>> REJECTED.labels(reason="malformed").inc()
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+__all__ = ["REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
+
+REJECTED = Counter(
+    "swarm_messages_rejected_total",
+    "Messages rejected (malformed, oversized, foreign, failing subscriber)",
+    ["reason"],
+)
+TASK_RETRIES = Counter("swarm_task_retries_total", "Task attempts that failed and were retried")
+TASKS_DEAD = Counter("swarm_tasks_dead_lettered_total", "Tasks moved to the dead-letter queue")

@@ -1,0 +1,58 @@
+"""A handle on a submitted task.
+
+Example:
+    >>> from swarm.queen.handle import TaskHandle
+    >>> TaskHandle.__slots__
+    ('task_id', '_runtime')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from swarm.ledger import TaskRecord
+from swarm.runtime import Runtime, result_of
+
+__all__ = ["TaskHandle"]
+
+
+class TaskHandle:
+    """Returned by ``submit``: await :meth:`result` for the outcome.
+
+    Attributes:
+        task_id: The id of the task in effect (for a reused idempotency key,
+            the first task's id).
+    """
+
+    __slots__ = ("task_id", "_runtime")
+
+    def __init__(self, task_id: str, runtime: Runtime) -> None:
+        self.task_id = task_id
+        self._runtime = runtime
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.task_id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.task_id == self.task_id
+
+    def __hash__(self) -> int:
+        return hash(self.task_id)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task and return its decoded result.
+
+        Raises:
+            TaskFailed, TaskDeadLettered, TaskExpired: It ended without a result.
+            SwarmTimeout: It did not finish within ``timeout`` (it keeps running).
+        """
+        record = await self._runtime.wait(self.task_id, timeout=timeout)
+        return result_of(self._runtime.codec, record)
+
+    async def status(self) -> TaskRecord | None:
+        """The task's current ledger record."""
+        return await self._runtime.ledger.get(self.task_id)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()

@@ -1,0 +1,108 @@
+"""Intake: turns a message into a routed, stamped task envelope and submits it.
+
+Example:
+    >>> from swarm.queen.intake import Intake
+    >>> Intake.__name__
+    'Intake'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from swarm.messages import Envelope, Kind, Message, new_id
+from swarm.queen.handle import TaskHandle
+from swarm.retry import RetryPolicy
+from swarm.routing import Router
+from swarm.runtime import Runtime
+from swarm.tracing import current_traceparent
+
+__all__ = ["Intake"]
+
+
+class Intake:
+    """Builds task envelopes and submits them to the runtime.
+
+    Args:
+        runtime: Where tasks go.
+        sender: The submitting node's id (the Queen's).
+        router: Resolves recipients; used when it has a health filter,
+            otherwise the runtime resolves ``to`` itself.
+        retry_policy: Default attempt bound.
+        max_attempts_by_type: Per message type overrides of the attempt bound.
+        epoch: Returns the current leadership epoch (fencing token).
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        sender: str,
+        router: Router | None = None,
+        retry_policy: RetryPolicy | None = None,
+        max_attempts_by_type: Mapping[str, int] | None = None,
+        epoch: Callable[[], int] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.sender = sender
+        self.router = router or Router()
+        self.retry_policy = retry_policy or runtime.retry_policy
+        self.max_attempts_by_type = dict(max_attempts_by_type or {})
+        self.epoch = epoch
+
+    async def submit(
+        self,
+        message: Message,
+        *,
+        to: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> TaskHandle:
+        """Submit a task.
+
+        Args:
+            message: The task payload.
+            to: ``agent:<id>``, ``role:<name>`` (or a bare role), or empty for
+                any agent handling the type.
+            priority: Higher runs first under backlog.
+            timeout: Seconds from now after which the task must not start.
+            deadline: Unix time after which the task must not start.
+            idempotency_key: A repeated key returns the first task's handle.
+            max_attempts: Overrides the policy's attempt bound.
+
+        Raises:
+            NoRouteError, MessageTooLarge, EncodeError, RuntimeClosed.
+        """
+        type_name = message.type_name
+        now = time.time()
+        if timeout is not None:
+            deadline = now + timeout if deadline is None else min(deadline, now + timeout)
+        if to and not to.startswith(("agent:", "role:")):
+            to = f"role:{to}"
+        if self.router.healthy is not None and not to.startswith("agent:"):
+            to = self.router.resolve(type_name, to, await self.runtime.directory())
+        traceparent, tracestate = current_traceparent()
+        env = Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type=type_name,
+            sender=self.sender,
+            recipient=to,
+            payload=self.runtime.codec.encode_payload(message),
+            priority=priority,
+            max_attempts=max_attempts
+            or self.max_attempts_by_type.get(type_name)
+            or self.retry_policy.max_attempts,
+            deadline=deadline,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            reply_to=self.runtime.node_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
+            epoch=self.epoch() if self.epoch is not None else 0,
+        )
+        return TaskHandle(await self.runtime.submit(env), self.runtime)
