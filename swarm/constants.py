@@ -29,8 +29,11 @@ __all__ = [
     "dead_letter_stream",
     "delayed_key",
     "directory_key",
+    "fenced_key",
     "idempotency_key",
     "inbox_stream",
+    "leader_epoch_key",
+    "leader_lease_key",
     "ledger_key",
     "task_stream",
 ]
@@ -92,3 +95,22 @@ def idempotency_key(key: str, prefix: str = KEY_PREFIX) -> str:
 def directory_key(prefix: str = KEY_PREFIX) -> str:
     """Hash mapping each role to the message types its agents handle."""
     return f"{prefix}:directory"
+
+
+def leader_lease_key(name: str, prefix: str = KEY_PREFIX) -> str:
+    """String holding the token of the current holder of leadership ``name`` (SET NX PX)."""
+    return f"{prefix}:{{leader-{name}}}:lease"
+
+
+def leader_epoch_key(name: str, prefix: str = KEY_PREFIX) -> str:
+    """Counter of leadership ``name``'s epochs (fencing tokens), incremented on each acquisition."""
+    return f"{prefix}:{{leader-{name}}}:epoch"
+
+
+def fenced_key(name: str, key: str, prefix: str = KEY_PREFIX) -> str:
+    """A key written only by the holder of leadership ``name`` through the fenced-write script.
+
+    It shares the leadership's hash tag, so the script that compares the
+    writer's epoch with :func:`leader_epoch_key` touches one cluster slot.
+    """
+    return f"{prefix}:{{leader-{name}}}:fenced:{key}"

@@ -7,6 +7,8 @@ so ``except SwarmError`` catches all of them::
     ├── ConfigError              bad settings, DSN or CLI argument
     ├── RuntimeClosed            submit/send on a runtime that is stopping or stopped
     ├── TransportError           a server (Redis, PostgreSQL, Consul) could not be reached
+    │   └── DiscoveryError       the service registry (Consul) failed or is unreachable
+    │       └── AclDenied        Consul refused the ACL token (names the permission, never the token)
     ├── MessageError             something wrong with a message itself
     │   ├── EncodeError          the payload cannot be encoded (raised at the sender)
     │   ├── DecodeError          bytes on the wire are not a valid envelope or payload
@@ -19,7 +21,8 @@ so ``except SwarmError`` catches all of them::
     │   ├── TaskFailed           the handler raised a non-retryable error
     │   ├── TaskDeadLettered     attempts were exhausted; the task sits in the DLQ
     │   └── TaskExpired          the deadline passed before the task started
-    └── FencingError             a write carried a stale leadership epoch
+    ├── FencingError             a write carried a stale leadership epoch
+    └── LeadershipLost           a leadership lease expired or was taken over before renewal
 
 Handlers may raise :class:`Reject` to fail a task at once, without retries.
 
@@ -32,10 +35,13 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "AclDenied",
     "ConfigError",
     "DecodeError",
+    "DiscoveryError",
     "EncodeError",
     "FencingError",
+    "LeadershipLost",
     "MessageError",
     "MessageTooLarge",
     "NoRouteError",
@@ -66,6 +72,25 @@ class RuntimeClosed(SwarmError):
 
 class TransportError(SwarmError):
     """A backing server could not be reached or answered with an error."""
+
+
+class DiscoveryError(TransportError):
+    """The service registry (Consul) is unreachable or answered with an error."""
+
+
+class AclDenied(DiscoveryError):
+    """Consul refused the request's ACL token.
+
+    The message names the permission the token lacks (e.g. ``service:write``),
+    never the token itself.
+
+    Attributes:
+        permission: The ACL permission the request needed.
+    """
+
+    def __init__(self, message: str, *, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission
 
 
 class MessageError(SwarmError):
@@ -143,6 +168,10 @@ class TaskExpired(TaskError):
 
 class FencingError(SwarmError):
     """A write carried a leadership epoch older than the current one."""
+
+
+class LeadershipLost(SwarmError):
+    """A leadership lease expired, was invalidated or was taken over before it was renewed."""
 
 
 class Reject(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Reject(...)``
