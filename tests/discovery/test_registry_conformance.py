@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,17 +12,9 @@ import pytest
 from discovery import Election, Registry, ServiceInstance
 from swarm.errors import LeadershipLost
 from tests.discovery.conftest import LOCK_DELAY
+from tests.discovery.util import eventually
 
 TTL = 0.6
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float) -> None:
-    """Poll a condition with a deadline (no event exists for 'a TTL ran out')."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def inst(iid: str, role: str = "coder", **kw: Any) -> ServiceInstance:
@@ -41,8 +32,9 @@ async def test_is_a_registry(registry: Registry) -> None:
 
 async def test_register_lists_typed_instance(registry: Registry) -> None:
     original = inst(
-        "c1", address="10.0.0.7", port=8080, tags=("blue",), capabilities=frozenset({"Code", "Fix"}),
-        version="1.4.2", metrics_port=9100, meta={"zone": "a"},
+        "c1", address="10.0.0.7", port=8080, tags=("blue",),
+        capabilities=frozenset({"Code", "Fix"}), version="1.4.2", metrics_port=9100,
+        meta={"zone": "a"},
     )
     await registry.register(original, ttl=5)
     await registry.register(inst("r1", role="reviewer"), ttl=5)
@@ -59,7 +51,7 @@ async def test_ttl_expiry_then_heartbeat_revives(registry: Registry) -> None:
         return await ids(registry) == []
 
     started = time.monotonic()
-    await eventually(gone, timeout=TTL + 2)
+    await eventually(gone, within=TTL + 2)
     assert time.monotonic() - started >= TTL * 0.5
     await registry.heartbeat("c1")
     assert await ids(registry) == ["c1"]
@@ -122,7 +114,7 @@ async def test_critical_instance_is_deregistered_after_a_while(registry: Registr
         await registry.healthy("coder")  # applies expiry
         return "c1" not in registry._entries  # type: ignore[attr-defined]
 
-    await eventually(reaped, timeout=5)
+    await eventually(reaped, within=5)
 
 
 async def test_config_keys(registry: Registry) -> None:
