@@ -113,6 +113,7 @@ class LiveConfig:
         self._changed = asyncio.Condition()
         self._first = asyncio.Event()
         self._tasks = TaskSet("live-config")
+        self._bad: dict[str, bytes] = {}
 
     async def start(self, *, timeout: float | None = 10.0) -> None:  # noqa: ASYNC109 - a deadline for the whole wait, as Runtime.wait has
         """Start watching; returns once the current settings are applied."""
@@ -149,14 +150,18 @@ class LiveConfig:
         seen_roles = set()
         for key, raw in values.items():
             rel = key[len(self.prefix):]
+            if rel.startswith("agents/") and rel.endswith("/concurrency"):
+                seen_roles.add(rel[len("agents/"):-len("/concurrency")])
+            if self._bad.get(key) == raw:
+                continue  # already rejected and counted; the previous value stays
             try:
                 if rel == "runtime/retry_policy":
                     policy = _retry_policy(raw)
                 elif rel.startswith("agents/") and rel.endswith("/concurrency"):
                     role = rel[len("agents/"):-len("/concurrency")]
-                    seen_roles.add(role)
                     concurrency[role] = _concurrency(raw)
             except (ValueError, TypeError) as exc:
+                self._bad[key] = raw
                 REJECTED.labels(reason="bad_config").inc()
                 _log.warning("bad config value ignored", key=key, error=str(exc))
         if "runtime/retry_policy" not in {k[len(self.prefix):] for k in values}:
