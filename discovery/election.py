@@ -18,7 +18,9 @@ Example:
     ...     epoch = a.epoch
     ...     await a.close()
     ...     return epoch
-    >>> asyncio.run(demo())
+    >>> from structlog.testing import capture_logs  # keeps log lines out of the output
+    >>> with capture_logs():
+    ...     asyncio.run(demo())
     1
 """
 

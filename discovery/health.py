@@ -19,7 +19,9 @@ Example:
     ...     await view.close()
     ...     await reg.close()
     ...     return ok
-    >>> asyncio.run(demo())
+    >>> from structlog.testing import capture_logs  # keeps log lines out of the output
+    >>> with capture_logs():
+    ...     asyncio.run(demo())
     (True, False)
 """
 

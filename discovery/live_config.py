@@ -25,7 +25,9 @@ Example:
     ...     n = live.settings.retry_policy.max_attempts
     ...     await live.close()
     ...     return n
-    >>> asyncio.run(demo())
+    >>> from structlog.testing import capture_logs  # keeps log lines out of the output
+    >>> with capture_logs():
+    ...     asyncio.run(demo())
     7
 """
 

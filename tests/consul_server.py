@@ -183,9 +183,7 @@ class FakeConsul:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
         self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
 
     async def stop(self) -> None:

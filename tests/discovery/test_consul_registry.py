@@ -228,12 +228,13 @@ async def test_leader_bound_to_its_check_loses_lock_when_critical(
     with pytest.raises(LeadershipLost):
         await a.renew(lease)
 
+    new: Any = None
+
     async def taken() -> bool:
         nonlocal new
         new = await b.acquire("queen", "qb", ttl=30)
         return new is not None
 
-    new: Any = None
     took = await eventually(taken, within=LOCK_DELAY + 2)
     assert took >= LOCK_DELAY * 0.8  # lock-delay was honoured
     assert new.epoch == lease.epoch + 1 == await a.current_epoch("queen")

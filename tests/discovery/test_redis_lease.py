@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from discovery import FENCED_REFUSED, FencedWriter, LeaderElector, RedisLease
+from discovery import FencedWriter, LeaderElector, RedisLease
+from discovery.redis_lease import FENCED_REFUSED
 from swarm.constants import fenced_key, leader_epoch_key, leader_lease_key
 from swarm.errors import FencingError
 from tests.discovery.util import eventually
@@ -39,12 +40,13 @@ async def test_stale_epoch_write_is_refused_and_counted(redis_env: tuple[Any, st
     assert old is not None
     await writer.hset(key, {"state": "running", "by": "qa"}, epoch=old.epoch)
 
+    new: Any = None
+
     async def taken() -> bool:
         nonlocal new
         new = await lease.acquire("queen", "qb", ttl=5)
         return new is not None
 
-    new: Any = None
     await eventually(taken, within=3)
     assert new.epoch == old.epoch + 1
     refused = FENCED_REFUSED.labels(name="queen")._value.get()
