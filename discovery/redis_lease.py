@@ -55,18 +55,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# KEYS[1] epoch counter, KEYS[2] target hash; ARGV[1] epoch, ARGV[2..] field/value pairs.
-_FENCED_HSET = """
+# KEYS[1] epoch counter, KEYS[2] target key; ARGV[1] epoch, ARGV[2] command, ARGV[3..] its args.
+# Returns {1, result} when written, {0, current epoch} when refused.
+_FENCED = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local epoch = tonumber(ARGV[1])
 if epoch < current then
-  return -current
+  return {0, current}
 end
 if epoch > current then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 2))
-return epoch
+return {1, redis.call(ARGV[2], KEYS[2], unpack(ARGV, 3))}
 """
 # KEYS[1] epoch counter; ARGV[1] epoch: raise the fence without writing.
 _ADVANCE = """
@@ -139,16 +139,50 @@ class FencedWriter:
         prefix: Key prefix.
     """
 
+    #: Single-key write commands :meth:`execute` accepts.
+    COMMANDS = frozenset({
+        "DEL", "EXPIRE", "HDEL", "HINCRBY", "HSET", "HSETNX", "INCR", "LPUSH", "PEXPIRE",
+        "RPUSH", "SADD", "SET", "SREM", "XADD", "ZADD", "ZREM",
+    })
+
     def __init__(self, *, redis: Any, name: str, prefix: str = KEY_PREFIX) -> None:
         self.redis = redis
         self.name = name
         self.fence = leader_epoch_key(name, prefix)
-        self._hset = redis.register_script(_FENCED_HSET)
+        self._fenced = redis.register_script(_FENCED)
         self._advance = redis.register_script(_ADVANCE)
 
     async def advance(self, epoch: int) -> int:
         """Raise the fence to ``epoch`` (a new leader's first act); returns the fence."""
         return int(await self._advance(keys=[self.fence], args=[epoch]))
+
+    async def execute(self, command: str, key: str, *args: Any, epoch: int) -> Any:
+        """Run one write command on ``key`` unless ``epoch`` is older than the fence.
+
+        Args:
+            command: One of :attr:`COMMANDS` (single-key writes).
+            key: The key written.
+            args: The command's further arguments.
+            epoch: The writer's leadership epoch.
+
+        Returns:
+            The command's reply.
+
+        Raises:
+            FencingError: ``epoch`` is stale; nothing was written.
+            ValueError: ``command`` is not an allowed write.
+        """
+        command = command.upper()
+        if command not in self.COMMANDS:
+            raise ValueError(f"{command} is not a fenced write command")
+        ok, value = await self._fenced(keys=[self.fence, key], args=[epoch, command, *args])
+        if not ok:
+            FENCED_REFUSED.labels(name=self.name).inc()
+            raise FencingError(
+                f"{command} {key!r} with epoch {epoch} refused: leadership {self.name!r} "
+                f"is at epoch {value}"
+            )
+        return value
 
     async def hset(self, key: str, mapping: Mapping[str, str | bytes | int | float], *,
                    epoch: int) -> None:
@@ -159,13 +193,7 @@ class FencedWriter:
         """
         if not mapping:
             raise ValueError("mapping must not be empty")
-        args: list[Any] = [epoch]
+        args: list[Any] = []
         for k, v in mapping.items():
             args += [k, v]
-        result = int(await self._hset(keys=[self.fence, key], args=args))
-        if result < 0:
-            FENCED_REFUSED.labels(name=self.name).inc()
-            raise FencingError(
-                f"write to {key!r} with epoch {epoch} refused: leadership {self.name!r} "
-                f"is at epoch {-result}"
-            )
+        await self.execute("HSET", key, *args, epoch=epoch)

@@ -91,3 +91,17 @@ async def test_elector_on_redis_fails_over(redis_env: tuple[Any, str]) -> None:
     await other.wait_leading(timeout=2)
     assert other.epoch == epoch + 1
     await other.close()
+
+
+async def test_execute_other_write_commands(redis_env: tuple[Any, str]) -> None:
+    client, prefix = redis_env
+    writer = FencedWriter(redis=client, name="queen", prefix=prefix)
+    key = fenced_key("queen", "dispatched", prefix)
+    assert await writer.execute("hsetnx", key, "t1", "q1:2", epoch=2) == 1
+    assert await writer.execute("HSETNX", key, "t1", "q1:2", epoch=2) == 0
+    assert await writer.execute("RPUSH", fenced_key("queen", "log", prefix), "t1", epoch=2) == 1
+    with pytest.raises(FencingError):
+        await writer.execute("HSETNX", key, "t2", "q0:1", epoch=1)
+    assert await client.hkeys(key) == [b"t1"]
+    with pytest.raises(ValueError, match="not a fenced write"):
+        await writer.execute("FLUSHALL", key, epoch=3)
