@@ -26,6 +26,7 @@ import base64
 import json
 import random
 import re
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,7 @@ class FakeConsul:
             tokens are accepted; anything else gets 403 "Permission denied".
         session_ttl_min: Smallest session TTL accepted (Consul's ``session_ttl_min``).
         reap_interval: Seconds between TTL expiry / reaping passes.
+        ssl_context: Serve HTTPS (Consul's ``ports.https``) with this context.
     """
 
     def __init__(
@@ -132,7 +134,9 @@ class FakeConsul:
         acl_tokens: set[str] | None = None,
         session_ttl_min: float = 10.0,
         reap_interval: float = 0.05,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self.ssl_context = ssl_context
         self.acl_tokens = acl_tokens
         self.session_ttl_min = session_ttl_min
         self.reap_interval = reap_interval
@@ -157,8 +161,8 @@ class FakeConsul:
 
     @property
     def url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.address}"
+        """``http(s)://host:port``."""
+        return f"{'https' if self.ssl_context else 'http'}://{self.address}"
 
     async def start(self) -> None:
         """Listen on a free port of 127.0.0.1."""
@@ -181,7 +185,7 @@ class FakeConsul:
         self._runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
                                      access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())

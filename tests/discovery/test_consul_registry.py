@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -271,3 +275,38 @@ async def test_two_electors_fail_over(fake_consul: FakeConsul) -> None:
         await e.close()
     for r in regs:
         await r.close()
+
+
+# -- TLS ------------------------------------------------------------------------------------
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_with_ca_bundle(tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async with FakeConsul(ssl_context=context) as server:
+        untrusted = ConsulRegistry(settings=ConsulSettings.from_dsn(f"consuls://{server.address}"))
+        with pytest.raises(DiscoveryError, match="unreachable"):
+            await untrusted.start()  # the self-signed certificate is not trusted
+        dsn = f"consuls://{server.address}?verify={cert}&dc=dc1"
+        reg = ConsulRegistry(settings=ConsulSettings.from_dsn(dsn))
+        await reg.start()
+        await reg.register(ServiceInstance(role="coder", id="c1"), ttl=5)
+        assert [i.id for i in await reg.healthy("coder")] == ["c1"]
+        await reg.close()
+        insecure = ConsulRegistry(
+            settings=ConsulSettings.from_dsn(f"consuls://{server.address}?verify=false"))
+        await insecure.start()
+        await insecure.close()
