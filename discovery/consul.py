@@ -88,6 +88,7 @@ class ConsulRegistry:
         self._instances: dict[str, tuple[ServiceInstance, float]] = {}
         self._keepalives: dict[str, asyncio.Task[None]] = {}
         self._sessions: set[str] = set()
+        self._standby: dict[tuple[str, str], str] = {}
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -169,6 +170,7 @@ class ConsulRegistry:
             except DiscoveryError:
                 pass
         self._sessions.clear()
+        self._standby.clear()
         await self._close_client()
 
     async def _close_client(self) -> None:
@@ -379,17 +381,36 @@ class ConsulRegistry:
         self._sessions.discard(sid)
         await self._call("destroy session", "session:write", self.client.session.destroy(sid))
 
-    async def acquire(self, name: str, holder: str, *, ttl: float) -> Leadership | None:
-        """Try once to take the lock ``<prefix>/leader/<name>``."""
-        key = self._key("leader", name)
+    async def _standby_session(self, name: str, holder: str, ttl: float) -> str:
+        """The candidate's session, kept across attempts (renewed) rather than churned."""
+        sid = self._standby.get((name, holder))
+        if sid is not None:
+            try:
+                await self._call("renew session", "session:write", self.client.session.renew(sid))
+                return sid
+            except AclDenied:
+                raise
+            except DiscoveryError:
+                self._sessions.discard(sid)  # invalidated meanwhile: make a new one
         sid = await self._create_session(name, holder, ttl)
+        self._standby[(name, holder)] = sid
+        return sid
+
+    async def acquire(self, name: str, holder: str, *, ttl: float) -> Leadership | None:
+        """Try once to take the lock ``<prefix>/leader/<name>``.
+
+        A losing candidate's session is kept (and renewed on the next attempt),
+        so a standby polling every second does not create a session per poll.
+        """
+        key = self._key("leader", name)
+        sid = await self._standby_session(name, holder, ttl)
         ok = await self._call(
             f"acquire {key!r}", f"key:write on {key!r}",
             self.client.kv.put(key, holder, acquire=sid),
         )
         if not ok:
-            await self._destroy_session(sid)
             return None
+        self._standby.pop((name, holder), None)
         epoch = await self._bump_epoch(name)
         if not await self._holds(key, sid):
             # Lost between acquisition and the epoch bump: that epoch is burnt,

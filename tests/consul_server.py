@@ -142,6 +142,7 @@ class FakeConsul:
         self.reap_interval = reap_interval
         self.index = 1
         self.services: dict[str, _Service] = {}
+        self.service_index: dict[str, int] = {}
         self.checks: dict[str, _Check] = {}
         self.kv: dict[str, _KV] = {}
         self.kv_index = 1
@@ -292,6 +293,10 @@ class FakeConsul:
             return web.Response(status=400, text="Missing service name")
         sid = _ci(body, "ID") or name
         idx = self._bump()
+        old = self.services.get(sid)
+        if old is not None:
+            self.service_index[old.name] = idx
+        self.service_index[name] = idx
         self.services[sid] = _Service(
             id=sid, name=name, address=_ci(body, "Address", "") or "",
             port=int(_ci(body, "Port", 0) or 0), tags=list(_ci(body, "Tags", []) or []),
@@ -338,11 +343,13 @@ class FakeConsul:
         return web.Response(status=200)
 
     async def _deregister(self, sid: str) -> None:
-        self.services.pop(sid, None)
+        svc = self.services.pop(sid, None)
         gone = [c for c, chk in self.checks.items() if chk.service_id == sid]
         for cid in gone:
             del self.checks[cid]
-        self._bump()
+        idx = self._bump()
+        if svc is not None:
+            self.service_index[svc.name] = idx
         for s in list(self.sessions.values()):
             if any(c in gone for c in s.checks):
                 self._invalidate(s)
@@ -376,6 +383,7 @@ class FakeConsul:
         chk.status = status
         chk.critical_since = now if status == "critical" else None
         chk.modify_index = self._bump()
+        self.service_index[chk.service_name] = chk.modify_index
         if status == "critical":
             for s in list(self.sessions.values()):
                 if chk.check_id in s.checks:
@@ -444,9 +452,9 @@ class FakeConsul:
         name = request.match_info["name"]
 
         def current() -> int:
-            idx = [s.modify_index for s in self.services.values() if s.name == name]
-            idx += [c.modify_index for c in self.checks.values() if c.service_name == name]
-            return max(idx, default=self._tombstone(name))
+            # Like Consul's per-table index: it moves on registration, check
+            # change and deregistration (a deletion must not move it backwards).
+            return self.service_index.get(name, self.index)
 
         await self._block(request, current)
         passing = "passing" in request.query and request.query["passing"] not in ("0", "false")
@@ -471,11 +479,6 @@ class FakeConsul:
                 "Checks": [node_check] + [self._check_json(c) for c in checks],
             })
         return self._json(out, current())
-
-    def _tombstone(self, name: str) -> int:
-        # A deregistered service's index must still move forward for blockers:
-        # Consul keeps the table index; the global index is a faithful upper bound.
-        return self.index
 
     # -- KV -------------------------------------------------------------------------
     def _kv_json(self, e: _KV) -> dict[str, Any]:

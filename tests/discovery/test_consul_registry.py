@@ -261,6 +261,11 @@ async def test_two_electors_fail_over(fake_consul: FakeConsul) -> None:
         return sum(e.leading for e in electors) == 1
 
     await eventually(one_leads, within=5)
+    creates = sum(1 for _, p in fake_consul.requests if p == "/v1/session/create")
+    await asyncio.sleep(10 * 0.05)  # ten standby attempts' worth of time
+    # The standby keeps one session across attempts instead of one per attempt.
+    assert sum(1 for _, p in fake_consul.requests if p == "/v1/session/create") == creates
+    assert len(fake_consul.sessions) == 2
     leader = next(e for e in electors if e.leading)
     other = next(e for e in electors if not e.leading)
     first_epoch = leader.epoch

@@ -144,3 +144,26 @@ async def test_acl_denies_bad_token() -> None:
             assert r.status == 403 and await r.text() == "Permission denied"
         async with s.get(server.url + "/v1/kv/x", headers={"X-Consul-Token": "good"}) as r:
             assert r.status == 404
+
+
+async def test_health_index_moves_forward_on_deregistration(http: Any) -> None:
+    session, url = http
+    for sid in ("w1", "w2"):
+        await put(http, "/v1/agent/service/register",
+                  {"Name": "web", "ID": sid, "Check": {"TTL": "30s", "Status": "passing"}})
+    async with session.get(url + "/v1/health/service/web") as r:
+        index = int(r.headers["X-Consul-Index"])
+
+    async def deregister_soon() -> None:
+        await asyncio.sleep(0.05)
+        await put(http, "/v1/agent/service/deregister/w2")
+
+    task = asyncio.create_task(deregister_soon())
+    started = time.monotonic()
+    async with session.get(url + "/v1/health/service/web",
+                           params={"index": str(index), "wait": "5s"}) as r:
+        body = await r.json()
+        assert int(r.headers["X-Consul-Index"]) > index
+    await task
+    assert time.monotonic() - started < 2
+    assert [e["Service"]["ID"] for e in body] == ["w1"]
