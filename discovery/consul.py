@@ -146,7 +146,11 @@ class ConsulRegistry:
         if self._client is None:
             self._client = self._make_client()
         try:
-            await self._call("GET /v1/status/leader", "none", self.client.status.leader())
+            leader = await self._call("GET /v1/status/leader", "none", self.client.status.leader())
+            if not leader:
+                raise DiscoveryError(
+                    f"Consul at {self.settings.address} answers but has no cluster leader"
+                )
         except DiscoveryError:
             await self._close_client()
             raise

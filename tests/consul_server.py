@@ -143,6 +143,7 @@ class FakeConsul:
         self.index = 1
         self.services: dict[str, _Service] = {}
         self.service_index: dict[str, int] = {}
+        self.leader: str | None = None
         self.checks: dict[str, _Check] = {}
         self.kv: dict[str, _KV] = {}
         self.kv_index = 1
@@ -723,9 +724,10 @@ class FakeConsul:
         """``GET /v1/status/leader``.
 
         https://developer.hashicorp.com/consul/api-docs/status#get-raft-leader —
-        the Raft leader's address as a JSON string.
+        the Raft leader's address as a JSON string ("" while there is no leader;
+        set :attr:`leader` to simulate that).
         """
-        return self._json(f"127.0.0.1:{self.port + 1}")
+        return self._json(f"127.0.0.1:{self.port + 1}" if self.leader is None else self.leader)
 
     # -- test controls ------------------------------------------------------------------
     async def set_check(self, check_id: str, status: str) -> None:

@@ -315,3 +315,10 @@ async def test_tls_with_ca_bundle(tls_files: tuple[Path, Path]) -> None:
             settings=ConsulSettings.from_dsn(f"consuls://{server.address}?verify=false"))
         await insecure.start()
         await insecure.close()
+
+
+async def test_no_cluster_leader_is_a_clear_error(fake_consul: FakeConsul) -> None:
+    fake_consul.leader = ""
+    reg = ConsulRegistry(settings=consul_settings(fake_consul.address))
+    with pytest.raises(DiscoveryError, match="no cluster leader"):
+        await reg.start()
