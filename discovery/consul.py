@@ -53,6 +53,7 @@ __all__ = ["ConsulRegistry"]
 
 T = TypeVar("T")
 _log = structlog.get_logger("discovery.consul")
+_UNKNOWN_CHECK = "Unknown check"
 
 
 def _dur(seconds: float) -> str:
@@ -111,14 +112,21 @@ class ConsulRegistry:
         client.token = s.token  # py-consul lets CONSUL_HTTP_TOKEN win over the argument
         return client
 
-    async def _call(self, op: str, permission: str, aw: Awaitable[T], *, short: bool = True) -> T:
-        """Await a client call, mapping failures to :class:`DiscoveryError` / :class:`AclDenied`."""
+    async def _call(
+        self, op: str, permission: str, aw: Awaitable[T], *, short: bool = True,
+        limit: float | None = None,
+    ) -> T:
+        """Await a client call, mapping failures to :class:`DiscoveryError` / :class:`AclDenied`.
+
+        ``short`` calls get ``limit`` seconds (default ``request_timeout``); blocking
+        queries rely on the client's longer HTTP timeout.
+        """
         import consul
 
         addr = self.settings.address
         try:
             if short:
-                async with asyncio.timeout(self.settings.request_timeout):
+                async with asyncio.timeout(limit or self.settings.request_timeout):
                     return await aw
             return await aw
         except consul.ACLPermissionDenied:
@@ -219,7 +227,7 @@ class ConsulRegistry:
                 await self.heartbeat(instance_id)
             except DiscoveryError as exc:
                 _log.warning("heartbeat failed", instance=instance_id, error=str(exc))
-                if "Unknown check" in str(exc) and instance_id in self._instances:
+                if _UNKNOWN_CHECK in str(exc) and instance_id in self._instances:
                     # The agent forgot us (restart, or reaped while we were
                     # stalled): register again rather than stay invisible.
                     inst, ttl = self._instances[instance_id]
@@ -234,13 +242,24 @@ class ConsulRegistry:
         Raises:
             DiscoveryError: Consul does not know the check ("Unknown check").
         """
-        ok = await self._call(
-            f"pass check of {instance_id!r}", "service:write",
-            self.client.agent.check.ttl_pass(f"service:{instance_id}"),
-        )
+        known = self._instances.get(instance_id)
+        role, ttl = (known[0].role, known[1]) if known else ("?", None)
+        try:
+            ok = await self._call(
+                f"pass check of {instance_id!r}", f"service:write on {role!r}",
+                self.client.agent.check.ttl_pass(f"service:{instance_id}"),
+                # A pass that arrives after the TTL is useless; do not let one
+                # slow request hold up the next.
+                limit=min(self.settings.request_timeout, ttl / 3) if ttl else None,
+            )
+        except DiscoveryError as exc:
+            # Older agents answer 500 "CheckID ... does not have associated TTL".
+            if "does not have associated TTL" not in str(exc):
+                raise
+            ok = False
         if not ok:
             raise DiscoveryError(
-                f"Unknown check 'service:{instance_id}' at {self.settings.address}"
+                f"{_UNKNOWN_CHECK} 'service:{instance_id}' at {self.settings.address}"
             )
 
     async def deregister(self, instance_id: str) -> None:
