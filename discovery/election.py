@@ -138,7 +138,17 @@ class LeaderElector:
                 if lease is None:
                     await asyncio.sleep(self.retry_interval)
                     continue
-                await self._set(lease)
+                try:
+                    await self._set(lease)
+                except Exception as exc:
+                    # E.g. the fence could not be raised: leading unfenced is
+                    # unsafe, so give the lease back and campaign again.
+                    _log.error("on_elected failed; stepping down", name=self.name,
+                               error=repr(exc))
+                    self.lease = None
+                    await self._release_quietly(lease)
+                    await asyncio.sleep(self.retry_interval)
+                    continue
                 valid_until = time.monotonic() + self.ttl
             await asyncio.sleep(self.ttl / 3)
             lease = self.lease
@@ -154,8 +164,14 @@ class LeaderElector:
                 _log.warning("renewal failed", name=self.name, error=str(exc))
                 if time.monotonic() < valid_until and not isinstance(exc, LeadershipLost):
                     continue  # transient: retry while the lease is surely ours
-                await self._set(None)
                 try:
-                    await self.election.release(lease)
-                except TransportError:
-                    pass
+                    await self._set(None)
+                except Exception as exc:
+                    _log.error("on_lost failed", name=self.name, error=repr(exc))
+                await self._release_quietly(lease)
+
+    async def _release_quietly(self, lease: Leadership) -> None:
+        try:
+            await self.election.release(lease)
+        except TransportError as exc:
+            _log.warning("release failed", name=self.name, error=str(exc))

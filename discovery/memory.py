@@ -119,7 +119,10 @@ class InMemoryRegistry:
     async def _keepalive(self, instance_id: str, ttl: float) -> None:
         while instance_id in self._entries:
             await asyncio.sleep(ttl / 3)
-            await self.heartbeat(instance_id)
+            try:
+                await self.heartbeat(instance_id)
+            except KeyError:
+                return  # reaped meanwhile; the owner registers again if it wants to
 
     async def heartbeat(self, instance_id: str) -> None:
         """Refresh an instance's TTL; a critical instance turns passing."""

@@ -105,3 +105,29 @@ async def test_execute_other_write_commands(redis_env: tuple[Any, str]) -> None:
     assert await client.hkeys(key) == [b"t1"]
     with pytest.raises(ValueError, match="not a fenced write"):
         await writer.execute("FLUSHALL", key, epoch=3)
+
+
+async def test_elector_steps_down_when_the_fence_cannot_be_raised(
+    redis_env: tuple[Any, str],
+) -> None:
+    client, prefix = redis_env
+    lease = RedisLease(redis=client, prefix=prefix)
+    calls = 0
+
+    async def broken_fence(_: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("redis gone")
+
+    elector = LeaderElector(election=lease, name="queen", holder="q1", ttl=5,
+                            retry_interval=0.05, on_elected=broken_fence)
+    await elector.start()
+
+    async def retried() -> bool:
+        return calls >= 2
+
+    await eventually(retried, within=3)
+    assert not elector.leading
+    await elector.close()
+    # It gave each lease back rather than sitting on it unfenced.
+    assert await lease.acquire("queen", "q2", ttl=5) is not None
