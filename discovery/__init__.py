@@ -22,6 +22,7 @@ from discovery.memory import InMemoryRegistry
 from discovery.redis_lease import FencedWriter, RedisLease
 from discovery.registry import Election, Leadership, Registry, ServiceInstance
 from discovery.settings import ConsulSettings
+from discovery.wiring import QueenDiscovery, register_agents
 
 __all__ = [
     "ConsulRegistry",
@@ -35,8 +36,10 @@ __all__ = [
     "Leadership",
     "LiveConfig",
     "LiveSettings",
+    "QueenDiscovery",
     "RedisLease",
     "Registry",
     "ServiceInstance",
     "open_registry",
+    "register_agents",
 ]
