@@ -268,8 +268,11 @@ class InProcessRuntime:
             role = self._roles[agent.role] = _Role(agent.role)
         role.types.update(agent.capabilities)
         ctx = AgentContext(
-            runtime=self, agent_id=agent.agent_id, role=agent.role,
-            memory=self.memory, discovery=self.discovery,
+            runtime=self,
+            agent_id=agent.agent_id,
+            role=agent.role,
+            memory=self.memory,
+            discovery=self.discovery,
         )
         await agent.startup(ctx)
         rep = _Replica(agent=agent, role=role, context=ctx)
@@ -351,8 +354,12 @@ class InProcessRuntime:
         # Size and encodability are checked here so that errors surface at the sender.
         self._codec.encode(env)
         record = TaskRecord(
-            task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
-            idempotency_key=env.idempotency_key, epoch=env.epoch,
+            task_id=env.id,
+            type=env.type,
+            recipient=env.recipient,
+            priority=env.priority,
+            idempotency_key=env.idempotency_key,
+            epoch=env.epoch,
         )
         stored = await self._ledger.create(record)
         if stored.task_id != env.id:
@@ -388,7 +395,8 @@ class InProcessRuntime:
                 if rep.free <= 0 or not rep.agent.accepting:
                     continue
                 if best is None or (rep.agent.agent_id != avoid, rep.free) > (
-                    best.agent.agent_id != avoid, best.free
+                    best.agent.agent_id != avoid,
+                    best.free,
                 ):
                     best = rep
             if best is None:
@@ -541,7 +549,11 @@ class InProcessRuntime:
         result_type: str | None = None,
     ) -> None:
         rec = await self._ledger.update(
-            env.id, state, attempts=env.attempt, error=error, result=result,
+            env.id,
+            state,
+            attempts=env.attempt,
+            error=error,
+            result=result,
             result_type=result_type,
         )
         self._outstanding -= 1
@@ -562,7 +574,8 @@ class InProcessRuntime:
                 for d in list(rep.inflight.values()):
                     if d.lease_until < now and d.interrupted is None and d.worker is not None:
                         _log.warning(
-                            "visibility timeout; redelivering", task_id=d.envelope.id,
+                            "visibility timeout; redelivering",
+                            task_id=d.envelope.id,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
@@ -601,11 +614,19 @@ class InProcessRuntime:
     ) -> Any:
         traceparent, tracestate = current_traceparent()
         env = Envelope(
-            id=new_id(), kind=Kind.TASK, type=message.type_name, sender=sender,
-            recipient=to, payload=self._codec.encode_payload(message), priority=priority,
+            id=new_id(),
+            kind=Kind.TASK,
+            type=message.type_name,
+            sender=sender,
+            recipient=to,
+            payload=self._codec.encode_payload(message),
+            priority=priority,
             max_attempts=max_attempts or self._retry.max_attempts,
-            idempotency_key=idempotency_key, created_at=time.time(), reply_to=self._node_id,
-            traceparent=traceparent, tracestate=tracestate,
+            idempotency_key=idempotency_key,
+            created_at=time.time(),
+            reply_to=self._node_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         task_id = await self.submit(env)
         return result_of(self._codec, await self.wait(task_id, timeout=timeout))
@@ -615,9 +636,15 @@ class InProcessRuntime:
         traceparent, tracestate = current_traceparent()
         kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
         env = Envelope(
-            id=new_id(), kind=kind, type=message.type_name, sender=sender,
-            recipient=f"topic:{topic}", payload=self._codec.encode_payload(message),
-            created_at=time.time(), traceparent=traceparent, tracestate=tracestate,
+            id=new_id(),
+            kind=kind,
+            type=message.type_name,
+            sender=sender,
+            recipient=f"topic:{topic}",
+            payload=self._codec.encode_payload(message),
+            created_at=time.time(),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         self._codec.encode(env)
         for sub in list(self._topics.get(topic, ())):
@@ -643,7 +670,9 @@ class InProcessRuntime:
         cmd = self._codec.decode_payload(env, Command)
         for rep in list(self._replicas.values()):
             agent = rep.agent
-            if (cmd.role and cmd.role != agent.role) or (cmd.agent_id and cmd.agent_id != agent.agent_id):
+            if (cmd.role and cmd.role != agent.role) or (
+                cmd.agent_id and cmd.agent_id != agent.agent_id
+            ):
                 continue
             _log.info("command", action=cmd.action.value, agent_id=agent.agent_id)
             if cmd.action is CommandAction.PAUSE and agent.accepting:
@@ -683,8 +712,10 @@ class InProcessRuntime:
                 types=frozenset(role.types),
                 replicas=tuple(
                     ReplicaInfo(
-                        agent_id=r.agent.agent_id, state=r.agent.state.value,
-                        inflight=r.assigned, capacity=r.agent.concurrency,
+                        agent_id=r.agent.agent_id,
+                        state=r.agent.state.value,
+                        inflight=r.assigned,
+                        capacity=r.agent.concurrency,
                     )
                     for r in role.replicas.values()
                 ),
@@ -699,4 +730,3 @@ class InProcessRuntime:
     def agents(self) -> list[Agent]:
         """Return every registered agent."""
         return [rep.agent for rep in self._replicas.values()]
-

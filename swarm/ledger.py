@@ -166,8 +166,13 @@ class InMemoryLedger:
         result_type: str | None = None,
     ) -> TaskRecord | None:
         return self.update_nowait(
-            task_id, state, attempts=attempts, agent_id=agent_id, error=error,
-            result=result, result_type=result_type,
+            task_id,
+            state,
+            attempts=attempts,
+            agent_id=agent_id,
+            error=error,
+            result=result,
+            result_type=result_type,
         )
 
     def update_nowait(

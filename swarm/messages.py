@@ -190,7 +190,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the deadline has passed."""
-        return self.deadline is not None and (now if now is not None else time.time()) > self.deadline
+        return (
+            self.deadline is not None and (now if now is not None else time.time()) > self.deadline
+        )
 
     @property
     def role(self) -> str | None:

@@ -63,8 +63,11 @@ class Queen:
         self.queen_id = queen_id or f"queen-{new_id()[-8:]}"
         self.router = router or Router()
         self.intake = Intake(
-            runtime=runtime, sender=self.queen_id, router=self.router,
-            retry_policy=retry_policy, max_attempts_by_type=max_attempts_by_type,
+            runtime=runtime,
+            sender=self.queen_id,
+            router=self.router,
+            retry_policy=retry_policy,
+            max_attempts_by_type=max_attempts_by_type,
         )
         self.commands = CommandBus(runtime=runtime, sender=self.queen_id)
 

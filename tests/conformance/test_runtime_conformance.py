@@ -11,8 +11,8 @@ import pytest
 
 from swarm import (
     Codec,
-    Envelope,
     EncodeError,
+    Envelope,
     Kind,
     Message,
     MessageTooLarge,
@@ -35,12 +35,29 @@ from tests.fakes import Board, Note, Other, OtherWorker, Work, Worker
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.1, jitter=0.0)
 
 
-def task(msg: Message, *, to: str = "", priority: int = 0, max_attempts: int = 3,
-         deadline: float | None = None, key: str | None = None, runtime: Runtime) -> Envelope:
+def task(
+    msg: Message,
+    *,
+    to: str = "",
+    priority: int = 0,
+    max_attempts: int = 3,
+    deadline: float | None = None,
+    key: str | None = None,
+    runtime: Runtime,
+) -> Envelope:
     return Envelope(
-        id=new_id(), kind=Kind.TASK, type=msg.type_name, sender="test", recipient=to,
-        payload=runtime.codec.encode_payload(msg), priority=priority, max_attempts=max_attempts,
-        deadline=deadline, idempotency_key=key, created_at=time.time(), reply_to=runtime.node_id,
+        id=new_id(),
+        kind=Kind.TASK,
+        type=msg.type_name,
+        sender="test",
+        recipient=to,
+        payload=runtime.codec.encode_payload(msg),
+        priority=priority,
+        max_attempts=max_attempts,
+        deadline=deadline,
+        idempotency_key=key,
+        created_at=time.time(),
+        reply_to=runtime.node_id,
     )
 
 
@@ -76,7 +93,9 @@ async def test_ack_only_after_success_and_exactly_once(runtime_factory: Make, bo
     assert sorted(board.finished_ns()) == list(range(20))
 
 
-async def test_failure_is_retried_with_exponential_backoff(runtime_factory: Make, board: Board) -> None:
+async def test_failure_is_retried_with_exponential_backoff(
+    runtime_factory: Make, board: Board
+) -> None:
     policy = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=1.0, jitter=0.0)
     runtime = await runtime_factory(retry_policy=policy)
     await runtime.register(Worker(board))
@@ -107,7 +126,9 @@ async def test_backoff_spaces_attempts(runtime_factory: Make, board: Board) -> N
     assert starts[2] - starts[1] >= 0.2 * 0.95
 
 
-async def test_exhausted_attempts_dead_letter_and_redrive(runtime_factory: Make, board: Board) -> None:
+async def test_exhausted_attempts_dead_letter_and_redrive(
+    runtime_factory: Make, board: Board
+) -> None:
     runtime = await runtime_factory(retry_policy=FAST_RETRY)
     await runtime.register(Worker(board))
     tid = await submit(runtime, Work(n=5, mode="fail"), max_attempts=2)
@@ -154,7 +175,9 @@ async def test_crashed_agent_work_is_redelivered_to_another_replica(
     assert [r.attempt for r in board.started] == [1, 2]
 
 
-async def test_task_for_a_crashed_agent_id_waits_for_it(runtime_factory: Make, board: Board) -> None:
+async def test_task_for_a_crashed_agent_id_waits_for_it(
+    runtime_factory: Make, board: Board
+) -> None:
     runtime = await runtime_factory(retry_policy=FAST_RETRY, visibility_timeout=60.0)
     await runtime.register(Worker(board, agent_id="w-x"))
     tid = await submit(runtime, Work(n=1, mode="block-first"), to="agent:w-x")
@@ -210,7 +233,9 @@ async def test_targeting_a_specific_agent(runtime_factory: Make, board: Board) -
     assert {r.agent_id for r in board.finished} == {"t-2"}
 
 
-async def test_role_targeting_prefers_least_loaded_replica(runtime_factory: Make, board: Board) -> None:
+async def test_role_targeting_prefers_least_loaded_replica(
+    runtime_factory: Make, board: Board
+) -> None:
     runtime = await runtime_factory()
     await runtime.register(Worker(board, agent_id="r-1", concurrency=2))
     await runtime.register(Worker(board, agent_id="r-2", concurrency=2))
@@ -324,7 +349,10 @@ async def test_drain_timeout_returns_unfinished_work(runtime_factory: Make, boar
 async def test_stop_when_idle_waits_for_all_work(runtime_factory: Make, board: Board) -> None:
     runtime = await runtime_factory(retry_policy=FAST_RETRY)
     await runtime.register(Worker(board, concurrency=2))
-    ids = [await submit(runtime, Work(n=i, mode="fail-twice" if i % 3 == 0 else "ok")) for i in range(12)]
+    ids = [
+        await submit(runtime, Work(n=i, mode="fail-twice" if i % 3 == 0 else "ok"))
+        for i in range(12)
+    ]
     await runtime.stop_when_idle(timeout=30)
     for t in ids:
         rec = await runtime.ledger.get(t)
@@ -365,9 +393,13 @@ async def test_malformed_payload_fails_task_and_agent_survives(
     await runtime.register(Worker(board))
     before = REJECTED.labels(reason="bad_payload")._value.get()
     env = Envelope(
-        id=new_id(), kind=Kind.TASK, type="Work", sender="test",
+        id=new_id(),
+        kind=Kind.TASK,
+        type="Work",
+        sender="test",
         payload=msgspec.Raw(msgspec.msgpack.encode({"n": "not-an-int"})),
-        created_at=time.time(), reply_to=runtime.node_id,
+        created_at=time.time(),
+        reply_to=runtime.node_id,
     )
     tid = await runtime.submit(env)
     with pytest.raises(TaskFailed, match="invalid"):
