@@ -230,5 +230,9 @@ class InMemoryLedger:
     async def get(self, task_id: str) -> TaskRecord | None:
         return self._records.get(task_id)
 
+    def get_nowait(self, task_id: str) -> TaskRecord | None:
+        """Synchronous :meth:`get`."""
+        return self._records.get(task_id)
+
     async def counts(self) -> dict[TaskState, int]:
         return {state: n for state, n in self._counts.items() if n}
