@@ -66,7 +66,7 @@ from swarm.swarm import Swarm
 from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
-_NAMESPACE_MODULES = ("constants", "metrics", "tracing")
+_NAMESPACE_MODULES = ("constants", "metrics", "testing", "tracing")
 
 __all__ = [
     "FINAL_STATES",

@@ -588,12 +588,20 @@ class InProcessRuntime:
     ) -> None:
         if self._fast_ledger is not None:
             rec = self._fast_ledger.update_nowait(
-                env.id, state, attempts=env.attempt, error=error, result=result,
+                env.id,
+                state,
+                attempts=env.attempt,
+                error=error,
+                result=result,
                 result_type=result_type,
             )
         else:
             rec = await self._ledger.update(
-                env.id, state, attempts=env.attempt, error=error, result=result,
+                env.id,
+                state,
+                attempts=env.attempt,
+                error=error,
+                result=result,
                 result_type=result_type,
             )
         self._outstanding -= 1
