@@ -400,6 +400,16 @@ class InProcessRuntime:
                 self._fill(rep)
             return
         role = self._roles[env.recipient[5:]]
+        if not role.backlog and not self._halting and avoid is None:
+            # No backlog: hand the task straight to the least-loaded replica
+            # with room, skipping the heap round trip.
+            best: _Replica | None = None
+            for rep in role.replicas.values():
+                if rep.free > 0 and rep.agent.accepting and (best is None or rep.free > best.free):
+                    best = rep
+            if best is not None:
+                self._assign(best, env)
+                return
         heapq.heappush(role.backlog, entry)
         if not self._halting:
             self._pump(role)
