@@ -487,9 +487,7 @@ class InProcessRuntime:
             await self._finish(env, TaskState.EXPIRED, error="deadline passed before start")
             return
         if self._fast_ledger is not None:
-            self._fast_ledger.update_nowait(
-                env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
-            )
+            self._fast_ledger.running_nowait(env.id, env.attempt, agent.agent_id)
         else:
             await self._ledger.update(
                 env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
@@ -547,9 +545,15 @@ class InProcessRuntime:
         except (EncodeError, MessageTooLarge) as exc:
             await self._finish(env, TaskState.FAILED, error=f"result: {exc}")
             return
-        await self._finish(
-            env, TaskState.DONE, result=bytes(payload), result_type=Codec.type_name(value)
-        )
+        result = bytes(payload)
+        if self._fast_ledger is not None:
+            rec = self._fast_ledger.done_nowait(env.id, env.attempt, result, Codec.type_name(value))
+            if rec is not None:
+                self._settled(rec)
+        else:
+            await self._finish(
+                env, TaskState.DONE, result=result, result_type=Codec.type_name(value)
+            )
 
     @staticmethod
     def _settle(rep: _Replica, d: _Delivery) -> None:
@@ -614,11 +618,16 @@ class InProcessRuntime:
                 result=result,
                 result_type=result_type,
             )
+        if rec is not None:
+            self._settled(rec)
+
+    def _settled(self, rec: TaskRecord) -> None:
+        """A task reached a final state: count it off and wake whoever waits for it."""
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
-        waiters = self._waiters.pop(env.id, None)
-        if waiters and rec is not None:
+        waiters = self._waiters.pop(rec.task_id, None)
+        if waiters:
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(rec)
@@ -641,8 +650,27 @@ class InProcessRuntime:
 
     # -- results ----------------------------------------------------------
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
+        fast = self._fast_ledger
+        if fast is not None:
+            # No await between the read and the registration: nothing can finish in between.
+            rec = fast.get_nowait(task_id)
+            if rec is None:
+                raise KeyError(task_id)
+            if rec.final:
+                return rec
+            fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(task_id, []).append(fut)
+            if timeout is None:
+                return await fut
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            except TimeoutError:
+                raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
+            finally:
+                self._drop_waiter(task_id, fut)
         # Register before reading the ledger so a finish in between is not missed.
-        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        fut = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(fut)
         try:
             if self._fast_ledger is not None:
@@ -660,9 +688,14 @@ class InProcessRuntime:
         except TimeoutError:
             raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
         finally:
-            waiters = self._waiters.get(task_id)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
+            self._drop_waiter(task_id, fut)
+
+    def _drop_waiter(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
+        waiters = self._waiters.get(task_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[task_id]
 
     async def send(
         self,

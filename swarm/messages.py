@@ -141,8 +141,10 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{_NODE_HEX}{next(_COUNTER) & 0xFFFFFFFFFF:010x}"
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """The unit every transport carries.
+
+    Untracked by the garbage collector (``gc=False``): every field is atomic.
 
     Attributes:
         id: Sortable unique id (ULID). For a task, the task id.

@@ -1,9 +1,11 @@
 """What an agent sees of the swarm: ``send``, ``publish``, a logger, memory and discovery.
 
 Example:
-    >>> from swarm.agent.context import TaskContext
-    >>> TaskContext.__slots__
-    ('agent', 'envelope', '_log')
+    >>> from swarm import InProcessRuntime
+    >>> from swarm.agent.context import AgentContext
+    >>> ctx = AgentContext(runtime=InProcessRuntime(), agent_id="a-1", role="scout")
+    >>> (ctx.agent_id, ctx.role, ctx.memory)
+    ('a-1', 'scout', None)
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """A handle on a submitted task.
 
 Example:
+    >>> from swarm import InProcessRuntime
     >>> from swarm.queen.handle import TaskHandle
-    >>> TaskHandle.__slots__
-    ('task_id', '_runtime')
+    >>> TaskHandle("t-1", InProcessRuntime())
+    <TaskHandle t-1>
 """
 
 from __future__ import annotations
