@@ -31,7 +31,7 @@ from agents.messages import (
     RejectedCandidate,
     ValidateCandidates,
 )
-from swarm.agent import Agent, TaskContext, handler
+from swarm.agent import Agent, handler
 
 __all__ = ["DataQualityAgent", "confidence", "normalise_date", "normalise_symbol"]
 
@@ -89,7 +89,7 @@ class DataQualityAgent(Agent):
     role: ClassVar[str] = "data_quality"
 
     @handler
-    async def validate(self, msg: ValidateCandidates, ctx: TaskContext) -> QualityReport:
+    async def validate(self, msg: ValidateCandidates) -> QualityReport:
         """Validate, normalise and merge ``msg.candidates``."""
         started = time.perf_counter()
         rejected: list[RejectedCandidate] = []
@@ -119,8 +119,6 @@ class DataQualityAgent(Agent):
                 continue
             groups[symbol].append((c, project, date))
         announcements = [_merge(symbol, group) for symbol, group in sorted(groups.items())]
-        if rejected:
-            ctx.log.info("rejected candidates", count=len(rejected))
         return QualityReport(
             announcements=announcements, rejected=rejected, duplicates=duplicates,
             elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),

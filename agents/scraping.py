@@ -137,8 +137,6 @@ class ScrapingEfficiencyAgent(Agent):
             malformed_ids=malformed,
         )
         self.stats[spec.id] = stats
-        if malformed:
-            ctx.log.info("malformed entries", source_id=spec.id, count=len(malformed))
         return ScrapeResult(stats=stats, documents=documents, elapsed_ms=_ms_since(started))
 
     async def _record(
