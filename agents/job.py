@@ -57,8 +57,8 @@ __all__ = ["DeadLetterInfo", "JobReport", "Progress", "run_tge_job"]
 #: Called as ``progress(stage, done, total, detail)`` while the job runs.
 Progress = Callable[[str, int, int, str], None]
 
-SCRAPE_ATTEMPTS = 4
-STAGES = ("scrape", "score", "validate")
+#: Attempts per scrape task: enough for a flaky source, and for the circuit to open.
+_SCRAPE_ATTEMPTS = 4
 
 
 class DeadLetterInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +141,7 @@ async def run_tge_job(
     total = len(corpus.sources)
 
     async def one_source(source_id: str) -> None:
-        h = await swarm.submit(ScrapeSource(source_id=source_id), max_attempts=SCRAPE_ATTEMPTS)
+        h = await swarm.submit(ScrapeSource(source_id=source_id), max_attempts=_SCRAPE_ATTEMPTS)
         handles.append(h)
         try:
             result: ScrapeResult = await h.result(timeout=task_timeout)

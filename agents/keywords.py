@@ -29,7 +29,7 @@ from swarm.agent import Agent, handler
 __all__ = ["KeywordPrecisionAgent", "Scored", "score_text"]
 
 #: Positive phrases and their weights; each counts at most twice per document.
-POSITIVE: tuple[tuple[str, re.Pattern[str], float], ...] = (
+_POSITIVE: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("token generation event", re.compile(r"\btoken generation event\b", re.I), 3.0),
     ("tge", re.compile(r"\bTGE\b", re.I), 2.0),
     ("token launch", re.compile(r"\btoken launch\b", re.I), 2.0),
@@ -37,16 +37,16 @@ POSITIVE: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("listing", re.compile(r"\b(?:will list|listing)\b", re.I), 1.0),
     ("claim", re.compile(r"\bclaim(?:able)?\b", re.I), 0.5),
 )
-NEGATIVE = frozenset({
+_NEGATIVE = frozenset({
     "denied", "denies", "deny", "rumour", "rumours", "rumor", "rumors", "fake", "scam",
     "scammers", "phishing", "speculation", "speculative", "unconfirmed", "might", "maybe",
     "postponed", "postpones", "indefinitely", "cancelled", "canceled", "false", "hoax",
     "delist", "delists", "delisted", "guide", "explainer",
 })
-NEGATIVE_PHRASES = (re.compile(r"\bno plans?\b", re.I), re.compile(r"\bwhat is an? \b", re.I))
+_NEGATIVE_PHRASES = (re.compile(r"\bno plans?\b", re.I), re.compile(r"\bwhat is an? \b", re.I))
 #: Words either side of a positive hit searched for a negative keyword.
-WINDOW = 10
-MIN_SCORE = 3.0
+_WINDOW = 10
+_MIN_SCORE = 3.0
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
 _PAREN_SYMBOL = re.compile(r"\(\$?([A-Za-z][A-Za-z0-9]{1,19})\)")
@@ -76,12 +76,12 @@ class Scored:
     def is_candidate(self) -> bool:
         """Enough weight, a symbol and a date, and nothing dismissing it."""
         found = bool(self.symbol and self.date_text)
-        return found and not self.dismissed and self.score >= MIN_SCORE
+        return found and not self.dismissed and self.score >= _MIN_SCORE
 
 
 def _negative_spans(text: str) -> list[tuple[int, int]]:
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in NEGATIVE]
-    for pattern in NEGATIVE_PHRASES:
+    spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in _NEGATIVE]
+    for pattern in _NEGATIVE_PHRASES:
         spans += [(m.start(), m.end()) for m in pattern.finditer(text)]
     return spans
 
@@ -123,11 +123,11 @@ def score_text(title: str, body: str) -> Scored:
     score = 0.0
     phrases: list[str] = []
     reasons: list[str] = []
-    for name, pattern, weight in POSITIVE:
+    for name, pattern, weight in _POSITIVE:
         hits = 0
         for m in pattern.finditer(text):
             at = _word_index(starts, m.start())
-            if any(abs(at - n) <= WINDOW for n in negatives):
+            if any(abs(at - n) <= _WINDOW for n in negatives):
                 reasons.append(f"{name} negated")
                 continue
             hits += 1
