@@ -32,8 +32,10 @@ from agents.messages import (
     AnalyzeTimings,
     Announcement,
     Candidate,
+    CheckCircuit,
     PerformanceReport,
     QualityReport,
+    RecordFetch,
     RejectedCandidate,
     ReliabilityQuery,
     ReliabilityReport,
@@ -47,7 +49,7 @@ from agents.messages import (
     StageTiming,
     ValidateCandidates,
 )
-from swarm.errors import SwarmError
+from swarm.errors import NoRouteError, SwarmError
 from swarm.ledger import TaskState
 from swarm.queen.handle import TaskHandle
 from swarm.swarm import Swarm
@@ -109,6 +111,23 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
     elapsed_s: float
 
 
+#: Every task type the job submits (directly or from a handler).
+_REQUIRED = (
+    ScrapeSource, ScoreDocuments, ValidateCandidates, ReliabilityQuery, AnalyzeTimings,
+    CheckCircuit, RecordFetch,
+)
+
+
+async def _check_routes(swarm: Swarm) -> None:
+    handled = {t for info in (await swarm.runtime.directory()).values() for t in info.types}
+    missing = sorted(m.type_name for m in _REQUIRED if m.type_name not in handled)
+    if missing:
+        raise NoRouteError(
+            f"the TGE job needs the stock agents (agents:default_swarm); no agent handles "
+            f"{', '.join(missing)}"
+        )
+
+
 def _no_progress(stage: str, done: int, total: int, detail: str) -> None:
     pass
 
@@ -129,9 +148,10 @@ async def run_tge_job(
         task_timeout: Seconds to wait for any one task.
 
     Raises:
-        NoRouteError: The swarm lacks a stock role.
+        NoRouteError: No agent of the swarm handles one of the job's task types.
     """
     started = time.perf_counter()
+    await _check_routes(swarm)
     corpus = corpus or load_corpus()
     report = progress or _no_progress
     handles: list[TaskHandle] = []
@@ -141,9 +161,9 @@ async def run_tge_job(
     total = len(corpus.sources)
 
     async def one_source(source_id: str) -> None:
-        h = await swarm.submit(ScrapeSource(source_id=source_id), max_attempts=_SCRAPE_ATTEMPTS)
-        handles.append(h)
         try:
+            h = await swarm.submit(ScrapeSource(source_id=source_id), max_attempts=_SCRAPE_ATTEMPTS)
+            handles.append(h)
             result: ScrapeResult = await h.result(timeout=task_timeout)
         except SwarmError as exc:
             errors.append(f"scrape {source_id}: {exc}")
@@ -158,9 +178,9 @@ async def run_tge_job(
         report("scrape", len(scraped) + len(errors), total, detail)
         if not result.documents:
             return
-        h = await swarm.submit(ScoreDocuments(documents=result.documents))
-        handles.append(h)
         try:
+            h = await swarm.submit(ScoreDocuments(documents=result.documents))
+            handles.append(h)
             s: ScoreResult = await h.result(timeout=task_timeout)
         except SwarmError as exc:
             errors.append(f"score {source_id}: {exc}")

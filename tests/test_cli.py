@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -146,3 +147,25 @@ def test_from_dsn() -> None:
     assert SwarmSettings.from_dsn("redis://u:p@h:6379/2").redis_url == "redis://u:p@h:6379/2"
     with pytest.raises(ConfigError):
         SwarmSettings.from_dsn("postgres://h/db")
+
+
+def test_agents_without_the_stock_roles_fail_clearly() -> None:
+    proc = run_cli("--agents", "examples.quickstart:make_agents")
+    assert proc.returncode == 1
+    assert "NoRouteError: the TGE job needs the stock agents" in proc.stderr
+    assert "tge.scrape" in proc.stderr and proc.stdout == ""
+
+
+def test_progress_rewrites_one_line_on_a_terminal() -> None:
+    from swarm.cli import _ProgressDisplay
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    display = _ProgressDisplay(tty, enabled=True)
+    display("scrape", 1, 2, "a")
+    display("scrape", 2, 2, "b")
+    display.message("done")
+    assert tty.getvalue() == "\r\x1b[K[scrape 1/2] a\r\x1b[K[scrape 2/2] b\nqueenswarm: done\n"
