@@ -7,16 +7,19 @@ arrives, one validation task over every candidate, then the reliability and
 performance reports. It returns a :class:`JobReport`.
 
 Example:
-    >>> import asyncio
+    >>> import asyncio, structlog
     >>> from agents import default_swarm
     >>> from agents.job import run_tge_job
     >>> from swarm import Swarm
+    >>> from swarm.logging import configure_logging
+    >>> configure_logging(level="error")
     >>> async def demo():
     ...     async with Swarm(agents=default_swarm()) as swarm:
     ...         return await run_tge_job(swarm)
     >>> report = asyncio.run(demo())
     >>> report.ok, len(report.announcements)
     (True, 9)
+    >>> structlog.reset_defaults()
 """
 
 from __future__ import annotations

@@ -109,11 +109,13 @@ class ScrapingEfficiencyAgent(Agent):
                     source_id=spec.id, attempts=ctx.attempt, skipped=f"circuit {status.state}"
                 )
                 self.stats[spec.id] = stats
+                ctx.log.info("source skipped", source_id=spec.id, circuit=status.state.value)
                 return ScrapeResult(stats=stats, elapsed_ms=_ms_since(started))
         fetch_started = time.perf_counter()
         try:
             raw = spec.fetch(ctx.attempt)
         except SourceUnavailable as exc:
+            ctx.log.info("fetch failed", source_id=spec.id, error=str(exc))
             await self._record(ctx, spec.id, ok=False, error=str(exc), started=fetch_started)
             raise
         await self._record(ctx, spec.id, ok=True, error="", started=fetch_started)
@@ -137,6 +139,10 @@ class ScrapingEfficiencyAgent(Agent):
             malformed_ids=malformed,
         )
         self.stats[spec.id] = stats
+        ctx.log.debug(
+            "scraped", source_id=spec.id, documents=len(documents), malformed=len(malformed),
+            duplicates=duplicates,
+        )
         return ScrapeResult(stats=stats, documents=documents, elapsed_ms=_ms_since(started))
 
     async def _record(
