@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import itertools
 import time
@@ -58,7 +59,7 @@ from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, result_of
 from swarm.tasks import TaskSet
-from swarm.tracing import current_traceparent, handler_span
+from swarm.tracing import current_traceparent, handler_span, tracing_enabled
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -70,6 +71,10 @@ _log = structlog.get_logger("swarm.runtime")
 # A heap entry: (-priority, sequence, envelope, replica to avoid). The
 # sequence keeps FIFO order within a priority and makes entries comparable.
 _Entry = tuple[int, int, Envelope, str | None]
+
+# Bytes an envelope's fields may add to its payload, short of long ids or keys;
+# past that the whole envelope is encoded to check its size exactly.
+_HEADER_ALLOWANCE = 2048
 
 
 @dataclass(slots=True, eq=False)
@@ -93,7 +98,10 @@ class _Replica:
     agent: Agent
     role: _Role
     context: AgentContext
-    mailbox: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
+    # Assigned, not yet started; idle workers park on a future instead of a
+    # Queue, which halves the wake-up cost per task.
+    mailbox: collections.deque[_Delivery] = field(default_factory=collections.deque)
+    idle: collections.deque[asyncio.Future[_Delivery]] = field(default_factory=collections.deque)
     assigned: int = 0
     inflight: dict[str, _Delivery] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -164,6 +172,9 @@ class InProcessRuntime:
         if visibility_timeout <= 0:
             raise ValueError("visibility_timeout must be positive")
         self._ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
+        # The in-memory ledger's synchronous methods skip a coroutine per call
+        # on the hot path; any other ledger is awaited.
+        self._fast_ledger = self._ledger if isinstance(self._ledger, InMemoryLedger) else None
         self._codec = codec or Codec()
         self._retry = retry_policy or RetryPolicy()
         self.visibility_timeout = visibility_timeout
@@ -268,8 +279,11 @@ class InProcessRuntime:
             role = self._roles[agent.role] = _Role(agent.role)
         role.types.update(agent.capabilities)
         ctx = AgentContext(
-            runtime=self, agent_id=agent.agent_id, role=agent.role,
-            memory=self.memory, discovery=self.discovery,
+            runtime=self,
+            agent_id=agent.agent_id,
+            role=agent.role,
+            memory=self.memory,
+            discovery=self.discovery,
         )
         await agent.startup(ctx)
         rep = _Replica(agent=agent, role=role, context=ctx)
@@ -326,8 +340,8 @@ class InProcessRuntime:
 
     def _return_mailbox(self, rep: _Replica) -> None:
         # Assigned but not started: back to the queue with the attempt unchanged.
-        while not rep.mailbox.empty():
-            d = rep.mailbox.get_nowait()
+        while rep.mailbox:
+            d = rep.mailbox.popleft()
             rep.assigned -= 1
             self._enqueue(d.envelope, avoid=rep.agent.agent_id)
         if rep.assigned == 0:
@@ -348,13 +362,24 @@ class InProcessRuntime:
             env = msgspec.structs.replace(env, recipient=recipient)
         elif env.recipient[6:] not in self._replicas and env.recipient[6:] not in self._direct:
             raise NoRouteError(f"no agent with id {env.recipient[6:]!r}")
-        # Size and encodability are checked here so that errors surface at the sender.
-        self._codec.encode(env)
+        # Size and encodability are checked here so that errors surface at the
+        # sender. The payload was size-checked when encoded; the whole envelope
+        # is encoded only when its headers could tip it over the limit.
+        if len(env.payload) + _HEADER_ALLOWANCE > self._codec.max_bytes:
+            self._codec.encode(env)
         record = TaskRecord(
-            task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
-            idempotency_key=env.idempotency_key, epoch=env.epoch,
+            task_id=env.id,
+            type=env.type,
+            recipient=env.recipient,
+            priority=env.priority,
+            idempotency_key=env.idempotency_key,
+            epoch=env.epoch,
+            created_at=env.created_at or time.time(),
         )
-        stored = await self._ledger.create(record)
+        if self._fast_ledger is not None:
+            stored = self._fast_ledger.create_nowait(record)
+        else:
+            stored = await self._ledger.create(record)
         if stored.task_id != env.id:
             return stored.task_id
         self._outstanding += 1
@@ -375,6 +400,16 @@ class InProcessRuntime:
                 self._fill(rep)
             return
         role = self._roles[env.recipient[5:]]
+        if not role.backlog and not self._halting and avoid is None:
+            # No backlog: hand the task straight to the least-loaded replica
+            # with room, skipping the heap round trip.
+            best: _Replica | None = None
+            for rep in role.replicas.values():
+                if rep.free > 0 and rep.agent.accepting and (best is None or rep.free > best.free):
+                    best = rep
+            if best is not None:
+                self._assign(best, env)
+                return
         heapq.heappush(role.backlog, entry)
         if not self._halting:
             self._pump(role)
@@ -388,7 +423,8 @@ class InProcessRuntime:
                 if rep.free <= 0 or not rep.agent.accepting:
                     continue
                 if best is None or (rep.agent.agent_id != avoid, rep.free) > (
-                    best.agent.agent_id != avoid, best.free
+                    best.agent.agent_id != avoid,
+                    best.free,
                 ):
                     best = rep
             if best is None:
@@ -409,15 +445,27 @@ class InProcessRuntime:
     def _assign(self, rep: _Replica, env: Envelope) -> None:
         rep.assigned += 1
         rep.settled.clear()
-        rep.mailbox.put_nowait(_Delivery(env))
+        d = _Delivery(env)
+        while rep.idle:
+            waiter = rep.idle.popleft()
+            if not waiter.done():
+                waiter.set_result(d)
+                return
+        rep.mailbox.append(d)
 
     # -- execution ----------------------------------------------------------
     async def _worker(self, rep: _Replica) -> None:
         me = asyncio.current_task()
         assert me is not None
         agent = rep.agent
+        loop = asyncio.get_running_loop()
         while True:
-            d = await rep.mailbox.get()
+            if rep.mailbox:
+                d = rep.mailbox.popleft()
+            else:
+                waiter: asyncio.Future[_Delivery] = loop.create_future()
+                rep.idle.append(waiter)
+                d = await waiter
             try:
                 await self._execute(rep, d, me)
             finally:
@@ -438,9 +486,14 @@ class InProcessRuntime:
         if env.deadline is not None and time.time() > env.deadline:
             await self._finish(env, TaskState.EXPIRED, error="deadline passed before start")
             return
-        await self._ledger.update(
-            env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
-        )
+        if self._fast_ledger is not None:
+            self._fast_ledger.update_nowait(
+                env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
+            )
+        else:
+            await self._ledger.update(
+                env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
+            )
         if agent.state is AgentState.READY:
             agent.state = AgentState.BUSY
         d.worker = me
@@ -448,7 +501,10 @@ class InProcessRuntime:
         rep.inflight[env.id] = d
         agent.inflight += 1
         try:
-            with handler_span(env, agent.agent_id):
+            if tracing_enabled():
+                with handler_span(env, agent.agent_id):
+                    value = await agent.dispatch(env, TaskContext(rep.context, env), self._codec)
+            else:
                 value = await agent.dispatch(env, TaskContext(rep.context, env), self._codec)
         except asyncio.CancelledError:
             rep.inflight.pop(env.id, None)
@@ -540,10 +596,24 @@ class InProcessRuntime:
         result: bytes | None = None,
         result_type: str | None = None,
     ) -> None:
-        rec = await self._ledger.update(
-            env.id, state, attempts=env.attempt, error=error, result=result,
-            result_type=result_type,
-        )
+        if self._fast_ledger is not None:
+            rec = self._fast_ledger.update_nowait(
+                env.id,
+                state,
+                attempts=env.attempt,
+                error=error,
+                result=result,
+                result_type=result_type,
+            )
+        else:
+            rec = await self._ledger.update(
+                env.id,
+                state,
+                attempts=env.attempt,
+                error=error,
+                result=result,
+                result_type=result_type,
+            )
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
@@ -562,7 +632,8 @@ class InProcessRuntime:
                 for d in list(rep.inflight.values()):
                     if d.lease_until < now and d.interrupted is None and d.worker is not None:
                         _log.warning(
-                            "visibility timeout; redelivering", task_id=d.envelope.id,
+                            "visibility timeout; redelivering",
+                            task_id=d.envelope.id,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
@@ -574,11 +645,16 @@ class InProcessRuntime:
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(fut)
         try:
-            rec = await self._ledger.get(task_id)
+            if self._fast_ledger is not None:
+                rec = self._fast_ledger.get_nowait(task_id)
+            else:
+                rec = await self._ledger.get(task_id)
             if rec is None:
                 raise KeyError(task_id)
             if rec.final:
                 return rec
+            if timeout is None:
+                return await fut
             async with asyncio.timeout(timeout):
                 return await fut
         except TimeoutError:
@@ -601,11 +677,19 @@ class InProcessRuntime:
     ) -> Any:
         traceparent, tracestate = current_traceparent()
         env = Envelope(
-            id=new_id(), kind=Kind.TASK, type=message.type_name, sender=sender,
-            recipient=to, payload=self._codec.encode_payload(message), priority=priority,
+            id=new_id(),
+            kind=Kind.TASK,
+            type=message.type_name,
+            sender=sender,
+            recipient=to,
+            payload=self._codec.encode_payload(message),
+            priority=priority,
             max_attempts=max_attempts or self._retry.max_attempts,
-            idempotency_key=idempotency_key, created_at=time.time(), reply_to=self._node_id,
-            traceparent=traceparent, tracestate=tracestate,
+            idempotency_key=idempotency_key,
+            created_at=time.time(),
+            reply_to=self._node_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         task_id = await self.submit(env)
         return result_of(self._codec, await self.wait(task_id, timeout=timeout))
@@ -615,9 +699,15 @@ class InProcessRuntime:
         traceparent, tracestate = current_traceparent()
         kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
         env = Envelope(
-            id=new_id(), kind=kind, type=message.type_name, sender=sender,
-            recipient=f"topic:{topic}", payload=self._codec.encode_payload(message),
-            created_at=time.time(), traceparent=traceparent, tracestate=tracestate,
+            id=new_id(),
+            kind=kind,
+            type=message.type_name,
+            sender=sender,
+            recipient=f"topic:{topic}",
+            payload=self._codec.encode_payload(message),
+            created_at=time.time(),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         self._codec.encode(env)
         for sub in list(self._topics.get(topic, ())):
@@ -643,7 +733,9 @@ class InProcessRuntime:
         cmd = self._codec.decode_payload(env, Command)
         for rep in list(self._replicas.values()):
             agent = rep.agent
-            if (cmd.role and cmd.role != agent.role) or (cmd.agent_id and cmd.agent_id != agent.agent_id):
+            if (cmd.role and cmd.role != agent.role) or (
+                cmd.agent_id and cmd.agent_id != agent.agent_id
+            ):
                 continue
             _log.info("command", action=cmd.action.value, agent_id=agent.agent_id)
             if cmd.action is CommandAction.PAUSE and agent.accepting:
@@ -683,8 +775,10 @@ class InProcessRuntime:
                 types=frozenset(role.types),
                 replicas=tuple(
                     ReplicaInfo(
-                        agent_id=r.agent.agent_id, state=r.agent.state.value,
-                        inflight=r.assigned, capacity=r.agent.concurrency,
+                        agent_id=r.agent.agent_id,
+                        state=r.agent.state.value,
+                        inflight=r.assigned,
+                        capacity=r.agent.concurrency,
                     )
                     for r in role.replicas.values()
                 ),
@@ -699,4 +793,3 @@ class InProcessRuntime:
     def agents(self) -> list[Agent]:
         """Return every registered agent."""
         return [rep.agent for rep in self._replicas.values()]
-

@@ -166,8 +166,13 @@ class InMemoryLedger:
         result_type: str | None = None,
     ) -> TaskRecord | None:
         return self.update_nowait(
-            task_id, state, attempts=attempts, agent_id=agent_id, error=error,
-            result=result, result_type=result_type,
+            task_id,
+            state,
+            attempts=attempts,
+            agent_id=agent_id,
+            error=error,
+            result=result,
+            result_type=result_type,
         )
 
     def update_nowait(
@@ -208,14 +213,18 @@ class InMemoryLedger:
             rec.result = result
         if result_type is not None:
             rec.result_type = result_type
-        if state in FINAL_STATES and len(self._records) > self._max_final:
+        if state in FINAL_STATES and self._final_count() > self._max_final:
             self._evict()
         return rec
 
+    def _final_count(self) -> int:
+        counts = self._counts
+        return sum(counts[s] for s in FINAL_STATES)
+
     def _evict(self) -> None:
         # Dicts keep insertion order and ids sort by time: the first final
-        # records found are the oldest.
-        excess = len(self._records) - self._max_final
+        # records found are the oldest. Unfinished records are never evicted.
+        excess = self._final_count() - self._max_final
         for task_id in [t for t, r in self._records.items() if r.final][:excess]:
             rec = self._records.pop(task_id)
             self._counts[rec.state] -= 1
@@ -223,6 +232,10 @@ class InMemoryLedger:
                 self._idem.pop(rec.idempotency_key, None)
 
     async def get(self, task_id: str) -> TaskRecord | None:
+        return self._records.get(task_id)
+
+    def get_nowait(self, task_id: str) -> TaskRecord | None:
+        """Synchronous :meth:`get`."""
         return self._records.get(task_id)
 
     async def counts(self) -> dict[TaskState, int]:

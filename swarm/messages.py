@@ -127,6 +127,7 @@ class Command(Message, frozen=True, kw_only=True):
 # (python-ulid costs ~10 us per id, half of the in-process per-task budget.)
 _NODE = int.from_bytes(os.urandom(5), "big")
 _COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
+_NODE_HEX = f"{_NODE:010x}"
 
 
 def new_id() -> str:
@@ -137,7 +138,7 @@ def new_id() -> str:
         >>> a != b and len(a) == 32
         True
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_NODE:010x}{next(_COUNTER) & 0xFFFFFFFFFF:010x}"
+    return f"{time.time_ns() // 1_000_000:012x}{_NODE_HEX}{next(_COUNTER) & 0xFFFFFFFFFF:010x}"
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -190,7 +191,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the deadline has passed."""
-        return self.deadline is not None and (now if now is not None else time.time()) > self.deadline
+        return (
+            self.deadline is not None and (now if now is not None else time.time()) > self.deadline
+        )
 
     @property
     def role(self) -> str | None:

@@ -85,9 +85,11 @@ def handler(arg: Any, /) -> Any:
         'echoer'
     """
     if isinstance(arg, type) and issubclass(arg, Message):
+
         def mark(func: F) -> F:
             setattr(func, _HANDLER_ATTR, arg)
             return func
+
         return mark
     if not inspect.iscoroutinefunction(arg):
         raise ConfigError(f"@handler needs an async def method, got {arg!r}")

@@ -81,7 +81,7 @@ class AgentContext:
 class TaskContext:
     """The context of one delivery: the agent's context plus the envelope being handled."""
 
-    __slots__ = ("agent", "envelope", "_log")
+    __slots__ = ("_log", "agent", "envelope")
 
     def __init__(self, agent: AgentContext, envelope: Envelope) -> None:
         self.agent = agent

@@ -25,7 +25,7 @@ class TaskHandle:
             the first task's id).
     """
 
-    __slots__ = ("task_id", "_runtime")
+    __slots__ = ("_runtime", "task_id")
 
     def __init__(self, task_id: str, runtime: Runtime) -> None:
         self.task_id = task_id
