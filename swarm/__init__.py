@@ -39,6 +39,7 @@ from swarm.errors import (
 )
 from swarm.inprocess import InProcessRuntime
 from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.logging import configure_logging
 from swarm.messages import (
     Command,
     CommandAction,
@@ -62,11 +63,12 @@ from swarm.runtime import (
     Subscription,
     result_of,
 )
+from swarm.settings import SwarmSettings
 from swarm.swarm import Swarm
 from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
-_NAMESPACE_MODULES = ("constants", "metrics", "testing", "tracing")
+_NAMESPACE_MODULES = ("cli", "constants", "metrics", "testing", "tracing")
 
 __all__ = [
     "FINAL_STATES",
@@ -105,6 +107,7 @@ __all__ = [
     "Subscription",
     "Swarm",
     "SwarmError",
+    "SwarmSettings",
     "SwarmTimeout",
     "TaskContext",
     "TaskDeadLettered",
@@ -117,6 +120,7 @@ __all__ = [
     "TaskState",
     "TransportError",
     "UnknownMessage",
+    "configure_logging",
     "handler",
     "lookup_message_type",
     "message_type",
