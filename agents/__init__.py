@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from agents.job import DeadLetterInfo, JobReport, Progress, run_tge_job
 from agents.keywords import KeywordPrecisionAgent
 from agents.performance import PerformanceBottleneckAgent
 from agents.quality import DataQualityAgent
@@ -27,14 +28,24 @@ from agents.reliability import ApiReliabilityAgent
 from agents.scraping import ScrapingEfficiencyAgent
 from swarm.agent import Agent
 
+# Modules kept as namespaces (``agents.messages.ScrapeSource``), not re-exported.
+_NAMESPACE_MODULES = (
+    "corpus", "keywords", "messages", "performance", "quality", "reliability", "report",
+    "scraping",
+)
+
 __all__ = [
     "STOCK_AGENTS",
     "ApiReliabilityAgent",
     "DataQualityAgent",
+    "DeadLetterInfo",
+    "JobReport",
     "KeywordPrecisionAgent",
     "PerformanceBottleneckAgent",
+    "Progress",
     "ScrapingEfficiencyAgent",
     "default_swarm",
+    "run_tge_job",
 ]
 
 #: Role name -> agent class of every stock specialist.

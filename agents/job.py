@@ -156,7 +156,7 @@ async def run_tge_job(
     started = time.perf_counter()
     await _check_routes(swarm)
     corpus = corpus or load_corpus()
-    report = progress or _no_progress
+    notify = progress or _no_progress
     handles: list[TaskHandle] = []
     errors: list[str] = []
     scraped: list[ScrapeResult] = []
@@ -170,7 +170,7 @@ async def run_tge_job(
             result: ScrapeResult = await h.result(timeout=task_timeout)
         except SwarmError as exc:
             errors.append(f"scrape {source_id}: {exc}")
-            report("scrape", len(scraped) + len(errors), total, f"{source_id} failed")
+            notify("scrape", len(scraped) + len(errors), total, f"{source_id} failed")
             return
         scraped.append(result)
         st = result.stats
@@ -178,7 +178,7 @@ async def run_tge_job(
             f"{source_id} skipped ({st.skipped})" if st.skipped
             else f"{source_id}: {len(result.documents)} docs, attempt {st.attempts}"
         )
-        report("scrape", len(scraped) + len(errors), total, detail)
+        notify("scrape", len(scraped) + len(errors), total, detail)
         if not result.documents:
             return
         try:
@@ -189,7 +189,7 @@ async def run_tge_job(
             errors.append(f"score {source_id}: {exc}")
             return
         scored.append(s)
-        report("score", len(scored), total, f"{source_id}: {len(s.candidates)} candidates")
+        notify("score", len(scored), total, f"{source_id}: {len(s.candidates)} candidates")
 
     async with asyncio.TaskGroup() as tg:
         for source_id in corpus.source_ids:
@@ -199,7 +199,7 @@ async def run_tge_job(
     h = await swarm.submit(ValidateCandidates(candidates=candidates))
     handles.append(h)
     quality: QualityReport = await h.result(timeout=task_timeout)
-    report("validate", 1, 1, f"{len(quality.announcements)} announcements")
+    notify("validate", 1, 1, f"{len(quality.announcements)} announcements")
 
     timings = (
         [StageTiming(stage="scrape", elapsed_ms=r.elapsed_ms, items=len(r.documents))
@@ -212,7 +212,7 @@ async def run_tge_job(
     handles += [h_rel, h_perf]
     reliability: ReliabilityReport = await h_rel.result(timeout=task_timeout)
     perf: PerformanceReport = await h_perf.result(timeout=task_timeout)
-    report("report", 1, 1, f"slowest stage: {perf.slowest_stage}")
+    notify("report", 1, 1, f"slowest stage: {perf.slowest_stage}")
 
     retries = 0
     for handle in handles:

@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Run a queenswarm swarm. Without --redis it is embedded in this process and runs "
-            "the bundled TGE job (find token-generation-event announcements in a bundled "
-            "corpus) end to end, printing a report; --serve keeps it running instead."
+            "Run a queenswarm swarm (embedded in this process unless --redis is given) and "
+            "the bundled TGE job: find token-generation-event announcements in a bundled "
+            "corpus end to end and print a report. --serve keeps the agents running instead."
         ),
         epilog=(
             "Environment (read only here; options win): SWARM_REDIS_URL, SWARM_CONSUL_URL, "

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 
 from swarm.errors import ConfigError
 
-__all__ = ["DEFAULT_AGENTS", "LOG_LEVELS", "SwarmSettings"]
+__all__ = ["SwarmSettings"]
 
+#: The ``--agents`` factory used when none is configured.
 DEFAULT_AGENTS = "agents:default_swarm"
+#: Accepted log level names.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
