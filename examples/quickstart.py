@@ -8,7 +8,7 @@ import asyncio
 from swarm import Agent, Message, Swarm, TaskContext, handler
 
 
-class Greet(Message, frozen=True):
+class Greet(Message):
     name: str
 
 
