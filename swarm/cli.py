@@ -64,13 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--agents", metavar="MODULE:FACTORY",
+        "--agents",
+        metavar="MODULE:FACTORY",
         help=f"callable returning the agents to run (default: {DEFAULT_AGENTS})",
     )
     p.add_argument("--redis", metavar="URL", help="run on Redis at URL (needs swarm.redis)")
     p.add_argument("--consul", metavar="URL", help="register with Consul at URL (needs discovery)")
     p.add_argument(
-        "--serve", action="store_true",
+        "--serve",
+        action="store_true",
         help="serve until SIGINT/SIGTERM, then drain, instead of running the bundled job",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -78,15 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress display on standard error"
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default: warning)")
+    p.add_argument("--log-json", action="store_true", default=None, help="logs as JSON lines")
     p.add_argument(
-        "--log-json", action="store_true", default=None, help="logs as JSON lines"
-    )
-    p.add_argument(
-        "--task-timeout", type=float, default=60.0, metavar="SECONDS",
+        "--task-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
         help="longest wait for any one task of the job (default: 60)",
     )
     p.add_argument(
-        "--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
         help="longest wait for in-flight work on shutdown (default: 30)",
     )
     return p
@@ -101,8 +107,11 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Swarm
     settings = SwarmSettings.from_env(environ)
     changes: dict[str, object] = {}
     for option, field in (
-        ("redis", "redis_url"), ("consul", "consul_url"), ("agents", "agents"),
-        ("log_level", "log_level"), ("log_json", "log_json"),
+        ("redis", "redis_url"),
+        ("consul", "consul_url"),
+        ("agents", "agents"),
+        ("log_level", "log_level"),
+        ("log_json", "log_json"),
     ):
         value = getattr(args, option)
         if value is not None:
@@ -215,7 +224,10 @@ def _describe(agents: list[Agent], runtime: Runtime | None) -> str:
 
 
 async def _run_job(
-    agents: list[Agent], runtime: Runtime | None, args: argparse.Namespace, out: TextIO,
+    agents: list[Agent],
+    runtime: Runtime | None,
+    args: argparse.Namespace,
+    out: TextIO,
     display: _ProgressDisplay,
 ) -> int:
     from agents.job import run_tge_job
@@ -238,7 +250,9 @@ async def _run_job(
 
 
 async def _serve(
-    agents: list[Agent], runtime: Runtime | None, args: argparse.Namespace,
+    agents: list[Agent],
+    runtime: Runtime | None,
+    args: argparse.Namespace,
     display: _ProgressDisplay,
 ) -> int:
     stop = asyncio.Event()

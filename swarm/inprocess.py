@@ -76,6 +76,9 @@ _Entry = tuple[int, int, Envelope, str | None]
 # past that the whole envelope is encoded to check its size exactly.
 _HEADER_ALLOWANCE = 2048
 
+_ACCEPTING = frozenset({AgentState.READY, AgentState.BUSY})
+_NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned None
+
 
 @dataclass(slots=True, eq=False)
 class _Delivery:
@@ -105,7 +108,9 @@ class _Replica:
     assigned: int = 0
     inflight: dict[str, _Delivery] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    # Created only while someone waits for the replica to finish its work
+    # (unregister with drain), so the hot path does not touch an Event.
+    settled: asyncio.Event | None = None
     dead: bool = False
     subscriptions: list[_Subscription] = field(default_factory=list)
 
@@ -287,7 +292,6 @@ class InProcessRuntime:
         )
         await agent.startup(ctx)
         rep = _Replica(agent=agent, role=role, context=ctx)
-        rep.settled.set()
         for i in range(agent.concurrency):
             rep.workers.append(self._tasks.spawn(self._worker(rep), name=f"{agent.agent_id}:{i}"))
         for topic in agent.subscriptions:
@@ -304,7 +308,9 @@ class InProcessRuntime:
         if drain:
             rep.agent.state = AgentState.DRAINING
             self._return_mailbox(rep)
-            await rep.settled.wait()
+            if rep.assigned:
+                rep.settled = asyncio.Event()
+                await rep.settled.wait()
         await self._remove(rep, reason="unregistered")
 
     async def kill(self, agent_id: str) -> None:
@@ -344,7 +350,7 @@ class InProcessRuntime:
             d = rep.mailbox.popleft()
             rep.assigned -= 1
             self._enqueue(d.envelope, avoid=rep.agent.agent_id)
-        if rep.assigned == 0:
+        if rep.assigned == 0 and rep.settled is not None:
             rep.settled.set()
 
     # -- submission -------------------------------------------------------
@@ -404,9 +410,15 @@ class InProcessRuntime:
             # No backlog: hand the task straight to the least-loaded replica
             # with room, skipping the heap round trip.
             best: _Replica | None = None
+            best_free = 0
             for rep in role.replicas.values():
-                if rep.free > 0 and rep.agent.accepting and (best is None or rep.free > best.free):
-                    best = rep
+                free = rep.agent.concurrency - rep.assigned
+                if (
+                    free > 0
+                    and rep.agent.state in _ACCEPTING
+                    and (best is None or free > best_free)
+                ):
+                    best, best_free = rep, free
             if best is not None:
                 self._assign(best, env)
                 return
@@ -420,7 +432,7 @@ class InProcessRuntime:
             best: _Replica | None = None
             avoid = backlog[0][3]
             for rep in role.replicas.values():
-                if rep.free <= 0 or not rep.agent.accepting:
+                if rep.free <= 0 or rep.agent.state not in _ACCEPTING:
                     continue
                 if best is None or (rep.agent.agent_id != avoid, rep.free) > (
                     best.agent.agent_id != avoid,
@@ -434,7 +446,8 @@ class InProcessRuntime:
     def _fill(self, rep: _Replica) -> None:
         direct = self._direct.get(rep.agent.agent_id)
         backlog = rep.role.backlog
-        while rep.free > 0 and rep.agent.accepting:
+        agent = rep.agent
+        while agent.concurrency > rep.assigned and agent.state in _ACCEPTING:
             if direct and (not backlog or direct[0] < backlog[0]):
                 self._assign(rep, heapq.heappop(direct)[2])
             elif backlog:
@@ -444,7 +457,6 @@ class InProcessRuntime:
 
     def _assign(self, rep: _Replica, env: Envelope) -> None:
         rep.assigned += 1
-        rep.settled.clear()
         d = _Delivery(env)
         while rep.idle:
             waiter = rep.idle.popleft()
@@ -459,6 +471,8 @@ class InProcessRuntime:
         assert me is not None
         agent = rep.agent
         loop = asyncio.get_running_loop()
+        fast = self._fast_ledger
+        codec = self._codec
         while True:
             if rep.mailbox:
                 d = rep.mailbox.popleft()
@@ -466,99 +480,145 @@ class InProcessRuntime:
                 waiter: asyncio.Future[_Delivery] = loop.create_future()
                 rep.idle.append(waiter)
                 d = await waiter
+            env = d.envelope
             try:
-                await self._execute(rep, d, me)
+                # The common case (in-memory ledger, no deadline) starts without
+                # an await; everything else goes through _start.
+                if fast is not None and env.deadline is None:
+                    fast.running_nowait(env.id, env.attempt, agent.agent_id)
+                    started = True
+                else:
+                    started = await self._start(agent, env)
+                if started:
+                    self._lease(rep, d, me)
+                    try:
+                        if tracing_enabled():
+                            with handler_span(env, agent.agent_id):
+                                value = await agent.dispatch(
+                                    env, TaskContext(rep.context, env), codec
+                                )
+                        else:
+                            value = await agent.dispatch(env, TaskContext(rep.context, env), codec)
+                    except BaseException as exc:
+                        await self._on_error(rep, d, me, exc)
+                    else:
+                        if not self._on_result(rep, d, value):
+                            await self._on_result_slow(rep, d, me, value)
             finally:
                 rep.assigned -= 1
-                if rep.assigned == 0:
+                if rep.assigned == 0 and rep.settled is not None:
                     rep.settled.set()
                 if agent.state is AgentState.BUSY and agent.inflight == 0:
                     agent.state = AgentState.READY
             if rep.dead:
                 return
-            self._fill(rep)
             if rep.role.backlog:
-                self._pump(rep.role)
+                self._fill(rep)
+                if rep.role.backlog:
+                    self._pump(rep.role)
+            elif self._direct:
+                self._fill(rep)
 
-    async def _execute(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
-        env = d.envelope
-        agent = rep.agent
+    async def _start(self, agent: Agent, env: Envelope) -> bool:
+        """Record the start of a delivery; False if its deadline passed (it ends expired)."""
         if env.deadline is not None and time.time() > env.deadline:
             await self._finish(env, TaskState.EXPIRED, error="deadline passed before start")
-            return
+            return False
         if self._fast_ledger is not None:
             self._fast_ledger.running_nowait(env.id, env.attempt, agent.agent_id)
         else:
             await self._ledger.update(
                 env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
             )
+        return True
+
+    def _lease(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
+        """Take the delivery in flight: the reaper may now take it back after the timeout."""
+        agent = rep.agent
         if agent.state is AgentState.READY:
             agent.state = AgentState.BUSY
         d.worker = me
         d.lease_until = time.monotonic() + self.visibility_timeout
-        rep.inflight[env.id] = d
+        rep.inflight[d.envelope.id] = d
         agent.inflight += 1
-        try:
-            if tracing_enabled():
-                with handler_span(env, agent.agent_id):
-                    value = await agent.dispatch(env, TaskContext(rep.context, env), self._codec)
-            else:
-                value = await agent.dispatch(env, TaskContext(rep.context, env), self._codec)
-        except asyncio.CancelledError:
-            rep.inflight.pop(env.id, None)
-            agent.inflight -= 1
+
+    @staticmethod
+    def _release(rep: _Replica, d: _Delivery) -> None:
+        rep.inflight.pop(d.envelope.id, None)
+        rep.agent.inflight -= 1
+
+    async def _on_error(
+        self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any], exc: BaseException
+    ) -> None:
+        """The handler raised (or was interrupted): redeliver, retry, fail or dead-letter."""
+        env = d.envelope
+        self._release(rep, d)
+        if isinstance(exc, asyncio.CancelledError):
             if d.interrupted is None:
                 # Cancelled from outside (the handler cancelled itself, or an
                 # unrelated cancel): the work did not finish, so redeliver.
                 if me.cancelling():
                     await self._redeliver(env, "cancelled", rep)
-                    raise
+                    raise exc
                 d.interrupted = "cancelled"
             else:
                 me.uncancel()
             await self._redeliver(env, d.interrupted, rep)
-            return
-        except Reject as exc:
-            self._settle(rep, d)
+        elif isinstance(exc, Reject):
             await self._finish(env, TaskState.FAILED, error=f"rejected: {exc}")
-            return
-        except DecodeError as exc:
-            self._settle(rep, d)
+        elif isinstance(exc, DecodeError):
             REJECTED.labels(reason="bad_payload").inc()
             await self._finish(env, TaskState.FAILED, error=str(exc))
-            return
-        except Exception as exc:
-            self._settle(rep, d)
-            agent.failed += 1
+        elif isinstance(exc, Exception):
+            rep.agent.failed += 1
             await self._fail(env, f"{type(exc).__name__}: {exc}")
-            return
-        self._settle(rep, d)
+        else:
+            # KeyboardInterrupt / SystemExit: the task goes back, the signal goes on.
+            await self._redeliver(env, type(exc).__name__, rep)
+            raise exc
+
+    def _on_result(self, rep: _Replica, d: _Delivery, value: Any) -> bool:
+        """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
+        fast = self._fast_ledger
+        if fast is None or d.interrupted is not None:
+            return False
+        try:
+            payload = self._codec.encode_payload(value)
+        except (EncodeError, MessageTooLarge):
+            return False
+        self._release(rep, d)
+        rep.agent.processed += 1
+        env = d.envelope
+        result = _NONE_RESULT if value is None else bytes(payload)
+        type_name = value.type_name if isinstance(value, Message) else ""
+        rec = fast.done_nowait(env.id, env.attempt, result, type_name)
+        if rec is not None:
+            self._settled(rec)
+        return True
+
+    async def _on_result_slow(
+        self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any], value: Any
+    ) -> None:
+        env = d.envelope
+        self._release(rep, d)
         if d.interrupted is not None:
             # The reaper took the task back while the handler was returning;
             # the redelivery owns it now. This completion is a duplicate.
             me.uncancel()
             await self._redeliver(env, d.interrupted, rep)
             return
-        agent.processed += 1
+        rep.agent.processed += 1
         try:
             payload = self._codec.encode_payload(value)
         except (EncodeError, MessageTooLarge) as exc:
             await self._finish(env, TaskState.FAILED, error=f"result: {exc}")
             return
-        result = bytes(payload)
-        if self._fast_ledger is not None:
-            rec = self._fast_ledger.done_nowait(env.id, env.attempt, result, Codec.type_name(value))
-            if rec is not None:
-                self._settled(rec)
-        else:
-            await self._finish(
-                env, TaskState.DONE, result=result, result_type=Codec.type_name(value)
-            )
-
-    @staticmethod
-    def _settle(rep: _Replica, d: _Delivery) -> None:
-        rep.inflight.pop(d.envelope.id, None)
-        rep.agent.inflight -= 1
+        await self._finish(
+            env,
+            TaskState.DONE,
+            result=_NONE_RESULT if value is None else bytes(payload),
+            result_type=Codec.type_name(value),
+        )
 
     async def _redeliver(self, env: Envelope, reason: str, rep: _Replica) -> None:
         # A redelivery counts as an attempt, as Redis's delivery counter does,

@@ -134,6 +134,10 @@ _COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
 _NODE_HEX = f"{_NODE:010x}"
 
 
+_prefix_ms = -1
+_prefix = ""
+
+
 def new_id() -> str:
     """Return a new unique id that sorts by creation time (32 hex digits).
 
@@ -142,7 +146,12 @@ def new_id() -> str:
         >>> a != b and len(a) == 32
         True
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_NODE_HEX}{next(_COUNTER) & 0xFFFFFFFFFF:010x}"
+    global _prefix_ms, _prefix
+    ms = time.time_ns() // 1_000_000
+    if ms != _prefix_ms:
+        # Formatting the clock part once per millisecond, not once per id.
+        _prefix_ms, _prefix = ms, f"{ms:012x}{_NODE_HEX}"
+    return f"{_prefix}{next(_COUNTER) & 0xFFFFFFFFFF:010x}"
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
