@@ -17,14 +17,16 @@ from discovery.connect import open_registry
 from discovery.consul import ConsulRegistry
 from discovery.election import LeaderElector
 from discovery.health import HealthRouter, HealthView
-from discovery.live_config import LiveConfig, LiveSettings
+from discovery.live_config import CONFIG_PREFIX, LiveConfig, LiveSettings
 from discovery.memory import InMemoryRegistry
-from discovery.redis_lease import FencedWriter, RedisLease
+from discovery.redis_lease import FENCED_REFUSED, FencedWriter, RedisLease
 from discovery.registry import Election, Leadership, Registry, ServiceInstance
 from discovery.settings import ConsulSettings
 from discovery.wiring import QueenDiscovery, register_agents
 
 __all__ = [
+    "CONFIG_PREFIX",
+    "FENCED_REFUSED",
     "ConsulRegistry",
     "ConsulSettings",
     "Election",

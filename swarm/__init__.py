@@ -19,10 +19,13 @@ Example:
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
 from swarm.codec import Codec
 from swarm.errors import (
+    AclDenied,
     ConfigError,
     DecodeError,
+    DiscoveryError,
     EncodeError,
     FencingError,
+    LeadershipLost,
     MessageError,
     MessageTooLarge,
     NoRouteError,
@@ -38,15 +41,41 @@ from swarm.errors import (
     TransportError,
 )
 from swarm.inprocess import InProcessRuntime
-from swarm.ledger import InMemoryLedger, Ledger, TaskRecord, TaskState
-from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.logging import configure_logging
+from swarm.messages import (
+    Command,
+    CommandAction,
+    Envelope,
+    Kind,
+    Message,
+    UnknownMessage,
+    lookup_message_type,
+    message_type,
+    new_id,
+)
 from swarm.queen import CommandBus, Intake, Queen, TaskHandle
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
-from swarm.runtime import DeadLetter, ReplicaInfo, RoleInfo, Runtime
+from swarm.runtime import (
+    DeadLetter,
+    EventCallback,
+    ReplicaInfo,
+    RoleInfo,
+    Runtime,
+    Subscription,
+    result_of,
+)
+from swarm.settings import SwarmSettings
 from swarm.swarm import Swarm
+from swarm.tasks import TaskSet
+
+# Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
+_NAMESPACE_MODULES = ("cli", "constants", "metrics", "settings", "testing", "tracing")
 
 __all__ = [
+    "FINAL_STATES",
+    "AclDenied",
     "Agent",
     "AgentContext",
     "AgentState",
@@ -57,13 +86,16 @@ __all__ = [
     "ConfigError",
     "DeadLetter",
     "DecodeError",
+    "DiscoveryError",
     "EncodeError",
     "Envelope",
+    "EventCallback",
     "FencingError",
     "InMemoryLedger",
     "InProcessRuntime",
     "Intake",
     "Kind",
+    "LeadershipLost",
     "Ledger",
     "Message",
     "MessageError",
@@ -78,8 +110,10 @@ __all__ = [
     "RoutingError",
     "Runtime",
     "RuntimeClosed",
+    "Subscription",
     "Swarm",
     "SwarmError",
+    "SwarmSettings",
     "SwarmTimeout",
     "TaskContext",
     "TaskDeadLettered",
@@ -88,8 +122,14 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TaskRecord",
+    "TaskSet",
     "TaskState",
     "TransportError",
+    "UnknownMessage",
+    "configure_logging",
     "handler",
+    "lookup_message_type",
+    "message_type",
     "new_id",
+    "result_of",
 ]

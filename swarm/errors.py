@@ -174,5 +174,5 @@ class LeadershipLost(SwarmError):
     """A leadership lease expired, was invalidated or was taken over before it was renewed."""
 
 
-class Reject(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Reject(...)``
+class Reject(Exception):
     """Raise from a handler to fail the task at once, without further attempts."""
