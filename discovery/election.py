@@ -105,7 +105,7 @@ class LeaderElector:
             except TransportError as exc:
                 _log.warning("release failed", name=self.name, error=str(exc))
 
-    async def wait_leading(self, *, timeout: float) -> None:  # noqa: ASYNC109 - a deadline for the whole wait, as Runtime.wait has
+    async def wait_leading(self, *, timeout: float) -> None:
         """Wait until this candidate leads.
 
         Raises:

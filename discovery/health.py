@@ -34,7 +34,7 @@ import structlog
 
 from discovery.registry import Registry, ServiceInstance
 from swarm.errors import NoRouteError
-from swarm.routing import Router, pick_replica
+from swarm.routing import Router
 from swarm.runtime import RoleInfo
 from swarm.tasks import TaskSet
 
@@ -66,7 +66,7 @@ class HealthView:
         self._changed = asyncio.Condition()
         self._tasks = TaskSet("health-view")
 
-    async def start(self, *, timeout: float | None = 10.0) -> None:  # noqa: ASYNC109 - a deadline for the whole wait, as Runtime.wait has
+    async def start(self, *, timeout: float | None = 10.0) -> None:
         """Start watching and wait for each role's first snapshot."""
         for role in self._roles:
             self.watch_role(role)
@@ -107,7 +107,7 @@ class HealthView:
         """The healthy instances of ``role`` last seen."""
         return list(self._instances.get(role, ()))
 
-    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float) -> None:  # noqa: ASYNC109 - a deadline for the whole wait, as Runtime.wait has
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float) -> None:
         """Wait until ``predicate()`` holds after some health change.
 
         Raises:
@@ -143,5 +143,6 @@ class HealthRouter(Router):
             return target
         if not healthy:
             raise NoRouteError(f"no healthy instance of role {role!r}")
-        pick = pick_replica(healthy) or min(healthy, key=lambda r: r.inflight - r.capacity)
+        # Most free capacity first (a full one still beats none: it queues there).
+        pick = max(healthy, key=lambda r: (r.capacity - r.inflight, -r.inflight))
         return f"agent:{pick.agent_id}"

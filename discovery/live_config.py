@@ -117,7 +117,7 @@ class LiveConfig:
         self._tasks = TaskSet("live-config")
         self._bad: dict[str, bytes] = {}
 
-    async def start(self, *, timeout: float | None = 10.0) -> None:  # noqa: ASYNC109 - a deadline for the whole wait, as Runtime.wait has
+    async def start(self, *, timeout: float | None = 10.0) -> None:
         """Start watching; returns once the current settings are applied."""
         self._tasks.spawn(self._run(), name="watch")
         async with asyncio.timeout(timeout):
@@ -127,7 +127,7 @@ class LiveConfig:
         """Stop watching."""
         await self._tasks.close()
 
-    async def wait_for(self, predicate: Callable[[LiveSettings], bool], *, timeout: float) -> None:  # noqa: ASYNC109 - a deadline for the whole wait, as Runtime.wait has
+    async def wait_for(self, predicate: Callable[[LiveSettings], bool], *, timeout: float) -> None:
         """Wait until ``predicate(settings)`` holds.
 
         Raises:

@@ -8,7 +8,7 @@ so ``except SwarmError`` catches all of them::
     ├── RuntimeClosed            submit/send on a runtime that is stopping or stopped
     ├── TransportError           a server (Redis, PostgreSQL, Consul) could not be reached
     │   └── DiscoveryError       the service registry (Consul) failed or is unreachable
-    │       └── AclDenied        Consul refused the ACL token (names the permission, never the token)
+    │       └── AclDenied        Consul refused the ACL token (names the permission, not the token)
     ├── MessageError             something wrong with a message itself
     │   ├── EncodeError          the payload cannot be encoded (raised at the sender)
     │   ├── DecodeError          bytes on the wire are not a valid envelope or payload
