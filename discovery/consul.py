@@ -94,9 +94,13 @@ class ConsulRegistry:
     # -- plumbing ---------------------------------------------------------------
     @property
     def client(self) -> Any:
-        """The ``consul.aio.Consul`` client (after :meth:`start`)."""
+        """The ``consul.aio.Consul`` client.
+
+        Created on first use when :meth:`start` was not called (then an
+        unreachable agent surfaces at the first call instead of at start).
+        """
         if self._client is None:
-            raise DiscoveryError("ConsulRegistry is not started")
+            self._client = self._make_client()
         return self._client
 
     def _make_client(self) -> Any:

@@ -1,6 +1,8 @@
 """Consul connection settings, parsed from a DSN.
 
-``consul://[token@]host[:port][?dc=dc1&...]`` (``consuls://`` for TLS). Query
+``consul://[token@]host[:port][?dc=dc1&...]`` (``consuls://`` for TLS;
+``http://`` and ``https://`` are accepted as synonyms, as CONSUL_HTTP_ADDR
+spells them). Query
 options: ``dc``, ``verify`` (``false`` or a CA bundle path), ``cert`` (client
 certificate path), ``prefix`` (KV prefix), ``session_ttl``, ``lock_delay``,
 ``wait`` (blocking query wait), all in seconds where they are durations.
@@ -76,15 +78,15 @@ class ConsulSettings:
 
     @classmethod
     def from_dsn(cls, dsn: str) -> ConsulSettings:
-        """Parse ``consul://[token@]host[:port][?options]`` or ``consuls://...``.
+        """Parse ``consul://[token@]host[:port][?options]``, ``consuls://`` (or http(s)://).
 
         Raises:
             ConfigError: Malformed DSN.
         """
         url = urllib.parse.urlsplit(dsn)
-        if url.scheme not in ("consul", "consuls"):
-            raise ConfigError("Consul DSN must start with consul:// or consuls://")
-        tls = url.scheme == "consuls"
+        if url.scheme not in ("consul", "consuls", "http", "https"):
+            raise ConfigError("Consul DSN must start with consul://, consuls://, http:// or https://")
+        tls = url.scheme in ("consuls", "https")
         q = dict(urllib.parse.parse_qsl(url.query))
         try:
             port = url.port or (8501 if tls else 8500)

@@ -63,7 +63,13 @@ def test_from_dsn() -> None:
     assert ConsulSettings.from_dsn("consul://h").token is None
 
 
-@pytest.mark.parametrize("dsn", ["http://h:8500", "consul://h?bogus=1", "consul://h?wait=soon",
+def test_http_urls_are_accepted() -> None:
+    assert ConsulSettings.from_dsn("http://h:8600").address == "http://h:8600"
+    tls = ConsulSettings.from_dsn("https://t@h")
+    assert (tls.scheme, tls.port, tls.token) == ("https", 8501, "t")
+
+
+@pytest.mark.parametrize("dsn", ["redis://h:8500", "consul://h?bogus=1", "consul://h?wait=soon",
                                  "consul://h:notaport"])
 def test_from_dsn_rejects(dsn: str) -> None:
     with pytest.raises(ConfigError):
@@ -322,3 +328,11 @@ async def test_no_cluster_leader_is_a_clear_error(fake_consul: FakeConsul) -> No
     reg = ConsulRegistry(settings=consul_settings(fake_consul.address))
     with pytest.raises(DiscoveryError, match="no cluster leader"):
         await reg.start()
+
+
+async def test_usable_without_start_as_the_cli_wires_it(fake_consul: FakeConsul) -> None:
+    reg = ConsulRegistry(settings=ConsulSettings.from_dsn(fake_consul.url))
+    await reg.register(ServiceInstance(role="coder", id="c1"), ttl=5)
+    assert [i.id for i in await reg.healthy("coder")] == ["c1"]
+    await reg.close()
+    assert fake_consul.services == {}
