@@ -146,7 +146,7 @@ async def test_registers_ttl_check_and_deregisters_on_close(fake_consul: FakeCon
 async def test_heartbeat_survives_a_busy_event_loop(
     consul: ConsulRegistry, fake_consul: FakeConsul
 ) -> None:
-    await consul.register(ServiceInstance(role="coder", id="c1"), ttl=0.6)
+    await consul.register(ServiceInstance(role="coder", id="c1"), ttl=1.0)
     statuses: list[str] = []
 
     async def busy() -> None:
