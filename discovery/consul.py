@@ -90,6 +90,7 @@ class ConsulRegistry:
         self._keepalives: dict[str, asyncio.Task[None]] = {}
         self._sessions: set[str] = set()
         self._standby: dict[tuple[str, str], str] = {}
+        self._closed = False
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -100,8 +101,15 @@ class ConsulRegistry:
         unreachable agent surfaces at the first call instead of at start).
         """
         if self._client is None:
+            if self._closed:
+                raise DiscoveryError(f"ConsulRegistry for {self.settings.address} is closed")
             self._client = self._make_client()
         return self._client
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return self._closed
 
     def _make_client(self) -> Any:
         import consul.aio
@@ -168,7 +176,10 @@ class ConsulRegistry:
             raise
 
     async def close(self) -> None:
-        """Stop heartbeats, deregister this registry's instances, drop its sessions."""
+        """Stop heartbeats, deregister this registry's instances, drop its sessions.
+
+        Watchers still iterating end quietly.
+        """
         await self._tasks.close()
         self._keepalives.clear()
         if self._client is None:
@@ -187,6 +198,7 @@ class ConsulRegistry:
                 pass
         self._sessions.clear()
         self._standby.clear()
+        self._closed = True
         await self._close_client()
 
     async def _close_client(self) -> None:
@@ -312,12 +324,14 @@ class ConsulRegistry:
         """Run a blocking-query loop, yielding each result whose index moved."""
         index = 0
         backoff = 0.1
-        while True:
+        while not self.closed:
             try:
                 new, value = await fetch(index)
             except AclDenied:
                 raise
             except DiscoveryError as exc:
+                if self.closed:
+                    return
                 _log.warning("blocking query failed; retrying", error=str(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -336,3 +336,20 @@ async def test_usable_without_start_as_the_cli_wires_it(fake_consul: FakeConsul)
     assert [i.id for i in await reg.healthy("coder")] == ["c1"]
     await reg.close()
     assert fake_consul.services == {}
+
+
+async def test_watchers_end_when_the_registry_closes(fake_consul: FakeConsul) -> None:
+    reg = ConsulRegistry(settings=consul_settings(fake_consul.address))
+    await reg.start()
+    first = asyncio.Event()
+
+    async def observe() -> None:
+        async for _ in reg.watch("coder"):
+            first.set()
+
+    task = asyncio.create_task(observe())
+    await asyncio.wait_for(first.wait(), 5)
+    await reg.close()
+    await asyncio.wait_for(task, 5)  # ends instead of retrying forever
+    with pytest.raises(DiscoveryError, match="closed"):
+        await reg.healthy("coder")
