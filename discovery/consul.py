@@ -106,9 +106,9 @@ class ConsulRegistry:
             self._client = self._make_client()
         return self._client
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` ran."""
+    def _is_closed(self) -> bool:
+        # A method, not an attribute read, so type checkers do not assume it
+        # cannot change across an await.
         return self._closed
 
     def _make_client(self) -> Any:
@@ -324,13 +324,13 @@ class ConsulRegistry:
         """Run a blocking-query loop, yielding each result whose index moved."""
         index = 0
         backoff = 0.1
-        while not self.closed:
+        while not self._is_closed():
             try:
                 new, value = await fetch(index)
             except AclDenied:
                 raise
             except DiscoveryError as exc:
-                if self.closed:
+                if self._is_closed():  # close() ran while we waited
                     return
                 _log.warning("blocking query failed; retrying", error=str(exc))
                 await asyncio.sleep(backoff)
