@@ -457,6 +457,13 @@ class InProcessRuntime:
 
     def _assign(self, rep: _Replica, env: Envelope) -> None:
         rep.assigned += 1
+        if rep.assigned > len(rep.workers):
+            # Concurrency was raised after registration (live config): grow the pool.
+            rep.workers.append(
+                self._tasks.spawn(
+                    self._worker(rep), name=f"{rep.agent.agent_id}:{len(rep.workers)}"
+                )
+            )
         d = _Delivery(env)
         while rep.idle:
             waiter = rep.idle.popleft()

@@ -78,3 +78,16 @@ async def test_swarm_exit_drains_and_records_leftovers() -> None:
     assert sorted(e.id for e in swarm.leftovers)  # both were handed back, none lost
     assert len(swarm.leftovers) == 2
     assert await swarm.queen.counts() == {TaskState.QUEUED: 2}
+
+
+async def test_raising_concurrency_at_runtime_grows_the_worker_pool() -> None:
+    board = Board()
+    agent = Worker(board, concurrency=1)
+    async with Swarm(agents=[agent]) as swarm:
+        agent.concurrency = 3  # what live config does
+        handles = [await swarm.submit(Work(n=i, mode="block")) for i in range(3)]
+        await board.wait_for(lambda b: b.running == 3)
+        board.release.set()
+        for h in handles:
+            await h.result(timeout=10)
+    assert board.max_running == 3
