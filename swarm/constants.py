@@ -32,6 +32,7 @@ __all__ = [
     "idempotency_key",
     "inbox_stream",
     "ledger_key",
+    "memory_key",
     "task_stream",
 ]
 
@@ -92,3 +93,12 @@ def idempotency_key(key: str, prefix: str = KEY_PREFIX) -> str:
 def directory_key(prefix: str = KEY_PREFIX) -> str:
     """Hash mapping each role to the message types its agents handle."""
     return f"{prefix}:directory"
+
+
+def memory_key(memory_id: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash caching one memory in the Redis hot tier (expires with the hot TTL).
+
+    All memory keys share the hash tag ``{memory}`` so that, on Redis Cluster,
+    multi-key scripts over memories stay possible; the hot tier is a cache.
+    """
+    return f"{prefix}:{{memory}}:m:{memory_id}"

@@ -7,6 +7,7 @@ so ``except SwarmError`` catches all of them::
     ├── ConfigError              bad settings, DSN or CLI argument
     ├── RuntimeClosed            submit/send on a runtime that is stopping or stopped
     ├── TransportError           a server (Redis, PostgreSQL, Consul) could not be reached
+    │   └── MemoryUnavailable    the memory store of record is down (also a MemoryStoreError)
     ├── MessageError             something wrong with a message itself
     │   ├── EncodeError          the payload cannot be encoded (raised at the sender)
     │   ├── DecodeError          bytes on the wire are not a valid envelope or payload
@@ -19,7 +20,11 @@ so ``except SwarmError`` catches all of them::
     │   ├── TaskFailed           the handler raised a non-retryable error
     │   ├── TaskDeadLettered     attempts were exhausted; the task sits in the DLQ
     │   └── TaskExpired          the deadline passed before the task started
-    └── FencingError             a write carried a stale leadership epoch
+    ├── FencingError             a write carried a stale leadership epoch
+    └── MemoryStoreError         the memory coordinator could not do what was asked
+        ├── MemoryValidationError  bad memory input: oversized content, bad namespace,
+        │                          non-finite confidence (also a :class:`ValueError`)
+        └── MemoryUnavailable      see above: ``store`` did not commit
 
 Handlers may raise :class:`Reject` to fail a task at once, without retries.
 
@@ -36,6 +41,9 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FencingError",
+    "MemoryStoreError",
+    "MemoryUnavailable",
+    "MemoryValidationError",
     "MessageError",
     "MessageTooLarge",
     "NoRouteError",
@@ -143,6 +151,18 @@ class TaskExpired(TaskError):
 
 class FencingError(SwarmError):
     """A write carried a leadership epoch older than the current one."""
+
+
+class MemoryStoreError(SwarmError):
+    """The memory coordinator could not do what was asked."""
+
+
+class MemoryValidationError(MemoryStoreError, ValueError):
+    """A memory was rejected before anything was written: the input itself is wrong."""
+
+
+class MemoryUnavailable(MemoryStoreError, TransportError):
+    """The memory store of record could not be reached; the write did not commit."""
 
 
 class Reject(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Reject(...)``
