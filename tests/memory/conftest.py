@@ -1,4 +1,7 @@
-"""Fixtures of the memory tests: real servers isolated per test, skipped (or failed on CI) when down."""
+"""Fixtures of the memory tests: real servers, isolated per test.
+
+Skipped when a server is down, failed instead when ``CI=true``.
+"""
 
 from __future__ import annotations
 

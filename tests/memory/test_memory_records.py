@@ -136,7 +136,8 @@ def test_index_search_filters_and_removal() -> None:
 def test_index_skips_expired_and_filters_kind() -> None:
     emb = HashingEmbedder(dim=32)
     index = VectorIndex(dim=32)
-    index.add(Memory(id="a", namespace="n", content="alpha", expires_at=5.0), emb.embed(["alpha"])[0])
+    index.add(Memory(id="a", namespace="n", content="alpha", expires_at=5.0),
+              emb.embed(["alpha"])[0])
     index.add(Memory(id="b", namespace="n", content="alpha", kind=MemoryKind.SYNTHESIS),
               emb.embed(["alpha"])[0])
     v = emb.embed(["alpha"])[0]
