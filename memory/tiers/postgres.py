@@ -159,11 +159,17 @@ class PostgresWarmTier:
                     self._queue.task_done()
 
     async def _write(self, memories: Sequence[Memory]) -> None:
+        committed = False
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.executemany(self._insert, [_row(m) for m in memories])
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    await conn.executemany(self._insert, [_row(m) for m in memories])
+                committed = True
         except _DOWN as exc:
-            raise MemoryUnavailable(f"PostgreSQL unavailable: {exc!r}") from exc
+            # Once COMMIT was answered the rows are durable, whatever happens to
+            # the connection on release: only an unanswered commit is a failure.
+            if not committed:
+                raise MemoryUnavailable(f"PostgreSQL unavailable: {exc!r}") from exc
 
     async def put_many(self, memories: Sequence[Memory]) -> int:
         """Write memories in one transaction; returns rows added (existing ids are kept)."""
