@@ -28,6 +28,8 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from memory.embedding import Embedder, HashingEmbedder, vector_from_bytes, vector_to_bytes
@@ -225,7 +227,7 @@ class MemoryCoordinator:
         confidence: float,
         ttl: float | None,
         sources: Iterable[str],
-    ) -> Memory:
+    ) -> tuple[Memory, npt.NDArray[np.float32]]:
         try:
             kind = MemoryKind(kind)
         except ValueError:
@@ -235,13 +237,14 @@ class MemoryCoordinator:
         ttl = validate_ttl(ttl)
         now = time.time()
         vector = self.embedder.embed([content])[0]
-        return Memory(
+        memory = Memory(
             id=new_id(), namespace=namespace, content=content, kind=kind, author=author,
             task_id=task_id, trace_id=trace_id, tags=validate_tags(tags),
             confidence=validate_confidence(confidence), created_at=now,
             expires_at=None if ttl is None else now + ttl, score=0.0, score_at=now,
             sources=tuple(sources), vector=vector_to_bytes(vector),
         )
+        return memory, vector
 
     async def store(
         self,
@@ -275,18 +278,20 @@ class MemoryCoordinator:
             MemoryValidationError: Bad input; nothing was written.
             MemoryUnavailable: The warm tier did not commit; do not assume it is stored.
         """
-        memory = self._build(
+        memory, vector = self._build(
             namespace=namespace, content=content, kind=kind, author=author, task_id=task_id,
             trace_id=trace_id, tags=tags, confidence=confidence, ttl=ttl, sources=sources,
         )
         await self.warm.put(memory)
-        self.index.add(memory, vector_from_bytes(memory.vector, self.embedder.dim))
+        light = strip_vector(memory)
+        self.index.add(light, vector)
         try:
-            await self.hot.put(memory)
+            await self.hot.put(light)
         except SwarmError as exc:
             # The record is committed; a cache failure only costs a later miss.
             _log.warning("hot tier put failed", memory_id=memory.id, error=repr(exc))
-        await self.sync.publish(memory)
+        # Remote coordinators index the notice, so it carries the vector.
+        await self.sync.publish(memory if self.sync.runtime is not None else light)
         return memory.id
 
     async def get(self, memory_id: str) -> Memory | None:

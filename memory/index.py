@@ -69,12 +69,18 @@ class VectorIndex:
     """
 
     def __init__(
-        self, *, dim: int, capacity: int = 1024, weights: RankWeights | None = None
+        self,
+        *,
+        dim: int,
+        capacity: int = 1024,
+        weights: RankWeights | None = None,
     ) -> None:
         self.dim = dim
         self.weights = weights or RankWeights()
         cap = max(16, capacity)
-        self._vectors = np.zeros((cap, dim), dtype=np.float32)
+        # Dimension-major: row d holds dimension d of every memory, so a query
+        # touches only the rows of its non-zero dimensions (see ``_similarity``).
+        self._cols = np.zeros((dim, cap), dtype=np.float32)
         self._ns = np.zeros(cap, dtype=np.int32)
         self._kind = np.zeros(cap, dtype=np.int8)
         self._conf = np.zeros(cap, dtype=np.float32)
@@ -102,8 +108,10 @@ class VectorIndex:
         return list(self._rows)
 
     def _grow(self) -> None:
-        cap = self._vectors.shape[0] * 2
-        self._vectors = np.resize(self._vectors, (cap, self.dim))
+        cap = self._cols.shape[1] * 2
+        cols = np.zeros((self.dim, cap), dtype=np.float32)
+        cols[:, : self._cols.shape[1]] = self._cols
+        self._cols = cols
         self._ns = np.resize(self._ns, cap)
         self._kind = np.resize(self._kind, cap)
         self._conf = np.resize(self._conf, cap)
@@ -116,7 +124,7 @@ class VectorIndex:
         row = self._rows.get(memory.id)
         if row is None:
             row = len(self._memories)
-            if row >= self._vectors.shape[0]:
+            if row >= self._cols.shape[1]:
                 self._grow()
             self._memories.append(light)
             self._words.append(None)
@@ -126,7 +134,7 @@ class VectorIndex:
                 self._expiring -= 1
             self._memories[row] = light
             self._words[row] = None
-        self._vectors[row] = vector
+        self._cols[:, row] = vector
         self._ns[row] = self._ns_codes.setdefault(memory.namespace, len(self._ns_codes))
         self._kind[row] = _KINDS.get(memory.kind.value, 0)
         self._conf[row] = memory.confidence
@@ -154,9 +162,8 @@ class VectorIndex:
             self._memories[row] = moved
             self._words[row] = self._words[last]
             self._rows[moved.id] = row
-            for arr in (
-                self._vectors, self._ns, self._kind, self._conf, self._created, self._expires
-            ):
+            self._cols[:, row] = self._cols[:, last]
+            for arr in (self._ns, self._kind, self._conf, self._created, self._expires):
                 arr[row] = arr[last]
         self._memories.pop()
         self._words.pop()
@@ -186,6 +193,20 @@ class VectorIndex:
             mask = both(self._created[:n] >= flt.since)
         return mask
 
+    def _similarity(self, vector: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.float32]:
+        """Dot products of ``vector`` with the first ``n`` memories.
+
+        Exact, yet it reads only the dimensions where the query is non-zero:
+        a hashed short query sets ~15 of 128, so this moves a tenth of the
+        bytes of a full matrix-vector product (memory-bound at 100k rows), and
+        it never wakes BLAS threads, which stall the event loop on a busy host.
+        """
+        sims = np.zeros(n, dtype=np.float32)
+        cols = self._cols
+        for d in np.flatnonzero(vector).tolist():
+            sims += cols[d, :n] * vector[d]
+        return sims
+
     def _keyword(self, row: int, query_words: frozenset[str]) -> float:
         words = self._words[row]
         if words is None:
@@ -205,7 +226,7 @@ class VectorIndex:
         n = len(self._memories)
         if n == 0 or k <= 0:
             return []
-        sims = self._vectors[:n] @ vector
+        sims = self._similarity(vector, n)
         mask = self._mask(flt, now)
         if mask is not None:
             sims[~mask] = -np.inf
@@ -214,30 +235,32 @@ class VectorIndex:
             eligible = n
         post = flt is not None and bool(flt.tags or flt.authors)
         query_words = frozenset(tokenize(query))
-        want = max(k * 8, 64)
+        want = max(k * 4, 32)
         w = self.weights
         while True:
             c = min(eligible, want)
             if c == 0:
                 return []
             cand = np.argpartition(sims, n - c)[n - c :] if c < n else np.arange(n)
-            hits: list[RecallHit] = []
-            for row in cand.tolist():
-                sem = float(sims[row])
-                if sem == -np.inf:
+            scored: list[tuple[float, str, int, float, float, float]] = []
+            memories = self._memories
+            for row, sem in zip(cand.tolist(), sims[cand].tolist(), strict=True):
+                if sem == -math.inf:
                     continue
-                mem = self._memories[row]
+                mem = memories[row]
                 if post and flt is not None and not flt.matches(mem):
                     continue
                 kw = self._keyword(row, query_words)
                 fb = effective_score(mem.score, mem.score_at, now, w.half_life)
                 score = w.semantic * sem + w.keyword * kw + w.feedback * math.tanh(fb)
-                hits.append(
-                    RecallHit(memory=mem, score=score, semantic=sem, keyword=kw, feedback=fb)
-                )
-            if len(hits) >= k or c >= eligible:
-                hits.sort(key=lambda h: (-h.score, h.memory.id))
-                return hits[:k]
+                scored.append((-score, mem.id, row, sem, kw, fb))
+            if len(scored) >= k or c >= eligible:
+                scored.sort()
+                return [
+                    RecallHit(memory=memories[row], score=-neg, semantic=sem, keyword=kw,
+                              feedback=fb)
+                    for neg, _, row, sem, kw, fb in scored[:k]
+                ]
             want *= 4
 
 
