@@ -19,6 +19,7 @@ from memory.embedding import Embedder, HashingEmbedder, tokenize
 from memory.index import RankWeights, VectorIndex
 from memory.records import (
     Memory,
+    MemoryEvent,
     MemoryFilter,
     MemoryKind,
     MemoryNotice,
@@ -53,6 +54,7 @@ __all__ = [
     "Memory",
     "MemoryCallback",
     "MemoryCoordinator",
+    "MemoryEvent",
     "MemoryFilter",
     "MemoryKind",
     "MemoryNotice",

@@ -36,6 +36,7 @@ from memory.embedding import Embedder, HashingEmbedder, vector_from_bytes, vecto
 from memory.index import RankWeights, VectorIndex
 from memory.records import (
     Memory,
+    MemoryEvent,
     MemoryFilter,
     MemoryKind,
     RecallHit,
@@ -56,6 +57,7 @@ from memory.tiers.postgres import PostgresWarmTier
 from memory.tiers.redis_hot import RedisHotTier
 from swarm.errors import MemoryValidationError, SwarmError
 from swarm.messages import new_id
+from swarm.metrics import REJECTED
 from swarm.runtime import Runtime
 from swarm.tasks import TaskSet
 
@@ -132,6 +134,7 @@ class MemoryCoordinator:
         self._synth_cursor: str | None = None
         self._synth_lock = asyncio.Lock()
         self._started = False
+        self._refreshed_at = 0.0
 
     @property
     def durable(self) -> bool:
@@ -158,6 +161,7 @@ class MemoryCoordinator:
         await self.warm.start()
         if self.archive is not None:
             await self.archive.start()
+        self._refreshed_at = time.time()
         await self._load_index()
         self._synth_cursor = id_floor(time.time() - (self.settings.synthesis_interval or 0))
         await self.sync.start()
@@ -166,6 +170,10 @@ class MemoryCoordinator:
             self._tasks.spawn(self._every(s.synthesis_interval, self.synthesize_once), name="synth")
         if s.tiering_interval:
             self._tasks.spawn(self._every(s.tiering_interval, self.tier_once), name="tiering")
+        if s.index_refresh_interval:
+            self._tasks.spawn(
+                self._every(s.index_refresh_interval, self.refresh_index), name="index-refresh"
+            )
         self._started = True
 
     async def close(self) -> None:
@@ -209,8 +217,15 @@ class MemoryCoordinator:
             vector = self.embedder.embed([memory.content])[0]
         self.index.add(memory, vector)
 
-    def _index_remote(self, memory: Memory) -> None:
-        if memory.id not in self.index and not memory.expired(time.time()):
+    def _index_remote(self, event: MemoryEvent, memory: Memory) -> None:
+        # Keeps this node's recall index in step with changes made elsewhere;
+        # a lost notice is repaired by ``refresh_index`` (stores) or is only a
+        # stale score until the next restart (feedback).
+        if event is MemoryEvent.FORGOTTEN:
+            self.index.remove(memory.id)
+        elif event is MemoryEvent.SCORED:
+            self.index.update(memory)
+        elif memory.id not in self.index and not memory.expired(time.time()):
             self._index(memory)
 
     # -- the API -----------------------------------------------------------
@@ -278,10 +293,15 @@ class MemoryCoordinator:
             MemoryValidationError: Bad input; nothing was written.
             MemoryUnavailable: The warm tier did not commit; do not assume it is stored.
         """
-        memory, vector = self._build(
-            namespace=namespace, content=content, kind=kind, author=author, task_id=task_id,
-            trace_id=trace_id, tags=tags, confidence=confidence, ttl=ttl, sources=sources,
-        )
+        try:
+            memory, vector = self._build(
+                namespace=namespace, content=content, kind=kind, author=author,
+                task_id=task_id, trace_id=trace_id, tags=tags, confidence=confidence, ttl=ttl,
+                sources=sources,
+            )
+        except MemoryValidationError:
+            REJECTED.labels(reason="memory_invalid").inc()
+            raise
         await self.warm.put(memory)
         light = strip_vector(memory)
         self.index.add(light, vector)
@@ -353,21 +373,27 @@ class MemoryCoordinator:
         memory = await self.warm.adjust_score(memory_id, delta, time.time(), s.feedback_half_life)
         if memory is None:
             raise KeyError(memory_id)
-        self.index.update(memory)
+        light = strip_vector(memory)
+        self.index.update(light)
         try:
-            await self.hot.put(memory)
+            await self.hot.put(light)
         except SwarmError as exc:
             _log.warning("hot tier put failed", memory_id=memory_id, error=repr(exc))
+        await self.sync.publish(light, MemoryEvent.SCORED)
         return memory.score
 
     async def forget(self, memory_id: str) -> bool:
         """Delete a memory from every tier; returns whether it existed anywhere."""
+        known = self.index.get(memory_id)
         existed = await self.warm.delete_many([memory_id]) > 0
         if self.archive is not None:
             existed = await self.archive.delete(memory_id) or existed
         existed = self.index.remove(memory_id) or existed
         self._accessed.pop(memory_id, None)
         await self.hot.delete(memory_id)
+        if existed:
+            stub = known or Memory(id=memory_id, namespace="forgotten", content="-")
+            await self.sync.publish(stub, MemoryEvent.FORGOTTEN)
         return existed
 
     # -- cross-pollination -------------------------------------------------------
@@ -410,6 +436,25 @@ class MemoryCoordinator:
         return out[:limit]
 
     # -- background jobs ----------------------------------------------------------
+    async def refresh_index(self) -> int:
+        """Index memories other nodes stored whose notices never arrived; returns how many.
+
+        Pub/sub is at-most-once, so the recall index of a node re-reads the
+        recent part of the warm tier (since the previous run, minus
+        ``settings.index_refresh_overlap``).
+        """
+        started = time.time()
+        after: str | None = id_floor(self._refreshed_at - self.settings.index_refresh_overlap)
+        added = 0
+        while page := await self.warm.scan(after=after, limit=_PAGE):
+            for memory in page:
+                if memory.id not in self.index and not memory.expired(started):
+                    self._index(memory)
+                    added += 1
+            after = page[-1].id
+        self._refreshed_at = started
+        return added
+
     async def synthesize_once(self) -> list[str]:
         """Synthesise the findings stored since the last run; returns the new memory ids."""
         async with self._synth_lock:

@@ -31,6 +31,7 @@ from swarm.messages import Message
 __all__ = [
     "MAX_CONTENT_BYTES",
     "Memory",
+    "MemoryEvent",
     "MemoryFilter",
     "MemoryKind",
     "MemoryNotice",
@@ -161,17 +162,28 @@ class RecallHit(msgspec.Struct, frozen=True, kw_only=True):
     feedback: float
 
 
+class MemoryEvent(enum.StrEnum):
+    """What a :class:`MemoryNotice` announces."""
+
+    STORED = "stored"
+    SCORED = "scored"
+    FORGOTTEN = "forgotten"
+
+
 class MemoryNotice(Message, frozen=True, kw_only=True):
-    """Pushed on ``swarm:channels:memory-sync`` when a memory is stored (at-most-once).
+    """Pushed on ``swarm:channels:memory-sync`` when a memory changes (at-most-once).
 
     Attributes:
-        memory: The new memory, vector included so receivers need not re-embed it.
-        origin: Id of the coordinator that stored it (receivers skip their own).
+        memory: The memory as of the change; for ``stored``, vector included so
+            receivers need not re-embed it.
+        origin: Id of the coordinator that made the change (it skips its own).
+        event: Stored, scored (feedback) or forgotten.
     """
 
     type_name: ClassVar[str] = "memory.notice"
     memory: Memory
     origin: str
+    event: MemoryEvent = MemoryEvent.STORED
 
 
 def namespace_matches(pattern: str, namespace: str) -> bool:

@@ -111,6 +111,10 @@ class MemorySettings:
         synthesis_interval: Seconds between synthesis runs; ``None`` disables the job.
         synthesis_min_sources: Findings a topic needs before it is synthesised.
         tiering_interval: Seconds between tiering passes; ``None`` disables the job.
+        index_refresh_interval: Seconds between re-reads of recently stored memories
+            into the recall index (repairs lost notices); ``None`` disables the job.
+        index_refresh_overlap: How far back (seconds) each re-read starts before the
+            previous one, to cover clock skew between nodes and slow commits.
         archive_after: Memories neither created nor read for this long go to the archive.
         archive_dir: Directory of the cold archive; ``None`` keeps everything warm.
         postgres: Warm tier settings; ``None`` is the embedded, non-durable default.
@@ -125,6 +129,8 @@ class MemorySettings:
     synthesis_interval: float | None = 90.0
     synthesis_min_sources: int = 2
     tiering_interval: float | None = 300.0
+    index_refresh_interval: float | None = 30.0
+    index_refresh_overlap: float = 60.0
     archive_after: float = 30 * 86400.0
     archive_dir: str | None = None
     postgres: PostgresSettings | None = None

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from memory.records import Memory, MemoryFilter, MemoryNotice
+from memory.records import Memory, MemoryEvent, MemoryFilter, MemoryNotice
 from memory.tiers.base import strip_vector
 from swarm.constants import CHANNEL_MEMORY_SYNC
 from swarm.errors import SwarmError
@@ -68,7 +68,7 @@ class SyncHub:
     Args:
         runtime: The runtime whose pub/sub carries notices; ``None`` delivers locally only.
         origin: Id of this coordinator (its own notices are not re-indexed).
-        on_remote: Called with each memory stored by another coordinator.
+        on_remote: Called with each change made by another coordinator.
     """
 
     def __init__(
@@ -76,7 +76,7 @@ class SyncHub:
         *,
         runtime: Runtime | None,
         origin: str,
-        on_remote: Callable[[Memory], None] | None = None,
+        on_remote: Callable[[MemoryEvent, Memory], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.origin = origin
@@ -106,13 +106,14 @@ class SyncHub:
         if sub in self._subs:
             self._subs.remove(sub)
 
-    async def publish(self, memory: Memory) -> None:
-        """Announce a committed memory. Failure is logged, never raised: the store has it."""
+    async def publish(self, memory: Memory, event: MemoryEvent = MemoryEvent.STORED) -> None:
+        """Announce a committed change. Failure is logged, never raised: the store has it."""
         if self.runtime is None:
-            await self.dispatch(memory)
+            if event is MemoryEvent.STORED:
+                await self.dispatch(memory)
             return
         try:
-            notice = MemoryNotice(memory=memory, origin=self.origin)
+            notice = MemoryNotice(memory=memory, origin=self.origin, event=event)
             await self.runtime.publish(CHANNEL_MEMORY_SYNC, notice, sender=self.origin)
         except SwarmError as exc:
             REJECTED.labels(reason="memory_notice_unsent").inc()
@@ -128,8 +129,9 @@ class SyncHub:
             _log.warning("malformed memory notice", sender=env.sender, error=repr(exc))
             return
         if notice.origin != self.origin and self.on_remote is not None:
-            self.on_remote(notice.memory)
-        await self.dispatch(notice.memory)
+            self.on_remote(notice.event, notice.memory)
+        if notice.event is MemoryEvent.STORED:
+            await self.dispatch(notice.memory)
 
     async def dispatch(self, memory: Memory) -> None:
         """Deliver a memory to every matching subscription, in subscription order."""

@@ -1,7 +1,8 @@
 """The Redis hot tier: one hash per memory, expiring after the hot TTL.
 
 A read refreshes the TTL, so memories in use stay hot and the rest age out
-(tiering by access). Values are JSON, so a client created with
+(tiering by access). Concurrent operations are coalesced into one pipeline
+per round trip. Values are JSON, so a client created with
 ``decode_responses=True`` works as well as one without.
 
 Example:
@@ -13,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from typing import Any
 
 import msgspec
@@ -137,7 +140,11 @@ class RedisHotTier:
             "namespace": memory.namespace,
             "kind": memory.kind.value,
         }
-        await self._call([("hset", (key, None, None, fields)), ("expire", (key, self.ttl))])
+        ttl = self.ttl
+        if memory.expires_at is not None:
+            # Never cache a memory beyond its own lifetime.
+            ttl = max(1, min(ttl, math.ceil(memory.expires_at - time.time())))
+        await self._call([("hset", (key, None, None, fields)), ("expire", (key, ttl))])
 
     async def delete(self, memory_id: str) -> None:
         """Drop a cached memory."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,36 @@ from memory import (
     export_memories,
     import_memories,
 )
+from swarm import Agent, Message, Swarm, TaskContext, handler
 from swarm.errors import MemoryValidationError
 from swarm.inprocess import InProcessRuntime
 
-NO_JOBS = MemorySettings(synthesis_interval=None, tiering_interval=None)
+NO_JOBS = MemorySettings(
+    synthesis_interval=None, tiering_interval=None, index_refresh_interval=None
+)
+
+
+class Learn(Message):
+    fact: str
+
+
+class Scout(Agent):
+    @handler
+    async def learn(self, msg: Learn, ctx: TaskContext) -> str:
+        mid: str = await ctx.memory.store(
+            namespace="research", content=msg.fact, author=ctx.agent.agent_id,
+            task_id=ctx.task_id,
+        )
+        return mid
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a condition that has no event to wait on, with a deadline."""
+    async with asyncio.timeout(within):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.001)
 
 
 async def test_store_get_recall_forget_round_trip() -> None:
@@ -243,3 +270,74 @@ async def test_import_rejects_a_corrupt_backup(tmp_path: Path) -> None:
         with pytest.raises(MemoryValidationError, match="namespace"):
             await import_memories(mem, path)
         assert len(mem.index) == 0
+
+
+async def test_changes_propagate_to_other_nodes_and_refresh_repairs_lost_notices() -> None:
+    runtime = InProcessRuntime()
+    await runtime.start()
+    try:
+        async with MemoryCoordinator(settings=NO_JOBS, runtime=runtime) as a, \
+                MemoryCoordinator(settings=NO_JOBS, runtime=runtime, warm=a.warm) as b, \
+                MemoryCoordinator(settings=NO_JOBS, warm=a.warm) as deaf:
+            seen = asyncio.Event()
+
+            async def on_b(m: Memory) -> None:
+                seen.set()
+
+            b.subscribe(on_b)
+            x = await a.store(namespace="n", content="apollo unlock may first")
+            y = await a.store(namespace="n", content="apollo unlock may 1st")
+            async with asyncio.timeout(5):
+                await seen.wait()
+            await eventually(lambda: len(b.index) == 2)
+            await a.feedback(y, useful=True)
+            await a.forget(x)
+            await eventually(lambda: x not in b.index)
+            await eventually(lambda: getattr(b.index.get(y), "score", 0) == 1.0)
+            # ``deaf`` has no runtime: it heard nothing, and its refresh reads the store.
+            assert y not in deaf.index
+            assert await deaf.refresh_index() == 1
+            assert [h.memory.id for h in await deaf.recall("apollo unlock")] == [y]
+    finally:
+        await runtime.stop()
+
+
+async def test_agents_use_memory_through_their_context() -> None:
+    runtime = InProcessRuntime()
+    async with MemoryCoordinator(settings=NO_JOBS, runtime=runtime) as mem:
+        runtime.memory = mem
+        async with Swarm(agents=[Scout()], runtime=runtime) as swarm:
+            handle = await swarm.submit(Learn(fact="apollo unlocks in may"))
+            mid = await handle.result(timeout=5)
+    got = await mem.warm.get(mid)
+    assert got is not None and got.task_id == handle.task_id and got.author
+
+
+def test_rejected_input_is_counted() -> None:
+    from swarm.metrics import REJECTED
+
+    counter = REJECTED.labels(reason="memory_invalid")
+    before = counter._value.get()
+
+    async def bad() -> None:
+        async with MemoryCoordinator(settings=NO_JOBS) as mem:
+            with pytest.raises(MemoryValidationError):
+                await mem.store(namespace="n", content="x", confidence=math.nan)
+
+    asyncio.run(bad())
+    assert counter._value.get() == before + 1
+
+
+def test_public_api_is_sorted_and_complete() -> None:
+    import memory
+    import memory.tiers
+
+    for package in (memory, memory.tiers):
+        names = package.__all__
+        assert names == sorted(names) and len(set(names)) == len(names)
+        for name in names:
+            assert getattr(package, name) is not None
+    for module in ("backup", "coordinator", "embedding", "index", "records", "schema",
+                   "settings", "sync", "synthesis"):
+        mod = __import__(f"memory.{module}", fromlist=["__all__"])
+        assert mod.__all__ == sorted(mod.__all__, key=lambda n: (not n.isupper(), n))
