@@ -228,6 +228,20 @@ class MemoryCoordinator:
         elif memory.id not in self.index and not memory.expired(time.time()):
             self._index(memory)
 
+    # The hot tier is a cache: its failures cost misses (or, for a delete while
+    # Redis is down, a stale entry until its TTL), never a failed operation.
+    async def _hot_put(self, memory: Memory) -> None:
+        try:
+            await self.hot.put(memory)
+        except SwarmError as exc:
+            _log.warning("hot tier put failed", memory_id=memory.id, error=repr(exc))
+
+    async def _hot_delete(self, memory_id: str) -> None:
+        try:
+            await self.hot.delete(memory_id)
+        except SwarmError as exc:
+            _log.warning("hot tier delete failed", memory_id=memory_id, error=repr(exc))
+
     # -- the API -----------------------------------------------------------
     def _build(
         self,
@@ -305,11 +319,7 @@ class MemoryCoordinator:
         await self.warm.put(memory)
         light = strip_vector(memory)
         self.index.add(light, vector)
-        try:
-            await self.hot.put(light)
-        except SwarmError as exc:
-            # The record is committed; a cache failure only costs a later miss.
-            _log.warning("hot tier put failed", memory_id=memory.id, error=repr(exc))
+        await self._hot_put(light)
         # Remote coordinators index the notice, so it carries the vector.
         await self.sync.publish(memory if self.sync.runtime is not None else light)
         return memory.id
@@ -334,10 +344,7 @@ class MemoryCoordinator:
                     await self.warm.put_many([memory])
                     self._index(memory)
             if memory is not None and not memory.expired(now):
-                try:
-                    await self.hot.put(memory)
-                except SwarmError as exc:
-                    _log.warning("hot backfill failed", memory_id=memory_id, error=repr(exc))
+                await self._hot_put(memory)
         if memory is None or memory.expired(now):
             return None
         self._accessed[memory_id] = now
@@ -375,10 +382,7 @@ class MemoryCoordinator:
             raise KeyError(memory_id)
         light = strip_vector(memory)
         self.index.update(light)
-        try:
-            await self.hot.put(light)
-        except SwarmError as exc:
-            _log.warning("hot tier put failed", memory_id=memory_id, error=repr(exc))
+        await self._hot_put(light)
         await self.sync.publish(light, MemoryEvent.SCORED)
         return memory.score
 
@@ -390,7 +394,7 @@ class MemoryCoordinator:
             existed = await self.archive.delete(memory_id) or existed
         existed = self.index.remove(memory_id) or existed
         self._accessed.pop(memory_id, None)
-        await self.hot.delete(memory_id)
+        await self._hot_delete(memory_id)
         if existed:
             stub = known or Memory(id=memory_id, namespace="forgotten", content="-")
             await self.sync.publish(stub, MemoryEvent.FORGOTTEN)
@@ -489,7 +493,7 @@ class MemoryCoordinator:
             expired += await self.warm.delete_many(ids)
             for memory_id in ids:
                 self.index.remove(memory_id)
-                await self.hot.delete(memory_id)
+                await self._hot_delete(memory_id)
         archived = 0
         if self.archive is not None:
             before = now - self.settings.archive_after
@@ -500,6 +504,6 @@ class MemoryCoordinator:
                 await self.warm.delete_many([m.id for m in stale])
                 for memory in stale:
                     self.index.remove(memory.id)
-                    await self.hot.delete(memory.id)
+                    await self._hot_delete(memory.id)
                 archived += len(stale)
         return TieringReport(expired=expired, archived=archived)

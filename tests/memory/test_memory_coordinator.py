@@ -341,3 +341,22 @@ def test_public_api_is_sorted_and_complete() -> None:
                    "settings", "sync", "synthesis"):
         mod = __import__(f"memory.{module}", fromlist=["__all__"])
         assert mod.__all__ == sorted(mod.__all__, key=lambda n: (not n.isupper(), n))
+
+
+async def test_a_down_redis_hot_tier_degrades_to_the_warm_tier() -> None:
+    import redis.asyncio as aioredis
+
+    from memory import RedisHotTier
+    from swarm.errors import TransportError
+
+    client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    hot = RedisHotTier(redis=client, prefix="memtest-down")
+    try:
+        with pytest.raises(TransportError):
+            await hot.get("x")
+        async with MemoryCoordinator(settings=NO_JOBS, hot=hot) as mem:
+            mid = await mem.store(namespace="n", content="still stored")  # cache miss only
+            got = await mem.get(mid)
+            assert got is not None and got.content == "still stored"
+    finally:
+        await client.aclose()

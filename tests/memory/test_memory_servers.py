@@ -106,6 +106,8 @@ async def test_redis_hot_tier_ttl_and_backfill(
         assert await redis_client.hget(key, "namespace") == b"n"
         cached = await hot.get(mid)
         assert cached is not None and cached.content == "cached in redis" and cached.vector == b""
+        short = await mem.store(namespace="n", content="expires soon", ttl=5)
+        assert 0 < await redis_client.ttl(memory_key(short, redis_prefix)) <= 5
         await redis_client.delete(key)  # as if it had expired
         got = await mem.get(mid)
         assert got is not None and got.id == mid
