@@ -81,7 +81,7 @@ class HashingEmbedder:
         if slot is None:
             h = zlib.crc32(feature.encode("utf-8"))
             slot = (h % self._dim, 1.0 if h & 0x80000000 else -1.0)
-            if len(self._cache) < 1_000_000:
+            if len(self._cache) < 200_000:
                 self._cache[feature] = slot
         return slot
 

@@ -144,28 +144,36 @@ async def test_cross_pollination_between_coordinators(pg_pool: Any, pg_schema: s
                                      runtime=runtime) as writer, \
                 MemoryCoordinator(settings=_settings(pg_schema), pool=pg_pool,
                                   runtime=runtime) as reader:
-            inboxes: dict[str, list[str]] = {"a": [], "b": []}
-            both = asyncio.Event()
+            inboxes: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+            arrived = {name: asyncio.Event() for name in inboxes}
 
-            def collector(name: str) -> Any:
+            def collector(name: str, want: int) -> Any:
                 async def cb(m: Memory) -> None:
                     inboxes[name].append(m.id)
-                    if all(len(v) == 2 for v in inboxes.values()):
-                        both.set()
+                    if len(inboxes[name]) == want:
+                        arrived[name].set()
                 return cb
 
-            reader.subscribe(collector("a"), filters=MemoryFilter(tags=("tge",)), name="a")
-            writer.subscribe(collector("b"), filters=MemoryFilter(namespaces=("research",)),
+            # a and b on another node than the writer, c on the writer's node.
+            reader.subscribe(collector("a", 3), filters=MemoryFilter(tags=("tge",)), name="a")
+            reader.subscribe(collector("b", 3), filters=MemoryFilter(namespaces=("research",)),
                              name="b")
-            cursor_c = (await writer.catch_up(since=None))[-1:] or None
-            ids = [await writer.store(namespace="research", content=f"tge {i}", tags=["tge"])
-                   for i in range(2)]
+            sub_c = writer.subscribe(collector("c", 1), filters=MemoryFilter(tags=("tge",)),
+                                     name="c")
+            first = await writer.store(namespace="research", content="tge 0", tags=["tge"])
             async with asyncio.timeout(5):
-                await both.wait()
-            assert inboxes == {"a": ids, "b": ids}
-            # Agent c was offline: it catches up from PostgreSQL.
-            missed = await reader.catch_up(since=cursor_c[0].id if cursor_c else None)
-            assert [m.id for m in missed] == ids
+                await arrived["c"].wait()
+            await sub_c.close()  # c goes offline
+            later = [await writer.store(namespace="research", content=f"tge {i}", tags=["tge"])
+                     for i in (1, 2)]
+            async with asyncio.timeout(5):
+                await arrived["a"].wait()
+                await arrived["b"].wait()
+            assert inboxes["a"] == inboxes["b"] == [first, *later]
+            assert inboxes["c"] == [first] and sub_c.cursor == first
+            # c comes back and catches up from PostgreSQL, from its cursor.
+            missed = await writer.catch_up(since=sub_c.cursor, filters=sub_c.flt)
+            assert [m.id for m in missed] == later
     finally:
         await runtime.stop()
 
