@@ -1,8 +1,9 @@
 """Text embeddings: the :class:`Embedder` Protocol and a download-free default.
 
 :class:`HashingEmbedder` maps word unigrams and bigrams to a fixed number of
-dimensions with a stable hash (CRC-32, not Python's salted ``hash``), with a
-sign bit to cancel collisions on average, and L2-normalises the result. It is
+dimensions with a stable hash (CRC-32 of each word, not Python's salted
+``hash``; n-grams combine their words' hashes), with a sign bit to cancel
+collisions on average, and L2-normalises the result. It is
 deterministic across processes and hosts, so vectors persisted by one node are
 comparable with those computed by another.
 
@@ -68,43 +69,50 @@ class HashingEmbedder:
             raise ValueError("dim and ngrams must be positive")
         self._dim = dim
         self._ngrams = ngrams
-        # Token -> (index, sign) is pure, so cache it: vocabularies repeat a lot.
-        self._cache: dict[str, tuple[int, float]] = {}
+        # Word -> hash is pure, so cache it: vocabularies repeat a lot.
+        self._cache: dict[str, int] = {}
 
     @property
     def dim(self) -> int:
         """Number of dimensions."""
         return self._dim
 
-    def _slot(self, feature: str) -> tuple[int, float]:
-        slot = self._cache.get(feature)
-        if slot is None:
-            h = zlib.crc32(feature.encode("utf-8"))
-            slot = (h % self._dim, 1.0 if h & 0x80000000 else -1.0)
+    def _hash(self, word: str) -> int:
+        h = self._cache.get(word)
+        if h is None:
+            h = zlib.crc32(word.encode("utf-8"))
             if len(self._cache) < 200_000:
-                self._cache[feature] = slot
-        return slot
+                self._cache[word] = h
+        return h
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Embed each text; an empty text gives a zero row."""
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        slot = self._slot
+        dim = self._dim
+        hash_ = self._hash
         for row, text in enumerate(texts):
-            words = tokenize(text)
-            idx: list[int] = []
-            val: list[float] = []
-            for n in range(1, self._ngrams + 1):
+            hashes = [hash_(w) for w in tokenize(text)]
+            if not hashes:
+                continue
+            # Unigrams: the word's own hash picks the slot, its top bit the sign.
+            idx = [h % dim for h in hashes]
+            val = [1.0 if h & 0x80000000 else -1.0 for h in hashes]
+            for n in range(2, self._ngrams + 1):
                 # Longer n-grams are rarer and more specific: weight them lower so
                 # that a shared word still counts when word order differs.
                 weight = 1.0 / n
-                for i in range(len(words) - n + 1):
-                    j, sign = slot(" ".join(words[i : i + n]) if n > 1 else words[i])
-                    idx.append(j)
-                    val.append(sign * weight)
-            if not idx:
-                continue
+                for i in range(len(hashes) - n + 1):
+                    h = hashes[i]
+                    for j in range(i + 1, i + n):
+                        h = ((h * 0x01000193) ^ hashes[j]) & 0xFFFFFFFF
+                    # Avalanche, so the low bits used for the slot depend on all words.
+                    h ^= h >> 15
+                    h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
+                    h ^= h >> 12
+                    idx.append(h % dim)
+                    val.append(weight if h & 0x80000000 else -weight)
             # One bincount instead of a NumPy scalar update per feature (10x faster).
-            vec = np.bincount(idx, weights=val, minlength=self._dim)
+            vec = np.bincount(idx, weights=val, minlength=dim)
             norm = float(np.sqrt(vec @ vec))
             if norm > 0:
                 out[row] = vec / norm
