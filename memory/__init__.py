@@ -1,5 +1,21 @@
 """Shared memory of the swarm: store, recall, cross-pollination, synthesis, tiers, backup.
 
+:class:`MemoryCoordinator` is the entry point. Tiers, top to bottom:
+
+* hot: :class:`LruHotTier` (in-process) or :class:`RedisHotTier` (hashes with a
+  TTL refreshed on read); a cache only, a miss backfills it from below;
+* warm: :class:`PostgresWarmTier`, the durable record (``store`` returns after
+  its batch committed), or :class:`InMemoryWarmTier` for the embedded default,
+  which is NOT durable (``MemoryCoordinator.durable`` is False);
+* cold: :class:`ArchiveTier`, gzip JSON Lines segments for memories neither
+  created nor read for ``archive_after`` seconds; a read restores them.
+
+Recall runs on :class:`VectorIndex`, an in-process NumPy index of every warm
+memory's embedding (:class:`HashingEmbedder` by default), re-ranked with
+keyword overlap and decayed feedback. New memories are announced on the
+memory-sync channel (:class:`MemoryNotice`); subscribers that were away call
+``catch_up(since=cursor)``.
+
 Example:
     >>> import asyncio
     >>> from memory import MemoryCoordinator, MemoryFilter

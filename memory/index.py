@@ -235,7 +235,7 @@ class VectorIndex:
             eligible = n
         post = flt is not None and bool(flt.tags or flt.authors)
         query_words = frozenset(tokenize(query))
-        want = max(k * 4, 32)
+        want = max(k * 3, 24)
         w = self.weights
         while True:
             c = min(eligible, want)
