@@ -49,7 +49,10 @@ WORDS = (
     "exploit audit lending pool yield governance proposal treasury liquidity market maker "
     "listing exchange snapshot staking reward inflation burn roadmap mainnet testnet"
 ).split()
-NO_JOBS = {"synthesis_interval": None, "tiering_interval": None}
+def quiet() -> MemorySettings:
+    """Settings without background jobs, so they do not disturb the figures."""
+    return MemorySettings(synthesis_interval=None, tiering_interval=None,
+                          index_refresh_interval=None)
 
 
 def sentence(rng: random.Random, n: int = 8) -> str:
@@ -129,7 +132,7 @@ async def bench_hot(args: argparse.Namespace) -> None:
     lru = LruHotTier(capacity=100_000)
     print(f"in-process LRU, raw put+get (25/75):   "
           f"{await raw_hot_ops(lru, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s")
-    async with MemoryCoordinator(settings=MemorySettings(**NO_JOBS)) as mem:
+    async with MemoryCoordinator(settings=quiet()) as mem:
         ops = await mix_ops(mem, prefill=args.prefill, callers=args.callers, seconds=args.seconds,
                             store_pct=args.store_pct, recall_pct=args.recall_pct)
         print(f"in-process coordinator mix ({mix}, {args.prefill} prefilled): {ops:>10,.0f} ops/s")
@@ -145,7 +148,7 @@ async def bench_hot(args: argparse.Namespace) -> None:
         hot = RedisHotTier(redis=client, prefix=prefix, ttl=300)
         print(f"Redis hot tier, raw put+get (25/75):    "
               f"{await raw_hot_ops(hot, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s")
-        async with MemoryCoordinator(settings=MemorySettings(**NO_JOBS), hot=hot,
+        async with MemoryCoordinator(settings=quiet(), hot=hot,
                                      warm=InMemoryWarmTier()) as mem:
             ops = await mix_ops(mem, prefill=args.prefill, callers=args.callers,
                                 seconds=args.seconds, store_pct=args.store_pct,
@@ -205,7 +208,7 @@ async def bench_warm(args: argparse.Namespace) -> None:
 async def bench_recall(args: argparse.Namespace) -> None:
     n = args.recall_size
     print(f"== recall: top-10 over {n:,} memories (dim {HashingEmbedder().dim})")
-    mem = MemoryCoordinator(settings=MemorySettings(**NO_JOBS))
+    mem = MemoryCoordinator(settings=quiet())
     rng = random.Random(3)
     texts = [sentence(rng) for _ in range(n)]
     started = time.perf_counter()

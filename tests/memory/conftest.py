@@ -5,7 +5,6 @@ Skipped when a server is down, failed instead when ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 
@@ -13,16 +12,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis.asyncio as aioredis
 
-REDIS_URL = os.environ.get("SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get("SWARM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def unavailable(what: str, exc: BaseException) -> None:
-    """Skip, or fail when CI=true: an integration test must not silently not run on CI."""
-    reason = f"{what} unreachable: {exc!r}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+from tests.memory.memory_servers import POSTGRES_DSN, REDIS_URL, unavailable
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ NO_JOBS = MemorySettings(
 )
 
 
-class Learn(Message):
+class Learn(Message, frozen=True, kw_only=True):
     fact: str
 
 

@@ -26,7 +26,7 @@ from memory.schema import apply_migrations, load_migrations
 from swarm.constants import memory_key
 from swarm.errors import MemoryUnavailable, TransportError
 from swarm.inprocess import InProcessRuntime
-from tests.memory.conftest import POSTGRES_DSN
+from tests.memory.memory_servers import POSTGRES_DSN
 
 pytestmark = pytest.mark.integration
 
