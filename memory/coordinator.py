@@ -131,8 +131,7 @@ class MemoryCoordinator:
         self.sync = SyncHub(runtime=runtime, origin=self.node_id, on_remote=self._index_remote)
         self._tasks = TaskSet("memory")
         self._accessed: dict[str, float] = {}
-        self._synth_cursor: str | None = None
-        self._synth_lock = asyncio.Lock()
+        self._synth_floor = ""
         self._started = False
         self._refreshed_at = 0.0
 
@@ -163,7 +162,7 @@ class MemoryCoordinator:
             await self.archive.start()
         self._refreshed_at = time.time()
         await self._load_index()
-        self._synth_cursor = id_floor(time.time() - (self.settings.synthesis_interval or 0))
+        self._synth_floor = id_floor(time.time() - (self.settings.synthesis_interval or 0))
         await self.sync.start()
         s = self.settings
         if s.synthesis_interval:
@@ -424,6 +423,10 @@ class MemoryCoordinator:
 
         Ids sort by creation time, so ``since`` may be the last id seen, or
         :func:`memory.tiers.id_floor` of a time. Vectors are left out.
+
+        An id is taken before its batch commits, so a store still in flight
+        can land just below a cursor already handed out; when that matters,
+        catch up from ``id_floor`` of a few seconds before and skip known ids.
         """
         out: list[Memory] = []
         after = since
@@ -460,14 +463,20 @@ class MemoryCoordinator:
         return added
 
     async def synthesize_once(self) -> list[str]:
-        """Synthesise the findings stored since the last run; returns the new memory ids."""
-        async with self._synth_lock:
-            cursor = self._synth_cursor
+        """Synthesise the findings stored since the last run; returns the new memory ids.
+
+        One node at a time runs it (a lock in the warm tier); the cursor lives
+        in the warm tier too, so whichever node runs next resumes from it. A
+        crash between storing a synthesis and saving the cursor may repeat a
+        synthesis, never skip one.
+        """
+        async with self.warm.job_lock("synthesis") as held:
+            if not held:
+                return []
+            cursor = await self.warm.job_cursor("synthesis") or self._synth_floor
+            start = cursor
             recent: list[Memory] = []
-            while True:
-                page = await self.warm.scan(after=cursor, limit=_PAGE)
-                if not page:
-                    break
+            while page := await self.warm.scan(after=cursor, limit=_PAGE):
                 recent.extend(m for m in page if m.kind is MemoryKind.FINDING)
                 cursor = page[-1].id
             ids: list[str] = []
@@ -480,7 +489,8 @@ class MemoryCoordinator:
                     author=SYNTHESIZER, tags=[group.tag] if group.tag else (),
                     confidence=confidence, sources=[m.id for m in group.memories],
                 ))
-            self._synth_cursor = cursor
+            if cursor != start:
+                await self.warm.set_job_cursor("synthesis", cursor)
             return ids
 
     async def tier_once(self, *, now: float | None = None) -> TieringReport:
@@ -488,6 +498,12 @@ class MemoryCoordinator:
         now = time.time() if now is None else now
         accessed, self._accessed = self._accessed, {}
         await self.warm.touch(accessed)
+        async with self.warm.job_lock("tiering") as held:
+            if not held:
+                return TieringReport()
+            return await self._tier(now)
+
+    async def _tier(self, now: float) -> TieringReport:
         expired = 0
         while ids := await self.warm.expired(now=now, limit=_PAGE):
             expired += await self.warm.delete_many(ids)

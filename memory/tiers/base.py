@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -108,4 +109,19 @@ class WarmTier(Protocol):
 
     async def expired(self, *, now: float, limit: int) -> list[str]:
         """Ids of memories whose TTL ran out."""
+        ...
+
+    def job_lock(self, job: str) -> AbstractAsyncContextManager[bool]:
+        """Try to become the one runner of a periodic job; yields whether it did.
+
+        Never waits: a node that does not get the lock skips this run.
+        """
+        ...
+
+    async def job_cursor(self, job: str) -> str | None:
+        """The shared cursor of a job (the last memory id it processed), if any."""
+        ...
+
+    async def set_job_cursor(self, job: str, cursor: str) -> None:
+        """Record a job's progress for whichever node runs it next."""
         ...

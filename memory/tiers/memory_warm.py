@@ -17,8 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import msgspec
 
@@ -36,6 +38,8 @@ class InMemoryWarmTier:
         self._items: dict[str, Memory] = {}
         self._accessed: dict[str, float] = {}
         self._order: list[str] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._cursors: dict[str, str] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -114,3 +118,21 @@ class InMemoryWarmTier:
         """Ids whose TTL ran out."""
         out = [m.id for m in self._items.values() if m.expired(now)]
         return out[:limit]
+
+    @asynccontextmanager
+    async def job_lock(self, job: str) -> AsyncIterator[bool]:
+        """Yield True to one runner of ``job`` at a time in this process, False to others."""
+        lock = self._locks.setdefault(job, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
+
+    async def job_cursor(self, job: str) -> str | None:
+        """The job's cursor, if set."""
+        return self._cursors.get(job)
+
+    async def set_job_cursor(self, job: str, cursor: str) -> None:
+        """Set the job's cursor."""
+        self._cursors[job] = cursor

@@ -17,7 +17,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -34,6 +35,8 @@ _COLUMNS = (
     "id, namespace, kind, content, author, task_id, trace_id, tags, confidence,"
     " created_at, expires_at, score, score_at, accessed_at, sources, vector"
 )
+# Advisory lock class of the periodic jobs (the migrations use their own).
+_JOB_LOCK_CLASS = 0x5157_4D4A
 # Errors meaning "the database is not there or the connection broke".
 _DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
          asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
@@ -251,3 +254,47 @@ class PostgresWarmTier:
             now, limit,
         )
         return [r["id"] for r in rows]
+
+    @asynccontextmanager
+    async def job_lock(self, job: str) -> AsyncIterator[bool]:
+        """Hold a session advisory lock on ``job`` for the block, if no other node holds it."""
+        key = f"{self.settings.schema}:{job}"
+        try:
+            conn = await self._pool.acquire()
+        except _DOWN as exc:
+            raise MemoryUnavailable(f"PostgreSQL unavailable: {exc!r}") from exc
+        try:
+            try:
+                held = bool(await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))", _JOB_LOCK_CLASS, key
+                ))
+            except _DOWN as exc:
+                raise MemoryUnavailable(f"PostgreSQL unavailable: {exc!r}") from exc
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        await conn.execute(
+                            "SELECT pg_advisory_unlock($1, hashtext($2))", _JOB_LOCK_CLASS, key
+                        )
+                    except _DOWN:
+                        pass  # the session is gone, and its lock with it
+        finally:
+            await self._pool.release(conn)
+
+    async def job_cursor(self, job: str) -> str | None:
+        """The job's shared cursor, if set."""
+        rows = await self._fetch(
+            f'SELECT cursor FROM "{self.settings.schema}".memory_jobs WHERE job = $1', job
+        )
+        return str(rows[0]["cursor"]) if rows else None
+
+    async def set_job_cursor(self, job: str, cursor: str) -> None:
+        """Set the job's shared cursor (never moves it backwards)."""
+        await self._fetch(
+            f'INSERT INTO "{self.settings.schema}".memory_jobs (job, cursor) VALUES ($1, $2)'
+            " ON CONFLICT (job) DO UPDATE SET cursor = greatest(memory_jobs.cursor,"
+            " excluded.cursor), updated_at = now()",
+            job, cursor,
+        )

@@ -220,3 +220,27 @@ async def test_postgres_down_makes_store_fail_loudly() -> None:
         await mem.store(namespace="n", content="must not pretend")
     assert isinstance(info.value, TransportError)
     assert len(mem.index) == 0
+
+
+async def test_one_node_synthesises_at_a_time_and_the_next_resumes(
+    pg_pool: Any, pg_schema: str
+) -> None:
+    async with MemoryCoordinator(settings=_settings(pg_schema), pool=pg_pool) as a, \
+            MemoryCoordinator(settings=_settings(pg_schema), pool=pg_pool) as b:
+        for i in range(2):
+            await a.store(namespace="r", content=f"apollo fact {i}", tags=["apollo"])
+        # Overlapping runs: one holds the lock; sequential runs: the shared cursor.
+        first, second = await asyncio.gather(a.synthesize_once(), b.synthesize_once())
+        assert len(first + second) == 1
+        # New findings: node b resumes from the shared cursor, not from its own start.
+        for i in range(2):
+            await b.store(namespace="r", content=f"zeus fact {i}", tags=["zeus"])
+        later = await b.synthesize_once()
+        assert len(later) == 1
+        synth = await b.get(later[0])
+        assert synth is not None and synth.tags == ("zeus",)
+        assert await a.synthesize_once() == []
+        rows = await pg_pool.fetch(
+            f"SELECT id FROM \"{pg_schema}\".memories WHERE kind = 'synthesis'"
+        )
+        assert len(rows) == 2
