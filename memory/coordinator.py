@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -157,11 +157,16 @@ class MemoryCoordinator:
         """
         if self._started:
             return
-        await self.warm.start()
-        if self.archive is not None:
-            await self.archive.start()
-        self._refreshed_at = time.time()
-        await self._load_index()
+        try:
+            await self.warm.start()
+            if self.archive is not None:
+                await self.archive.start()
+            self._refreshed_at = time.time()
+            await self._load_index()
+        except BaseException:
+            # Release what was opened (pool, Redis client) before reporting.
+            await self.close()
+            raise
         self._synth_floor = id_floor(time.time() - (self.settings.synthesis_interval or 0))
         await self.sync.start()
         s = self.settings
@@ -189,14 +194,16 @@ class MemoryCoordinator:
         await self.warm.close()
         self._started = False
 
-    async def _every(self, interval: float, job: Any) -> None:
+    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 await job()
-            except SwarmError as exc:
-                # A down database must not kill the job: it retries next interval.
-                _log.warning("memory job failed", job=job.__name__, error=repr(exc))
+            except Exception as exc:
+                # A down database or a full disk must not end the job for good:
+                # it is logged and retried at the next interval.
+                _log.error("memory job failed", job=getattr(job, "__name__", "?"),
+                           error=repr(exc))
 
     async def _load_index(self) -> None:
         after: str | None = None

@@ -244,3 +244,12 @@ async def test_one_node_synthesises_at_a_time_and_the_next_resumes(
             f"SELECT id FROM \"{pg_schema}\".memories WHERE kind = 'synthesis'"
         )
         assert len(rows) == 2
+
+
+async def test_start_fails_loudly_when_postgres_is_down() -> None:
+    settings = MemorySettings.from_dsn("postgresql://postgres@127.0.0.1:9/test?schema=nowhere")
+    mem = MemoryCoordinator(settings=settings)
+    with pytest.raises(MemoryUnavailable, match="PostgreSQL unavailable"):
+        async with mem:
+            pytest.fail("must not start")
+    assert mem.warm.durable and len(mem._tasks) == 0
