@@ -14,13 +14,14 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from memory.records import Memory
 from memory.settings import RedisHotSettings
@@ -31,6 +32,20 @@ from swarm.tasks import TaskSet
 
 __all__ = ["RedisHotTier"]
 
+_GET = """
+local v = redis.call('HGET', KEYS[1], 'data')
+if v then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return v
+"""
+_PUT = """
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'namespace', ARGV[2], 'kind', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+# One command per operation instead of two (HGET/HSET + EXPIRE): the client's
+# per-command cost is what bounds throughput.
+_LUA = {"get": _GET, "put": _PUT}
+_SHA = {name: hashlib.sha1(lua.encode()).hexdigest() for name, lua in _LUA.items()}
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Memory)
 
@@ -94,21 +109,19 @@ class RedisHotTier:
             if not batch:
                 continue
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for commands, _ in batch:
-                        for name, args in commands:
-                            getattr(pipe, name)(*args)
-                    replies = await pipe.execute(raise_on_error=False)
-            except (RedisError, OSError) as exc:
-                error = TransportError(f"redis hot tier: {exc}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(error)
-                continue
+                replies = await self._execute([c for commands, _ in batch for c in commands])
             except asyncio.CancelledError:
                 for _, fut in batch:
                     fut.cancel()
                 raise
+            except Exception as exc:
+                # Whatever went wrong, every caller of the batch hears about it:
+                # a flusher that died silently would leave them waiting forever.
+                error = TransportError(f"redis hot tier: {exc!r}")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(error)
+                continue
             i = 0
             for commands, fut in batch:
                 reply = replies[i]
@@ -120,10 +133,30 @@ class RedisHotTier:
                 else:
                     fut.set_result(reply)
 
+    async def _execute(self, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Run commands in one pipeline; reload the scripts once if Redis lost them."""
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, args in commands:
+                    if name in _SHA:
+                        pipe.evalsha(_SHA[name], 1, *args)
+                    else:
+                        getattr(pipe, name)(*args)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if len(replies) != len(commands):
+                raise RedisError(f"{len(replies)} replies to {len(commands)} commands")
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                # First use, or Redis restarted and flushed its script cache.
+                for lua in _LUA.values():
+                    await self._redis.script_load(lua)
+                continue
+            return replies
+        raise RedisError("scripts missing after reload")
+
     async def get(self, memory_id: str) -> Memory | None:
         """The cached memory or None; a hit refreshes its TTL."""
         key = self.key(memory_id)
-        data = await self._call([("hget", (key, "data")), ("expire", (key, self.ttl))])
+        data = await self._call([("get", (key, self.ttl))])
         if data is None:
             return None
         try:
@@ -135,16 +168,12 @@ class RedisHotTier:
     async def put(self, memory: Memory) -> None:
         """Cache a memory (without its vector) for ``ttl`` seconds."""
         key = self.key(memory.id)
-        fields = {
-            "data": _encoder.encode(strip_vector(memory)),
-            "namespace": memory.namespace,
-            "kind": memory.kind.value,
-        }
+        data = _encoder.encode(strip_vector(memory))
         ttl = self.ttl
         if memory.expires_at is not None:
             # Never cache a memory beyond its own lifetime.
             ttl = max(1, min(ttl, math.ceil(memory.expires_at - time.time())))
-        await self._call([("hset", (key, None, None, fields)), ("expire", (key, ttl))])
+        await self._call([("put", (key, data, memory.namespace, memory.kind.value, ttl))])
 
     async def delete(self, memory_id: str) -> None:
         """Drop a cached memory."""

@@ -360,3 +360,22 @@ async def test_a_down_redis_hot_tier_degrades_to_the_warm_tier() -> None:
             assert got is not None and got.content == "still stored"
     finally:
         await client.aclose()
+
+
+async def test_redis_hot_tier_reports_any_failure_instead_of_hanging() -> None:
+    from memory import RedisHotTier
+    from swarm.errors import TransportError
+
+    class Broken:
+        def pipeline(self, *, transaction: bool) -> None:
+            raise ValueError("unexpected client failure")
+
+    hot = RedisHotTier(redis=Broken())
+    try:
+        async with asyncio.timeout(5):
+            with pytest.raises(TransportError, match="unexpected client failure"):
+                await hot.get("x")
+            with pytest.raises(TransportError):  # and the flusher is still alive
+                await hot.put(Memory(id="x", namespace="n", content="c"))
+    finally:
+        await hot.close()
