@@ -35,6 +35,7 @@ __all__ = [
     "leader_epoch_key",
     "leader_lease_key",
     "ledger_key",
+    "memory_key",
     "task_stream",
 ]
 
@@ -114,3 +115,12 @@ def fenced_key(name: str, key: str, prefix: str = KEY_PREFIX) -> str:
     writer's epoch with :func:`leader_epoch_key` touches one cluster slot.
     """
     return f"{prefix}:{{leader-{name}}}:fenced:{key}"
+
+
+def memory_key(memory_id: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash caching one memory in the Redis hot tier (expires with the hot TTL).
+
+    All memory keys share the hash tag ``{memory}`` so that, on Redis Cluster,
+    multi-key scripts over memories stay possible; the hot tier is a cache.
+    """
+    return f"{prefix}:{{memory}}:m:{memory_id}"

@@ -7,8 +7,9 @@ so ``except SwarmError`` catches all of them::
     ├── ConfigError              bad settings, DSN or CLI argument
     ├── RuntimeClosed            submit/send on a runtime that is stopping or stopped
     ├── TransportError           a server (Redis, PostgreSQL, Consul) could not be reached
-    │   └── DiscoveryError       the service registry (Consul) failed or is unreachable
-    │       └── AclDenied        Consul refused the ACL token (names the permission, not the token)
+    │   ├── DiscoveryError       the service registry (Consul) failed or is unreachable
+    │   │   └── AclDenied        Consul refused the ACL token (names the permission, not the token)
+    │   └── MemoryUnavailable    the memory store of record is down (also a MemoryStoreError)
     ├── MessageError             something wrong with a message itself
     │   ├── EncodeError          the payload cannot be encoded (raised at the sender)
     │   ├── DecodeError          bytes on the wire are not a valid envelope or payload
@@ -22,7 +23,11 @@ so ``except SwarmError`` catches all of them::
     │   ├── TaskDeadLettered     attempts were exhausted; the task sits in the DLQ
     │   └── TaskExpired          the deadline passed before the task started
     ├── FencingError             a write carried a stale leadership epoch
-    └── LeadershipLost           a leadership lease expired or was taken over before renewal
+    ├── LeadershipLost           a leadership lease expired or was taken over before renewal
+    └── MemoryStoreError         the memory coordinator could not do what was asked
+        ├── MemoryValidationError  bad memory input: oversized content, bad namespace,
+        │                          non-finite confidence (also a :class:`ValueError`)
+        └── MemoryUnavailable      see above: ``store`` did not commit
 
 Handlers may raise :class:`Reject` to fail a task at once, without retries.
 
@@ -42,6 +47,9 @@ __all__ = [
     "EncodeError",
     "FencingError",
     "LeadershipLost",
+    "MemoryStoreError",
+    "MemoryUnavailable",
+    "MemoryValidationError",
     "MessageError",
     "MessageTooLarge",
     "NoRouteError",
@@ -174,5 +182,17 @@ class LeadershipLost(SwarmError):
     """A leadership lease expired, was invalidated or was taken over before it was renewed."""
 
 
-class Reject(Exception):
+class MemoryStoreError(SwarmError):
+    """The memory coordinator could not do what was asked."""
+
+
+class MemoryValidationError(MemoryStoreError, ValueError):
+    """A memory was rejected before anything was written: the input itself is wrong."""
+
+
+class MemoryUnavailable(MemoryStoreError, TransportError):
+    """The memory store of record could not be reached; the write did not commit."""
+
+
+class Reject(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Reject(...)``
     """Raise from a handler to fail the task at once, without further attempts."""

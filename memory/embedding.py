@@ -1,0 +1,131 @@
+"""Text embeddings: the :class:`Embedder` Protocol and a download-free default.
+
+:class:`HashingEmbedder` maps word unigrams and bigrams to a fixed number of
+dimensions with a stable hash (CRC-32 of each word, not Python's salted
+``hash``; n-grams combine their words' hashes), with a sign bit to cancel
+collisions on average, and L2-normalises the result. It is
+deterministic across processes and hosts, so vectors persisted by one node are
+comparable with those computed by another.
+
+Example:
+    >>> from memory.embedding import HashingEmbedder
+    >>> emb = HashingEmbedder(dim=64)
+    >>> v = emb.embed(["token unlock schedule", "unlock schedule for the token"])
+    >>> v.shape, round(float(v[0] @ v[0]), 3), float(v[0] @ v[1]) > 0.5
+    ((2, 64), 1.0, True)
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Embedder", "HashingEmbedder", "tokenize", "vector_from_bytes", "vector_to_bytes"]
+
+Vectors = npt.NDArray[np.float32]
+
+_WORD = re.compile(r"[a-z0-9]+(?:['._-][a-z0-9]+)*")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase word tokens of ``text``.
+
+    Example:
+        >>> tokenize("The TGE of token-X: 3.5M unlocked!")
+        ['the', 'tge', 'of', 'token-x', '3.5m', 'unlocked']
+    """
+    return _WORD.findall(text.lower())
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length float32 vectors of a fixed dimension."""
+
+    @property
+    def dim(self) -> int:
+        """Number of dimensions of every vector."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Return an ``(len(texts), dim)`` float32 array of unit (or zero) rows."""
+        ...
+
+
+class HashingEmbedder:
+    """Feature hashing over word n-grams; needs no model download.
+
+    Args:
+        dim: Number of dimensions (a power of two keeps the modulo cheap).
+        ngrams: Largest n-gram size; 2 adds word bigrams to unigrams.
+    """
+
+    def __init__(self, *, dim: int = 128, ngrams: int = 2) -> None:
+        if dim <= 0 or ngrams <= 0:
+            raise ValueError("dim and ngrams must be positive")
+        self._dim = dim
+        self._ngrams = ngrams
+        # Word -> hash is pure, so cache it: vocabularies repeat a lot.
+        self._cache: dict[str, int] = {}
+
+    @property
+    def dim(self) -> int:
+        """Number of dimensions."""
+        return self._dim
+
+    def _hash(self, word: str) -> int:
+        h = self._cache.get(word)
+        if h is None:
+            h = zlib.crc32(word.encode("utf-8"))
+            if len(self._cache) < 200_000:
+                self._cache[word] = h
+        return h
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Embed each text; an empty text gives a zero row."""
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        dim = self._dim
+        hash_ = self._hash
+        for row, text in enumerate(texts):
+            hashes = [hash_(w) for w in tokenize(text)]
+            if not hashes:
+                continue
+            # Unigrams: the word's own hash picks the slot, its top bit the sign.
+            idx = [h % dim for h in hashes]
+            val = [1.0 if h & 0x80000000 else -1.0 for h in hashes]
+            for n in range(2, self._ngrams + 1):
+                # Longer n-grams are rarer and more specific: weight them lower so
+                # that a shared word still counts when word order differs.
+                weight = 1.0 / n
+                for i in range(len(hashes) - n + 1):
+                    h = hashes[i]
+                    for j in range(i + 1, i + n):
+                        h = ((h * 0x01000193) ^ hashes[j]) & 0xFFFFFFFF
+                    # Avalanche, so the low bits used for the slot depend on all words.
+                    h ^= h >> 15
+                    h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
+                    h ^= h >> 12
+                    idx.append(h % dim)
+                    val.append(weight if h & 0x80000000 else -weight)
+            # One bincount instead of a NumPy scalar update per feature (10x faster).
+            vec = np.bincount(idx, weights=val, minlength=dim)
+            norm = float(np.sqrt(vec @ vec))
+            if norm > 0:
+                out[row] = vec / norm
+        return out
+
+
+def vector_to_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    """Serialise one vector as little-endian float32 (the persisted format)."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(data: bytes, dim: int) -> Vectors:
+    """Read a persisted vector; a missing or wrong-sized one reads as zeros."""
+    if len(data) != dim * 4:
+        return np.zeros(dim, dtype=np.float32)
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
