@@ -29,17 +29,31 @@ Example:
     ['Project X TGE on 1 May']
 """
 
-from memory.backup import BackupHeader, BackupReport, export_memories, import_memories
+from memory.backup import (
+    BACKUP_FORMAT,
+    BackupHeader,
+    BackupReport,
+    export_memories,
+    import_memories,
+)
 from memory.coordinator import MemoryCoordinator, TieringReport
-from memory.embedding import Embedder, HashingEmbedder, tokenize
+from memory.embedding import Embedder, HashingEmbedder, tokenize, vector_from_bytes, vector_to_bytes
 from memory.index import RankWeights, VectorIndex
 from memory.records import (
+    MAX_CONTENT_BYTES,
     Memory,
     MemoryEvent,
     MemoryFilter,
     MemoryKind,
     MemoryNotice,
     RecallHit,
+    effective_score,
+    namespace_matches,
+    validate_confidence,
+    validate_content,
+    validate_namespace,
+    validate_tags,
+    validate_ttl,
 )
 from memory.schema import Migration, apply_migrations, load_migrations
 from memory.settings import MemorySettings, PostgresSettings, RedisHotSettings
@@ -54,10 +68,13 @@ from memory.tiers import (
     RedisHotTier,
     WarmTier,
     id_floor,
+    strip_vector,
 )
 from swarm.errors import MemoryStoreError, MemoryUnavailable, MemoryValidationError
 
 __all__ = [
+    "BACKUP_FORMAT",
+    "MAX_CONTENT_BYTES",
     "ArchiveTier",
     "BackupHeader",
     "BackupReport",
@@ -93,10 +110,20 @@ __all__ = [
     "VectorIndex",
     "WarmTier",
     "apply_migrations",
+    "effective_score",
     "export_memories",
     "group_by_topic",
     "id_floor",
     "import_memories",
     "load_migrations",
+    "namespace_matches",
+    "strip_vector",
     "tokenize",
+    "validate_confidence",
+    "validate_content",
+    "validate_namespace",
+    "validate_tags",
+    "validate_ttl",
+    "vector_from_bytes",
+    "vector_to_bytes",
 ]

@@ -194,5 +194,5 @@ class MemoryUnavailable(MemoryStoreError, TransportError):
     """The memory store of record could not be reached; the write did not commit."""
 
 
-class Reject(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Reject(...)``
+class Reject(Exception):  # named as the verb it is at the raise site: ``raise Reject(...)``
     """Raise from a handler to fail the task at once, without further attempts."""
