@@ -37,7 +37,9 @@ class Scout(Agent):
     @handler
     async def learn(self, msg: Learn, ctx: TaskContext) -> str:
         mid: str = await ctx.memory.store(
-            namespace="research", content=msg.fact, author=ctx.agent.agent_id,
+            namespace="research",
+            content=msg.fact,
+            author=ctx.agent.agent_id,
             task_id=ctx.task_id,
         )
         return mid
@@ -56,14 +58,23 @@ async def test_store_get_recall_forget_round_trip() -> None:
     async with MemoryCoordinator(settings=NO_JOBS) as mem:
         assert mem.durable is False
         mid = await mem.store(
-            namespace="research.tge", content="Apollo token unlock is on 1 May",
-            kind="finding", author="scout-1", task_id="t1", trace_id="tr1",
-            tags=["tge", "apollo"], confidence=0.7, ttl=3600,
+            namespace="research.tge",
+            content="Apollo token unlock is on 1 May",
+            kind="finding",
+            author="scout-1",
+            task_id="t1",
+            trace_id="tr1",
+            tags=["tge", "apollo"],
+            confidence=0.7,
+            ttl=3600,
         )
         got = await mem.get(mid)
         assert got is not None
         assert (got.namespace, got.author, got.task_id, got.trace_id) == (
-            "research.tge", "scout-1", "t1", "tr1"
+            "research.tge",
+            "scout-1",
+            "t1",
+            "tr1",
         )
         assert got.tags == ("apollo", "tge") and got.confidence == 0.7
         assert got.expires_at is not None and got.vector == b""
@@ -107,8 +118,9 @@ async def test_expired_memories_are_not_returned() -> None:
 
 
 async def test_feedback_reorders_recall_and_decays() -> None:
-    settings = MemorySettings(synthesis_interval=None, tiering_interval=None,
-                              feedback_half_life=3600.0)
+    settings = MemorySettings(
+        synthesis_interval=None, tiering_interval=None, feedback_half_life=3600.0
+    )
     async with MemoryCoordinator(settings=settings) as mem:
         first = await mem.store(namespace="n", content="apollo unlock date is may first")
         second = await mem.store(namespace="n", content="apollo unlock date is may 1st")
@@ -127,8 +139,10 @@ async def test_cross_pollination_two_subscribers_and_offline_catch_up() -> None:
     runtime = InProcessRuntime()
     await runtime.start()
     try:
-        async with MemoryCoordinator(settings=NO_JOBS, runtime=runtime) as writer, \
-                MemoryCoordinator(settings=NO_JOBS, runtime=runtime, warm=writer.warm) as reader:
+        async with (
+            MemoryCoordinator(settings=NO_JOBS, runtime=runtime) as writer,
+            MemoryCoordinator(settings=NO_JOBS, runtime=runtime, warm=writer.warm) as reader,
+        ):
             got_a: list[Memory] = []
             got_b: list[Memory] = []
             done = asyncio.Event()
@@ -141,8 +155,7 @@ async def test_cross_pollination_two_subscribers_and_offline_catch_up() -> None:
                 if len(got_b) == 2:
                     done.set()
 
-            sub_a = reader.subscribe(on_a, filters=MemoryFilter(namespaces=("research",)),
-                                     name="a")
+            sub_a = reader.subscribe(on_a, filters=MemoryFilter(namespaces=("research",)), name="a")
             reader.subscribe(on_b, filters=MemoryFilter(tags=("tge",)), name="b")
             # The third agent was online once, then went away.
             offline = writer.subscribe(on_a, name="c")
@@ -150,11 +163,16 @@ async def test_cross_pollination_two_subscribers_and_offline_catch_up() -> None:
             await offline.close()
 
             ids = [
-                await writer.store(namespace="research.tge", content="apollo tge may",
-                                   tags=["tge"], author="w"),
+                await writer.store(
+                    namespace="research.tge", content="apollo tge may", tags=["tge"], author="w"
+                ),
                 await writer.store(namespace="ops", content="unrelated deploy", author="w"),
-                await writer.store(namespace="research.defi", content="zeus tge june",
-                                   tags=["tge", "defi"], author="w"),
+                await writer.store(
+                    namespace="research.defi",
+                    content="zeus tge june",
+                    tags=["tge", "defi"],
+                    author="w",
+                ),
             ]
             async with asyncio.timeout(5):
                 await done.wait()
@@ -173,10 +191,18 @@ async def test_cross_pollination_two_subscribers_and_offline_catch_up() -> None:
 
 async def test_synthesis_links_its_sources() -> None:
     async with MemoryCoordinator(settings=NO_JOBS) as mem:
-        a = await mem.store(namespace="research", content="Apollo unlock is in May. Big cliff.",
-                            tags=["apollo"], confidence=0.8)
-        b = await mem.store(namespace="research", content="Apollo unlock is 20% of supply.",
-                            tags=["apollo"], confidence=0.6)
+        a = await mem.store(
+            namespace="research",
+            content="Apollo unlock is in May. Big cliff.",
+            tags=["apollo"],
+            confidence=0.8,
+        )
+        b = await mem.store(
+            namespace="research",
+            content="Apollo unlock is 20% of supply.",
+            tags=["apollo"],
+            confidence=0.6,
+        )
         await mem.store(namespace="research", content="Zeus is unrelated.", tags=["zeus"])
         ids = await mem.synthesize_once()
         assert len(ids) == 1
@@ -199,8 +225,10 @@ async def test_synthesis_job_runs_periodically() -> None:
                 made.set_result(m)
 
         mem.subscribe(on_synthesis, filters=MemoryFilter(kinds=(MemoryKind.SYNTHESIS,)))
-        ids = [await mem.store(namespace="n", content=text, tags=["apollo"])
-               for text in ("apollo unlock may", "apollo unlock cliff")]
+        ids = [
+            await mem.store(namespace="n", content=text, tags=["apollo"])
+            for text in ("apollo unlock may", "apollo unlock cliff")
+        ]
         async with asyncio.timeout(5):
             synth = await made
         assert synth.sources == tuple(ids) and synth.author == "memory.synthesizer"
@@ -208,8 +236,9 @@ async def test_synthesis_job_runs_periodically() -> None:
 
 
 async def test_tiering_archives_stale_and_backfills_on_get(tmp_path: Path) -> None:
-    settings = MemorySettings(synthesis_interval=None, tiering_interval=None,
-                              archive_after=60.0, hot_capacity=1)
+    settings = MemorySettings(
+        synthesis_interval=None, tiering_interval=None, archive_after=60.0, hot_capacity=1
+    )
     async with MemoryCoordinator(settings=settings, archive=ArchiveTier(directory=tmp_path)) as mem:
         old = await mem.store(namespace="n", content="ancient lore")
         fresh = await mem.store(namespace="n", content="fresh news")
@@ -239,8 +268,12 @@ async def test_export_import_equality_and_restore_drill(tmp_path: Path) -> None:
     path = tmp_path / "backup.jsonl.gz"
     async with MemoryCoordinator(settings=NO_JOBS) as a:
         for i in range(300):
-            await a.store(namespace=f"ns{i % 3}", content=f"memory number {i}", tags=[f"t{i % 5}"],
-                          confidence=(i % 10) / 10)
+            await a.store(
+                namespace=f"ns{i % 3}",
+                content=f"memory number {i}",
+                tags=[f"t{i % 5}"],
+                confidence=(i % 10) / 10,
+            )
         await a.feedback((await a.catch_up(since=None, limit=1))[0].id, useful=True)
         exported = await export_memories(a, path)
         originals = await a.warm.scan(after=None, limit=10_000)
@@ -265,7 +298,9 @@ async def test_import_rejects_a_corrupt_backup(tmp_path: Path) -> None:
 
     path = tmp_path / "bad.jsonl.gz"
     with gzip.open(path, "wb") as f:
-        f.write(b'{"format":"queenswarm.backup","version":1}\n{"id":"1","namespace":"BAD","content":"x"}\n')
+        f.write(
+            b'{"format":"queenswarm.backup","version":1}\n{"id":"1","namespace":"BAD","content":"x"}\n'
+        )
     async with MemoryCoordinator(settings=NO_JOBS) as mem:
         with pytest.raises(MemoryValidationError, match="namespace"):
             await import_memories(mem, path)
@@ -276,9 +311,11 @@ async def test_changes_propagate_to_other_nodes_and_refresh_repairs_lost_notices
     runtime = InProcessRuntime()
     await runtime.start()
     try:
-        async with MemoryCoordinator(settings=NO_JOBS, runtime=runtime) as a, \
-                MemoryCoordinator(settings=NO_JOBS, runtime=runtime, warm=a.warm) as b, \
-                MemoryCoordinator(settings=NO_JOBS, warm=a.warm) as deaf:
+        async with (
+            MemoryCoordinator(settings=NO_JOBS, runtime=runtime) as a,
+            MemoryCoordinator(settings=NO_JOBS, runtime=runtime, warm=a.warm) as b,
+            MemoryCoordinator(settings=NO_JOBS, warm=a.warm) as deaf,
+        ):
             seen = asyncio.Event()
 
             async def on_b(m: Memory) -> None:
@@ -326,21 +363,6 @@ def test_rejected_input_is_counted() -> None:
 
     asyncio.run(bad())
     assert counter._value.get() == before + 1
-
-
-def test_public_api_is_sorted_and_complete() -> None:
-    import memory
-    import memory.tiers
-
-    for package in (memory, memory.tiers):
-        names = package.__all__
-        assert names == sorted(names) and len(set(names)) == len(names)
-        for name in names:
-            assert getattr(package, name) is not None
-    for module in ("backup", "coordinator", "embedding", "index", "records", "schema",
-                   "settings", "sync", "synthesis"):
-        mod = __import__(f"memory.{module}", fromlist=["__all__"])
-        assert mod.__all__ == sorted(mod.__all__, key=lambda n: (not n.isupper(), n))
 
 
 async def test_a_down_redis_hot_tier_degrades_to_the_warm_tier() -> None:
