@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TextIO
 
 import msgspec
@@ -151,32 +152,83 @@ def _optional(module: str, names: tuple[str, ...], option: str) -> list[Any]:
         ) from exc
 
 
-def make_runtime(settings: SwarmSettings) -> Runtime | None:
+def make_runtime(settings: SwarmSettings, *, discovery: Any = None) -> Runtime | None:
     """The runtime the settings ask for; ``None`` for Swarm's embedded default.
 
+    Args:
+        settings: Where Redis is, if anywhere.
+        discovery: The service registry handed to agents' contexts.
+
     Raises:
-        ConfigError: ``--redis``/``--consul`` given but their modules are missing.
+        ConfigError: ``--redis`` given but the Redis runtime is not available.
     """
-    discovery: Any = None
-    if settings.consul_url is not None:
-        registry_cls, consul_settings = _optional(
-            "discovery", ("ConsulRegistry", "ConsulSettings"), "--consul"
-        )
-        discovery = registry_cls(settings=consul_settings.from_dsn(settings.consul_url))
     if settings.redis_url is not None:
         runtime_cls, redis_settings = _optional(
             "swarm.redis", ("RedisRuntime", "RedisSettings"), "--redis"
         )
-        options: dict[str, Any] = {"settings": redis_settings.from_dsn(settings.redis_url)}
-        if discovery is not None:
-            options["discovery"] = discovery
-        runtime: Runtime = runtime_cls(**options)
+        runtime: Runtime = runtime_cls(
+            settings=redis_settings.from_dsn(settings.redis_url), discovery=discovery
+        )
         return runtime
     if discovery is not None:
         from swarm.inprocess import InProcessRuntime
 
         return InProcessRuntime(discovery=discovery)
     return None
+
+
+def _check_options(settings: SwarmSettings) -> None:
+    """Fail fast (exit 2) when an option needs a module this installation lacks."""
+    if settings.redis_url is not None:
+        _optional("swarm.redis", ("RedisRuntime", "RedisSettings"), "--redis")
+    if settings.consul_url is not None:
+        _optional("discovery", ("open_registry", "register_agents", "QueenDiscovery"), "--consul")
+
+
+#: TTL of the Consul checks of this process's agents and of the Queen's lease.
+DISCOVERY_TTL = 10.0
+
+
+@contextlib.asynccontextmanager
+async def _session(
+    agents: list[Agent],
+    settings: SwarmSettings,
+    args: argparse.Namespace,
+    display: _ProgressDisplay,
+) -> AsyncIterator[Swarm]:
+    """A running swarm: registry (with ``--consul``), runtime, agents, and leadership."""
+    registry: Any = None
+    if settings.consul_url is not None:
+        (open_registry,) = _optional("discovery", ("open_registry",), "--consul")
+        registry = await open_registry(settings.consul_url)
+    try:
+        runtime = make_runtime(settings, discovery=registry)
+        display.message(f"starting {_describe(agents, runtime)}")
+        swarm = Swarm(agents=agents, runtime=runtime, drain_timeout=args.drain_timeout)
+        async with swarm:
+            if registry is None:
+                yield swarm
+                return
+            register_agents, queen_discovery = _optional(
+                "discovery", ("register_agents", "QueenDiscovery"), "--consul"
+            )
+            await register_agents(registry, swarm.agents, ttl=DISCOVERY_TTL)
+            wired = queen_discovery(
+                queen=swarm.queen, registry=registry, ttl=DISCOVERY_TTL, live_config=True
+            )
+            await wired.start()
+            try:
+                if not wired.leading:
+                    display.message("standing by: another Queen leads")
+                await wired.elector.wait_leading(timeout=None)
+                epoch = swarm.queen.intake.epoch
+                display.message(f"leading with epoch {epoch() if epoch is not None else 0}")
+                yield swarm
+            finally:
+                await wired.close()
+    finally:
+        if registry is not None:
+            await registry.close()
 
 
 class _ProgressDisplay:
@@ -225,7 +277,7 @@ def _describe(agents: list[Agent], runtime: Runtime | None) -> str:
 
 async def _run_job(
     agents: list[Agent],
-    runtime: Runtime | None,
+    settings: SwarmSettings,
     args: argparse.Namespace,
     out: TextIO,
     display: _ProgressDisplay,
@@ -233,8 +285,7 @@ async def _run_job(
     from agents.job import run_tge_job
     from agents.report import render_text
 
-    display.message(f"starting {_describe(agents, runtime)}")
-    async with Swarm(agents=agents, runtime=runtime, drain_timeout=args.drain_timeout) as swarm:
+    async with _session(agents, settings, args, display) as swarm:
         try:
             report = await run_tge_job(swarm, progress=display, task_timeout=args.task_timeout)
         finally:
@@ -251,7 +302,7 @@ async def _run_job(
 
 async def _serve(
     agents: list[Agent],
-    runtime: Runtime | None,
+    settings: SwarmSettings,
     args: argparse.Namespace,
     display: _ProgressDisplay,
 ) -> int:
@@ -261,9 +312,10 @@ async def _serve(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        swarm = Swarm(agents=agents, runtime=runtime, drain_timeout=args.drain_timeout)
-        async with swarm:
-            display.message(f"ready: serving {_describe(agents, runtime)}; SIGINT/SIGTERM stops")
+        async with _session(agents, settings, args, display) as swarm:
+            display.message(
+                f"ready: serving {_describe(agents, swarm.runtime)}; SIGINT/SIGTERM stops"
+            )
             await stop.wait()
             display.message("signal received; draining")
         display.message(f"stopped; {len(swarm.leftovers)} unfinished tasks left over")
@@ -286,14 +338,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args, os.environ)
         configure_logging(level=settings.log_level, json=settings.log_json)
         agents = load_agents(settings.agents)
-        runtime = make_runtime(settings)
+        _check_options(settings)
     except ConfigError as exc:
         err.write(f"{PROG}: error: {exc}\n")
         return 2
     try:
         if args.serve:
-            return asyncio.run(_serve(agents, runtime, args, display))
-        return asyncio.run(_run_job(agents, runtime, args, sys.stdout, display))
+            return asyncio.run(_serve(agents, settings, args, display))
+        return asyncio.run(_run_job(agents, settings, args, sys.stdout, display))
+    except ConfigError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return 2
     except KeyboardInterrupt:
         display.message("interrupted")
         return 130
