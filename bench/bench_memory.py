@@ -49,10 +49,13 @@ WORDS = (
     "exploit audit lending pool yield governance proposal treasury liquidity market maker "
     "listing exchange snapshot staking reward inflation burn roadmap mainnet testnet"
 ).split()
+
+
 def quiet() -> MemorySettings:
     """Settings without background jobs, so they do not disturb the figures."""
-    return MemorySettings(synthesis_interval=None, tiering_interval=None,
-                          index_refresh_interval=None)
+    return MemorySettings(
+        synthesis_interval=None, tiering_interval=None, index_refresh_interval=None
+    )
 
 
 def sentence(rng: random.Random, n: int = 8) -> str:
@@ -85,11 +88,20 @@ async def run_callers(
     return sum(counts) / (time.perf_counter() - started)
 
 
-async def mix_ops(mem: MemoryCoordinator, *, prefill: int, callers: int, seconds: float,
-                  store_pct: int, recall_pct: int) -> float:
+async def mix_ops(
+    mem: MemoryCoordinator,
+    *,
+    prefill: int,
+    callers: int,
+    seconds: float,
+    store_pct: int,
+    recall_pct: int,
+) -> float:
     rng0 = random.Random(0)
-    ids = [await mem.store(namespace="bench", content=sentence(rng0), tags=["b"])
-           for _ in range(prefill)]
+    ids = [
+        await mem.store(namespace="bench", content=sentence(rng0), tags=["b"])
+        for _ in range(prefill)
+    ]
     # Inputs are drawn up front so the harness's own cost stays out of the figure.
     texts = [sentence(rng0) for _ in range(4096)]
     queries = [sentence(rng0, 3) for _ in range(1024)]
@@ -127,14 +139,24 @@ async def raw_hot_ops(hot: LruHotTier | RedisHotTier, *, callers: int, seconds: 
 
 async def bench_hot(args: argparse.Namespace) -> None:
     print(f"== hot tier: {args.callers} concurrent callers, {args.seconds:.0f}s each")
-    mix = f"{args.store_pct}% store / {100 - args.store_pct - args.recall_pct}% get / " \
-          f"{args.recall_pct}% recall"
+    mix = (
+        f"{args.store_pct}% store / {100 - args.store_pct - args.recall_pct}% get / "
+        f"{args.recall_pct}% recall"
+    )
     lru = LruHotTier(capacity=100_000)
-    print(f"in-process LRU, raw put+get (25/75):   "
-          f"{await raw_hot_ops(lru, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s")
+    print(
+        f"in-process LRU, raw put+get (25/75):   "
+        f"{await raw_hot_ops(lru, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s"
+    )
     async with MemoryCoordinator(settings=quiet()) as mem:
-        ops = await mix_ops(mem, prefill=args.prefill, callers=args.callers, seconds=args.seconds,
-                            store_pct=args.store_pct, recall_pct=args.recall_pct)
+        ops = await mix_ops(
+            mem,
+            prefill=args.prefill,
+            callers=args.callers,
+            seconds=args.seconds,
+            store_pct=args.store_pct,
+            recall_pct=args.recall_pct,
+        )
         print(f"in-process coordinator mix ({mix}, {args.prefill} prefilled): {ops:>10,.0f} ops/s")
     client = aioredis.Redis.from_url(args.redis_url, max_connections=args.callers)
     try:
@@ -146,13 +168,19 @@ async def bench_hot(args: argparse.Namespace) -> None:
     prefix = f"membench-{secrets.token_hex(4)}"
     try:
         hot = RedisHotTier(redis=client, prefix=prefix, ttl=300)
-        print(f"Redis hot tier, raw put+get (25/75):    "
-              f"{await raw_hot_ops(hot, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s")
-        async with MemoryCoordinator(settings=quiet(), hot=hot,
-                                     warm=InMemoryWarmTier()) as mem:
-            ops = await mix_ops(mem, prefill=args.prefill, callers=args.callers,
-                                seconds=args.seconds, store_pct=args.store_pct,
-                                recall_pct=args.recall_pct)
+        print(
+            f"Redis hot tier, raw put+get (25/75):    "
+            f"{await raw_hot_ops(hot, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s"
+        )
+        async with MemoryCoordinator(settings=quiet(), hot=hot, warm=InMemoryWarmTier()) as mem:
+            ops = await mix_ops(
+                mem,
+                prefill=args.prefill,
+                callers=args.callers,
+                seconds=args.seconds,
+                store_pct=args.store_pct,
+                recall_pct=args.recall_pct,
+            )
             print(f"Redis-hot coordinator mix ({mix}):  {ops:>10,.0f} ops/s")
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
@@ -162,8 +190,10 @@ async def bench_hot(args: argparse.Namespace) -> None:
 
 
 async def bench_warm(args: argparse.Namespace) -> None:
-    print(f"== warm tier: {args.warm_count} durable stores to PostgreSQL, "
-          f"{args.warm_callers} concurrent callers")
+    print(
+        f"== warm tier: {args.warm_count} durable stores to PostgreSQL, "
+        f"{args.warm_callers} concurrent callers"
+    )
     try:
         pool = await asyncpg.create_pool(args.postgres_dsn, min_size=2, max_size=4, timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -171,8 +201,9 @@ async def bench_warm(args: argparse.Namespace) -> None:
         return
     schema = f"membench_{secrets.token_hex(4)}"
     try:
-        settings = PostgresSettings.from_dsn(args.postgres_dsn, schema=schema, batch_max=1000,
-                                             writers=2)
+        settings = PostgresSettings.from_dsn(
+            args.postgres_dsn, schema=schema, batch_max=1000, writers=2
+        )
         tier = PostgresWarmTier(pool=pool, settings=settings)
         await tier.start()
         emb = HashingEmbedder()
@@ -181,8 +212,15 @@ async def bench_warm(args: argparse.Namespace) -> None:
         vectors = emb.embed(texts)
         now = time.time()
         memories = [
-            Memory(id=new_id(), namespace="bench", content=t, tags=("b",), created_at=now,
-                   score_at=now, vector=vector_to_bytes(v))
+            Memory(
+                id=new_id(),
+                namespace="bench",
+                content=t,
+                tags=("b",),
+                created_at=now,
+                score_at=now,
+                vector=vector_to_bytes(v),
+            )
             for t, v in zip(texts, vectors, strict=True)
         ]
         queue = iter(memories)
@@ -198,8 +236,10 @@ async def bench_warm(args: argparse.Namespace) -> None:
         elapsed = time.perf_counter() - started
         count = await pool.fetchval(f'SELECT count(*) FROM "{schema}".memories')
         await tier.close()
-        print(f"batched durable stores: {len(memories) / elapsed:>10,.0f} stores/s "
-              f"({count} rows committed in {elapsed:.2f}s)")
+        print(
+            f"batched durable stores: {len(memories) / elapsed:>10,.0f} stores/s "
+            f"({count} rows committed in {elapsed:.2f}s)"
+        )
     finally:
         await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await pool.close()
@@ -226,8 +266,10 @@ async def bench_recall(args: argparse.Namespace) -> None:
         assert len(hits) == 10
     lat.sort()
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    print(f"recall latency: p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms "
-          f"({args.queries} queries)")
+    print(
+        f"recall latency: p50 {statistics.median(lat):.2f} ms, p99 {p99:.2f} ms "
+        f"({args.queries} queries)"
+    )
 
 
 async def main() -> None:
@@ -242,10 +284,15 @@ async def main() -> None:
     parser.add_argument("--recall-size", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--only", choices=["hot", "warm", "recall"], default=None)
-    parser.add_argument("--redis-url", default=os.environ.get(
-        "SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--postgres-dsn", default=os.environ.get(
-        "SWARM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument(
+        "--postgres-dsn",
+        default=os.environ.get(
+            "SWARM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs (shared machine: figures vary)")
     if args.only in (None, "hot"):

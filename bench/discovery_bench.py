@@ -44,13 +44,16 @@ async def health_propagation(samples: int = 20) -> None:
             status = "critical" if i % 2 == 0 else "passing"
             t0 = time.perf_counter()
             await server.set_check("service:w1", status)
-            await view.wait_until(lambda s=status: view.is_healthy("w1") == (s == "passing"),
-                                  timeout=5)
+            await view.wait_until(
+                lambda s=status: view.is_healthy("w1") == (s == "passing"), timeout=5
+            )
             lat.append((time.perf_counter() - t0) * 1000)
         await view.close()
         await reg.close()
-    print(f"health change -> HealthView (Consul blocking query): "
-          f"median {statistics.median(lat):.1f} ms, max {max(lat):.1f} ms over {samples}")
+    print(
+        f"health change -> HealthView (Consul blocking query): "
+        f"median {statistics.median(lat):.1f} ms, max {max(lat):.1f} ms over {samples}"
+    )
 
 
 async def failover(check_ttl: float, lock_delay: float) -> None:
@@ -60,8 +63,11 @@ async def failover(check_ttl: float, lock_delay: float) -> None:
         for i, reg in enumerate(regs):
             await reg.start()
             await reg.register(ServiceInstance(role="queen", id=f"q{i}"), ttl=check_ttl)
-            electors.append(LeaderElector(election=reg, name="queen", holder=f"q{i}", ttl=10,
-                                          retry_interval=0.5))
+            electors.append(
+                LeaderElector(
+                    election=reg, name="queen", holder=f"q{i}", ttl=10, retry_interval=0.5
+                )
+            )
         await electors[0].start()
         await electors[0].wait_leading(timeout=5)
         await electors[1].start()
@@ -71,9 +77,11 @@ async def failover(check_ttl: float, lock_delay: float) -> None:
         t0 = time.perf_counter()
         await electors[1].wait_leading(timeout=60)
         took = time.perf_counter() - t0
-        print(f"failover (check TTL {check_ttl:g} s, lock-delay {lock_delay:g} s, "
-              f"session TTL 10 s): {took:.2f} s "
-              f"(bound: TTL + lock-delay + 5 = {check_ttl + lock_delay + 5:g} s)")
+        print(
+            f"failover (check TTL {check_ttl:g} s, lock-delay {lock_delay:g} s, "
+            f"session TTL 10 s): {took:.2f} s "
+            f"(bound: TTL + lock-delay + 5 = {check_ttl + lock_delay + 5:g} s)"
+        )
         electors[0].lease = None
         for e in electors:
             await e.close()
@@ -84,8 +92,9 @@ async def failover(check_ttl: float, lock_delay: float) -> None:
 async def fenced_writes(n: int = 2000) -> None:
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(os.environ.get("SWARM_TEST_REDIS_URL",
-                                                    "redis://127.0.0.1:6379/0"))
+    client = aioredis.Redis.from_url(
+        os.environ.get("SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     prefix = f"bench-{os.getpid()}"
     writer = FencedWriter(redis=client, name="queen", prefix=prefix)
     key = fenced_key("queen", "k", prefix)
@@ -111,8 +120,10 @@ async def memory_healthy(n: int = 1000) -> None:
     t0 = time.perf_counter()
     for _ in range(100):
         await reg.healthy("w")
-    print(f"InMemoryRegistry.healthy() with {n} instances: "
-          f"{(time.perf_counter() - t0) * 10:.2f} ms per call")
+    print(
+        f"InMemoryRegistry.healthy() with {n} instances: "
+        f"{(time.perf_counter() - t0) * 10:.2f} ms per call"
+    )
     await reg.close()
 
 
