@@ -717,33 +717,12 @@ class InProcessRuntime:
 
     # -- results ----------------------------------------------------------
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
-        fast = self._fast_ledger
-        if fast is not None:
-            # No await between the read and the registration: nothing can finish in between.
-            rec = fast.get_nowait(task_id)
-            if rec is None:
-                raise KeyError(task_id)
-            if rec.final:
-                return rec
-            fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(task_id, []).append(fut)
-            if timeout is None:
-                return await fut
-            try:
-                async with asyncio.timeout(timeout):
-                    return await fut
-            except TimeoutError:
-                raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
-            finally:
-                self._drop_waiter(task_id, fut)
         # Register before reading the ledger so a finish in between is not missed.
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(fut)
         try:
-            if self._fast_ledger is not None:
-                rec = self._fast_ledger.get_nowait(task_id)
-            else:
-                rec = await self._ledger.get(task_id)
+            fast = self._fast_ledger
+            rec = fast.get_nowait(task_id) if fast is not None else await self._ledger.get(task_id)
             if rec is None:
                 raise KeyError(task_id)
             if rec.final:
