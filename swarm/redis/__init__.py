@@ -1,0 +1,13 @@
+"""Redis transport: settings, clients, broadcast (pub/sub) and the durable Streams runtime.
+
+Example:
+    >>> from swarm.redis import RedisSettings
+    >>> RedisSettings.from_dsn("redis://127.0.0.1:6379/0").port
+    6379
+"""
+
+from swarm.redis.settings import RedisSettings
+
+__all__ = [
+    "RedisSettings",
+]
