@@ -6,8 +6,12 @@ Example:
     6379
 """
 
+from swarm.redis.connections import AnyRedis, RedisClients, make_retry
 from swarm.redis.settings import RedisSettings
 
 __all__ = [
+    "AnyRedis",
+    "RedisClients",
     "RedisSettings",
+    "make_retry",
 ]
