@@ -6,12 +6,15 @@ Example:
     6379
 """
 
+from swarm.redis.broadcast import RedisBroadcaster, RedisSubscription
 from swarm.redis.connections import AnyRedis, RedisClients, make_retry
 from swarm.redis.settings import RedisSettings
 
 __all__ = [
     "AnyRedis",
+    "RedisBroadcaster",
     "RedisClients",
     "RedisSettings",
+    "RedisSubscription",
     "make_retry",
 ]
