@@ -200,6 +200,8 @@ class RedisBroadcaster:
         self._pong = asyncio.Event()
         self._changed = asyncio.Condition()
         self._reconnects = 0
+        self._pongs = 0
+        self.last_pong: float | None = None
         self._running = False
         self._restart_lock = asyncio.Lock()
 
@@ -214,6 +216,11 @@ class RedisBroadcaster:
     def reconnects(self) -> int:
         """Completed reconnects: each one re-subscribed every channel (confirmed by the server)."""
         return self._reconnects
+
+    @property
+    def pongs(self) -> int:
+        """Watchdog pongs received so far (:attr:`last_pong` holds the loop time of the last)."""
+        return self._pongs
 
     @property
     def connected(self) -> bool:
@@ -349,6 +356,18 @@ class RedisBroadcaster:
                 f"{self._reconnects} reconnects after {timeout}s, expected {count}"
             ) from None
 
+    async def wait_for_pongs(self, count: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until :attr:`pongs` reaches ``count`` (the watchdog saw the connection alive).
+
+        Raises:
+            SwarmTimeout: Not reached within ``timeout`` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self._pongs >= count)
+        except TimeoutError:
+            raise SwarmTimeout(f"{self._pongs} pongs after {timeout}s, expected {count}") from None
+
     async def _remove(self, sub: RedisSubscription) -> None:
         subs = self._subs.get(sub.channel)
         if subs is None or sub not in subs:
@@ -404,6 +423,10 @@ class RedisBroadcaster:
         elif kind == "pong":
             if _text(message["data"]) == self._pong_token:
                 self._pong.set()
+                self.last_pong = asyncio.get_running_loop().time()
+                async with self._changed:
+                    self._pongs += 1
+                    self._changed.notify_all()
         elif kind == "subscribe":
             channel = _text(message["channel"])
             self._confirmed.add(channel)
