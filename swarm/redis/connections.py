@@ -33,13 +33,14 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import ssl as ssl_module
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import redis.utils
 import structlog
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis, SSLConnection
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -132,7 +133,6 @@ def _cluster(settings: RedisSettings, *, socket_timeout: float) -> RedisCluster:
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in settings.nodes],
         require_full_coverage=True,
-        cluster_error_retry_attempts=max(1, settings.retry_attempts),
         **kwargs,
     )
 
@@ -142,6 +142,22 @@ def _node_client(node: ClusterNode) -> Redis:
     kwargs = {k: v for k, v in node.connection_kwargs.items() if k != "max_connections"}
     pool: ConnectionPool = ConnectionPool(connection_class=node.connection_class, **kwargs)
     return Redis(connection_pool=pool)
+
+
+def _derive_cluster(cluster: RedisCluster, socket_timeout: float) -> RedisCluster:
+    """A second client of the same cluster with another socket timeout."""
+    accepted = inspect.signature(RedisCluster.__init__).parameters
+    kwargs = dict(cluster.connection_kwargs)
+    connection_class = kwargs.pop("connection_class", None)
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted and k not in ("host", "port")}
+    kwargs.update(
+        socket_timeout=socket_timeout,
+        ssl=isinstance(connection_class, type) and issubclass(connection_class, SSLConnection),
+        retry=cluster.retry,
+    )
+    nodes = [ClusterNode(node.host, node.port) for node in cluster.get_nodes()]
+    nodes = nodes or [ClusterNode(node.host, node.port) for node in cluster.startup_nodes]
+    return RedisCluster(startup_nodes=nodes, **kwargs)
 
 
 def _socket_timeout(client: AnyRedis) -> float | None:
@@ -264,7 +280,8 @@ class RedisClients:
 
         Raises:
             ConfigError: ``blocking``'s socket timeout does not exceed the
-                block time, or one cannot be derived (Cluster).
+                block time, or ``commands`` is a RedisCluster not initialised
+                yet and no ``pubsub`` client was given.
 
         Example:
             >>> from redis.asyncio import Redis
@@ -290,10 +307,8 @@ class RedisClients:
             if timeout is None or timeout > settings.block_time:
                 blocking = commands
             elif isinstance(commands, RedisCluster):
-                raise ConfigError(
-                    f"the cluster client's socket timeout ({timeout}s) does not exceed "
-                    f"block_time ({settings.block_time}s); pass blocking="
-                )
+                blocking = _derive_cluster(commands, settings.blocking_timeout)
+                owned.append(blocking)
             else:
                 blocking = _with_socket_timeout(commands, settings.blocking_timeout)
                 owned.append(blocking)
