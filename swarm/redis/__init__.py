@@ -7,7 +7,7 @@ Example:
 """
 
 from swarm.redis.broadcast import RedisBroadcaster, RedisSubscription
-from swarm.redis.connections import AnyRedis, RedisClients, make_retry
+from swarm.redis.connections import AnyRedis, RedisClients, make_retry, node_client
 from swarm.redis.settings import RedisSettings
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "RedisSettings",
     "RedisSubscription",
     "make_retry",
+    "node_client",
 ]

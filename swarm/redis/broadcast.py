@@ -54,7 +54,7 @@ from typing import Any
 import msgspec
 import structlog
 from prometheus_client import Counter
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -65,7 +65,7 @@ from swarm.codec import Codec
 from swarm.errors import DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout, TransportError
 from swarm.messages import Envelope, new_id
 from swarm.metrics import REJECTED
-from swarm.redis.connections import AnyRedis, RedisClients
+from swarm.redis.connections import AnyRedis, RedisClients, node_client
 from swarm.runtime import EventCallback
 from swarm.tasks import TaskSet
 
@@ -180,9 +180,11 @@ class RedisBroadcaster:
         self.watchdog_interval = watchdog_interval
         self.pong_timeout = pong_timeout if pong_timeout is not None else watchdog_interval / 2
         self.subscriber_buffer = subscriber_buffer
-        self._given_clients = clients
-        self._redis = redis
-        self._clients: RedisClients | None = clients
+        publisher = clients.commands if clients is not None else redis
+        assert publisher is not None
+        self._publisher: AnyRedis = publisher
+        self._subscriber_source: Redis | None = clients.pubsub if clients is not None else None
+        self._derived_source: Redis | None = None
         self._subscribe_timeout = subscribe_timeout
         self._backoff = ExponentialWithJitterBackoff(
             base=reconnect_backoff[0], cap=reconnect_backoff[1]
@@ -231,12 +233,15 @@ class RedisBroadcaster:
         """Open the subscription connection (in the background) and start the watchdog."""
         if self._running:
             return
-        if self._clients is None:
-            assert self._redis is not None
-            if isinstance(self._redis, RedisCluster):
-                await self._redis.initialize()
-            self._clients = RedisClients.from_clients(self._redis)
-        base = self._clients.pubsub.connection_pool
+        source = self._subscriber_source
+        if source is None:
+            if isinstance(self._publisher, RedisCluster):
+                # Any node will do: a PUBLISH reaches subscribers on every node.
+                await self._publisher.initialize()
+                source = self._derived_source = node_client(self._publisher.get_primaries()[0])
+            else:
+                source = self._publisher
+        base = source.connection_pool
         # A private pool without redis-py's own retry: a broken subscription
         # must surface here, so that every reconnect takes one path (ours),
         # which resubscribes all channels and is counted.
@@ -270,11 +275,11 @@ class RedisBroadcaster:
         for waiters in self._waiters.values():
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.cancel()
+                    waiter.set_exception(RuntimeClosed("the broadcaster stopped"))
         self._waiters.clear()
-        if self._given_clients is None and self._clients is not None:
-            await self._clients.close()
-            self._clients = None
+        if self._derived_source is not None:
+            await self._derived_source.aclose(close_connection_pool=True)
+            self._derived_source = None
 
     async def __aenter__(self) -> RedisBroadcaster:
         await self.start()
@@ -297,10 +302,8 @@ class RedisBroadcaster:
             TransportError: Redis did not take the message.
         """
         data = self.codec.encode(envelope)
-        client = self._clients.commands if self._clients is not None else self._redis
-        assert client is not None
         try:
-            return int(await client.publish(channel, data))
+            return int(await self._publisher.publish(channel, data))
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"publish on {channel!r} failed: {exc}") from exc
 
@@ -340,6 +343,8 @@ class RedisBroadcaster:
             waiters = self._waiters.get(channel, [])
             if waiter in waiters:
                 waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(channel, None)
         return sub
 
     async def wait_for_reconnects(self, count: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 - same shape as Runtime.wait
@@ -429,12 +434,19 @@ class RedisBroadcaster:
                     self._changed.notify_all()
         elif kind == "subscribe":
             channel = _text(message["channel"])
-            self._confirmed.add(channel)
+            if channel in self._subs:  # not closed while the confirmation travelled
+                self._confirmed.add(channel)
             for waiter in self._waiters.pop(channel, []):
                 if not waiter.done():
                     waiter.set_result(None)
-            if self._pending_reconnect is not None and self._session_channels <= self._confirmed:
+            if self._pending_reconnect is not None and all(
+                c in self._confirmed for c in self._session_channels if c in self._subs
+            ):
                 await self._session_ready()
+        elif kind == "unsubscribe":
+            channel = _text(message["channel"])
+            if channel not in self._subs:
+                self._confirmed.discard(channel)
 
     async def _session_ready(self) -> None:
         reason, self._pending_reconnect = self._pending_reconnect, None

@@ -51,7 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from swarm.errors import ConfigError, TransportError
 from swarm.redis.settings import RedisSettings
 
-__all__ = ["AnyRedis", "RedisClients", "make_retry"]
+__all__ = ["AnyRedis", "RedisClients", "make_retry", "node_client"]
 
 #: A standalone or a Cluster client; both speak the same command API.
 AnyRedis: TypeAlias = Redis | RedisCluster
@@ -137,7 +137,7 @@ def _cluster(settings: RedisSettings, *, socket_timeout: float) -> RedisCluster:
     )
 
 
-def _node_client(node: ClusterNode) -> Redis:
+def node_client(node: ClusterNode) -> Redis:
     """A standalone client of one cluster node, with the node's own connection options."""
     kwargs = {k: v for k, v in node.connection_kwargs.items() if k != "max_connections"}
     pool: ConnectionPool = ConnectionPool(connection_class=node.connection_class, **kwargs)
@@ -295,7 +295,7 @@ class RedisClients:
         if pubsub is None:
             if isinstance(commands, RedisCluster):
                 pubsub = (
-                    _node_client(commands.get_primaries()[0]) if _initialised(commands) else None
+                    node_client(commands.get_primaries()[0]) if _initialised(commands) else None
                 )
                 if pubsub is None:
                     raise ConfigError("pass pubsub= or an initialised RedisCluster")
