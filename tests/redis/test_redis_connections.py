@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 async def clients() -> AsyncIterator[RedisClients]:
     # A short socket timeout and a longer block time: the case redis-py's
     # defaults get wrong, made fast.
-    settings = RedisSettings.from_dsn(require_redis(), socket_timeout=0.3, block_time=0.6)
+    settings = RedisSettings.from_dsn(
+        require_redis(), socket_timeout=0.3, block_time=0.6, retry_attempts=1
+    )
     c = await RedisClients.connect(settings)
     yield c
     await c.close()
