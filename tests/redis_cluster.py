@@ -133,6 +133,12 @@ class RedisClusterServers:
                 raise TimeoutError(f"cluster not ok after {timeout}s: {infos}")
             time.sleep(0.05)
 
+    def kill(self, port: int) -> None:
+        """SIGKILL the node listening on ``port`` (the others keep running)."""
+        process = self.processes[self.ports.index(port)]
+        process.kill()
+        process.wait()
+
     def stop(self) -> None:
         """Stop every node."""
         processes, self.processes = self.processes, []

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from typing import Any
 
 import msgspec
@@ -241,15 +242,10 @@ class RedisBroadcaster:
                 source = self._derived_source = node_client(self._publisher.get_primaries()[0])
             else:
                 source = self._publisher
-        base = source.connection_pool
-        # A private pool without redis-py's own retry: a broken subscription
-        # must surface here, so that every reconnect takes one path (ours),
-        # which resubscribes all channels and is counted.
-        kwargs = dict(base.connection_kwargs)
-        kwargs.update(retry=Retry(NoBackoff(), 0), health_check_interval=0)
-        self._pool = ConnectionPool(connection_class=base.connection_class, **kwargs)
+        self._pool = _private_pool(source)
         if self._subscribe_timeout is None:
-            self._subscribe_timeout = float(kwargs.get("socket_timeout") or 5.0)
+            timeout = self._pool.connection_kwargs.get("socket_timeout")
+            self._subscribe_timeout = float(timeout or 5.0)
         self._running = True
         self._listener = self._tasks.spawn(self._listen(reason=None), name="listener")
         self._tasks.spawn(self._watchdog(), name="watchdog")
@@ -414,12 +410,35 @@ class RedisBroadcaster:
             except _TRANSPORT_ERRORS as exc:
                 failures += 1
                 reason = "connection_error"
-                _log.warning("subscription connection lost", error=repr(exc), failures=failures)
+                _log.warning(
+                    "subscription connection lost", error=_describe(exc), failures=failures
+                )
             finally:
                 if self._pubsub is pubsub:
                     self._pubsub = None
                 await self._drop(pubsub)
+            if failures >= 2:
+                await self._move_to_another_node()
             await asyncio.sleep(self._backoff.compute(failures))
+
+    async def _move_to_another_node(self) -> None:
+        """On Cluster, subscribe through another primary when this one keeps failing."""
+        cluster = self._publisher
+        if not isinstance(cluster, RedisCluster) or self._pool is None:
+            return
+        kwargs = self._pool.connection_kwargs
+        current = (str(kwargs.get("host")), int(kwargs.get("port") or 0))
+        others = [n for n in cluster.get_primaries() if (n.host, int(n.port)) != current]
+        if not others:
+            return
+        node = random.choice(others)
+        old_pool, old_source = self._pool, self._derived_source
+        self._derived_source = node_client(node)
+        self._pool = _private_pool(self._derived_source)
+        _log.info("subscription moves to another cluster node", node=node.name)
+        await old_pool.aclose()
+        if old_source is not None:
+            await old_source.aclose(close_connection_pool=True)
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -502,7 +521,7 @@ class RedisBroadcaster:
                     _log.warning(
                         "subscription silent; reconnecting",
                         pong_timeout=self.pong_timeout,
-                        error=repr(exc),
+                        error=_describe(exc),
                     )
                     await self._restart_listener("pong_timeout")
 
@@ -528,6 +547,23 @@ class RedisBroadcaster:
             if connection is not None:
                 with contextlib.suppress(*_TRANSPORT_ERRORS):
                     await connection.disconnect(nowait=True)
+
+
+def _private_pool(source: Redis) -> ConnectionPool:
+    """A pool for subscription connections, like ``source``'s but without redis-py's retry.
+
+    A broken subscription must surface to the listener, so that every
+    reconnect takes one path (ours), which resubscribes all channels and is
+    counted; redis-py's health check is superseded by the watchdog.
+    """
+    base = source.connection_pool
+    kwargs = dict(base.connection_kwargs)
+    kwargs.update(retry=Retry(NoBackoff(), 0), health_check_interval=0)
+    return ConnectionPool(connection_class=base.connection_class, **kwargs)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _text(value: Any) -> str:

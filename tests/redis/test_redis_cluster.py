@@ -134,3 +134,35 @@ async def test_from_clients_derives_a_blocking_cluster_client(cluster: RedisClus
         assert await own.ping()  # the caller's client stays open
     finally:
         await own.aclose()
+
+
+async def test_subscription_moves_to_a_live_node_when_its_node_dies() -> None:
+    with RedisClusterServers.launch() as own_cluster:
+        settings = RedisSettings.from_dsn(
+            own_cluster.url, retry_attempts=1, socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+        clients = await RedisClients.connect(settings)
+        bus = RedisBroadcaster(
+            clients=clients, watchdog_interval=0.5, reconnect_backoff=(0.05, 0.2)
+        )
+        survivors: list[Redis] = []
+        try:
+            await bus.start()
+            channel = f"swarm-test:{os.urandom(6).hex()}:cluster"
+            queue: asyncio.Queue[Envelope] = asyncio.Queue()
+            await bus.subscribe(channel, queue.put)
+            dead = int(clients.pubsub.connection_pool.connection_kwargs["port"])
+            own_cluster.kill(dead)
+            await bus.wait_for_reconnects(1, timeout=10)
+            # Without replicas the cluster is down now, but a keyless PUBLISH
+            # still propagates between the surviving nodes.
+            survivors = [Redis(port=p) for p in own_cluster.ports if p != dead]
+            for node in survivors:
+                env = Envelope(id=new_id(), kind=Kind.EVENT, type="", sender="test")
+                await node.publish(channel, bus.codec.encode(env))
+                assert (await asyncio.wait_for(queue.get(), 5.0)).id == env.id
+        finally:
+            await bus.stop()
+            await clients.close()
+            for node in survivors:
+                await node.aclose()
