@@ -35,7 +35,7 @@ def _event(text: str = "") -> Envelope:
 
 
 def _rejected(reason: str) -> float:
-    return REJECTED.labels(reason=reason)._value.get()
+    return float(REJECTED.labels(reason=reason)._value.get())
 
 
 class Inbox:

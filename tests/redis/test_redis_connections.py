@@ -36,7 +36,8 @@ async def test_three_distinct_clients_with_hiredis_and_explicit_retry(
 ) -> None:
     assert len({id(clients.commands), id(clients.pubsub), id(clients.blocking)}) == 3
     assert redis.utils.HIREDIS_AVAILABLE and clients.hiredis
-    conn = await clients.commands.connection_pool.get_connection()
+    assert isinstance(clients.commands, Redis)
+    conn = await clients.commands.connection_pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         assert type(conn._parser).__name__ == "_AsyncHiredisParser"
         assert conn.retry.get_retries() == clients.settings.retry_attempts
