@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -32,11 +33,24 @@ async def clients(cluster: RedisClusterServers) -> AsyncIterator[RedisClients]:
 
 
 def _role_keys(role: str, prefix: str) -> list[str]:
-    return [
-        *(constants.task_stream(role, band, prefix) for band in constants.PRIORITY_BANDS),
-        constants.dead_letter_stream(role, prefix),
-        constants.delayed_key(role, prefix),
-    ]
+    """Every key ``swarm.constants`` derives from a role (new ones are picked up automatically)."""
+    keys: list[str] = []
+    for name in constants.__all__:
+        func = getattr(constants, name)
+        if not callable(func):
+            continue
+        params = list(inspect.signature(func).parameters.values())
+        if not params or params[0].name != "role":
+            continue
+        extra = [p for p in params[1:] if p.default is inspect.Parameter.empty]
+        variants: list[list[object]] = [[]]
+        for param in extra:
+            values: list[object] = (
+                list(constants.PRIORITY_BANDS) if param.annotation in (int, "int") else ["x1"]
+            )
+            variants = [[*v, value] for v in variants for value in values]
+        keys.extend(func(role, *v, prefix=prefix) for v in variants)
+    return keys
 
 
 async def test_cluster_url_gives_cluster_clients(clients: RedisClients) -> None:
@@ -53,6 +67,7 @@ async def test_keys_of_one_role_share_one_slot(clients: RedisClients) -> None:
     slots_by_role = {}
     for role in ("scraper", "analyst", "writer", "role-with:colon"):
         keys = _role_keys(role, prefix)
+        assert len(keys) >= len(constants.PRIORITY_BANDS) + 2  # streams, dead letters, delayed
         slots = {int(await clients.commands.execute_command("CLUSTER KEYSLOT", k)) for k in keys}
         assert len(slots) == 1, (role, keys, slots)
         slots_by_role[role] = slots.pop()
