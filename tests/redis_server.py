@@ -21,11 +21,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.servers import require_binary
 
-__all__ = ["RedisServer", "free_port", "ping", "wait_until_ready"]
+__all__ = ["RedisServer", "TlsFiles", "free_port", "make_tls_files", "ping", "wait_until_ready"]
 
 
 def free_port(*, bus_offset: int | None = None) -> int:
@@ -79,6 +80,49 @@ def wait_until_ready(
     raise TimeoutError(f"redis-server on port {port} not ready after {timeout}s")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Create a test CA and certificates (EC P-256, valid one day) with ``openssl``."""
+    openssl = require_binary("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+    )
+    ca_key = directory / "ca.key"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30)
+
+    run("req", "-x509", *newkey, "-keyout", str(ca_key), "-out", str(files.ca),
+        "-days", "1", "-subj", "/CN=swarm-test-ca")  # fmt: skip
+    for cert, key, name, extra in (
+        (files.server_cert, files.server_key, "127.0.0.1", ["-extfile", str(ext)]),
+        (files.client_cert, files.client_key, "swarm-test-client", []),
+    ):
+        csr = cert.with_suffix(".csr")
+        run("req", *newkey, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", str(csr), "-CA", str(files.ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-out", str(cert), "-days", "1", *extra)  # fmt: skip
+    return files
+
+
 class RedisServer:
     """One private redis-server process with AOF persistence.
 
@@ -86,15 +130,24 @@ class RedisServer:
         directory: Working directory (AOF files, log).
         port: Port to listen on (a free one by default).
         extra_args: More ``redis-server`` arguments, e.g. ``("--maxmemory", "64mb")``.
+        tls: Also listen for TLS on :attr:`tls_port` with these certificates
+            (client certificates optional).
     """
 
     def __init__(
-        self, *, directory: Path, port: int | None = None, extra_args: Sequence[str] = ()
+        self,
+        *,
+        directory: Path,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         self.binary = require_binary("redis-server")
         self.directory = directory
         self.port = port or free_port()
         self.extra_args = tuple(extra_args)
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
@@ -102,6 +155,11 @@ class RedisServer:
     def url(self) -> str:
         """``redis://`` URL of the server (database 0)."""
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """``rediss://`` URL of the TLS port (database 0), without TLS options."""
+        return f"rediss://127.0.0.1:{self.tls_port}/0"
 
     @property
     def running(self) -> bool:
@@ -125,6 +183,14 @@ class RedisServer:
             "--logfile", "redis.log",
             *self.extra_args,
         ]  # fmt: skip
+        if self.tls is not None:
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", str(self.tls.server_cert),
+                "--tls-key-file", str(self.tls.server_key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-auth-clients", "optional",
+            ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_ready(self.port, timeout=timeout, process=self.process)
@@ -176,10 +242,16 @@ class RedisServer:
 
     @classmethod
     @contextmanager
-    def launch(cls, *, extra_args: Sequence[str] = ()) -> Iterator[RedisServer]:
-        """Start a server in a fresh temporary directory; stop it and delete the directory after."""
+    def launch(cls, *, extra_args: Sequence[str] = (), tls: bool = False) -> Iterator[RedisServer]:
+        """Start a server in a fresh temporary directory; stop it and delete the directory after.
+
+        Args:
+            extra_args: More ``redis-server`` arguments.
+            tls: Also listen for TLS, with certificates made by :func:`make_tls_files`.
+        """
         directory = Path(tempfile.mkdtemp(prefix="swarm-redis-"))
-        server = cls(directory=directory, extra_args=extra_args)
+        files = make_tls_files(directory / "tls") if tls else None
+        server = cls(directory=directory, extra_args=extra_args, tls=files)
         try:
             for attempt in range(3):
                 try:
