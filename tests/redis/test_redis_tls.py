@@ -53,7 +53,8 @@ async def test_acl_user_over_tls_with_client_certificate(server: RedisServer) ->
         for client in (clients.commands, clients.pubsub, clients.blocking):
             assert isinstance(client, Redis)
             assert client.connection_pool.connection_class is SSLConnection
-            assert await client.execute_command("ACL WHOAMI") in (USER, USER.encode())
+            whoami = await client.execute_command("ACL WHOAMI")  # type: ignore[no-untyped-call]
+            assert whoami in (USER, USER.encode())
         bus = RedisBroadcaster(clients=clients, watchdog_interval=0.2)
         await bus.start()
         try:
