@@ -244,3 +244,42 @@ async def test_broadcast_after_server_restarts_reaches_every_subscriber() -> Non
                 await bus.stop()
             for c in nodes:
                 await c.close()
+
+
+async def test_partition_heals_and_the_subscription_comes_back(redis_client: Redis) -> None:
+    """Black-hole old and new connections alike; after heal() the subscriber gets messages."""
+    url = RedisSettings.from_dsn(require_redis())
+    async with TcpProxy(url.host, url.port) as proxy:
+        proxied = Redis(
+            host="127.0.0.1",
+            port=proxy.port,
+            db=url.db,
+            socket_timeout=0.3,
+            socket_connect_timeout=0.3,
+        )
+        bus = RedisBroadcaster(
+            redis=proxied, watchdog_interval=0.3, pong_timeout=0.2, reconnect_backoff=(0.05, 0.2)
+        )
+        await bus.start()
+        try:
+            channel = _channel()
+            inbox = Inbox()
+            await bus.subscribe(channel, inbox)
+            await bus.wait_for_pongs(1, timeout=2.0)
+            proxy.blackhole(include_new=True)
+            # Connections are accepted and then hang: the watchdog restarts
+            # the listener, whose fresh connection attempts time out.
+            accepted = proxy.accepted
+            deadline = time.monotonic() + WAIT
+            while proxy.accepted < accepted + 2:
+                assert time.monotonic() < deadline, "no reconnect attempts during the partition"
+                await asyncio.sleep(0.02)
+            assert bus.reconnects == 0 and not bus.connected
+            proxy.heal()
+            await bus.wait_for_reconnects(1, timeout=WAIT)
+            env = _event()
+            assert await redis_client.publish(channel, bus.codec.encode(env)) >= 1
+            await inbox.wait_for(env.id)
+        finally:
+            await bus.stop()
+            await proxied.aclose()
