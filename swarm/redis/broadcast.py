@@ -145,7 +145,8 @@ class RedisBroadcaster:
             and the subscription connection comes from ``clients.pubsub``.
         redis: Instead of ``clients``, one existing client used for both.
         codec: Encodes and decodes envelopes (and enforces the size limit).
-        watchdog_interval: Seconds between watchdog PINGs on the subscription.
+        watchdog_interval: Seconds between watchdog PINGs on the subscription
+            (default: ``clients.settings.watchdog_interval``, else 5).
         pong_timeout: Seconds the pong may take before the connection is
             declared dead (default: half of ``watchdog_interval``).
         subscriber_buffer: Messages queued per subscriber before new ones drop.
@@ -165,7 +166,7 @@ class RedisBroadcaster:
         clients: RedisClients | None = None,
         redis: AnyRedis | None = None,
         codec: Codec | None = None,
-        watchdog_interval: float = 5.0,
+        watchdog_interval: float | None = None,
         pong_timeout: float | None = None,
         subscriber_buffer: int = 10_000,
         subscribe_timeout: float | None = None,
@@ -173,6 +174,8 @@ class RedisBroadcaster:
     ) -> None:
         if (clients is None) == (redis is None):
             raise ValueError("pass exactly one of clients= or redis=")
+        if watchdog_interval is None:
+            watchdog_interval = clients.settings.watchdog_interval if clients is not None else 5.0
         if watchdog_interval <= 0 or (pong_timeout is not None and pong_timeout <= 0):
             raise ValueError("watchdog_interval and pong_timeout must be positive")
         if subscriber_buffer < 1:

@@ -86,7 +86,9 @@ class RedisSettings:
         retry_cap: Largest retry backoff in seconds.
         health_check_interval: Seconds of idleness after which a pooled
             connection is PINGed before use (0 disables).
-        max_connections: Pool size limit per client (None: unbounded).
+        watchdog_interval: Seconds between the pub/sub watchdog's PINGs through
+            the subscription connection (see ``RedisBroadcaster``).
+        max_connections: Pool size limit per client (None: redis-py's default).
         client_name: ``CLIENT SETNAME`` of the connections, for ``CLIENT LIST``.
         protocol: RESP version. 2 by default so replies have the same shape on
             every supported redis-py version (redis-py 8 defaults to RESP3).
@@ -112,6 +114,7 @@ class RedisSettings:
     retry_base: float = 0.05
     retry_cap: float = 2.0
     health_check_interval: float = 30.0
+    watchdog_interval: float = 5.0
     max_connections: int | None = None
     client_name: str | None = None
     protocol: Literal[2, 3] = 2
@@ -142,7 +145,7 @@ class RedisSettings:
             raise ConfigError(
                 f"key_prefix must be non-empty without braces or spaces: {self.key_prefix!r}"
             )
-        for name in ("socket_timeout", "socket_connect_timeout", "block_time"):
+        for name in ("socket_timeout", "socket_connect_timeout", "block_time", "watchdog_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         if self.blocking_socket_timeout is None:
@@ -301,6 +304,7 @@ _FIELD_TYPES: dict[str, str] = {
     "retry_base": "float",
     "retry_cap": "float",
     "health_check_interval": "float",
+    "watchdog_interval": "float",
     "max_connections": "int?",
     "client_name": "str?",
     "protocol": "int",

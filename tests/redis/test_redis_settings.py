@@ -158,6 +158,7 @@ def _settings(draw: st.DrawFn) -> RedisSettings:
         socket_connect_timeout=draw(_seconds),
         block_time=draw(_seconds),
         retry_attempts=draw(st.integers(0, 20)),
+        watchdog_interval=draw(_seconds),
         retry_base=draw(st.floats(0, 1)),
         retry_cap=draw(st.floats(1, 10)),
         max_connections=draw(st.none() | st.integers(1, 1000)),
@@ -180,3 +181,15 @@ def test_arbitrary_text_is_parsed_or_rejected_with_config_error(text: str) -> No
             RedisSettings.from_dsn(dsn)
         except ConfigError:
             pass
+
+
+def test_watchdog_interval_from_the_url_reaches_the_broadcaster() -> None:
+    from redis.asyncio import Redis
+
+    from swarm.redis import RedisBroadcaster, RedisClients
+
+    settings = RedisSettings.from_dsn("redis://h/0?watchdog_interval=1.5")
+    clients = RedisClients.from_clients(Redis(), settings=settings)
+    bus = RedisBroadcaster(clients=clients)
+    assert (bus.watchdog_interval, bus.pong_timeout) == (1.5, 0.75)
+    assert RedisBroadcaster(clients=clients, watchdog_interval=3).watchdog_interval == 3
