@@ -7,9 +7,11 @@ import string
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from swarm.constants import KEY_PREFIX
 from swarm.errors import ConfigError
+from swarm.redis import RedisBroadcaster, RedisClients
 from swarm.redis.settings import RedisSettings
 
 
@@ -184,10 +186,6 @@ def test_arbitrary_text_is_parsed_or_rejected_with_config_error(text: str) -> No
 
 
 def test_watchdog_interval_from_the_url_reaches_the_broadcaster() -> None:
-    from redis.asyncio import Redis
-
-    from swarm.redis import RedisBroadcaster, RedisClients
-
     settings = RedisSettings.from_dsn("redis://h/0?watchdog_interval=1.5")
     clients = RedisClients.from_clients(Redis(), settings=settings)
     bus = RedisBroadcaster(clients=clients)
