@@ -26,12 +26,18 @@ __all__ = [
     "DEFAULT_VISIBILITY_TIMEOUT",
     "KEY_PREFIX",
     "PRIORITY_BANDS",
+    "TASK_GROUP",
+    "agent_stream",
+    "channel_name",
     "dead_letter_stream",
     "delayed_key",
     "directory_key",
     "idempotency_key",
     "inbox_stream",
     "ledger_key",
+    "ledger_pattern",
+    "rejected_stream",
+    "replicas_key",
     "task_stream",
 ]
 
@@ -57,6 +63,9 @@ PRIORITY_BANDS = (2, 1, 0)
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+
+#: Consumer group reading every task stream of a role (consumers are agent ids).
+TASK_GROUP = "agents"
 
 
 def task_stream(role: str, band: int, prefix: str = KEY_PREFIX) -> str:
@@ -92,3 +101,32 @@ def idempotency_key(key: str, prefix: str = KEY_PREFIX) -> str:
 def directory_key(prefix: str = KEY_PREFIX) -> str:
     """Hash mapping each role to the message types its agents handle."""
     return f"{prefix}:directory"
+
+
+def agent_stream(role: str, agent_id: str, prefix: str = KEY_PREFIX) -> str:
+    """Stream of the tasks aimed at one agent id (``agent:<id>``), in its role's slot."""
+    return f"{prefix}:{{{role}}}:agent:{agent_id}"
+
+
+def rejected_stream(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Stream where malformed, oversized or foreign entries of a role's streams are moved aside."""
+    return f"{prefix}:{{{role}}}:rejected"
+
+
+def replicas_key(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash of a role's live replicas (agent id to heartbeat record)."""
+    return f"{prefix}:{{{role}}}:replicas"
+
+
+def ledger_pattern(prefix: str = KEY_PREFIX) -> str:
+    """SCAN pattern matching every ledger record key."""
+    return f"{prefix}:ledger:*"
+
+
+def channel_name(topic: str, prefix: str = KEY_PREFIX) -> str:
+    """Pub/sub channel of a topic: the topic itself under the default prefix.
+
+    A runtime with its own key prefix (a test, a second swarm on one server)
+    gets its own channels too, so its commands do not reach other swarms.
+    """
+    return topic if prefix == KEY_PREFIX else f"{prefix}:{topic}"

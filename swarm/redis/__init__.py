@@ -8,12 +8,16 @@ Example:
 
 from swarm.redis.broadcast import RedisBroadcaster, RedisSubscription
 from swarm.redis.connections import AnyRedis, RedisClients, make_retry, node_client
+from swarm.redis.ledger import RedisLedger
+from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
 
 __all__ = [
     "AnyRedis",
     "RedisBroadcaster",
     "RedisClients",
+    "RedisLedger",
+    "RedisRuntime",
     "RedisSettings",
     "RedisSubscription",
     "make_retry",
