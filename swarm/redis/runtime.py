@@ -266,6 +266,7 @@ class RedisRuntime:
         self._idle.set()
         self._dir_cache: dict[str, RoleInfo] | None = None
         self._dir_at = 0.0
+        self._dir_lock = asyncio.Lock()
         self._roles_seen: set[str] = set()
         self._inbox_ready = asyncio.Event()
         self._tasks = TaskSet(f"redis-runtime:{self._node_id}")
@@ -952,19 +953,23 @@ class RedisRuntime:
                 _log.warning("reaper pass failed", error=repr(exc))
 
     async def _reclaim(self, min_idle: int) -> None:
+        # The least loaded replica takes them even when it is full: under a
+        # backlog nobody ever has a free slot, and an orphan must not wait for
+        # the backlog to drain. It runs them next, ahead of new reads.
         by_role: dict[str, _Replica] = {}
         for rep in self._replicas.values():
-            if rep.agent.accepting and rep.free > 0 and not rep.dead:
+            if rep.agent.accepting and not rep.dead:
                 best = by_role.get(rep.role)
                 if best is None or rep.free > best.free:
                     by_role[rep.role] = rep
         for role, rep in by_role.items():
             for band in _BANDS:
-                if rep.free <= 0 or rep.dead:
+                if rep.dead:
                     break
                 stream = C.task_stream(role, band, self.prefix)
                 raw = await self._redis.eval(
-                    RECLAIM, 1, stream, C.TASK_GROUP, rep.agent.agent_id, min_idle, rep.free
+                    RECLAIM, 1, stream, C.TASK_GROUP, rep.agent.agent_id, min_idle,
+                    max(1, rep.free),
                 )
                 for entry in parse_entries(raw):
                     _log.warning(
@@ -1095,7 +1100,7 @@ class RedisRuntime:
         self._waiters.setdefault(task_id, []).append(fut)
         try:
             async with asyncio.timeout(timeout):
-                rec = await self.ledger.get(task_id)
+                rec = await self._get_record(task_id)
                 if rec is None:
                     raise KeyError(task_id)
                 if rec.final:
@@ -1114,13 +1119,20 @@ class RedisRuntime:
                 if not waiters:
                     del self._waiters[task_id]
 
+    async def _get_record(self, task_id: str) -> TaskRecord | None:
+        key = self.ledger.key(task_id)
+        (raw,) = await self._batch.call(lambda pipe: pipe.hgetall(key))
+        if isinstance(raw, Exception):
+            raise raw
+        return record_from_hash(raw) if raw else None
+
     async def _poll(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> TaskRecord:
         delay = 0.05
         while True:
             done, _ = await asyncio.wait({fut}, timeout=delay)
             if done:
                 return fut.result()
-            rec = await self.ledger.get(task_id)
+            rec = await self._get_record(task_id)
             if rec is not None and rec.final:
                 return rec
             delay = min(1.0, delay * 2)
@@ -1253,9 +1265,19 @@ class RedisRuntime:
         return await self._directory_snapshot(fresh=True)
 
     async def _directory_snapshot(self, *, fresh: bool) -> dict[str, RoleInfo]:
-        now = time.monotonic()
-        if not fresh and self._dir_cache is not None and now - self._dir_at < 0.5:
+        if not fresh and self._dir_cache is not None and time.monotonic() - self._dir_at < 0.5:
             return self._dir_cache
+        # One read in flight at a time: a burst of submits shares it.
+        async with self._dir_lock:
+            if (
+                not fresh and self._dir_cache is not None
+                and time.monotonic() - self._dir_at < 0.5
+            ):
+                return self._dir_cache
+            return await self._read_directory()
+
+    async def _read_directory(self) -> dict[str, RoleInfo]:
+        now = time.monotonic()
         roles = await self._redis.hgetall(C.directory_key(self.prefix))
         names = sorted(r.decode() for r in roles)
         pipe = self._redis.pipeline(transaction=False)
