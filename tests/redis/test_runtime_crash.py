@@ -97,8 +97,8 @@ async def setup(
         await cleanup(redis, prefix)
 
 
-async def _until(pred: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(pred: object, limit: float, what: str) -> None:
+    deadline = time.monotonic() + limit
     while True:
         assert callable(pred)
         if await pred():
