@@ -38,15 +38,40 @@ from swarm.errors import (
     TransportError,
 )
 from swarm.inprocess import InProcessRuntime
-from swarm.ledger import InMemoryLedger, Ledger, TaskRecord, TaskState
-from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.logging import configure_logging
+from swarm.messages import (
+    Command,
+    CommandAction,
+    Envelope,
+    Kind,
+    Message,
+    UnknownMessage,
+    lookup_message_type,
+    message_type,
+    new_id,
+)
 from swarm.queen import CommandBus, Intake, Queen, TaskHandle
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
-from swarm.runtime import DeadLetter, ReplicaInfo, RoleInfo, Runtime
+from swarm.runtime import (
+    DeadLetter,
+    EventCallback,
+    ReplicaInfo,
+    RoleInfo,
+    Runtime,
+    Subscription,
+    result_of,
+)
+from swarm.settings import SwarmSettings
 from swarm.swarm import Swarm
+from swarm.tasks import TaskSet
+
+# Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
+_NAMESPACE_MODULES = ("cli", "constants", "metrics", "settings", "testing", "tracing")
 
 __all__ = [
+    "FINAL_STATES",
     "Agent",
     "AgentContext",
     "AgentState",
@@ -59,6 +84,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "Envelope",
+    "EventCallback",
     "FencingError",
     "InMemoryLedger",
     "InProcessRuntime",
@@ -78,8 +104,10 @@ __all__ = [
     "RoutingError",
     "Runtime",
     "RuntimeClosed",
+    "Subscription",
     "Swarm",
     "SwarmError",
+    "SwarmSettings",
     "SwarmTimeout",
     "TaskContext",
     "TaskDeadLettered",
@@ -88,8 +116,14 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TaskRecord",
+    "TaskSet",
     "TaskState",
     "TransportError",
+    "UnknownMessage",
+    "configure_logging",
     "handler",
+    "lookup_message_type",
+    "message_type",
     "new_id",
+    "result_of",
 ]

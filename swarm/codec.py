@@ -40,7 +40,7 @@ class Codec:
         max_bytes: Largest encoded envelope accepted, in bytes.
     """
 
-    __slots__ = ("_decoders", "_env_decoder", "_encoder", "max_bytes")
+    __slots__ = ("_decoders", "_encoder", "_env_decoder", "max_bytes")
 
     def __init__(self, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         if max_bytes <= 0:

@@ -145,5 +145,5 @@ class FencingError(SwarmError):
     """A write carried a leadership epoch older than the current one."""
 
 
-class Reject(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Reject(...)``
+class Reject(Exception):
     """Raise from a handler to fail the task at once, without further attempts."""

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import itertools
 import time
@@ -58,7 +59,7 @@ from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, result_of
 from swarm.tasks import TaskSet
-from swarm.tracing import current_traceparent, handler_span
+from swarm.tracing import current_traceparent, handler_span, tracing_enabled
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -70,6 +71,13 @@ _log = structlog.get_logger("swarm.runtime")
 # A heap entry: (-priority, sequence, envelope, replica to avoid). The
 # sequence keeps FIFO order within a priority and makes entries comparable.
 _Entry = tuple[int, int, Envelope, str | None]
+
+# Bytes an envelope's fields may add to its payload, short of long ids or keys;
+# past that the whole envelope is encoded to check its size exactly.
+_HEADER_ALLOWANCE = 2048
+
+_ACCEPTING = frozenset({AgentState.READY, AgentState.BUSY})
+_NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned None
 
 
 @dataclass(slots=True, eq=False)
@@ -93,11 +101,16 @@ class _Replica:
     agent: Agent
     role: _Role
     context: AgentContext
-    mailbox: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
+    # Assigned, not yet started; idle workers park on a future instead of a
+    # Queue, which halves the wake-up cost per task.
+    mailbox: collections.deque[_Delivery] = field(default_factory=collections.deque)
+    idle: collections.deque[asyncio.Future[_Delivery]] = field(default_factory=collections.deque)
     assigned: int = 0
     inflight: dict[str, _Delivery] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    # Created only while someone waits for the replica to finish its work
+    # (unregister with drain), so the hot path does not touch an Event.
+    settled: asyncio.Event | None = None
     dead: bool = False
     subscriptions: list[_Subscription] = field(default_factory=list)
 
@@ -164,6 +177,9 @@ class InProcessRuntime:
         if visibility_timeout <= 0:
             raise ValueError("visibility_timeout must be positive")
         self._ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
+        # The in-memory ledger's synchronous methods skip a coroutine per call
+        # on the hot path; any other ledger is awaited.
+        self._fast_ledger = self._ledger if isinstance(self._ledger, InMemoryLedger) else None
         self._codec = codec or Codec()
         self._retry = retry_policy or RetryPolicy()
         self.visibility_timeout = visibility_timeout
@@ -268,12 +284,14 @@ class InProcessRuntime:
             role = self._roles[agent.role] = _Role(agent.role)
         role.types.update(agent.capabilities)
         ctx = AgentContext(
-            runtime=self, agent_id=agent.agent_id, role=agent.role,
-            memory=self.memory, discovery=self.discovery,
+            runtime=self,
+            agent_id=agent.agent_id,
+            role=agent.role,
+            memory=self.memory,
+            discovery=self.discovery,
         )
         await agent.startup(ctx)
         rep = _Replica(agent=agent, role=role, context=ctx)
-        rep.settled.set()
         for i in range(agent.concurrency):
             rep.workers.append(self._tasks.spawn(self._worker(rep), name=f"{agent.agent_id}:{i}"))
         for topic in agent.subscriptions:
@@ -290,7 +308,9 @@ class InProcessRuntime:
         if drain:
             rep.agent.state = AgentState.DRAINING
             self._return_mailbox(rep)
-            await rep.settled.wait()
+            if rep.assigned:
+                rep.settled = asyncio.Event()
+                await rep.settled.wait()
         await self._remove(rep, reason="unregistered")
 
     async def kill(self, agent_id: str) -> None:
@@ -326,11 +346,11 @@ class InProcessRuntime:
 
     def _return_mailbox(self, rep: _Replica) -> None:
         # Assigned but not started: back to the queue with the attempt unchanged.
-        while not rep.mailbox.empty():
-            d = rep.mailbox.get_nowait()
+        while rep.mailbox:
+            d = rep.mailbox.popleft()
             rep.assigned -= 1
             self._enqueue(d.envelope, avoid=rep.agent.agent_id)
-        if rep.assigned == 0:
+        if rep.assigned == 0 and rep.settled is not None:
             rep.settled.set()
 
     # -- submission -------------------------------------------------------
@@ -348,13 +368,24 @@ class InProcessRuntime:
             env = msgspec.structs.replace(env, recipient=recipient)
         elif env.recipient[6:] not in self._replicas and env.recipient[6:] not in self._direct:
             raise NoRouteError(f"no agent with id {env.recipient[6:]!r}")
-        # Size and encodability are checked here so that errors surface at the sender.
-        self._codec.encode(env)
+        # Size and encodability are checked here so that errors surface at the
+        # sender. The payload was size-checked when encoded; the whole envelope
+        # is encoded only when its headers could tip it over the limit.
+        if len(env.payload) + _HEADER_ALLOWANCE > self._codec.max_bytes:
+            self._codec.encode(env)
         record = TaskRecord(
-            task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
-            idempotency_key=env.idempotency_key, epoch=env.epoch,
+            task_id=env.id,
+            type=env.type,
+            recipient=env.recipient,
+            priority=env.priority,
+            idempotency_key=env.idempotency_key,
+            epoch=env.epoch,
+            created_at=env.created_at or time.time(),
         )
-        stored = await self._ledger.create(record)
+        if self._fast_ledger is not None:
+            stored = self._fast_ledger.create_nowait(record)
+        else:
+            stored = await self._ledger.create(record)
         if stored.task_id != env.id:
             return stored.task_id
         self._outstanding += 1
@@ -375,6 +406,22 @@ class InProcessRuntime:
                 self._fill(rep)
             return
         role = self._roles[env.recipient[5:]]
+        if not role.backlog and not self._halting and avoid is None:
+            # No backlog: hand the task straight to the least-loaded replica
+            # with room, skipping the heap round trip.
+            best: _Replica | None = None
+            best_free = 0
+            for rep in role.replicas.values():
+                free = rep.agent.concurrency - rep.assigned
+                if (
+                    free > 0
+                    and rep.agent.state in _ACCEPTING
+                    and (best is None or free > best_free)
+                ):
+                    best, best_free = rep, free
+            if best is not None:
+                self._assign(best, env)
+                return
         heapq.heappush(role.backlog, entry)
         if not self._halting:
             self._pump(role)
@@ -385,10 +432,11 @@ class InProcessRuntime:
             best: _Replica | None = None
             avoid = backlog[0][3]
             for rep in role.replicas.values():
-                if rep.free <= 0 or not rep.agent.accepting:
+                if rep.free <= 0 or rep.agent.state not in _ACCEPTING:
                     continue
                 if best is None or (rep.agent.agent_id != avoid, rep.free) > (
-                    best.agent.agent_id != avoid, best.free
+                    best.agent.agent_id != avoid,
+                    best.free,
                 ):
                     best = rep
             if best is None:
@@ -398,7 +446,8 @@ class InProcessRuntime:
     def _fill(self, rep: _Replica) -> None:
         direct = self._direct.get(rep.agent.agent_id)
         backlog = rep.role.backlog
-        while rep.free > 0 and rep.agent.accepting:
+        agent = rep.agent
+        while agent.concurrency > rep.assigned and agent.state in _ACCEPTING:
             if direct and (not backlog or direct[0] < backlog[0]):
                 self._assign(rep, heapq.heappop(direct)[2])
             elif backlog:
@@ -408,97 +457,168 @@ class InProcessRuntime:
 
     def _assign(self, rep: _Replica, env: Envelope) -> None:
         rep.assigned += 1
-        rep.settled.clear()
-        rep.mailbox.put_nowait(_Delivery(env))
+        d = _Delivery(env)
+        while rep.idle:
+            waiter = rep.idle.popleft()
+            if not waiter.done():
+                waiter.set_result(d)
+                return
+        rep.mailbox.append(d)
 
     # -- execution ----------------------------------------------------------
     async def _worker(self, rep: _Replica) -> None:
         me = asyncio.current_task()
         assert me is not None
         agent = rep.agent
+        loop = asyncio.get_running_loop()
+        fast = self._fast_ledger
+        codec = self._codec
         while True:
-            d = await rep.mailbox.get()
+            if rep.mailbox:
+                d = rep.mailbox.popleft()
+            else:
+                waiter: asyncio.Future[_Delivery] = loop.create_future()
+                rep.idle.append(waiter)
+                d = await waiter
+            env = d.envelope
             try:
-                await self._execute(rep, d, me)
+                # The common case (in-memory ledger, no deadline) starts without
+                # an await; everything else goes through _start.
+                if fast is not None and env.deadline is None:
+                    fast.running_nowait(env.id, env.attempt, agent.agent_id)
+                    started = True
+                else:
+                    started = await self._start(agent, env)
+                if started:
+                    self._lease(rep, d, me)
+                    try:
+                        if tracing_enabled():
+                            with handler_span(env, agent.agent_id):
+                                value = await agent.dispatch(
+                                    env, TaskContext(rep.context, env), codec
+                                )
+                        else:
+                            value = await agent.dispatch(env, TaskContext(rep.context, env), codec)
+                    except BaseException as exc:
+                        await self._on_error(rep, d, me, exc)
+                    else:
+                        if not self._on_result(rep, d, value):
+                            await self._on_result_slow(rep, d, me, value)
             finally:
                 rep.assigned -= 1
-                if rep.assigned == 0:
+                if rep.assigned == 0 and rep.settled is not None:
                     rep.settled.set()
                 if agent.state is AgentState.BUSY and agent.inflight == 0:
                     agent.state = AgentState.READY
             if rep.dead:
                 return
-            self._fill(rep)
             if rep.role.backlog:
-                self._pump(rep.role)
+                self._fill(rep)
+                if rep.role.backlog:
+                    self._pump(rep.role)
+            elif self._direct:
+                self._fill(rep)
 
-    async def _execute(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
-        env = d.envelope
-        agent = rep.agent
+    async def _start(self, agent: Agent, env: Envelope) -> bool:
+        """Record the start of a delivery; False if its deadline passed (it ends expired)."""
         if env.deadline is not None and time.time() > env.deadline:
             await self._finish(env, TaskState.EXPIRED, error="deadline passed before start")
-            return
-        await self._ledger.update(
-            env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
-        )
+            return False
+        if self._fast_ledger is not None:
+            self._fast_ledger.running_nowait(env.id, env.attempt, agent.agent_id)
+        else:
+            await self._ledger.update(
+                env.id, TaskState.RUNNING, attempts=env.attempt, agent_id=agent.agent_id
+            )
+        return True
+
+    def _lease(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
+        """Take the delivery in flight: the reaper may now take it back after the timeout."""
+        agent = rep.agent
         if agent.state is AgentState.READY:
             agent.state = AgentState.BUSY
         d.worker = me
         d.lease_until = time.monotonic() + self.visibility_timeout
-        rep.inflight[env.id] = d
+        rep.inflight[d.envelope.id] = d
         agent.inflight += 1
-        try:
-            with handler_span(env, agent.agent_id):
-                value = await agent.dispatch(env, TaskContext(rep.context, env), self._codec)
-        except asyncio.CancelledError:
-            rep.inflight.pop(env.id, None)
-            agent.inflight -= 1
+
+    @staticmethod
+    def _release(rep: _Replica, d: _Delivery) -> None:
+        rep.inflight.pop(d.envelope.id, None)
+        rep.agent.inflight -= 1
+
+    async def _on_error(
+        self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any], exc: BaseException
+    ) -> None:
+        """The handler raised (or was interrupted): redeliver, retry, fail or dead-letter."""
+        env = d.envelope
+        self._release(rep, d)
+        if isinstance(exc, asyncio.CancelledError):
             if d.interrupted is None:
                 # Cancelled from outside (the handler cancelled itself, or an
                 # unrelated cancel): the work did not finish, so redeliver.
                 if me.cancelling():
                     await self._redeliver(env, "cancelled", rep)
-                    raise
+                    raise exc
                 d.interrupted = "cancelled"
             else:
                 me.uncancel()
             await self._redeliver(env, d.interrupted, rep)
-            return
-        except Reject as exc:
-            self._settle(rep, d)
+        elif isinstance(exc, Reject):
             await self._finish(env, TaskState.FAILED, error=f"rejected: {exc}")
-            return
-        except DecodeError as exc:
-            self._settle(rep, d)
+        elif isinstance(exc, DecodeError):
             REJECTED.labels(reason="bad_payload").inc()
             await self._finish(env, TaskState.FAILED, error=str(exc))
-            return
-        except Exception as exc:
-            self._settle(rep, d)
-            agent.failed += 1
+        elif isinstance(exc, Exception):
+            rep.agent.failed += 1
             await self._fail(env, f"{type(exc).__name__}: {exc}")
-            return
-        self._settle(rep, d)
+        else:
+            # KeyboardInterrupt / SystemExit: the task goes back, the signal goes on.
+            await self._redeliver(env, type(exc).__name__, rep)
+            raise exc
+
+    def _on_result(self, rep: _Replica, d: _Delivery, value: Any) -> bool:
+        """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
+        fast = self._fast_ledger
+        if fast is None or d.interrupted is not None:
+            return False
+        try:
+            payload = self._codec.encode_payload(value)
+        except (EncodeError, MessageTooLarge):
+            return False
+        self._release(rep, d)
+        rep.agent.processed += 1
+        env = d.envelope
+        result = _NONE_RESULT if value is None else bytes(payload)
+        type_name = value.type_name if isinstance(value, Message) else ""
+        rec = fast.done_nowait(env.id, env.attempt, result, type_name)
+        if rec is not None:
+            self._settled(rec)
+        return True
+
+    async def _on_result_slow(
+        self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any], value: Any
+    ) -> None:
+        env = d.envelope
+        self._release(rep, d)
         if d.interrupted is not None:
             # The reaper took the task back while the handler was returning;
             # the redelivery owns it now. This completion is a duplicate.
             me.uncancel()
             await self._redeliver(env, d.interrupted, rep)
             return
-        agent.processed += 1
+        rep.agent.processed += 1
         try:
             payload = self._codec.encode_payload(value)
         except (EncodeError, MessageTooLarge) as exc:
             await self._finish(env, TaskState.FAILED, error=f"result: {exc}")
             return
         await self._finish(
-            env, TaskState.DONE, result=bytes(payload), result_type=Codec.type_name(value)
+            env,
+            TaskState.DONE,
+            result=_NONE_RESULT if value is None else bytes(payload),
+            result_type=Codec.type_name(value),
         )
-
-    @staticmethod
-    def _settle(rep: _Replica, d: _Delivery) -> None:
-        rep.inflight.pop(d.envelope.id, None)
-        rep.agent.inflight -= 1
 
     async def _redeliver(self, env: Envelope, reason: str, rep: _Replica) -> None:
         # A redelivery counts as an attempt, as Redis's delivery counter does,
@@ -540,15 +660,34 @@ class InProcessRuntime:
         result: bytes | None = None,
         result_type: str | None = None,
     ) -> None:
-        rec = await self._ledger.update(
-            env.id, state, attempts=env.attempt, error=error, result=result,
-            result_type=result_type,
-        )
+        if self._fast_ledger is not None:
+            rec = self._fast_ledger.update_nowait(
+                env.id,
+                state,
+                attempts=env.attempt,
+                error=error,
+                result=result,
+                result_type=result_type,
+            )
+        else:
+            rec = await self._ledger.update(
+                env.id,
+                state,
+                attempts=env.attempt,
+                error=error,
+                result=result,
+                result_type=result_type,
+            )
+        if rec is not None:
+            self._settled(rec)
+
+    def _settled(self, rec: TaskRecord) -> None:
+        """A task reached a final state: count it off and wake whoever waits for it."""
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
-        waiters = self._waiters.pop(env.id, None)
-        if waiters and rec is not None:
+        waiters = self._waiters.pop(rec.task_id, None)
+        if waiters:
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(rec)
@@ -562,7 +701,8 @@ class InProcessRuntime:
                 for d in list(rep.inflight.values()):
                     if d.lease_until < now and d.interrupted is None and d.worker is not None:
                         _log.warning(
-                            "visibility timeout; redelivering", task_id=d.envelope.id,
+                            "visibility timeout; redelivering",
+                            task_id=d.envelope.id,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
@@ -570,23 +710,52 @@ class InProcessRuntime:
 
     # -- results ----------------------------------------------------------
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
-        # Register before reading the ledger so a finish in between is not missed.
-        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(task_id, []).append(fut)
-        try:
-            rec = await self._ledger.get(task_id)
+        fast = self._fast_ledger
+        if fast is not None:
+            # No await between the read and the registration: nothing can finish in between.
+            rec = fast.get_nowait(task_id)
             if rec is None:
                 raise KeyError(task_id)
             if rec.final:
                 return rec
+            fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(task_id, []).append(fut)
+            if timeout is None:
+                return await fut
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            except TimeoutError:
+                raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
+            finally:
+                self._drop_waiter(task_id, fut)
+        # Register before reading the ledger so a finish in between is not missed.
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(fut)
+        try:
+            if self._fast_ledger is not None:
+                rec = self._fast_ledger.get_nowait(task_id)
+            else:
+                rec = await self._ledger.get(task_id)
+            if rec is None:
+                raise KeyError(task_id)
+            if rec.final:
+                return rec
+            if timeout is None:
+                return await fut
             async with asyncio.timeout(timeout):
                 return await fut
         except TimeoutError:
             raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
         finally:
-            waiters = self._waiters.get(task_id)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
+            self._drop_waiter(task_id, fut)
+
+    def _drop_waiter(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
+        waiters = self._waiters.get(task_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[task_id]
 
     async def send(
         self,
@@ -601,11 +770,19 @@ class InProcessRuntime:
     ) -> Any:
         traceparent, tracestate = current_traceparent()
         env = Envelope(
-            id=new_id(), kind=Kind.TASK, type=message.type_name, sender=sender,
-            recipient=to, payload=self._codec.encode_payload(message), priority=priority,
+            id=new_id(),
+            kind=Kind.TASK,
+            type=message.type_name,
+            sender=sender,
+            recipient=to,
+            payload=self._codec.encode_payload(message),
+            priority=priority,
             max_attempts=max_attempts or self._retry.max_attempts,
-            idempotency_key=idempotency_key, created_at=time.time(), reply_to=self._node_id,
-            traceparent=traceparent, tracestate=tracestate,
+            idempotency_key=idempotency_key,
+            created_at=time.time(),
+            reply_to=self._node_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         task_id = await self.submit(env)
         return result_of(self._codec, await self.wait(task_id, timeout=timeout))
@@ -615,9 +792,15 @@ class InProcessRuntime:
         traceparent, tracestate = current_traceparent()
         kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
         env = Envelope(
-            id=new_id(), kind=kind, type=message.type_name, sender=sender,
-            recipient=f"topic:{topic}", payload=self._codec.encode_payload(message),
-            created_at=time.time(), traceparent=traceparent, tracestate=tracestate,
+            id=new_id(),
+            kind=kind,
+            type=message.type_name,
+            sender=sender,
+            recipient=f"topic:{topic}",
+            payload=self._codec.encode_payload(message),
+            created_at=time.time(),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         self._codec.encode(env)
         for sub in list(self._topics.get(topic, ())):
@@ -643,7 +826,9 @@ class InProcessRuntime:
         cmd = self._codec.decode_payload(env, Command)
         for rep in list(self._replicas.values()):
             agent = rep.agent
-            if (cmd.role and cmd.role != agent.role) or (cmd.agent_id and cmd.agent_id != agent.agent_id):
+            if (cmd.role and cmd.role != agent.role) or (
+                cmd.agent_id and cmd.agent_id != agent.agent_id
+            ):
                 continue
             _log.info("command", action=cmd.action.value, agent_id=agent.agent_id)
             if cmd.action is CommandAction.PAUSE and agent.accepting:
@@ -683,8 +868,10 @@ class InProcessRuntime:
                 types=frozenset(role.types),
                 replicas=tuple(
                     ReplicaInfo(
-                        agent_id=r.agent.agent_id, state=r.agent.state.value,
-                        inflight=r.assigned, capacity=r.agent.concurrency,
+                        agent_id=r.agent.agent_id,
+                        state=r.agent.state.value,
+                        inflight=r.assigned,
+                        capacity=r.agent.concurrency,
                     )
                     for r in role.replicas.values()
                 ),
@@ -699,4 +886,3 @@ class InProcessRuntime:
     def agents(self) -> list[Agent]:
         """Return every registered agent."""
         return [rep.agent for rep in self._replicas.values()]
-

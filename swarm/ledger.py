@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+import msgspec
 
 __all__ = ["FINAL_STATES", "InMemoryLedger", "Ledger", "TaskRecord", "TaskState"]
 
@@ -48,9 +48,12 @@ class TaskState(enum.StrEnum):
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.EXPIRED})
 
 
-@dataclass(slots=True, kw_only=True)
-class TaskRecord:
+class TaskRecord(msgspec.Struct, kw_only=True, gc=False):
     """A task's ledger entry.
+
+    A msgspec Struct with ``gc=False``: its fields are atomic, so it cannot be
+    part of a reference cycle, and a ledger of a million records costs the
+    garbage collector nothing.
 
     Attributes:
         task_id: The task id (the envelope id).
@@ -83,7 +86,7 @@ class TaskRecord:
     error: str | None = None
     result: bytes | None = None
     result_type: str = ""
-    created_at: float = field(default_factory=time.time)
+    created_at: float = msgspec.field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
     executions: int = 0
@@ -136,7 +139,8 @@ class InMemoryLedger:
     def __init__(self, *, max_final: int = 1_000_000) -> None:
         self._records: dict[str, TaskRecord] = {}
         self._idem: dict[str, str] = {}
-        self._counts: Counter[TaskState] = Counter()
+        self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+        self._finals = 0
         self._max_final = max_final
 
     async def create(self, record: TaskRecord) -> TaskRecord:
@@ -152,6 +156,8 @@ class InMemoryLedger:
             self._idem[key] = record.task_id
         self._records[record.task_id] = record
         self._counts[record.state] += 1
+        if record.state in FINAL_STATES:
+            self._finals += 1
         return record
 
     async def update(
@@ -166,8 +172,13 @@ class InMemoryLedger:
         result_type: str | None = None,
     ) -> TaskRecord | None:
         return self.update_nowait(
-            task_id, state, attempts=attempts, agent_id=agent_id, error=error,
-            result=result, result_type=result_type,
+            task_id,
+            state,
+            attempts=attempts,
+            agent_id=agent_id,
+            error=error,
+            result=result,
+            result_type=result_type,
         )
 
     def update_nowait(
@@ -181,23 +192,10 @@ class InMemoryLedger:
         result: bytes | None = None,
         result_type: str | None = None,
     ) -> TaskRecord | None:
-        """Synchronous :meth:`update`, for the in-process runtime's hot path."""
+        """Synchronous :meth:`update`, for the in-process runtime."""
         rec = self._records.get(task_id)
         if rec is None:
             return None
-        if rec.state is not state:
-            self._counts[rec.state] -= 1
-            self._counts[state] += 1
-        now = time.time()
-        if state is TaskState.RUNNING:
-            rec.started_at = now
-        elif state is TaskState.DONE:
-            rec.executions += 1
-        if state in FINAL_STATES and not rec.final:
-            rec.finished_at = now
-        elif rec.final and state not in FINAL_STATES:
-            rec.finished_at = None  # re-driven from the dead-letter queue
-        rec.state = state
         if attempts is not None:
             rec.attempts = attempts
         if agent_id is not None:
@@ -208,21 +206,67 @@ class InMemoryLedger:
             rec.result = result
         if result_type is not None:
             rec.result_type = result_type
-        if state in FINAL_STATES and len(self._records) > self._max_final:
-            self._evict()
+        self._move(rec, state)
         return rec
+
+    def running_nowait(self, task_id: str, attempts: int, agent_id: str) -> None:
+        """Mark a task running: the hot-path form of ``update(RUNNING, ...)``."""
+        rec = self._records.get(task_id)
+        if rec is not None:
+            rec.attempts = attempts
+            rec.agent_id = agent_id
+            self._move(rec, TaskState.RUNNING)
+
+    def done_nowait(
+        self, task_id: str, attempts: int, result: bytes, result_type: str
+    ) -> TaskRecord | None:
+        """Mark a task done: the hot-path form of ``update(DONE, ...)``."""
+        rec = self._records.get(task_id)
+        if rec is not None:
+            rec.attempts = attempts
+            rec.result = result
+            rec.result_type = result_type
+            self._move(rec, TaskState.DONE)
+        return rec
+
+    def _move(self, rec: TaskRecord, state: TaskState) -> None:
+        old = rec.state
+        counts = self._counts
+        counts[old] -= 1
+        counts[state] += 1
+        now = time.time()
+        if state is TaskState.RUNNING:
+            rec.started_at = now
+        elif state is TaskState.DONE:
+            rec.executions += 1
+        was_final = old in FINAL_STATES
+        is_final = state in FINAL_STATES
+        rec.state = state
+        if is_final and not was_final:
+            rec.finished_at = now
+            self._finals += 1
+            if self._finals > self._max_final:
+                self._evict()
+        elif was_final and not is_final:
+            rec.finished_at = None  # re-driven from the dead-letter queue
+            self._finals -= 1
 
     def _evict(self) -> None:
         # Dicts keep insertion order and ids sort by time: the first final
-        # records found are the oldest.
-        excess = len(self._records) - self._max_final
+        # records found are the oldest. Unfinished records are never evicted.
+        excess = self._finals - self._max_final
         for task_id in [t for t, r in self._records.items() if r.final][:excess]:
             rec = self._records.pop(task_id)
             self._counts[rec.state] -= 1
+            self._finals -= 1
             if rec.idempotency_key is not None:
                 self._idem.pop(rec.idempotency_key, None)
 
     async def get(self, task_id: str) -> TaskRecord | None:
+        return self._records.get(task_id)
+
+    def get_nowait(self, task_id: str) -> TaskRecord | None:
+        """Synchronous :meth:`get`."""
         return self._records.get(task_id)
 
     async def counts(self) -> dict[TaskState, int]:

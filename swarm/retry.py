@@ -49,4 +49,4 @@ class RetryPolicy:
             # Jitter spreads retries of a burst of failures so they do not
             # hammer a recovering dependency in lockstep.
             delay -= delay * self.jitter * random.random()
-        return delay
+        return float(delay)

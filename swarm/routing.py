@@ -8,34 +8,20 @@ instances whose checks went critical.
 Example:
     >>> from swarm.routing import Router
     >>> from swarm.runtime import RoleInfo, ReplicaInfo
-    >>> roles = {"adder": RoleInfo("adder", frozenset({"Add"}), (ReplicaInfo("a1", "ready", 0, 1),))}
+    >>> replica = ReplicaInfo("a1", "ready", 0, 1)
+    >>> roles = {"adder": RoleInfo("adder", frozenset({"Add"}), (replica,))}
     >>> Router().resolve("Add", "", roles)
     'role:adder'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from swarm.errors import NoRouteError
-from swarm.runtime import ReplicaInfo, RoleInfo
+from swarm.runtime import RoleInfo
 
-__all__ = ["Router", "pick_replica"]
-
-_ACCEPTING = frozenset({"ready", "busy"})
-
-
-def pick_replica(
-    replicas: Sequence[ReplicaInfo], *, avoid: str | None = None
-) -> ReplicaInfo | None:
-    """Pick the least-loaded accepting replica with free capacity, avoiding one id if possible."""
-    best: ReplicaInfo | None = None
-    for r in replicas:
-        if r.state not in _ACCEPTING or r.inflight >= r.capacity:
-            continue
-        if best is None or (r.agent_id != avoid, -r.inflight) > (best.agent_id != avoid, -best.inflight):
-            best = r
-    return best
+__all__ = ["Router"]
 
 
 class Router:
@@ -68,10 +54,10 @@ class Router:
             raise NoRouteError(f"no agent with id {agent_id!r}")
         if to:
             role = to[5:] if to.startswith("role:") else to
-            info = roles.get(role)
-            if info is None:
+            found = roles.get(role)
+            if found is None:
                 raise NoRouteError(f"no role {role!r}")
-            if type_name not in info.types:
+            if type_name not in found.types:
                 raise NoRouteError(f"role {role!r} does not handle {type_name!r}")
             return f"role:{role}"
         candidates = [info for info in roles.values() if type_name in info.types]

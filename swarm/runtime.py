@@ -223,6 +223,8 @@ def result_of(codec: Codec, record: TaskRecord) -> Any:
     """
     state = record.state
     if state is TaskState.DONE:
+        if record.result == b"\xc0":
+            return None  # msgpack nil: skip the decoder for the common no-result case
         return codec.decode_value(record.result_type, record.result)
     if state is TaskState.FAILED:
         raise TaskFailed(record.task_id, record.error)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from swarm.inprocess import InProcessRuntime
 from swarm.ledger import TaskRecord
@@ -92,9 +92,27 @@ class Swarm:
         await self.runtime.register(agent)
         self._agents.append(agent)
 
-    async def submit(self, message: Message, **options: Any) -> TaskHandle:
+    async def submit(
+        self,
+        message: Message,
+        *,
+        to: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> TaskHandle:
         """Submit a task through the Queen; see :meth:`swarm.queen.intake.Intake.submit`."""
-        return await self.queen.submit(message, **options)
+        return await self.queen.intake.submit(
+            message,
+            to=to,
+            priority=priority,
+            timeout=timeout,
+            deadline=deadline,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+        )
 
     async def status(self, task_id: str) -> TaskRecord | None:
         """A task's ledger record."""

@@ -41,7 +41,10 @@ class TaskSet:
     """
 
     def __init__(
-        self, owner: str, *, on_crash: Callable[[asyncio.Task[Any], BaseException], None] | None = None
+        self,
+        owner: str,
+        *,
+        on_crash: Callable[[asyncio.Task[Any], BaseException], None] | None = None,
     ) -> None:
         self.owner = owner
         self.on_crash = on_crash

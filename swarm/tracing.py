@@ -44,7 +44,13 @@ def tracing_enabled() -> bool:
 
 
 def current_traceparent() -> tuple[str | None, str | None]:
-    """The W3C ``traceparent`` and ``tracestate`` of the current span, if any."""
+    """The W3C ``traceparent`` and ``tracestate`` of the current span, if any.
+
+    Returns ``(None, None)`` until :func:`enable_tracing` was called: looking up
+    the current span costs about a microsecond per message.
+    """
+    if not _enabled:
+        return None, None
     ctx = trace.get_current_span().get_span_context()
     if not ctx.is_valid:
         return None, None

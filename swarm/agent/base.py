@@ -85,9 +85,11 @@ def handler(arg: Any, /) -> Any:
         'echoer'
     """
     if isinstance(arg, type) and issubclass(arg, Message):
+
         def mark(func: F) -> F:
             setattr(func, _HANDLER_ATTR, arg)
             return func
+
         return mark
     if not inspect.iscoroutinefunction(arg):
         raise ConfigError(f"@handler needs an async def method, got {arg!r}")
@@ -216,8 +218,10 @@ class Agent:
             if self.state is not AgentState.FAILED:
                 self.state = AgentState.STOPPED
 
-    async def dispatch(self, envelope: Envelope, ctx: TaskContext, codec: Codec) -> Any:
-        """Decode a task or event and run its handler.
+    def dispatch(self, envelope: Envelope, ctx: TaskContext, codec: Codec) -> Awaitable[Any]:
+        """Decode a task or event and return its handler's coroutine, for the runtime to await.
+
+        Not itself a coroutine: one frame less per task on the hot path.
 
         Raises:
             Reject: No handler for the type (a routing mistake, not retryable).
@@ -228,5 +232,5 @@ class Agent:
             raise Reject(f"agent {self.agent_id} has no handler for {envelope.type!r}")
         message = codec.decode_payload(envelope, h.message_type)
         if h.takes_context:
-            return await h.func(self, message, ctx)
-        return await h.func(self, message)
+            return h.func(self, message, ctx)
+        return h.func(self, message)

@@ -1,9 +1,11 @@
 """What an agent sees of the swarm: ``send``, ``publish``, a logger, memory and discovery.
 
 Example:
-    >>> from swarm.agent.context import TaskContext
-    >>> TaskContext.__slots__
-    ('agent', 'envelope', '_log')
+    >>> from swarm import InProcessRuntime
+    >>> from swarm.agent.context import AgentContext
+    >>> ctx = AgentContext(runtime=InProcessRuntime(), agent_id="a-1", role="scout")
+    >>> (ctx.agent_id, ctx.role, ctx.memory)
+    ('a-1', 'scout', None)
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class AgentContext:
 class TaskContext:
     """The context of one delivery: the agent's context plus the envelope being handled."""
 
-    __slots__ = ("agent", "envelope", "_log")
+    __slots__ = ("_log", "agent", "envelope")
 
     def __init__(self, agent: AgentContext, envelope: Envelope) -> None:
         self.agent = agent

@@ -1,9 +1,10 @@
 """A handle on a submitted task.
 
 Example:
+    >>> from swarm import InProcessRuntime
     >>> from swarm.queen.handle import TaskHandle
-    >>> TaskHandle.__slots__
-    ('task_id', '_runtime')
+    >>> TaskHandle("t-1", InProcessRuntime())
+    <TaskHandle t-1>
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class TaskHandle:
             the first task's id).
     """
 
-    __slots__ = ("task_id", "_runtime")
+    __slots__ = ("_runtime", "task_id")
 
     def __init__(self, task_id: str, runtime: Runtime) -> None:
         self.task_id = task_id

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from swarm.ledger import Ledger, TaskRecord, TaskState
 from swarm.messages import Message, new_id
@@ -63,8 +62,11 @@ class Queen:
         self.queen_id = queen_id or f"queen-{new_id()[-8:]}"
         self.router = router or Router()
         self.intake = Intake(
-            runtime=runtime, sender=self.queen_id, router=self.router,
-            retry_policy=retry_policy, max_attempts_by_type=max_attempts_by_type,
+            runtime=runtime,
+            sender=self.queen_id,
+            router=self.router,
+            retry_policy=retry_policy,
+            max_attempts_by_type=max_attempts_by_type,
         )
         self.commands = CommandBus(runtime=runtime, sender=self.queen_id)
 
@@ -73,9 +75,27 @@ class Queen:
         """The task ledger."""
         return self.runtime.ledger
 
-    async def submit(self, message: Message, **options: Any) -> TaskHandle:
+    async def submit(
+        self,
+        message: Message,
+        *,
+        to: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> TaskHandle:
         """Submit a task; see :meth:`swarm.queen.intake.Intake.submit` for options."""
-        return await self.intake.submit(message, **options)
+        return await self.intake.submit(
+            message,
+            to=to,
+            priority=priority,
+            timeout=timeout,
+            deadline=deadline,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+        )
 
     async def status(self, task_id: str) -> TaskRecord | None:
         """A task's ledger record."""

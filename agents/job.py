@@ -1,0 +1,247 @@
+"""The bundled job: find TGE announcements in the corpus with the stock swarm.
+
+The job drives the five specialists through the Queen: one scrape task per
+source (retried on failure; the reliability role opens a source's circuit
+after repeated failures), one scoring task per scraped source as soon as it
+arrives, one validation task over every candidate, then the reliability and
+performance reports. It returns a :class:`JobReport`.
+
+Example:
+    >>> import asyncio, structlog
+    >>> from agents import default_swarm
+    >>> from agents.job import run_tge_job
+    >>> from swarm import Swarm
+    >>> from swarm.logging import configure_logging
+    >>> configure_logging(level="error")
+    >>> async def demo():
+    ...     async with Swarm(agents=default_swarm()) as swarm:
+    ...         return await run_tge_job(swarm)
+    >>> report = asyncio.run(demo())
+    >>> report.ok, len(report.announcements)
+    (True, 9)
+    >>> structlog.reset_defaults()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from agents.corpus import Corpus, load_corpus
+from agents.messages import (
+    AnalyzeTimings,
+    Announcement,
+    Candidate,
+    CheckCircuit,
+    PerformanceReport,
+    QualityReport,
+    RecordFetch,
+    RejectedCandidate,
+    ReliabilityQuery,
+    ReliabilityReport,
+    ScoreDocuments,
+    ScoreResult,
+    ScrapeResult,
+    ScrapeSource,
+    SourceReliability,
+    SourceStats,
+    StageStats,
+    StageTiming,
+    ValidateCandidates,
+)
+from swarm.errors import NoRouteError, SwarmError
+from swarm.ledger import TaskState
+from swarm.queen.handle import TaskHandle
+from swarm.swarm import Swarm
+
+__all__ = ["DeadLetterInfo", "JobReport", "Progress", "run_tge_job"]
+
+#: Called as ``progress(stage, done, total, detail)`` while the job runs.
+Progress = Callable[[str, int, int, str], None]
+
+#: Attempts per scrape task: enough for a flaky source, and for the circuit to open.
+_SCRAPE_ATTEMPTS = 4
+
+
+class DeadLetterInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead-lettered task, as reported."""
+
+    task_id: str
+    type: str
+    error: str
+
+
+class JobReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Outcome of one run of the TGE job.
+
+    Attributes:
+        ok: Every task ended ``done`` and no stage failed.
+        sources: Sources in the corpus.
+        documents: Unique documents scraped.
+        candidates: Documents the keyword stage passed on.
+        announcements: Validated announcements, sorted by date then symbol.
+        rejected: Candidates the data-quality stage refused.
+        duplicates: Exact re-posts dropped (scraper and data quality).
+        source_stats: Scrape statistics per source.
+        reliability: Fetch reliability per source.
+        stages: Timing statistics per stage.
+        slowest_stage: The stage with the highest p95.
+        tasks: Tasks by final ledger state (every task of the run, internal ones included).
+        retries: Extra attempts the job's tasks needed.
+        dead_letters: Tasks in the dead-letter queue.
+        errors: Stage failures (task errors), if any.
+        elapsed_s: Wall time of the job.
+    """
+
+    ok: bool
+    sources: int
+    documents: int
+    candidates: int
+    announcements: list[Announcement]
+    rejected: list[RejectedCandidate]
+    duplicates: int
+    source_stats: list[SourceStats]
+    reliability: list[SourceReliability]
+    stages: list[StageStats]
+    slowest_stage: str
+    tasks: dict[str, int]
+    retries: int
+    dead_letters: list[DeadLetterInfo]
+    errors: list[str]
+    elapsed_s: float
+
+
+#: Every task type the job submits (directly or from a handler).
+_REQUIRED = (
+    ScrapeSource, ScoreDocuments, ValidateCandidates, ReliabilityQuery, AnalyzeTimings,
+    CheckCircuit, RecordFetch,
+)
+
+
+async def _check_routes(swarm: Swarm) -> None:
+    handled = {t for info in (await swarm.runtime.directory()).values() for t in info.types}
+    missing = sorted(m.type_name for m in _REQUIRED if m.type_name not in handled)
+    if missing:
+        raise NoRouteError(
+            f"the TGE job needs the stock agents (agents:default_swarm); no agent handles "
+            f"{', '.join(missing)}"
+        )
+
+
+def _no_progress(stage: str, done: int, total: int, detail: str) -> None:
+    pass
+
+
+async def run_tge_job(
+    swarm: Swarm,
+    *,
+    corpus: Corpus | None = None,
+    progress: Progress | None = None,
+    task_timeout: float = 60.0,
+) -> JobReport:
+    """Run the TGE pipeline on a started swarm that has the stock roles.
+
+    Args:
+        swarm: A running swarm (``async with Swarm(...)``).
+        corpus: Sources to scrape (default: the bundled corpus).
+        progress: Progress callback.
+        task_timeout: Seconds to wait for any one task.
+
+    Raises:
+        NoRouteError: No agent of the swarm handles one of the job's task types.
+    """
+    started = time.perf_counter()
+    await _check_routes(swarm)
+    corpus = corpus or load_corpus()
+    notify = progress or _no_progress
+    handles: list[TaskHandle] = []
+    errors: list[str] = []
+    scraped: list[ScrapeResult] = []
+    scored: list[ScoreResult] = []
+    total = len(corpus.sources)
+
+    async def one_source(source_id: str) -> None:
+        try:
+            h = await swarm.submit(ScrapeSource(source_id=source_id), max_attempts=_SCRAPE_ATTEMPTS)
+            handles.append(h)
+            result: ScrapeResult = await h.result(timeout=task_timeout)
+        except SwarmError as exc:
+            errors.append(f"scrape {source_id}: {exc}")
+            notify("scrape", len(scraped) + len(errors), total, f"{source_id} failed")
+            return
+        scraped.append(result)
+        st = result.stats
+        detail = (
+            f"{source_id} skipped ({st.skipped})" if st.skipped
+            else f"{source_id}: {len(result.documents)} docs, attempt {st.attempts}"
+        )
+        notify("scrape", len(scraped) + len(errors), total, detail)
+        if not result.documents:
+            return
+        try:
+            h = await swarm.submit(ScoreDocuments(documents=result.documents))
+            handles.append(h)
+            s: ScoreResult = await h.result(timeout=task_timeout)
+        except SwarmError as exc:
+            errors.append(f"score {source_id}: {exc}")
+            return
+        scored.append(s)
+        notify("score", len(scored), total, f"{source_id}: {len(s.candidates)} candidates")
+
+    async with asyncio.TaskGroup() as tg:
+        for source_id in corpus.source_ids:
+            tg.create_task(one_source(source_id))
+
+    candidates: list[Candidate] = [c for s in scored for c in s.candidates]
+    h = await swarm.submit(ValidateCandidates(candidates=candidates))
+    handles.append(h)
+    quality: QualityReport = await h.result(timeout=task_timeout)
+    notify("validate", 1, 1, f"{len(quality.announcements)} announcements")
+
+    timings = (
+        [StageTiming(stage="scrape", elapsed_ms=r.elapsed_ms, items=len(r.documents))
+         for r in scraped]
+        + [StageTiming(stage="score", elapsed_ms=s.elapsed_ms, items=s.scored) for s in scored]
+        + [StageTiming(stage="validate", elapsed_ms=quality.elapsed_ms, items=len(candidates))]
+    )
+    h_rel = await swarm.submit(ReliabilityQuery())
+    h_perf = await swarm.submit(AnalyzeTimings(timings=timings))
+    handles += [h_rel, h_perf]
+    reliability: ReliabilityReport = await h_rel.result(timeout=task_timeout)
+    perf: PerformanceReport = await h_perf.result(timeout=task_timeout)
+    notify("report", 1, 1, f"slowest stage: {perf.slowest_stage}")
+
+    retries = 0
+    for handle in handles:
+        rec = await handle.status()
+        if rec is not None:
+            retries += max(0, rec.attempts - 1)
+    counts = await swarm.queen.counts()
+    tasks = {state.value: counts.get(state, 0) for state in TaskState}
+    dead = [
+        DeadLetterInfo(task_id=d.envelope.id, type=d.envelope.type, error=d.error)
+        for d in await swarm.queen.dead_letters()
+    ]
+    not_done = sum(n for state, n in tasks.items() if state != TaskState.DONE.value)
+    order = {a.symbol: i for i, a in enumerate(quality.announcements)}
+    return JobReport(
+        ok=not errors and not dead and not_done == 0,
+        sources=total,
+        documents=sum(len(r.documents) for r in scraped),
+        candidates=len(candidates),
+        announcements=sorted(quality.announcements, key=lambda a: (a.date, order[a.symbol])),
+        rejected=quality.rejected,
+        duplicates=quality.duplicates + sum(r.stats.duplicates for r in scraped),
+        source_stats=sorted((r.stats for r in scraped), key=lambda s: s.source_id),
+        reliability=reliability.sources,
+        stages=perf.stages,
+        slowest_stage=perf.slowest_stage,
+        tasks=tasks,
+        retries=retries,
+        dead_letters=dead,
+        errors=sorted(errors),
+        elapsed_s=round(time.perf_counter() - started, 3),
+    )

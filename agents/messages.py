@@ -1,0 +1,289 @@
+"""Typed payloads of the stock TGE pipeline.
+
+Task messages (what a stage is asked to do) and their results are frozen
+msgspec structs, so they cross any runtime unchanged. Wire names carry a
+``tge.`` prefix so they cannot collide with user message types.
+
+Example:
+    >>> from agents.messages import ScrapeSource
+    >>> ScrapeSource(source_id="cryptowire").type_name
+    'tge.scrape'
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+import msgspec
+
+from swarm.messages import Message
+
+__all__ = [
+    "AnalyzeTimings",
+    "Announcement",
+    "Candidate",
+    "CheckCircuit",
+    "CircuitState",
+    "CircuitStatus",
+    "Document",
+    "PerformanceReport",
+    "QualityReport",
+    "RecordFetch",
+    "RejectedCandidate",
+    "ReliabilityQuery",
+    "ReliabilityReport",
+    "ScoreDocuments",
+    "ScoreResult",
+    "ScrapeResult",
+    "ScrapeSource",
+    "SourceReliability",
+    "SourceStats",
+    "StageStats",
+    "StageTiming",
+    "ValidateCandidates",
+]
+
+
+class Document(msgspec.Struct, frozen=True, kw_only=True):
+    """One parsed post.
+
+    Attributes:
+        doc_id: Id of the post within the corpus.
+        source_id: The source it was scraped from.
+        title: Headline.
+        body: Text.
+        published: Publication timestamp as given by the source.
+        url: Link to the post.
+        content_hash: SHA-256 of the normalised title and body (dedupe key).
+    """
+
+    doc_id: str
+    source_id: str
+    title: str
+    body: str
+    published: str = ""
+    url: str = ""
+    content_hash: str = ""
+
+
+class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What scraping one source produced.
+
+    Attributes:
+        source_id: The source.
+        fetched: Raw entries fetched.
+        parsed: Entries that parsed into documents.
+        malformed: Entries rejected as malformed (ids listed in ``malformed_ids``).
+        duplicates: Documents dropped as exact duplicates (same content hash).
+        attempts: The delivery attempt that succeeded.
+        skipped: Why the source was not fetched (empty when it was).
+        malformed_ids: Ids (or positions) of the malformed entries.
+    """
+
+    source_id: str
+    fetched: int = 0
+    parsed: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    attempts: int = 1
+    skipped: str = ""
+    malformed_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class ScrapeSource(Message, frozen=True, kw_only=True):
+    """Task: fetch and parse one source."""
+
+    type_name: ClassVar[str] = "tge.scrape"
+    source_id: str
+
+
+class ScrapeResult(Message, frozen=True, kw_only=True):
+    """Result of :class:`ScrapeSource`: unique documents plus stats."""
+
+    type_name: ClassVar[str] = "tge.scraped"
+    stats: SourceStats
+    documents: list[Document] = msgspec.field(default_factory=list)
+    elapsed_ms: float = 0.0
+
+
+class ScoreDocuments(Message, frozen=True, kw_only=True):
+    """Task: score documents for TGE announcements."""
+
+    type_name: ClassVar[str] = "tge.score"
+    documents: list[Document]
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A document the keyword stage believes announces a TGE.
+
+    Attributes:
+        doc_id: The document.
+        source_id: Its source.
+        score: Sum of the weights of the positive phrases that survived.
+        project: Project name as written (may be empty).
+        symbol: Token symbol as written, without ``$``.
+        date_text: The event date as written.
+        phrases: Positive phrases that matched.
+        content_hash: The document's content hash.
+    """
+
+    doc_id: str
+    source_id: str
+    score: float
+    project: str
+    symbol: str
+    date_text: str
+    phrases: list[str] = msgspec.field(default_factory=list)
+    content_hash: str = ""
+
+
+class ScoreResult(Message, frozen=True, kw_only=True):
+    """Result of :class:`ScoreDocuments`."""
+
+    type_name: ClassVar[str] = "tge.scored"
+    candidates: list[Candidate]
+    scored: int
+    dismissed: int
+    elapsed_ms: float = 0.0
+
+
+class ValidateCandidates(Message, frozen=True, kw_only=True):
+    """Task: validate, normalise and dedupe candidates from every source."""
+
+    type_name: ClassVar[str] = "tge.validate"
+    candidates: list[Candidate]
+
+
+class Announcement(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated TGE announcement.
+
+    Attributes:
+        project: Project name.
+        symbol: Upper-case token symbol.
+        date: Event date, ISO ``YYYY-MM-DD``.
+        confidence: 0..1, higher with more agreeing sources and stronger wording.
+        sources: Sources that reported it, sorted.
+        doc_ids: Supporting documents, sorted.
+        conflicting_dates: Other dates some sources gave.
+    """
+
+    project: str
+    symbol: str
+    date: str
+    confidence: float
+    sources: list[str]
+    doc_ids: list[str]
+    conflicting_dates: list[str] = msgspec.field(default_factory=list)
+
+
+class RejectedCandidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A candidate the data-quality stage refused, and why."""
+
+    doc_id: str
+    source_id: str
+    reason: str
+
+
+class QualityReport(Message, frozen=True, kw_only=True):
+    """Result of :class:`ValidateCandidates`."""
+
+    type_name: ClassVar[str] = "tge.quality"
+    announcements: list[Announcement]
+    rejected: list[RejectedCandidate]
+    duplicates: int
+    elapsed_ms: float = 0.0
+
+
+class CircuitState(enum.StrEnum):
+    """Circuit-breaker states of a source."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CheckCircuit(Message, frozen=True, kw_only=True):
+    """Task: may the caller fetch this source now?"""
+
+    type_name: ClassVar[str] = "tge.circuit.check"
+    source_id: str
+
+
+class RecordFetch(Message, frozen=True, kw_only=True):
+    """Task: record the outcome of one fetch attempt."""
+
+    type_name: ClassVar[str] = "tge.circuit.record"
+    source_id: str
+    ok: bool
+    error: str = ""
+    latency_ms: float = 0.0
+
+
+class CircuitStatus(Message, frozen=True, kw_only=True):
+    """Result of :class:`CheckCircuit` and :class:`RecordFetch`."""
+
+    type_name: ClassVar[str] = "tge.circuit.status"
+    source_id: str
+    state: CircuitState
+    allowed: bool
+
+
+class ReliabilityQuery(Message, frozen=True, kw_only=True):
+    """Task: report per-source reliability."""
+
+    type_name: ClassVar[str] = "tge.reliability.query"
+
+
+class SourceReliability(msgspec.Struct, frozen=True, kw_only=True):
+    """Fetch record of one source."""
+
+    source_id: str
+    successes: int
+    failures: int
+    success_rate: float
+    state: CircuitState
+    last_error: str = ""
+
+
+class ReliabilityReport(Message, frozen=True, kw_only=True):
+    """Result of :class:`ReliabilityQuery`, sources sorted by id."""
+
+    type_name: ClassVar[str] = "tge.reliability"
+    sources: list[SourceReliability]
+
+
+class StageTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """How long one unit of work of a stage took."""
+
+    stage: str
+    elapsed_ms: float
+    items: int = 0
+
+
+class AnalyzeTimings(Message, frozen=True, kw_only=True):
+    """Task: summarise stage timings."""
+
+    type_name: ClassVar[str] = "tge.perf.analyze"
+    timings: list[StageTiming]
+
+
+class StageStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Timing summary of one stage (milliseconds)."""
+
+    stage: str
+    count: int
+    items: int
+    total_ms: float
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+
+
+class PerformanceReport(Message, frozen=True, kw_only=True):
+    """Result of :class:`AnalyzeTimings`: stages in pipeline order and the bottleneck."""
+
+    type_name: ClassVar[str] = "tge.perf"
+    stages: list[StageStats]
+    slowest_stage: str
+    slowest_p95_ms: float

@@ -1,0 +1,60 @@
+"""Human-readable rendering of a :class:`~agents.job.JobReport`.
+
+Example:
+    >>> from agents.report import render_text
+    >>> render_text.__name__
+    'render_text'
+"""
+
+from __future__ import annotations
+
+from agents.job import JobReport
+
+__all__ = ["render_text"]
+
+
+def render_text(report: JobReport) -> str:
+    """The report as aligned plain text (what ``python -m swarm.queen`` prints)."""
+    lines = [
+        f"TGE announcements: {len(report.announcements)} found in {report.sources} sources "
+        f"({report.documents} unique documents, {report.candidates} candidates)",
+        f"  {'PROJECT':<18} {'SYMBOL':<7} {'DATE':<10}  {'CONF':>4}  SOURCES",
+    ]
+    for a in report.announcements:
+        conflict = (
+            f"  (also reported: {', '.join(a.conflicting_dates)})" if a.conflicting_dates else ""
+        )
+        lines.append(
+            f"  {a.project:<18} {a.symbol:<7} {a.date:<10}  {a.confidence:>4.2f}  "
+            f"{', '.join(a.sources)}{conflict}"
+        )
+    lines.append(f"Rejected candidates: {len(report.rejected)}")
+    lines += [f"  {r.doc_id} ({r.source_id}): {r.reason}" for r in report.rejected]
+    lines.append("Sources:")
+    reliability = {r.source_id: r for r in report.reliability}
+    stats = {s.source_id: s for s in report.source_stats}
+    for sid in sorted(set(reliability) | set(stats)):
+        s, r = stats.get(sid), reliability.get(sid)
+        scraped = (
+            f"skipped ({s.skipped})" if s and s.skipped
+            else f"fetched={s.fetched} malformed={s.malformed} duplicates={s.duplicates} "
+            f"attempt={s.attempts}" if s
+            else "failed"
+        )
+        health = f"ok={r.successes} failed={r.failures} circuit={r.state.value}" if r else ""
+        lines.append(f"  {sid:<18} {scraped:<52} {health}")
+    lines.append(f"Stages (slowest by p95: {report.slowest_stage}):")
+    for st in report.stages:
+        lines.append(
+            f"  {st.stage:<9} runs={st.count:<3} items={st.items:<4} total={st.total_ms:8.2f}ms "
+            f"p50={st.p50_ms:7.2f}ms p95={st.p95_ms:7.2f}ms max={st.max_ms:7.2f}ms"
+        )
+    counts = " ".join(f"{state}={n}" for state, n in report.tasks.items())
+    lines.append(f"Tasks: {counts}")
+    lines.append(f"Retries: {report.retries}  Duplicates dropped: {report.duplicates}")
+    lines.append(f"Dead letters: {len(report.dead_letters)}")
+    lines += [f"  {d.task_id} {d.type}: {d.error}" for d in report.dead_letters]
+    lines += [f"Error: {e}" for e in report.errors]
+    lines.append(f"Elapsed: {report.elapsed_s:.2f}s")
+    lines.append(f"Result: {'OK' if report.ok else 'FAILED'}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,21 @@
+"""The docstring examples of the agents package, the CLI, settings and logging run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "agents", "agents.corpus", "agents.job", "agents.keywords", "agents.messages",
+    "agents.performance", "agents.quality", "agents.reliability", "agents.report",
+    "agents.scraping", "swarm.cli", "swarm.logging", "swarm.settings",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0, f"{name} has no runnable example"

@@ -1,0 +1,171 @@
+"""``python -m swarm.queen``: run as the README does, plus settings and error paths."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.corpus import load_ground_truth
+from swarm.cli import build_parser, main, settings_from
+from swarm.errors import ConfigError
+from swarm.settings import SwarmSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_env(**extra: str) -> dict[str, str]:
+    """A minimal environment: nothing SWARM_* leaks in from the developer's shell."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swarm.queen", *args], cwd=ROOT, env=fresh_env(**env),
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_runs_the_bundled_job_and_reports() -> None:
+    proc = run_cli()
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for project, symbol, date in load_ground_truth().announcements:
+        line = next(line for line in out.splitlines() if f" {symbol} " in line)
+        assert project in line and date in line
+    assert "TGE announcements: 9 found in 8 sources" in out
+    assert "Tasks: queued=0 running=0 done=" in out and "failed=0 dead=0 expired=0" in out
+    assert "Retries: 6" in out and "Dead letters: 0" in out and "Result: OK" in out
+    assert "ghost-feed" in out and "circuit open" in out
+    # Progress goes to stderr as plain lines when it is not a terminal.
+    assert "[scrape 8/8]" in proc.stderr and "\r" not in proc.stderr
+
+
+def test_json_report_parses() -> None:
+    proc = run_cli("--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    found = {(a["project"], a["symbol"], a["date"]) for a in report["announcements"]}
+    assert found == load_ground_truth().announcements
+    assert report["tasks"]["dead"] == 0 and report["retries"] == 6
+    assert {s["stage"] for s in report["stages"]} == {"scrape", "score", "validate"}
+    assert "[scrape" not in proc.stderr
+
+
+def test_help() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for option in ("--agents", "--redis", "--consul", "--serve", "--json", "SWARM_REDIS_URL"):
+        assert option in proc.stdout
+
+
+def test_bad_agents_spec_from_env_is_a_usage_error() -> None:
+    proc = run_cli(SWARM_AGENTS="no_such_module:factory")
+    assert proc.returncode == 2
+    assert "cannot import agents module 'no_such_module'" in proc.stderr
+
+
+@pytest.mark.parametrize("extra", [(), ("--agents", "examples.quickstart:make_agents")])
+async def test_serve_until_sigterm_then_drain(extra: tuple[str, ...]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "swarm.queen", "--serve", *extra, cwd=ROOT, env=fresh_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(30):
+            while not lines or "ready" not in lines[-1]:
+                line = (await proc.stderr.readline()).decode()
+                assert line, f"exited before ready: {''.join(lines)}"
+                lines.append(line)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest = (await proc.stderr.read()).decode()
+            rc = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert rc == 0, rest
+    assert ("greeter" in lines[-1]) == bool(extra)
+    assert "draining" in rest and "0 unfinished tasks" in rest
+
+
+def test_redis_without_the_redis_runtime_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "swarm.redis", None)  # import fails as if not installed
+    assert main(["--redis", "redis://127.0.0.1:6379/0", "--no-progress"]) == 2
+    assert "--redis needs the 'swarm.redis' module" in capsys.readouterr().err
+
+
+def test_consul_without_discovery_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "discovery", None)
+    assert main(["--consul", "http://127.0.0.1:8500"]) == 2
+    assert "--consul needs the 'discovery' module" in capsys.readouterr().err
+
+
+def test_settings_from_env_and_options() -> None:
+    env = {
+        "SWARM_REDIS_URL": "redis://env:6379/0", "SWARM_LOG_LEVEL": "DEBUG",
+        "SWARM_LOG_JSON": "yes", "SWARM_AGENTS": "examples.quickstart:make_agents",
+    }
+    s = settings_from(build_parser().parse_args([]), env)
+    assert s == SwarmSettings(
+        redis_url="redis://env:6379/0", log_level="debug", log_json=True,
+        agents="examples.quickstart:make_agents",
+    )
+    s = settings_from(build_parser().parse_args(["--redis", "rediss://opt:6380/1"]), env)
+    assert s.redis_url == "rediss://opt:6380/1" and s.log_json is True
+    assert SwarmSettings.from_env({}) == SwarmSettings()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"SWARM_LOG_JSON": "maybe"}, {"SWARM_LOG_LEVEL": "loud"}, {"SWARM_AGENTS": "nocolon"},
+     {"SWARM_REDIS_URL": "http://x"}, {"SWARM_CONSUL_URL": "redis://x"}],
+)
+def test_invalid_settings_are_config_errors(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        SwarmSettings.from_env(env)
+
+
+def test_from_dsn() -> None:
+    assert SwarmSettings.from_dsn("redis://u:p@h:6379/2").redis_url == "redis://u:p@h:6379/2"
+    with pytest.raises(ConfigError):
+        SwarmSettings.from_dsn("postgres://h/db")
+
+
+def test_agents_without_the_stock_roles_fail_clearly() -> None:
+    proc = run_cli("--agents", "examples.quickstart:make_agents")
+    assert proc.returncode == 1
+    assert "NoRouteError: the TGE job needs the stock agents" in proc.stderr
+    assert "tge.scrape" in proc.stderr and proc.stdout == ""
+
+
+def test_progress_rewrites_one_line_on_a_terminal() -> None:
+    from swarm.cli import _ProgressDisplay
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    display = _ProgressDisplay(tty, enabled=True)
+    display("scrape", 1, 2, "a")
+    display("scrape", 2, 2, "b")
+    display.message("done")
+    assert tty.getvalue() == "\r\x1b[K[scrape 1/2] a\r\x1b[K[scrape 2/2] b\nqueenswarm: done\n"
