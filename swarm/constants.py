@@ -57,8 +57,9 @@ CHANNELS = (
 )
 
 #: Priority bands for durable streams: a task's priority is clamped to one of
-#: these, and consumers read higher bands first.
-PRIORITY_BANDS = (2, 1, 0)
+#: these, and consumers read higher bands first (FIFO within a band). Ten
+#: bands keep the in-process runtime's strict priority order for 0..9.
+PRIORITY_BANDS = tuple(range(9, -1, -1))
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_VISIBILITY_TIMEOUT = 30.0

@@ -82,6 +82,7 @@ from swarm.redis.streams import (
     ACK,
     DEAD,
     FETCH,
+    ORPHANS,
     PROMOTE,
     RECLAIM,
     REDRIVE,
@@ -346,7 +347,7 @@ class RedisRuntime:
         await self.subscribe(C.CHANNEL_QUEEN_COMMANDS, self._on_command)
 
     async def stop(
-        self, *, drain: bool = True, timeout: float | None = None  # noqa: ASYNC109
+        self, *, drain: bool = True, timeout: float | None = None
     ) -> list[Envelope]:
         if self._halting or not self._started:
             self._closed = True
@@ -377,7 +378,7 @@ class RedisRuntime:
             await self._clients.close()
         return leftovers
 
-    async def stop_when_idle(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def stop_when_idle(self, *, timeout: float | None = None) -> None:
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
@@ -441,7 +442,14 @@ class RedisRuntime:
         if rep is None:
             raise KeyError(agent_id)
         rep.agent.state = AgentState.FAILED
+        held = [d.envelope.id for d in rep.inflight.values()]
         await self._remove(rep, reason="killed", requeue=False)
+        # What a supervisor would see: the work is back to waiting. The entries
+        # themselves stay pending until a replica claims them (its heartbeat
+        # is gone) or the same agent id comes back and re-reads them.
+        ledger = self.ledger
+        for task_id in held:
+            await ledger.update(task_id, TaskState.QUEUED, error="agent crashed")
 
     async def _drain(self, rep: _Replica, limit: float | None) -> None:
         if rep.agent.state is not AgentState.FAILED:
@@ -476,6 +484,7 @@ class RedisRuntime:
         agent_id = rep.agent.agent_id
         self._replicas.pop(agent_id, None)
         self._dir_cache = None
+        self._wake_role(rep.role)
         await self._stop_reader(rep)
         if requeue:
             await self._return_queued(rep)
@@ -593,7 +602,7 @@ class RedisRuntime:
         failures = 0
         while not rep.dead:
             _check_cancelled()
-            if not agent.accepting or rep.free <= 0:
+            if not agent.accepting or rep.free <= 0 or not self._least_loaded(rep):
                 await rep.wake.wait()
                 rep.wake.clear()
                 continue
@@ -620,6 +629,21 @@ class RedisRuntime:
                 continue
             for entry in entries:
                 await self._accept(rep, rep.streams[entry.key_index], entry)
+
+    def _least_loaded(self, rep: _Replica) -> bool:
+        # Among this node's replicas of a role, only the least loaded read, so
+        # that a task goes to an idle replica rather than a busy one.
+        role = rep.role
+        return all(
+            rep.assigned <= r.assigned
+            for r in self._replicas.values()
+            if r.role == role and r is not rep and r.agent.accepting and r.free > 0
+        )
+
+    def _wake_role(self, role: str) -> None:
+        for r in self._replicas.values():
+            if r.role == role:
+                r.wake.set()
 
     async def _blocking_read(self, rep: _Replica) -> list[StreamEntry]:
         assert self._clients is not None
@@ -664,6 +688,7 @@ class RedisRuntime:
         rep.assigned += 1
         rep.settled.clear()
         rep.queue.put_nowait(_Delivery(env, entry.entry_id, stream))
+        self._wake_role(rep.role)
 
     async def _reject(self, stream: str, entry_id: bytes, reason: str, role: str) -> None:
         REJECTED.labels(reason=reason).inc()
@@ -695,7 +720,7 @@ class RedisRuntime:
                     rep.settled.set()
                 if agent.state is AgentState.BUSY and agent.inflight == 0:
                     agent.state = AgentState.READY
-                rep.wake.set()
+                self._wake_role(rep.role)
             if rep.dead:
                 return
 
@@ -963,10 +988,21 @@ class RedisRuntime:
                 if best is None or rep.free > best.free:
                     by_role[rep.role] = rep
         for role, rep in by_role.items():
+            live = await self._live_replicas(role)
             for band in _BANDS:
                 if rep.dead:
                     break
                 stream = C.task_stream(role, band, self.prefix)
+                raw = await self._redis.eval(
+                    ORPHANS, 1, stream, C.TASK_GROUP, rep.agent.agent_id, max(1, rep.free),
+                    *live,
+                )
+                for entry in parse_entries(raw):
+                    _log.warning(
+                        "claimed a dead agent's entry", stream=stream, entry_id=entry.entry_id,
+                        agent_id=rep.agent.agent_id, deliveries=entry.deliveries,
+                    )
+                    await self._accept(rep, stream, entry)
                 raw = await self._redis.eval(
                     RECLAIM, 1, stream, C.TASK_GROUP, rep.agent.agent_id, min_idle,
                     max(1, rep.free),
@@ -977,6 +1013,20 @@ class RedisRuntime:
                         agent_id=rep.agent.agent_id, deliveries=entry.deliveries,
                     )
                     await self._accept(rep, stream, entry)
+
+    async def _live_replicas(self, role: str) -> list[str]:
+        """Agent ids of a role with a fresh heartbeat (plus our own)."""
+        raw = await self._redis.hgetall(C.replicas_key(role, self.prefix))
+        wall = time.time()
+        live = {r.agent.agent_id for r in self._replicas.values() if r.role == role}
+        for agent_id, blob in raw.items():
+            try:
+                beat = msgspec.msgpack.decode(blob, type=_ReplicaBeat)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if wall - beat.at <= _STALE_AFTER:
+                live.add(agent_id.decode())
+        return sorted(live)
 
     async def _trim(self) -> None:
         for role in {rep.role for rep in self._replicas.values()}:
@@ -1094,7 +1144,7 @@ class RedisRuntime:
 
     # -- results ----------------------------------------------------------
     async def wait(
-        self, task_id: str, *, timeout: float | None = None  # noqa: ASYNC109
+        self, task_id: str, *, timeout: float | None = None
     ) -> TaskRecord:
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(fut)
@@ -1143,7 +1193,7 @@ class RedisRuntime:
         *,
         to: str = "",
         sender: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - the Runtime Protocol's signature
+        timeout: float | None = None,
         priority: int = 0,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,

@@ -34,6 +34,7 @@ __all__ = [
     "ACK",
     "DEAD",
     "FETCH",
+    "ORPHANS",
     "PROMOTE",
     "RECLAIM",
     "REDRIVE",
@@ -101,6 +102,49 @@ for _, e in ipairs(res[2]) do
     table.insert(out, p[1] and p[1][4] or 1)
   else
     redis.call('XACK', KEYS[1], ARGV[1], e[1])
+  end
+end
+return out
+"""
+
+# KEYS: stream. ARGV: group, consumer to claim for, count, then the live consumers.
+# Claims the pending entries of consumers that are not live (their agent died:
+# no heartbeat) at once, without waiting for the visibility timeout, and drops
+# dead consumers that hold nothing. Same reply shape as FETCH.
+ORPHANS = """
+local live = {}
+for i = 4, #ARGV do live[ARGV[i]] = true end
+live[ARGV[2]] = true
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return {} end
+local out = {}
+local left = tonumber(ARGV[3])
+for _, c in ipairs(consumers) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] end
+    if c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name and not live[name] then
+    if pending == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    elseif left > 0 then
+      local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', left, name)
+      for _, e in ipairs(p) do
+        local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1])
+        if got[1] and got[1][2] then
+          table.insert(out, 1)
+          table.insert(out, got[1][1])
+          table.insert(out, got[1][2])
+          table.insert(out, e[4] + 1)
+          left = left - 1
+        elseif got[1] == nil then
+          -- Deleted entry: XCLAIM dropped it from the pending list.
+        else
+          redis.call('XACK', KEYS[1], ARGV[1], e[1])
+        end
+      end
+    end
   end
 end
 return out
