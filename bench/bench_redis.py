@@ -96,7 +96,9 @@ class RawClient:
         self.last = info[0][0] if info else b"0-0"
 
     async def reader(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        # redis-py can swallow a cancel that lands during a blocking read.
+        while me is None or not me.cancelling():
             got = await self.r.xread({RAW_REP: self.last}, count=1000, block=1000)
             for _key, items in got or ():
                 for entry_id, fields in items:
@@ -190,8 +192,23 @@ async def wait_ready(url: str) -> None:
     raise SystemExit("redis-server did not start")
 
 
+async def wait_for_agent(queen: RedisRuntime) -> None:
+    # Polling with a deadline: the agent process has no way to signal us but Redis.
+    deadline = time.monotonic() + 30
+    while True:
+        info = (await queen.directory()).get(NoopAgent.role)
+        if info is not None and info.replicas:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("the agent process did not register")
+        await asyncio.sleep(0.1)
+
+
 def spawn(args: list[str], url: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(__file__).resolve().parent}")
+    profile = os.environ.get("BENCH_PROFILE_AGENT")
+    if profile and args[:1] == ["-m"]:
+        args = ["-m", "cProfile", "-o", profile, *args]
     return subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -234,10 +251,7 @@ async def bench(args: argparse.Namespace) -> None:
             ["-m", "swarm.agent", "bench_redis:NoopAgent", "--redis", url, "--prefix", prefix,
              "--concurrency", str(IN_FLIGHT)], url,
         )
-        while not (await queen.directory()).get(NoopAgent.role, None) or not (
-            await queen.directory()
-        )[NoopAgent.role].replicas:
-            await asyncio.sleep(0.1)
+        await wait_for_agent(queen)
         msg = Noop(body=BODY)
         env_size = len(queen.codec.encode(Envelope(
             id=new_id(), kind=Kind.TASK, type=Noop.type_name, sender="bench",

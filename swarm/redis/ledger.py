@@ -42,15 +42,16 @@ DEFAULT_LEDGER_TTL = 7 * 24 * 3600
 
 _FINALS = " ".join(s.value for s in FINAL_STATES)
 
-# KEYS: record. ARGV: state, now, ttl, guard ("1": leave a final record alone),
-# then field/value pairs to set. Returns the record as a flat hash, or
-# {"final", hash} when the guard kept a final record, or nil when unknown.
+# KEYS: record. ARGV: state, now, ttl, flags ("g": leave a final record alone;
+# "q": reply {"ok", executions} instead of the record), then field/value pairs
+# to set. Returns the record as a flat hash, or {"final", hash} when the guard
+# kept a final record, or nil when unknown.
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local finals = ' FINALS '
 local prev = redis.call('HGET', KEYS[1], 'state') or ''
 local prev_final = string.find(finals, ' ' .. prev .. ' ', 1, true) ~= nil
-if ARGV[4] == '1' and prev_final then
+if string.find(ARGV[4], 'g', 1, true) and prev_final then
   return {'final', redis.call('HGETALL', KEYS[1])}
 end
 local state = ARGV[1]
@@ -68,8 +69,18 @@ end
 redis.call('HSET', KEYS[1], 'state', state)
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if string.find(ARGV[4], 'q', 1, true) then
+  return {'ok', tonumber(redis.call('HGET', KEYS[1], 'executions') or '0')}
+end
 return redis.call('HGETALL', KEYS[1])
 """.replace("FINALS", _FINALS)
+
+
+# KEYS: record. ARGV: ttl, then field/value pairs. One command instead of HSET + EXPIRE.
+_STORE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return redis.call('EXPIRE', KEYS[1], ARGV[1])
+"""
 
 
 def _s(raw: dict[bytes, bytes], key: bytes) -> str | None:
@@ -149,10 +160,11 @@ class RedisLedger:
 
     # -- pipeline building blocks ------------------------------------------
     def queue_store(self, pipe: Pipeline, record: TaskRecord) -> None:
-        """Add the commands writing a new record (no idempotency claim) to ``pipe``."""
-        key = self.key(record.task_id)
-        pipe.hset(key, mapping=_record_fields(record))
-        pipe.expire(key, self.ttl)
+        """Add the command writing a new record (no idempotency claim) to ``pipe``."""
+        flat: list[str | bytes | int | float] = []
+        for name, value in _record_fields(record).items():
+            flat += [name, value]
+        pipe.eval(_STORE, 1, self.key(record.task_id), self.ttl, *flat)
 
     def queue_update(
         self,
@@ -161,6 +173,7 @@ class RedisLedger:
         state: TaskState,
         *,
         guard: bool = False,
+        quiet: bool = False,
         attempts: int | None = None,
         agent_id: str | None = None,
         error: str | None = None,
@@ -170,10 +183,12 @@ class RedisLedger:
         """Add a state move to ``pipe``; its reply parses with :meth:`parse_update`.
 
         With ``guard``, a record already final is left alone (a redelivered
-        duplicate of a finished task must not run again).
+        duplicate of a finished task must not run again). With ``quiet`` the
+        reply is ``[b"ok", executions]`` rather than the whole record.
         """
         args: list[str | bytes | int | float] = [
-            state.value, repr(time.time()), self.ttl, "1" if guard else "0",
+            state.value, repr(time.time()), self.ttl,
+            ("g" if guard else "") + ("q" if quiet else "-"),
         ]
         for name, value in (
             ("attempts", attempts), ("agent_id", agent_id), ("error", error),
@@ -192,6 +207,8 @@ class RedisLedger:
             return None, False
         if reply[0] == b"final" and isinstance(reply[1], list):
             return record_from_hash(reply[1]), True
+        if reply[0] == b"ok":
+            return None, False
         return record_from_hash(reply), False
 
     # -- the Ledger Protocol ------------------------------------------------

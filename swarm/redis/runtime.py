@@ -166,6 +166,9 @@ class _Delivery:
     entry_id: bytes
     stream: str
     record: TaskRecord | None = None
+    running: asyncio.Future[list[Any]] | None = None
+    started_at: float = 0.0
+    agent_id: str | None = None
     lease_until: float = 0.0
     worker: asyncio.Task[Any] | None = None
     interrupted: str | None = None
@@ -734,19 +737,31 @@ class RedisRuntime:
             await self._complete(d, TaskState.EXPIRED, error="deadline passed before start")
             return
         ledger = self.ledger
-        replies = await self._batch.call(
-            lambda pipe: ledger.queue_update(
-                pipe, env.id, TaskState.RUNNING, guard=True, attempts=env.attempt,
-                agent_id=agent.agent_id,
+        d.started_at = time.time()
+        d.agent_id = agent.agent_id
+        if env.attempt == 1:
+            # A first delivery cannot duplicate a finished task: record "running"
+            # without waiting, so the handler starts one round trip sooner.
+            d.running = self._batch.enqueue(
+                lambda pipe: ledger.queue_update(
+                    pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1,
+                    agent_id=agent.agent_id,
+                )
             )
-        )
-        record, was_final = ledger.parse_update(replies[0])
-        if was_final and record is not None:
-            # A redelivered duplicate of a task that already finished: settle it.
+        else:
+            replies = await self._batch.call(
+                lambda pipe: ledger.queue_update(
+                    pipe, env.id, TaskState.RUNNING, guard=True, attempts=env.attempt,
+                    agent_id=agent.agent_id,
+                )
+            )
+            record, was_final = ledger.parse_update(replies[0])
+            if was_final and record is not None:
+                # A redelivered duplicate of a task that already finished: settle it.
+                d.record = record
+                await self._settle_duplicate(d, record)
+                return
             d.record = record
-            await self._settle_duplicate(d, record)
-            return
-        d.record = record
         if agent.state is AgentState.READY:
             agent.state = AgentState.BUSY
         d.worker = me
@@ -815,13 +830,22 @@ class RedisRuntime:
         """Record a final state, notify the submitter and ack, in one round trip."""
         env = d.envelope
         ledger = self.ledger
-        final = self._project(d, state, error=error, result=result, result_type=result_type)
+        executions = 0
+        if d.running is not None:
+            (reply,) = await d.running
+            if isinstance(reply, Exception):
+                raise reply
+            if reply and reply[0] == b"ok":
+                executions = int(reply[1])
+        final = self._project(
+            d, state, error=error, result=result, result_type=result_type, executions=executions
+        )
         note = _RECORD_ENCODER.encode(final)
 
         def build(pipe: Pipeline) -> None:
             ledger.queue_update(
-                pipe, env.id, state, attempts=env.attempt, error=error, result=result,
-                result_type=result_type,
+                pipe, env.id, state, quiet=True, attempts=env.attempt, error=error,
+                result=result, result_type=result_type,
             )
             if env.reply_to:
                 pipe.xadd(
@@ -843,6 +867,7 @@ class RedisRuntime:
         error: str | None,
         result: bytes | None,
         result_type: str | None,
+        executions: int = 0,
     ) -> TaskRecord:
         """The final record as the ledger script will write it (sent to the submitter)."""
         env = d.envelope
@@ -852,6 +877,7 @@ class RedisRuntime:
             base = TaskRecord(
                 task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
                 idempotency_key=env.idempotency_key, epoch=env.epoch, created_at=env.created_at,
+                agent_id=d.agent_id, started_at=d.started_at or None, executions=executions,
             )
         return TaskRecord(
             task_id=base.task_id, type=base.type, recipient=base.recipient, state=state,
@@ -1150,6 +1176,10 @@ class RedisRuntime:
         self._waiters.setdefault(task_id, []).append(fut)
         try:
             async with asyncio.timeout(timeout):
+                if task_id in self._pending:
+                    # Ours and not finished: the inbox reader resolves ``fut``
+                    # (or the ledger sweep does, should the note be lost).
+                    return await fut
                 rec = await self._get_record(task_id)
                 if rec is None:
                     raise KeyError(task_id)

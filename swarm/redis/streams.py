@@ -279,6 +279,11 @@ async def ensure_group(redis: AnyRedis, stream: str, group: str) -> None:
             raise
 
 
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class _Op:
     __slots__ = ("build", "future")
 
@@ -305,6 +310,18 @@ class PipelineBatcher:
         self._queue: list[_Op] = []
         self._wake = asyncio.Event()
 
+    def enqueue(self, build: Callable[[Pipeline], None]) -> asyncio.Future[list[Any]]:
+        """Queue ``build``'s commands and return the future of their replies, without waiting.
+
+        Calls run in order, so a later :meth:`call` sees this one's effects.
+        """
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        # Consumed even when the caller drops it (e.g. its delivery was interrupted).
+        fut.add_done_callback(_consume)
+        self._queue.append(_Op(build, fut))
+        self._wake.set()
+        return fut
+
     async def call(self, build: Callable[[Pipeline], None]) -> list[Any]:
         """Queue ``build``'s commands for the next round trip and return their replies.
 
@@ -322,6 +339,9 @@ class PipelineBatcher:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                # One more loop turn lets the callers woken by the same event
+                # (e.g. a batch of results read at once) join this round trip.
+                await asyncio.sleep(0)
                 while self._queue:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
