@@ -260,7 +260,16 @@ async def bench(args: argparse.Namespace) -> None:
         )))
         call_swarm = lambda: queen.send(msg, to=f"role:{NoopAgent.role}", sender="bench")  # noqa: E731
         await run_pipelined(call_swarm, 1000)  # warm-up
+        profile = os.environ.get("BENCH_PROFILE_QUEEN")
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         sw_p = await run_pipelined(call_swarm, args.tasks)
+        if profile:
+            prof.disable()
+            prof.dump_stats(profile)
         sw_s = await run_sequential(call_swarm, args.sequential_tasks)
         agent.terminate()
         agent.wait()

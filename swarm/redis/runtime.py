@@ -96,6 +96,7 @@ from swarm.redis.streams import (
     band_of,
     ensure_group,
     parse_entries,
+    use_hiredis_packer,
 )
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
@@ -329,6 +330,9 @@ class RedisRuntime:
             return
         if self._clients is None:
             self._clients = await RedisClients.connect(self._settings)
+            clients = (self._clients.commands, self._clients.blocking)
+            for client in {id(c): c for c in clients}.values():
+                use_hiredis_packer(client)
         if self._ledger is None:
             self._ledger = RedisLedger(
                 redis=self._clients.commands, prefix=self.prefix, ttl=self._ledger_ttl
@@ -830,16 +834,10 @@ class RedisRuntime:
         """Record a final state, notify the submitter and ack, in one round trip."""
         env = d.envelope
         ledger = self.ledger
-        executions = 0
-        if d.running is not None:
-            (reply,) = await d.running
-            if isinstance(reply, Exception):
-                raise reply
-            if reply and reply[0] == b"ok":
-                executions = int(reply[1])
-        final = self._project(
-            d, state, error=error, result=result, result_type=result_type, executions=executions
-        )
+        # Not waiting for the "running" mark of a first delivery: the batcher
+        # runs calls in order, so it lands before this, often in the same
+        # round trip. A first delivery has no earlier execution to count.
+        final = self._project(d, state, error=error, result=result, result_type=result_type)
         note = _RECORD_ENCODER.encode(final)
 
         def build(pipe: Pipeline) -> None:
