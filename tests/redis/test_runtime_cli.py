@@ -26,3 +26,10 @@ def test_arguments() -> None:
     assert (args.role, args.replicas, args.concurrency, args.redis) == ("m:C", 3, 5, "redis://h:1/2")
     with pytest.raises(SystemExit):
         parse_args(["m:C", "--replicas", "0"])
+
+
+def test_stock_role_loads_from_the_agents_registry() -> None:
+    from agents import STOCK_AGENTS
+
+    for role, cls in STOCK_AGENTS.items():
+        assert load_role(role) is cls
