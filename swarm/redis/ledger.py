@@ -42,10 +42,13 @@ DEFAULT_LEDGER_TTL = 7 * 24 * 3600
 
 _FINALS = " ".join(s.value for s in FINAL_STATES)
 
-# KEYS: record. ARGV: state, now, ttl, flags ("g": leave a final record alone;
-# "q": reply {"ok", executions} instead of the record), then field/value pairs
-# to set. Returns the record as a flat hash, or {"final", hash} when the guard
-# kept a final record, or nil when unknown.
+# KEYS: record [, stream to ack in [, inbox to notify]]. ARGV: state, now, ttl,
+# flags ("g": leave a final record alone; "q": reply {"ok", executions} instead
+# of the record), then field/value pairs to set, then (with a stream) group,
+# entry id, note, inbox max length. The stream and inbox keys are in other
+# slots than the record, so that form is for standalone servers only. Returns
+# the record as a flat hash, or {"final", hash} when the guard kept a final
+# record, or nil when unknown.
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local finals = ' FINALS '
@@ -67,8 +70,17 @@ elseif prev_final and not final then
   redis.call('HDEL', KEYS[1], 'finished_at')
 end
 redis.call('HSET', KEYS[1], 'state', state)
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local n = #ARGV
+if #KEYS >= 2 then n = n - 4 end
+for i = 5, n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if #KEYS >= 3 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[#ARGV], '*', 'r', ARGV[#ARGV - 1])
+end
+if #KEYS >= 2 then
+  redis.call('XACK', KEYS[2], ARGV[#ARGV - 3], ARGV[#ARGV - 2])
+  redis.call('XDEL', KEYS[2], ARGV[#ARGV - 2])
+end
 if string.find(ARGV[4], 'q', 1, true) then
   return {'ok', tonumber(redis.call('HGET', KEYS[1], 'executions') or '0')}
 end
@@ -179,8 +191,14 @@ class RedisLedger:
         error: str | None = None,
         result: bytes | None = None,
         result_type: str | None = None,
+        then_ack: tuple[str, str, bytes] | None = None,
+        then_notify: tuple[str, bytes, int] | None = None,
     ) -> None:
         """Add a state move to ``pipe``; its reply parses with :meth:`parse_update`.
+
+        ``then_ack`` (stream, group, entry id) and ``then_notify`` (inbox
+        stream, note, max length) fold the ack and the submitter's note into
+        the same script, atomically: standalone servers only (cross-slot).
 
         With ``guard``, a record already final is left alone (a redelivered
         duplicate of a finished task must not run again). With ``quiet`` the
@@ -196,7 +214,15 @@ class RedisLedger:
         ):
             if value is not None:
                 args += [name, value]
-        pipe.eval(_UPDATE, 1, self.key(task_id), *args)
+        keys = [self.key(task_id)]
+        if then_ack is not None:
+            stream, group, entry_id = then_ack
+            inbox, note, maxlen = then_notify if then_notify is not None else ("", b"", 0)
+            keys.append(stream)
+            if then_notify is not None:
+                keys.append(inbox)
+            args += [group, entry_id, note, maxlen]
+        pipe.eval(_UPDATE, len(keys), *keys, *args)
 
     @staticmethod
     def parse_update(reply: Any) -> tuple[TaskRecord | None, bool]:

@@ -320,6 +320,10 @@ class RedisRuntime:
         return self._clients.blocking
 
     @property
+    def _cluster(self) -> bool:
+        return self._clients is not None and self._clients.cluster
+
+    @property
     def _batch(self) -> PipelineBatcher:
         assert self._batcher is not None
         return self._batcher
@@ -839,6 +843,21 @@ class RedisRuntime:
         # round trip. A first delivery has no earlier execution to count.
         final = self._project(d, state, error=error, result=result, result_type=result_type)
         note = _RECORD_ENCODER.encode(final)
+
+        inbox = C.inbox_stream(env.reply_to, self.prefix) if env.reply_to else None
+        if not self._cluster:
+            # One script: ledger, note and ack in one step and one reply.
+            replies = await self._batch.call(
+                lambda pipe: ledger.queue_update(
+                    pipe, env.id, state, quiet=True, attempts=env.attempt, error=error,
+                    result=result, result_type=result_type,
+                    then_ack=(d.stream, C.TASK_GROUP, d.entry_id),
+                    then_notify=None if inbox is None else (inbox, note, _INBOX_MAXLEN),
+                )
+            )
+            if isinstance(replies[0], Exception):
+                raise replies[0]
+            return
 
         def build(pipe: Pipeline) -> None:
             ledger.queue_update(
