@@ -170,6 +170,7 @@ class _Delivery:
     running: asyncio.Future[list[Any]] | None = None
     started_at: float = 0.0
     agent_id: str | None = None
+    read_at: float = 0.0
     lease_until: float = 0.0
     worker: asyncio.Task[Any] | None = None
     interrupted: str | None = None
@@ -698,7 +699,7 @@ class RedisRuntime:
             env = msgspec.structs.replace(env, attempt=env.attempt + entry.deliveries - 1)
         rep.assigned += 1
         rep.settled.clear()
-        rep.queue.put_nowait(_Delivery(env, entry.entry_id, stream))
+        rep.queue.put_nowait(_Delivery(env, entry.entry_id, stream, read_at=time.monotonic()))
         self._wake_role(rep.role)
 
     async def _reject(self, stream: str, entry_id: bytes, reason: str, role: str) -> None:
@@ -738,6 +739,11 @@ class RedisRuntime:
     async def _execute(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
         env = d.envelope
         agent = rep.agent
+        if time.monotonic() - d.read_at > self.visibility_timeout:
+            # Waited here past the visibility timeout: another replica may have
+            # claimed it meanwhile. Leave it pending; a reaper hands it on.
+            _log.warning("stale delivery left to the reaper", task_id=env.id)
+            return
         if env.attempt > env.max_attempts:
             await self._dead_letter(d, f"delivered {env.attempt} times (agent crashes?)")
             return
@@ -1021,9 +1027,9 @@ class RedisRuntime:
                 _log.warning("reaper pass failed", error=repr(exc))
 
     async def _reclaim(self, min_idle: int) -> None:
-        # The least loaded replica takes them even when it is full: under a
-        # backlog nobody ever has a free slot, and an orphan must not wait for
-        # the backlog to drain. It runs them next, ahead of new reads.
+        # The least loaded replica takes a dead agent's entries even when it is
+        # full: under a backlog nobody ever has a free slot, and an orphan must
+        # not wait for the backlog to drain.
         by_role: dict[str, _Replica] = {}
         for rep in self._replicas.values():
             if rep.agent.accepting and not rep.dead:
@@ -1046,6 +1052,10 @@ class RedisRuntime:
                         agent_id=rep.agent.agent_id, deliveries=entry.deliveries,
                     )
                     await self._accept(rep, stream, entry)
+                # Claimed even into a full replica (one at a time): it runs them
+                # after its current task; should one wait here past the timeout,
+                # _execute leaves it for the next reaper instead of running a
+                # copy another replica may have claimed.
                 raw = await self._redis.eval(
                     RECLAIM, 1, stream, C.TASK_GROUP, rep.agent.agent_id, min_idle,
                     max(1, rep.free),

@@ -157,9 +157,10 @@ async def test_sigkill_mid_task_loses_nothing(
     async with asyncio.TaskGroup() as tg:
         while kills < 6:
             await asyncio.sleep(0.5)  # chaos interval, not a condition
-            running = [r for r in await _records(queen, ids) if r.state is TaskState.RUNNING]
-            if not running:
+            recs = await _records(queen, ids)
+            if all(r.final for r in recs):
                 break
+            running = [r for r in recs if r.state is TaskState.RUNNING]
             alive = [r.agent_id for r in running if r.agent_id in procs.procs]
             if not alive or alive[0] is None:
                 continue
