@@ -88,8 +88,15 @@ return redis.call('HGETALL', KEYS[1])
 """.replace("FINALS", _FINALS)
 
 
-# KEYS: record. ARGV: ttl, then field/value pairs. One command instead of HSET + EXPIRE.
+# KEYS: record [, task stream]. ARGV: ttl, [envelope,] then field/value pairs.
+# One command instead of HSET + EXPIRE (+ XADD of the task, standalone only:
+# the stream is in another slot).
 _STORE = """
+if #KEYS >= 2 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return redis.call('EXPIRE', KEYS[1], ARGV[1])
 """
@@ -171,12 +178,22 @@ class RedisLedger:
         return ledger_key(task_id, self.prefix)
 
     # -- pipeline building blocks ------------------------------------------
-    def queue_store(self, pipe: Pipeline, record: TaskRecord) -> None:
-        """Add the command writing a new record (no idempotency claim) to ``pipe``."""
+    def queue_store(
+        self, pipe: Pipeline, record: TaskRecord, *, then_add: tuple[str, bytes] | None = None
+    ) -> None:
+        """Add the command writing a new record (no idempotency claim) to ``pipe``.
+
+        ``then_add`` (stream, envelope) also appends the task to its stream in
+        the same script: standalone servers only (the keys are in other slots).
+        """
         flat: list[str | bytes | int | float] = []
         for name, value in _record_fields(record).items():
             flat += [name, value]
-        pipe.eval(_STORE, 1, self.key(record.task_id), self.ttl, *flat)
+        if then_add is not None:
+            stream, data = then_add
+            pipe.eval(_STORE, 2, self.key(record.task_id), stream, self.ttl, data, *flat)
+        else:
+            pipe.eval(_STORE, 1, self.key(record.task_id), self.ttl, *flat)
 
     def queue_update(
         self,

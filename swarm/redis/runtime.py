@@ -565,9 +565,14 @@ class RedisRuntime:
             self._pending[env.id] = env
             self._idle.clear()
 
+        cluster = self._cluster
+
         def build(pipe: Pipeline) -> None:
-            ledger.queue_store(pipe, record)
-            pipe.xadd(stream, {"e": data})
+            if cluster:
+                ledger.queue_store(pipe, record)
+                pipe.xadd(stream, {"e": data})
+            else:
+                ledger.queue_store(pipe, record, then_add=(stream, data))
 
         try:
             replies = await self._batch.call(build)
