@@ -74,7 +74,8 @@ from swarm.swarm import Swarm
 from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
-_NAMESPACE_MODULES = ("cli", "constants", "metrics", "settings", "testing", "tracing")
+# Subpackages with their own public API (``swarm.redis``) count as namespaces too.
+_NAMESPACE_MODULES = ("cli", "constants", "metrics", "redis", "settings", "testing", "tracing")
 
 __all__ = [
     "FINAL_STATES",

@@ -26,6 +26,9 @@ __all__ = [
     "DEFAULT_VISIBILITY_TIMEOUT",
     "KEY_PREFIX",
     "PRIORITY_BANDS",
+    "TASK_GROUP",
+    "agent_stream",
+    "channel_name",
     "dead_letter_stream",
     "delayed_key",
     "directory_key",
@@ -35,7 +38,10 @@ __all__ = [
     "leader_epoch_key",
     "leader_lease_key",
     "ledger_key",
+    "ledger_pattern",
     "memory_key",
+    "rejected_stream",
+    "replicas_key",
     "task_stream",
 ]
 
@@ -55,12 +61,16 @@ CHANNELS = (
 )
 
 #: Priority bands for durable streams: a task's priority is clamped to one of
-#: these, and consumers read higher bands first.
-PRIORITY_BANDS = (2, 1, 0)
+#: these, and consumers read higher bands first (FIFO within a band). Ten
+#: bands keep the in-process runtime's strict priority order for 0..9.
+PRIORITY_BANDS = tuple(range(9, -1, -1))
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+
+#: Consumer group reading every task stream of a role (consumers are agent ids).
+TASK_GROUP = "agents"
 
 
 def task_stream(role: str, band: int, prefix: str = KEY_PREFIX) -> str:
@@ -124,3 +134,32 @@ def memory_key(memory_id: str, prefix: str = KEY_PREFIX) -> str:
     multi-key scripts over memories stay possible; the hot tier is a cache.
     """
     return f"{prefix}:{{memory}}:m:{memory_id}"
+
+
+def agent_stream(role: str, agent_id: str, prefix: str = KEY_PREFIX) -> str:
+    """Stream of the tasks aimed at one agent id (``agent:<id>``), in its role's slot."""
+    return f"{prefix}:{{{role}}}:agent:{agent_id}"
+
+
+def rejected_stream(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Stream where malformed, oversized or foreign entries of a role's streams are moved aside."""
+    return f"{prefix}:{{{role}}}:rejected"
+
+
+def replicas_key(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash of a role's live replicas (agent id to heartbeat record)."""
+    return f"{prefix}:{{{role}}}:replicas"
+
+
+def ledger_pattern(prefix: str = KEY_PREFIX) -> str:
+    """SCAN pattern matching every ledger record key."""
+    return f"{prefix}:ledger:*"
+
+
+def channel_name(topic: str, prefix: str = KEY_PREFIX) -> str:
+    """Pub/sub channel of a topic: the topic itself under the default prefix.
+
+    A runtime with its own key prefix (a test, a second swarm on one server)
+    gets its own channels too, so its commands do not reach other swarms.
+    """
+    return topic if prefix == KEY_PREFIX else f"{prefix}:{topic}"

@@ -9,6 +9,7 @@ that returns a started runtime. Options every factory must accept:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -36,8 +37,41 @@ async def inprocess_factory() -> AsyncIterator[Make]:
             await runtime.stop(drain=False)
 
 
+@contextlib.asynccontextmanager
+async def redis_factory() -> AsyncIterator[Make]:
+    # Imported here: the in-process parameter must run without Redis installed.
+    from redis.asyncio import Redis
+
+    from swarm.redis import RedisRuntime
+    from tests.servers import require_redis
+
+    url = require_redis()
+    client = Redis.from_url(url, socket_timeout=10)
+    # One random prefix per test isolates its keys and channels on the shared server.
+    prefix = f"conf-{os.urandom(6).hex()}"
+    made: list[RedisRuntime] = []
+
+    async def make(**options: Any) -> Runtime:
+        options.setdefault("block_time", 0.5)
+        runtime = RedisRuntime(redis=client, prefix=prefix, **options)
+        await runtime.start()
+        made.append(runtime)
+        return runtime
+
+    try:
+        yield make
+    finally:
+        for runtime in made:
+            await runtime.stop(drain=False)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
 FACTORIES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[Make]]] = {
     "inprocess": inprocess_factory,
+    "redis": redis_factory,
 }
 
 

@@ -1,0 +1,336 @@
+"""Benchmark: RedisRuntime vs a raw redis-py Streams request/reply loop, over loopback Redis.
+
+One Queen process (this script) and one agent process (``python -m swarm.agent``,
+or this script with ``--raw-worker`` for the raw loop). Measured in the same run:
+
+* pipelined: ``--tasks`` no-op tasks (~200 B envelopes), 100 in flight;
+* sequential: one task at a time (``--sequential-tasks``);
+* Redis memory per queued task with ``--queued`` tasks submitted and no agent
+  running (ledger record + stream entry), from ``INFO memory``.
+
+By default a private ``redis-server`` (no persistence) is started on a free
+port, so other clients of a shared server do not disturb the figures.
+
+Run::
+
+    /work/venv/bin/python bench/bench_redis.py [--tasks 20000] [--redis URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+from swarm import Agent, Message, handler  # noqa: E402
+from swarm.ledger import TaskState  # noqa: E402
+from swarm.messages import Envelope, Kind, new_id  # noqa: E402
+from swarm.redis import RedisRuntime, RedisSettings  # noqa: E402
+
+IN_FLIGHT = 100
+BODY = "x" * 120  # with the envelope's ids and fields: ~200 B on the wire
+
+
+class Noop(Message):
+    body: str
+
+
+class NoopAgent(Agent):
+    role = "bench_noop"
+
+    @handler
+    async def noop(self, msg: Noop) -> None:
+        return None
+
+
+# -- raw redis-py Streams request/reply -------------------------------------
+RAW_REQ = "bench-raw:req"
+RAW_REP = "bench-raw:rep"
+RAW_GROUP = "g"
+
+
+async def raw_worker(url: str) -> None:
+    """Serve the raw loop: XREADGROUP a batch, XADD the replies and XACK, in one pipeline."""
+    r = Redis.from_url(url)
+    try:
+        await r.xgroup_create(RAW_REQ, RAW_GROUP, id="0", mkstream=True)
+    except Exception:
+        pass
+    while True:
+        got = await r.xreadgroup(RAW_GROUP, "w", {RAW_REQ: ">"}, count=IN_FLIGHT, block=1000)
+        if not got:
+            continue
+        pipe = r.pipeline(transaction=False)
+        ids = []
+        for _key, items in got:
+            for entry_id, fields in items:
+                ids.append(entry_id)
+                pipe.xadd(RAW_REP, {"id": fields[b"id"], "r": b"\xc0"})
+        pipe.xack(RAW_REQ, RAW_GROUP, *ids)
+        await pipe.execute()
+
+
+class RawClient:
+    def __init__(self, r: Redis) -> None:
+        self.r = r
+        self.last = b"$"
+        self.waiters: dict[bytes, asyncio.Future[None]] = {}
+        self.outbox: list[tuple[bytes, bytes]] = []
+        self.wake = asyncio.Event()
+
+    async def start(self) -> None:
+        info = await self.r.xrevrange(RAW_REP, count=1)
+        self.last = info[0][0] if info else b"0-0"
+
+    async def reader(self) -> None:
+        me = asyncio.current_task()
+        # redis-py can swallow a cancel that lands during a blocking read.
+        while me is None or not me.cancelling():
+            got = await self.r.xread({RAW_REP: self.last}, count=1000, block=1000)
+            for _key, items in got or ():
+                for entry_id, fields in items:
+                    self.last = entry_id
+                    fut = self.waiters.pop(fields[b"id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+
+    async def writer(self) -> None:
+        # Batched: every request queued since the last round trip goes in one pipeline.
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox:
+                batch, self.outbox = self.outbox, []
+                pipe = self.r.pipeline(transaction=False)
+                for rid, payload in batch:
+                    pipe.xadd(RAW_REQ, {"id": rid, "p": payload})
+                await pipe.execute()
+
+    async def call(self, payload: bytes) -> None:
+        rid = new_id().encode()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters[rid] = fut
+        self.outbox.append((rid, payload))
+        self.wake.set()
+        await fut
+
+
+# -- measurement ------------------------------------------------------------
+async def run_pipelined(call: object, n: int) -> tuple[float, list[float]]:
+    assert callable(call)
+    sem = asyncio.Semaphore(IN_FLIGHT)
+    lat: list[float] = []
+
+    async def one() -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            await call()
+            lat.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return n / (time.perf_counter() - t0), lat
+
+
+async def run_sequential(call: object, n: int) -> tuple[float, list[float]]:
+    assert callable(call)
+    lat = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t1 = time.perf_counter()
+        await call()
+        lat.append(time.perf_counter() - t1)
+    return n / (time.perf_counter() - t0), lat
+
+
+def pct(lat: list[float], q: float) -> float:
+    return statistics.quantiles(lat, n=100)[int(q) - 1] * 1e6 if len(lat) > 1 else 0.0
+
+
+def row(name: str, rate: float, lat: list[float]) -> str:
+    return f"{name:<34} {rate:>10.0f} {pct(lat, 50):>10.0f} {pct(lat, 99):>10.0f}"
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found; pass --redis URL")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    directory = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", directory],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return proc, f"redis://127.0.0.1:{port}/0", directory
+
+
+async def wait_ready(url: str) -> None:
+    r = Redis.from_url(url)
+    for _ in range(100):
+        try:
+            await r.ping()
+            await r.aclose()
+            return
+        except Exception:
+            await asyncio.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+async def wait_for_agent(queen: RedisRuntime) -> None:
+    # Polling with a deadline: the agent process has no way to signal us but Redis.
+    deadline = time.monotonic() + 30
+    while True:
+        info = (await queen.directory()).get(NoopAgent.role)
+        if info is not None and info.replicas:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("the agent process did not register")
+        await asyncio.sleep(0.1)
+
+
+def spawn(args: list[str], url: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(__file__).resolve().parent}")
+    profile = os.environ.get("BENCH_PROFILE_AGENT")
+    if profile and args[:1] == ["-m"]:
+        args = ["-m", "cProfile", "-o", profile, *args]
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+async def bench(args: argparse.Namespace) -> None:
+    url = args.redis
+    server = None
+    if url is None:
+        server, url, directory = start_server()
+        await wait_ready(url)
+    prefix = f"bench-{os.urandom(4).hex()}"
+    results = []
+    try:
+        # Raw loop first, in its own worker process.
+        r = Redis.from_url(url)
+        await r.delete(RAW_REQ, RAW_REP)
+        await r.xgroup_create(RAW_REQ, RAW_GROUP, id="0", mkstream=True)
+        raw_proc = spawn([__file__, "--raw-worker", "--redis", url], url)
+        raw = RawClient(r)
+        await raw.start()
+        reader = asyncio.create_task(raw.reader())
+        writer = asyncio.create_task(raw.writer())
+        payload = b"\x81\xa4body\xd9\x78" + BODY.encode()
+        call_raw = lambda: raw.call(payload)  # noqa: E731
+        await run_pipelined(call_raw, 1000)  # warm-up
+        raw_p = await run_pipelined(call_raw, args.tasks)
+        raw_s = await run_sequential(call_raw, args.sequential_tasks)
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+        raw_proc.terminate()
+        raw_proc.wait()
+
+        settings = RedisSettings.from_dsn(url)
+        queen = RedisRuntime(settings=settings, prefix=prefix)
+        await queen.start()
+        agent = spawn(
+            ["-m", "swarm.agent", "bench_redis:NoopAgent", "--redis", url, "--prefix", prefix,
+             "--concurrency", str(IN_FLIGHT)], url,
+        )
+        await wait_for_agent(queen)
+        msg = Noop(body=BODY)
+        env_size = len(queen.codec.encode(Envelope(
+            id=new_id(), kind=Kind.TASK, type=Noop.type_name, sender="bench",
+            recipient=f"role:{NoopAgent.role}", payload=queen.codec.encode_payload(msg),
+            created_at=time.time(), reply_to=queen.node_id,
+        )))
+        call_swarm = lambda: queen.send(msg, to=f"role:{NoopAgent.role}", sender="bench")  # noqa: E731
+        await run_pipelined(call_swarm, 1000)  # warm-up
+        profile = os.environ.get("BENCH_PROFILE_QUEEN")
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        sw_p = await run_pipelined(call_swarm, args.tasks)
+        if profile:
+            prof.disable()
+            prof.dump_stats(profile)
+        sw_s = await run_sequential(call_swarm, args.sequential_tasks)
+        agent.terminate()
+        agent.wait()
+
+        # Memory per queued task: no agent runs, so everything stays queued.
+        await r.execute_command("MEMORY", "PURGE")
+        before = int((await r.info("memory"))["used_memory"])
+        for i in range(0, args.queued, 1000):
+            await asyncio.gather(*(
+                queen.submit(Envelope(
+                    id=new_id(), kind=Kind.TASK, type=Noop.type_name, sender="bench",
+                    recipient=f"role:{NoopAgent.role}", payload=queen.codec.encode_payload(msg),
+                    created_at=time.time(), reply_to=queen.node_id,
+                ))
+                for _ in range(min(1000, args.queued - i))
+            ))
+        after = int((await r.info("memory"))["used_memory"])
+        counts = await queen.ledger.counts()
+        assert counts.get(TaskState.QUEUED, 0) == args.queued, counts
+        per_task = (after - before) / args.queued
+        await queen.stop(drain=False)
+        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=5000)]
+        for i in range(0, len(keys), 5000):
+            await r.delete(*keys[i : i + 5000])
+        await r.delete(RAW_REQ, RAW_REP)
+        await r.aclose()
+        results = [
+            row(f"raw Streams, {IN_FLIGHT} in flight", *raw_p),
+            row(f"RedisRuntime, {IN_FLIGHT} in flight", *sw_p),
+            row("raw Streams, sequential", *raw_s),
+            row("RedisRuntime, sequential", *sw_s),
+        ]
+        print(f"tasks: {args.tasks} pipelined, {args.sequential_tasks} sequential; "
+              f"envelope {env_size} B; server {url}")
+        print(f"{'':<34} {'tasks/s':>10} {'p50 us':>10} {'p99 us':>10}")
+        for line in results:
+            print(line)
+        print(f"pipelined ratio runtime/raw: {sw_p[0] / raw_p[0]:.2f}x")
+        print(f"sequential p50 ratio runtime/raw: {pct(sw_s[1], 50) / pct(raw_s[1], 50):.2f}x")
+        print(f"Redis memory per queued task ({args.queued} queued, ledger + stream): "
+              f"{per_task:.0f} B")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--redis", default=None, help="use this server instead of a private one")
+    p.add_argument("--tasks", type=int, default=20_000)
+    p.add_argument("--sequential-tasks", type=int, default=20_000)
+    p.add_argument("--queued", type=int, default=100_000)
+    p.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.raw_worker:
+        asyncio.run(raw_worker(args.redis))
+        return
+    asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,412 @@
+"""Redis Streams helpers of the Redis runtime: the Lua scripts and a pipeline batcher.
+
+Every state change of a task entry that must not be half-done runs as one
+Lua script on the keys of one role, which share the ``{role}`` hash tag and
+so one Redis Cluster slot: ack-and-delete, ack-and-schedule-a-retry,
+ack-and-dead-letter, ack-and-move-aside, promotion of due retries, and the
+reclaim of entries idle past the visibility timeout together with their
+delivery counts.
+
+Scripts are sent with ``EVAL`` (not ``EVALSHA``): Redis caches them by digest
+anyway, and a restarted server (which forgets loaded scripts) then needs no
+reload-and-retry dance in the middle of a pipeline.
+
+Example:
+    >>> from swarm.redis.streams import band_of
+    >>> band_of(7), band_of(1), band_of(-3)
+    (2, 1, 0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+import redis.utils
+import structlog
+from redis.connection import HiredisRespSerializer
+from redis.exceptions import ResponseError
+
+from swarm.constants import PRIORITY_BANDS
+from swarm.redis.connections import AnyRedis
+
+__all__ = [
+    "ACK",
+    "DEAD",
+    "FETCH",
+    "ORPHANS",
+    "PROMOTE",
+    "RECLAIM",
+    "REDRIVE",
+    "REJECT",
+    "REQUEUE",
+    "RETRY",
+    "TRIM",
+    "HiredisPackConnection",
+    "PipelineBatcher",
+    "StreamEntry",
+    "band_of",
+    "ensure_group",
+    "parse_entries",
+    "use_hiredis_packer",
+]
+
+_log = structlog.get_logger("swarm.redis.streams")
+
+#: A standalone or Cluster pipeline (their command APIs match).
+Pipeline = Any
+
+# KEYS: streams, best first. ARGV: group, consumer, count, start id (">" or "0").
+# Returns a flat list: key index, entry id, fields (or false if deleted), delivery count.
+FETCH = """
+local out = {}
+local left = tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  if left <= 0 then break end
+  local res = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
+                         'STREAMS', key, ARGV[4])
+  if res and res[1] then
+    local entries = res[1][2]
+    local counts = {}
+    if ARGV[4] ~= '>' and #entries > 0 then
+      local p = redis.call('XPENDING', key, ARGV[1], entries[1][1], entries[#entries][1],
+                           #entries, ARGV[2])
+      for _, e in ipairs(p) do counts[e[1]] = e[4] end
+    end
+    for _, e in ipairs(entries) do
+      if e[2] then
+        table.insert(out, i)
+        table.insert(out, e[1])
+        table.insert(out, e[2])
+        table.insert(out, counts[e[1]] or 1)
+        left = left - 1
+      else
+        -- Deleted while pending: nothing left to deliver.
+        redis.call('XACK', key, ARGV[1], e[1])
+      end
+    end
+  end
+end
+return out
+"""
+
+# KEYS: stream. ARGV: group, consumer, min idle ms, count. Same shape as FETCH.
+RECLAIM = """
+local res = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
+                       'COUNT', ARGV[4])
+local out = {}
+for _, e in ipairs(res[2]) do
+  if e[2] then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    table.insert(out, 1)
+    table.insert(out, e[1])
+    table.insert(out, e[2])
+    table.insert(out, p[1] and p[1][4] or 1)
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], e[1])
+  end
+end
+return out
+"""
+
+# KEYS: stream. ARGV: group, consumer to claim for, count, then the live consumers.
+# Claims the pending entries of consumers that are not live (their agent died:
+# no heartbeat) at once, without waiting for the visibility timeout, and drops
+# dead consumers that hold nothing. Same reply shape as FETCH.
+ORPHANS = """
+local live = {}
+for i = 4, #ARGV do live[ARGV[i]] = true end
+live[ARGV[2]] = true
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return {} end
+local out = {}
+local left = tonumber(ARGV[3])
+for _, c in ipairs(consumers) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] end
+    if c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name and not live[name] then
+    if pending == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    elseif left > 0 then
+      local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', left, name)
+      for _, e in ipairs(p) do
+        local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1])
+        if got[1] and got[1][2] then
+          table.insert(out, 1)
+          table.insert(out, got[1][1])
+          table.insert(out, got[1][2])
+          table.insert(out, e[4] + 1)
+          left = left - 1
+        elseif got[1] == nil then
+          -- Deleted entry: XCLAIM dropped it from the pending list.
+        else
+          redis.call('XACK', KEYS[1], ARGV[1], e[1])
+        end
+      end
+    end
+  end
+end
+return out
+"""
+
+# KEYS: stream. ARGV: group, entry id.
+ACK = """
+local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return n
+"""
+
+# KEYS: stream, delayed zset. ARGV: group, entry id, due (unix s), member.
+RETRY = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+"""
+
+# KEYS: stream, target stream. ARGV: group, entry id, envelope.
+REQUEUE = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
+"""
+
+# KEYS: stream, dead-letter stream. ARGV: group, entry id, envelope, error, failed_at.
+DEAD = """
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[3], 'err', ARGV[4], 'at', ARGV[5])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: stream, rejected stream. ARGV: group, entry id, reason, max kept.
+REJECT = """
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+local args = {KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'reason', ARGV[3], 'source', KEYS[1],
+              'id', ARGV[2]}
+if e[1] then
+  for _, v in ipairs(e[1][2]) do table.insert(args, v) end
+end
+redis.call('XADD', unpack(args))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: delayed zset. ARGV: now, limit. Members are "<stream key>\\n<envelope>"; the
+# streams share the zset's hash tag, so they live in the same cluster slot.
+PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local n = 0
+for _, m in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], m) == 1 then
+    local cut = string.find(m, '\\n', 1, true)
+    redis.call('XADD', string.sub(m, 1, cut - 1), '*', 'e', string.sub(m, cut + 1))
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: dead-letter stream, target stream. ARGV: dead entry id, envelope.
+REDRIVE = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+end
+return false
+"""
+
+# KEYS: stream. ARGV: group. Trims entries older than both the oldest pending
+# entry and the group's last delivered id: those were all acked.
+TRIM = """
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if not ok then return 0 end
+local last = nil
+for _, g in ipairs(groups) do
+  local name, lid
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] end
+    if g[i] == 'last-delivered-id' then lid = g[i + 1] end
+  end
+  if name == ARGV[1] then last = lid end
+end
+if not last then return 0 end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1])
+local minid = last
+if p[1] > 0 then minid = p[2] end
+return redis.call('XTRIM', KEYS[1], 'MINID', minid)
+"""
+
+
+def band_of(priority: int) -> int:
+    """Clamp a task priority to one of the stream priority bands."""
+    return max(min(PRIORITY_BANDS), min(max(PRIORITY_BANDS), priority))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One entry read from a task stream.
+
+    Attributes:
+        key_index: Index of the stream in the key list the read used.
+        entry_id: The stream entry id.
+        fields: The entry's field/value pairs.
+        deliveries: How many times the group delivered it (1 on first read).
+    """
+
+    key_index: int
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+    deliveries: int
+
+
+def parse_entries(raw: list[Any]) -> list[StreamEntry]:
+    """Parse the flat reply of :data:`FETCH` or :data:`RECLAIM`."""
+    out: list[StreamEntry] = []
+    for i in range(0, len(raw), 4):
+        flat = raw[i + 2]
+        fields = {flat[j]: flat[j + 1] for j in range(0, len(flat) - 1, 2)}
+        out.append(StreamEntry(int(raw[i]) - 1, raw[i + 1], fields, int(raw[i + 3])))
+    return out
+
+
+async def ensure_group(redis: AnyRedis, stream: str, group: str) -> None:
+    """Create a consumer group reading ``stream`` from its start (and the stream itself)."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class _Op:
+    __slots__ = ("build", "future")
+
+    def __init__(self, build: Callable[[Pipeline], None], future: asyncio.Future[list[Any]]):
+        self.build = build
+        self.future = future
+
+
+class PipelineBatcher:
+    """Coalesces the commands of concurrent callers into one pipeline round trip.
+
+    Each caller adds its commands to the next pipeline and gets back the
+    replies of just its commands (errors as exception instances, not raised).
+    The flusher runs as a task owned by the caller's :class:`~swarm.tasks.TaskSet`.
+
+    Args:
+        redis: Client the pipelines run on.
+        max_batch: Most callers served per round trip.
+    """
+
+    def __init__(self, redis: AnyRedis, *, max_batch: int = 512) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._queue: list[_Op] = []
+        self._wake = asyncio.Event()
+
+    def enqueue(self, build: Callable[[Pipeline], None]) -> asyncio.Future[list[Any]]:
+        """Queue ``build``'s commands and return the future of their replies, without waiting.
+
+        Calls run in order, so a later :meth:`call` sees this one's effects.
+        """
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        # Consumed even when the caller drops it (e.g. its delivery was interrupted).
+        fut.add_done_callback(_consume)
+        self._queue.append(_Op(build, fut))
+        self._wake.set()
+        return fut
+
+    async def call(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        """Queue ``build``'s commands for the next round trip and return their replies.
+
+        Raises:
+            redis.exceptions.ConnectionError: The round trip failed.
+        """
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(build, fut))
+        self._wake.set()
+        return await fut
+
+    async def run(self) -> None:
+        """Flush queued calls until cancelled."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                # One more loop turn lets the callers woken by the same event
+                # (e.g. a batch of results read at once) join this round trip.
+                await asyncio.sleep(0)
+                while self._queue:
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                    await self._flush(batch)
+        finally:
+            for op in self._queue:
+                if not op.future.done():
+                    op.future.cancel()
+            self._queue.clear()
+
+    async def _flush(self, batch: list[_Op]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        spans: list[tuple[_Op, int, int]] = []
+        for op in batch:
+            # Builders only queue commands from ready arguments; they do not fail.
+            start = len(pipe)
+            op.build(pipe)
+            spans.append((op, start, len(pipe)))
+        if not spans:
+            return
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for op, _, _ in spans:
+                if not op.future.done():
+                    op.future.cancel()
+            raise
+        except Exception as exc:
+            for op, _, _ in spans:
+                if not op.future.done():
+                    op.future.set_exception(exc)
+            return
+        for op, start, end in spans:
+            if not op.future.done():
+                op.future.set_result(list(replies[start:end]))
+
+
+class HiredisPackConnection(redis.asyncio.Connection):
+    """An asyncio connection that packs commands with hiredis's C packer.
+
+    redis-py's asyncio connection packs every command in Python; on the task
+    hot path (several commands per task, ten-odd arguments each) that was the
+    largest single cost in profiles.
+    """
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)  # type: ignore[no-any-return]
+
+
+def use_hiredis_packer(client: Any) -> bool:
+    """Make new connections of a standalone client we own pack with hiredis.
+
+    Returns whether it applied (hiredis installed, plain standalone connections).
+    """
+    if not redis.utils.HIREDIS_AVAILABLE or not isinstance(client, redis.asyncio.Redis):
+        return False
+    pool = client.connection_pool
+    if pool.connection_class is not redis.asyncio.Connection:
+        return False
+    pool.connection_class = HiredisPackConnection
+    return True

@@ -1,0 +1,99 @@
+"""RedisClients against a real server: three clients, hiredis, retry, block-time safety."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.utils
+from redis.asyncio import Redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from swarm.errors import ConfigError, TransportError
+from swarm.redis import RedisClients, RedisSettings
+from tests.redis_server import free_port
+from tests.servers import require_redis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[RedisClients]:
+    # A short socket timeout and a longer block time: the case redis-py's
+    # defaults get wrong, made fast.
+    settings = RedisSettings.from_dsn(
+        require_redis(), socket_timeout=0.3, block_time=0.6, retry_attempts=1
+    )
+    c = await RedisClients.connect(settings)
+    yield c
+    await c.close()
+
+
+async def test_three_distinct_clients_with_hiredis_and_explicit_retry(
+    clients: RedisClients,
+) -> None:
+    assert len({id(clients.commands), id(clients.pubsub), id(clients.blocking)}) == 3
+    assert redis.utils.HIREDIS_AVAILABLE and clients.hiredis
+    assert isinstance(clients.commands, Redis)
+    conn = await clients.commands.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        assert type(conn._parser).__name__ == "_AsyncHiredisParser"
+        assert conn.retry.get_retries() == clients.settings.retry_attempts
+        assert isinstance(conn.retry._backoff, ExponentialWithJitterBackoff)
+    finally:
+        await clients.commands.connection_pool.release(conn)
+    assert not clients.cluster
+
+
+async def test_blocking_client_outlives_its_block_time(clients: RedisClients) -> None:
+    key = f"swarm-test:{time.time_ns()}:nothing"
+    block = clients.settings.block_time
+    assert clients.settings.socket_timeout < block < clients.settings.blocking_timeout
+    started = time.monotonic()
+    assert await clients.blocking.execute_command("BLPOP", key, block) is None
+    assert time.monotonic() - started >= block * 0.9
+    # The same read on the commands client dies of its socket timeout: the
+    # reason the blocking client exists.
+    with pytest.raises(RedisTimeoutError):
+        await clients.commands.execute_command("BLPOP", key, block)
+
+
+async def test_commands_work_on_every_client(clients: RedisClients) -> None:
+    assert await clients.commands.ping()
+    assert await clients.pubsub.ping()
+    assert await clients.blocking.ping()
+
+
+async def test_unreachable_server_is_a_transport_error_without_password() -> None:
+    settings = RedisSettings.from_dsn(
+        f"redis://u:hunter2@127.0.0.1:{free_port()}/0?retry_attempts=1&socket_connect_timeout=0.5"
+    )
+    with pytest.raises(TransportError) as info:
+        await RedisClients.connect(settings)
+    assert "hunter2" not in str(info.value)
+
+
+async def test_from_clients_derives_a_blocking_client_and_closes_only_that() -> None:
+    url = require_redis()
+    own = Redis.from_url(url, socket_timeout=0.3)
+    try:
+        c = RedisClients.from_clients(own, settings=RedisSettings(block_time=0.6))
+        assert c.commands is own and c.pubsub is own and c.blocking is not own
+        assert (
+            await c.blocking.execute_command("BLPOP", f"swarm-test:{time.time_ns()}", 0.6) is None
+        )
+        await c.close()
+        assert await own.ping()  # the caller's client stays open
+    finally:
+        await own.aclose()
+
+
+async def test_from_clients_rejects_a_blocking_client_that_would_time_out() -> None:
+    with pytest.raises(ConfigError, match="must exceed block_time"):
+        RedisClients.from_clients(
+            Redis(socket_timeout=1),
+            blocking=Redis(socket_timeout=1),
+            settings=RedisSettings(block_time=5),
+        )

@@ -1,0 +1,66 @@
+"""RedisRuntime on a local 3-master Redis Cluster (started from redis-server on loopback)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from swarm import Agent, Message, handler
+from swarm.errors import TaskDeadLettered
+from swarm.ledger import TaskState
+from swarm.redis import RedisRuntime, RedisSettings
+from tests.redis.runtime_support import fast_retry
+from tests.redis_cluster import RedisClusterServers
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Cube(Message):
+    n: int
+
+
+class Broken(Message):
+    pass
+
+
+class Cuber(Agent):
+    role = "cluster_cuber"
+
+    @handler
+    async def cube(self, msg: Cube) -> int:
+        return msg.n**3
+
+    @handler
+    async def broken(self, msg: Broken) -> None:
+        raise RuntimeError("broken")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterServers]:
+    with RedisClusterServers.launch() as servers:
+        yield servers
+
+
+@pytest.fixture
+async def runtime(cluster: RedisClusterServers) -> AsyncIterator[RedisRuntime]:
+    settings = RedisSettings.from_dsn(cluster.url, block_time=0.5)
+    rt = RedisRuntime(settings=settings, retry_policy=fast_retry(), visibility_timeout=2.0,
+                      prefix=f"c{time.time_ns()}")
+    await rt.start()
+    yield rt
+    await rt.stop(drain=False)
+
+
+async def test_tasks_retries_and_dead_letters_work_on_a_cluster(runtime: RedisRuntime) -> None:
+    await runtime.register(Cuber(concurrency=4))
+    for n in range(20):
+        assert await runtime.send(Cube(n=n), sender="t", timeout=20) == n**3
+    with pytest.raises(TaskDeadLettered):
+        await runtime.send(Broken(), sender="t", timeout=20)
+    dead = await runtime.dead_letters()
+    assert [d.envelope.type for d in dead] == ["Broken"]
+    assert await runtime.redrive(dead[0].envelope.id)
+    rec = await runtime.wait(dead[0].envelope.id, timeout=20)
+    assert rec.state is TaskState.DEAD
