@@ -346,7 +346,7 @@ class RedisBroadcaster:
                 self._waiters.pop(channel, None)
         return sub
 
-    async def wait_for_reconnects(self, count: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 - same shape as Runtime.wait
+    async def wait_for_reconnects(self, count: int, *, timeout: float | None = None) -> None:
         """Wait until :attr:`reconnects` reaches ``count``.
 
         Raises:
@@ -360,7 +360,7 @@ class RedisBroadcaster:
                 f"{self._reconnects} reconnects after {timeout}s, expected {count}"
             ) from None
 
-    async def wait_for_pongs(self, count: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def wait_for_pongs(self, count: int, *, timeout: float | None = None) -> None:
         """Wait until :attr:`pongs` reaches ``count`` (the watchdog saw the connection alive).
 
         Raises:

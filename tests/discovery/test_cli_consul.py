@@ -18,8 +18,14 @@ async def run_queen(*args: str) -> tuple[int, str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("CONSUL_HTTP_TOKEN", None)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "swarm.queen", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "swarm.queen",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
@@ -34,7 +40,9 @@ async def test_queen_registers_leads_and_runs_the_job_through_consul() -> None:
         report = json.loads(out)
         assert report["ok"] is True and len(report["announcements"]) == 9
         registered = [p for m, p in consul.requests if p == "/v1/agent/service/register"]
-        deregistered = [p for m, p in consul.requests if p.startswith("/v1/agent/service/deregister/")]
+        deregistered = [
+            p for m, p in consul.requests if p.startswith("/v1/agent/service/deregister/")
+        ]
         assert len(registered) >= 5  # the five stock specialists, plus the Queen itself
         assert len(deregistered) == len(registered)
         assert consul.services == {}
