@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
@@ -54,15 +55,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=None, help="tasks each agent runs at once")
     p.add_argument("--prefix", default=None, help="Redis key prefix (default: the URL's)")
     p.add_argument(
-        "--visibility-timeout", type=float, default=DEFAULT_VISIBILITY_TIMEOUT,
+        "--visibility-timeout",
+        type=float,
+        default=DEFAULT_VISIBILITY_TIMEOUT,
         help="seconds before an unacked task is redelivered",
     )
     p.add_argument("--max-attempts", type=int, default=None, help="attempts before dead-letter")
     p.add_argument(
-        "--agent-id", default=None,
+        "--agent-id",
+        default=None,
         help="base of the agent ids (stable ids let a restart re-read its own pending tasks)",
     )
     p.add_argument("--node-id", default=None, help="runtime node id (default: random)")
+    p.add_argument(
+        "--consul",
+        default=None,
+        help="register the agents with Consul at this URL ($SWARM_CONSUL_URL)",
+    )
+    p.add_argument(
+        "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
+    )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
     args = p.parse_args(argv)
     if args.replicas < 1:
@@ -104,9 +116,19 @@ async def run(args: argparse.Namespace, *, stop: asyncio.Event | None = None) ->
     url = args.redis or os.environ.get("SWARM_REDIS_URL") or DEFAULT_REDIS_URL
     settings = RedisSettings.from_dsn(url)
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else None
+    consul_url = args.consul or os.environ.get("SWARM_CONSUL_URL")
+    registry: Any = None
+    if consul_url:
+        from discovery import open_registry
+
+        registry = await open_registry(consul_url)
     runtime = RedisRuntime(
-        settings=settings, prefix=args.prefix, retry_policy=retry,
-        visibility_timeout=args.visibility_timeout, node_id=args.node_id,
+        settings=settings,
+        prefix=args.prefix,
+        retry_policy=retry,
+        visibility_timeout=args.visibility_timeout,
+        node_id=args.node_id,
+        discovery=registry,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,13 +137,22 @@ async def run(args: argparse.Namespace, *, stop: asyncio.Event | None = None) ->
     base = args.agent_id or f"{cls.role}-{socket.gethostname()}-{os.getpid()}"
     await runtime.start()
     try:
+        agents: list[Agent] = []
         for i in range(args.replicas):
             agent_id = base if args.replicas == 1 else f"{base}-{i}"
-            await runtime.register(cls(agent_id=agent_id, concurrency=args.concurrency))
+            agents.append(cls(agent_id=agent_id, concurrency=args.concurrency))
+            await runtime.register(agents[-1])
+        if registry is not None:
+            from discovery import register_agents
+
+            # Heartbeats run in the registry's own tasks: handler load cannot starve them.
+            await register_agents(registry, agents, ttl=args.check_ttl)
         _log.info("agents running", role=cls.role, replicas=args.replicas, node=runtime.node_id)
         await stop.wait()
         _log.info("draining", role=cls.role)
     finally:
+        if registry is not None:
+            await registry.close()  # deregisters first: the Queen stops routing here
         leftovers = await runtime.stop(drain=True, timeout=args.drain_timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
