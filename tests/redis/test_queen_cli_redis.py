@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
+import redis
 
 from tests.servers import require_redis
 
@@ -18,27 +18,38 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.integration
-async def test_queen_runs_the_job_on_redis() -> None:
+def test_queen_runs_the_job_on_redis() -> None:
     url = require_redis()
     prefix = f"clitest{secrets.token_hex(4)}"
     sep = "&" if "?" in url else "?"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SWARM_REDIS_URL", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "swarm.queen", "--redis", f"{url}{sep}prefix={prefix}", "--json",
-         "--no-progress"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "swarm.queen",
+            "--redis",
+            f"{url}{sep}prefix={prefix}",
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
-    client = aioredis.from_url(url)
+    client = redis.Redis.from_url(url)
     try:
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert report["ok"] is True and len(report["announcements"]) == 9
         assert report["tasks"]["done"] == 45
         assert "RedisRuntime" in proc.stderr
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
         assert keys, "the job left no trace in Redis: it did not run there"
     finally:
-        async for key in client.scan_iter(match=f"{prefix}:*"):
-            await client.delete(key)
-        await client.aclose()
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+        client.close()
