@@ -23,19 +23,13 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import Counter
-
 from discovery.registry import Leadership
 from swarm.constants import KEY_PREFIX, leader_epoch_key, leader_lease_key
 from swarm.errors import FencingError, LeadershipLost
+from swarm.metrics import FENCED_REFUSED
 
 __all__ = ["FENCED_REFUSED", "FencedWriter", "RedisLease"]
 
-FENCED_REFUSED = Counter(
-    "swarm_fenced_writes_refused_total",
-    "Writes refused because they carried a stale leadership epoch",
-    ["name"],
-)
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis", metavar="URL", help="run on Redis at URL (needs swarm.redis)")
     p.add_argument("--consul", metavar="URL", help="register with Consul at URL (needs discovery)")
     p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=DISCOVERY_TTL,
+        metavar="SECONDS",
+        help=f"TTL of the Queen's leadership lease and Consul checks (default: {DISCOVERY_TTL:g})",
+    )
+    p.add_argument(
         "--serve",
         action="store_true",
         help="serve until SIGINT/SIGTERM, then drain, instead of running the bundled job",
@@ -166,8 +173,11 @@ def make_runtime(settings: SwarmSettings, *, discovery: Any = None) -> Runtime |
         runtime_cls, redis_settings = _optional(
             "swarm.redis", ("RedisRuntime", "RedisSettings"), "--redis"
         )
+        # Fenced: a task this Queen stamps with a stale epoch is refused in Redis.
         runtime: Runtime = runtime_cls(
-            settings=redis_settings.from_dsn(settings.redis_url), discovery=discovery
+            settings=redis_settings.from_dsn(settings.redis_url),
+            discovery=discovery,
+            fence=LEADERSHIP,
         )
         return runtime
     if discovery is not None:
@@ -185,8 +195,10 @@ def _check_options(settings: SwarmSettings) -> None:
         _optional("discovery", ("open_registry", "register_agents", "QueenDiscovery"), "--consul")
 
 
-#: TTL of the Consul checks of this process's agents and of the Queen's lease.
+#: Default TTL of the Consul checks of this process's agents and of the Queen's lease.
 DISCOVERY_TTL = 10.0
+#: Name of the Queens' leadership (its epoch fences their writes).
+LEADERSHIP = "queen"
 
 
 @contextlib.asynccontextmanager
@@ -196,7 +208,7 @@ async def _session(
     args: argparse.Namespace,
     display: _ProgressDisplay,
 ) -> AsyncIterator[Swarm]:
-    """A running swarm: registry (with ``--consul``), runtime, agents, and leadership."""
+    """A running swarm: registry, runtime, agents and, with shared servers, leadership."""
     registry: Any = None
     if settings.consul_url is not None:
         (open_registry,) = _optional("discovery", ("open_registry",), "--consul")
@@ -206,29 +218,86 @@ async def _session(
         display.message(f"starting {_describe(agents, runtime)}")
         swarm = Swarm(agents=agents, runtime=runtime, drain_timeout=args.drain_timeout)
         async with swarm:
-            if registry is None:
-                yield swarm
+            if registry is None and settings.redis_url is None:
+                yield swarm  # embedded: one process, nothing to lead
                 return
-            register_agents, queen_discovery = _optional(
-                "discovery", ("register_agents", "QueenDiscovery"), "--consul"
-            )
-            await register_agents(registry, swarm.agents, ttl=DISCOVERY_TTL)
-            wired = queen_discovery(
-                queen=swarm.queen, registry=registry, ttl=DISCOVERY_TTL, live_config=True
-            )
-            await wired.start()
-            try:
-                if not wired.leading:
-                    display.message("standing by: another Queen leads")
-                await wired.elector.wait_leading(timeout=None)
-                epoch = swarm.queen.intake.epoch
-                display.message(f"leading with epoch {epoch() if epoch is not None else 0}")
+            async with _leadership(swarm, settings, registry, display, ttl=args.lease_ttl):
                 yield swarm
-            finally:
-                await wired.close()
     finally:
         if registry is not None:
             await registry.close()
+
+
+@contextlib.asynccontextmanager
+async def _leadership(
+    swarm: Swarm,
+    settings: SwarmSettings,
+    registry: Any,
+    display: _ProgressDisplay,
+    *,
+    ttl: float,
+) -> AsyncIterator[None]:
+    """Lead before dispatching: several Queens may run, one acts.
+
+    With Consul the Queens elect on a session lock, and the Queen also routes by
+    health and applies live config; with only Redis, on a Redis lease. The
+    epoch stamps every task; on Redis it also raises the fence that refuses a
+    deposed Queen's dispatches where they land.
+    """
+    names = ("register_agents", "QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter")
+    register_agents, queen_discovery, leader_elector, redis_lease, fenced_writer = _optional(
+        "discovery", names, "--consul"
+    )
+    redis_clients: Any = None
+    try:
+        fence: Any = None
+        lease: Any = None
+        if settings.redis_url is not None:
+            clients_cls, redis_settings = _optional(
+                "swarm.redis", ("RedisClients", "RedisSettings"), "--redis"
+            )
+            rs = redis_settings.from_dsn(settings.redis_url)
+            redis_clients = await clients_cls.connect(rs)
+            fence = fenced_writer(
+                redis=redis_clients.commands, name=LEADERSHIP, prefix=rs.key_prefix
+            )
+            lease = redis_lease(redis=redis_clients.commands, prefix=rs.key_prefix)
+
+        async def on_elected(leadership: Any) -> None:
+            if fence is not None:
+                await fence.advance(leadership.epoch)
+
+        wired: Any
+        if registry is not None:
+            await register_agents(registry, swarm.agents, ttl=ttl)
+            wired = queen_discovery(
+                queen=swarm.queen,
+                registry=registry,
+                ttl=ttl,
+                live_config=True,
+                on_elected=on_elected,
+            )
+            elector = wired.elector
+        else:
+            wired = elector = leader_elector(
+                election=lease,
+                name=LEADERSHIP,
+                holder=swarm.queen.queen_id,
+                ttl=ttl,
+                on_elected=on_elected,
+            )
+            swarm.queen.intake.epoch = elector.current
+        await wired.start()
+        try:
+            display.message("waiting for leadership")
+            await elector.wait_leading(timeout=None)
+            display.message(f"leading with epoch {elector.epoch}")
+            yield
+        finally:
+            await wired.close()
+    finally:
+        if redis_clients is not None:
+            await redis_clients.close()
 
 
 class _ProgressDisplay:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
+__all__ = ["FENCED_REFUSED", "REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
 
 REJECTED = Counter(
     "swarm_messages_rejected_total",
@@ -21,3 +21,8 @@ REJECTED = Counter(
 )
 TASK_RETRIES = Counter("swarm_task_retries_total", "Task attempts that failed and were retried")
 TASKS_DEAD = Counter("swarm_tasks_dead_lettered_total", "Tasks moved to the dead-letter queue")
+FENCED_REFUSED = Counter(
+    "swarm_fenced_writes_refused_total",
+    "Writes refused because they carried a stale leadership epoch",
+    ["name"],
+)

@@ -91,3 +91,20 @@ async def test_raising_concurrency_at_runtime_grows_the_worker_pool() -> None:
         for h in handles:
             await h.result(timeout=10)
     assert board.max_running == 3
+
+
+async def test_a_queen_that_does_not_lead_dispatches_nothing() -> None:
+    from swarm import LeadershipLost
+
+    board = Board()
+    async with Swarm(agents=[Worker(board)]) as swarm:
+        leading = {"epoch": 0}
+        swarm.queen.intake.epoch = lambda: leading["epoch"]
+        with pytest.raises(LeadershipLost):
+            await swarm.submit(Work(n=1))
+        assert await swarm.queen.counts() == {}
+        leading["epoch"] = 3
+        handle = await swarm.submit(Work(n=2))
+        assert await handle.result(timeout=10) == 4
+        rec = await swarm.status(handle.task_id)
+        assert rec is not None and rec.epoch == 3

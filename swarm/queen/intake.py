@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from swarm.errors import LeadershipLost
 from swarm.messages import Envelope, Kind, Message, new_id
 from swarm.queen.handle import TaskHandle
 from swarm.retry import RetryPolicy
@@ -31,7 +32,8 @@ class Intake:
             otherwise the runtime resolves ``to`` itself.
         retry_policy: Default attempt bound.
         max_attempts_by_type: Per message type overrides of the attempt bound.
-        epoch: Returns the current leadership epoch (fencing token).
+        epoch: Returns the current leadership epoch (fencing token), 0 while not
+            leading; when set, a Queen that does not lead dispatches nothing.
     """
 
     def __init__(
@@ -76,8 +78,16 @@ class Intake:
 
         Raises:
             NoRouteError, MessageTooLarge, EncodeError, RuntimeClosed.
+            LeadershipLost: Under an election, this Queen does not lead.
         """
         type_name = message.type_name
+        epoch = 0
+        if self.epoch is not None:
+            epoch = self.epoch()
+            if epoch == 0:
+                # Under an election, 0 means "not leading": a standby or deposed
+                # Queen must not dispatch (0 would also pass every fence).
+                raise LeadershipLost("this Queen does not lead; it dispatches nothing")
         now = time.time()
         if timeout is not None:
             deadline = now + timeout if deadline is None else min(deadline, now + timeout)
@@ -103,6 +113,6 @@ class Intake:
             reply_to=self.runtime.node_id,
             traceparent=traceparent,
             tracestate=tracestate,
-            epoch=self.epoch() if self.epoch is not None else 0,
+            epoch=epoch,
         )
         return TaskHandle(await self.runtime.submit(env), self.runtime)

@@ -102,6 +102,21 @@ return redis.call('EXPIRE', KEYS[1], ARGV[1])
 """
 
 
+# KEYS: record, task stream, fence (a leadership's epoch key). ARGV: ttl, envelope,
+# epoch, then field/value pairs. The store and the XADD happen only if the writer's
+# epoch is not older than the fence: a deposed Queen's dispatch is refused where it
+# lands, atomically (standalone servers only; the keys are in different slots).
+_STORE_FENCED = """
+local fence = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[3]) < fence then
+  return redis.error_reply('FENCED epoch ' .. ARGV[3] .. ' is older than ' .. fence)
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+"""
+
+
 def _s(raw: dict[bytes, bytes], key: bytes) -> str | None:
     v = raw.get(key)
     return None if v is None else v.decode()
@@ -179,17 +194,28 @@ class RedisLedger:
 
     # -- pipeline building blocks ------------------------------------------
     def queue_store(
-        self, pipe: Pipeline, record: TaskRecord, *, then_add: tuple[str, bytes] | None = None
+        self,
+        pipe: Pipeline,
+        record: TaskRecord,
+        *,
+        then_add: tuple[str, bytes] | None = None,
+        fence: str | None = None,
     ) -> None:
         """Add the command writing a new record (no idempotency claim) to ``pipe``.
 
         ``then_add`` (stream, envelope) also appends the task to its stream in
         the same script: standalone servers only (the keys are in other slots).
+        ``fence`` (an epoch key, with ``then_add``) makes the script refuse the
+        write with a ``FENCED`` error when ``record.epoch`` is older than it.
         """
         flat: list[str | bytes | int | float] = []
         for name, value in _record_fields(record).items():
             flat += [name, value]
-        if then_add is not None:
+        if then_add is not None and fence is not None:
+            stream, data = then_add
+            key = self.key(record.task_id)
+            pipe.eval(_STORE_FENCED, 3, key, stream, fence, self.ttl, data, record.epoch, *flat)
+        elif then_add is not None:
             stream, data = then_add
             pipe.eval(_STORE, 2, self.key(record.task_id), stream, self.ttl, data, *flat)
         else:
@@ -222,12 +248,17 @@ class RedisLedger:
         reply is ``[b"ok", executions]`` rather than the whole record.
         """
         args: list[str | bytes | int | float] = [
-            state.value, repr(time.time()), self.ttl,
+            state.value,
+            repr(time.time()),
+            self.ttl,
             ("g" if guard else "") + ("q" if quiet else "-"),
         ]
         for name, value in (
-            ("attempts", attempts), ("agent_id", agent_id), ("error", error),
-            ("result", result), ("result_type", result_type),
+            ("attempts", attempts),
+            ("agent_id", agent_id),
+            ("error", error),
+            ("result", result),
+            ("result_type", result_type),
         ):
             if value is not None:
                 args += [name, value]
@@ -295,8 +326,14 @@ class RedisLedger:
     ) -> TaskRecord | None:
         pipe = self.redis.pipeline(transaction=False)
         self.queue_update(
-            pipe, task_id, state, attempts=attempts, agent_id=agent_id, error=error,
-            result=result, result_type=result_type,
+            pipe,
+            task_id,
+            state,
+            attempts=attempts,
+            agent_id=agent_id,
+            error=error,
+            result=result,
+            result_type=result_type,
         )
         (reply,) = await pipe.execute(raise_on_error=False)
         return self.parse_update(reply)[0]

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from swarm import constants as C
 from swarm.agent.base import AgentState
@@ -65,6 +65,7 @@ from swarm.codec import Codec
 from swarm.errors import (
     DecodeError,
     EncodeError,
+    FencingError,
     MessageTooLarge,
     NoRouteError,
     Reject,
@@ -74,7 +75,7 @@ from swarm.errors import (
 )
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
-from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
+from swarm.metrics import FENCED_REFUSED, REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.redis.connections import AnyRedis, RedisClients
 from swarm.redis.ledger import DEFAULT_LEDGER_TTL, RedisLedger, record_from_hash
 from swarm.redis.settings import RedisSettings
@@ -221,6 +222,11 @@ class RedisRuntime:
         broadcaster: Pub/sub broadcaster (default: a ``RedisBroadcaster``).
         ledger_ttl: Seconds a task record outlives its last write.
         block_time: Seconds one blocking stream read waits.
+        fence: Name of the leadership whose epoch fences submissions (e.g.
+            ``"queen"``): a task stamped with an older epoch than the one in
+            Redis is refused (:class:`~swarm.errors.FencingError`, counted in
+            ``swarm_fenced_writes_refused_total``). Unstamped tasks (epoch 0)
+            and agents' own sends pass.
     """
 
     def __init__(
@@ -239,6 +245,7 @@ class RedisRuntime:
         broadcaster: Broadcaster | None = None,
         ledger_ttl: int = DEFAULT_LEDGER_TTL,
         block_time: float | None = None,
+        fence: str | None = None,
     ) -> None:
         if visibility_timeout <= 0:
             raise ValueError("visibility_timeout must be positive")
@@ -254,14 +261,18 @@ class RedisRuntime:
         self._node_id = node_id or f"node-{new_id()[-10:]}"
         self.memory = memory
         self.discovery = discovery
+        self.fence = fence
+        self._fence_key = C.leader_epoch_key(fence, self.prefix) if fence else None
         self._broadcaster = broadcaster
         self._owns_broadcaster = broadcaster is None
         self._ledger_ttl = ledger_ttl
-        self._block_ms = int(1000 * (block_time if block_time is not None else min(
-            self._settings.block_time, 2.0)))
+        self._block_ms = int(
+            1000 * (block_time if block_time is not None else min(self._settings.block_time, 2.0))
+        )
         self._ledger: RedisLedger | None = (
             RedisLedger(redis=clients.commands, prefix=self.prefix, ttl=ledger_ttl)
-            if clients is not None else None
+            if clients is not None
+            else None
         )
         self._batcher: PipelineBatcher | None = None
         self._router = Router()
@@ -358,9 +369,7 @@ class RedisRuntime:
         self._tasks.spawn(self._heartbeat(), name="heartbeat")
         await self.subscribe(C.CHANNEL_QUEEN_COMMANDS, self._on_command)
 
-    async def stop(
-        self, *, drain: bool = True, timeout: float | None = None
-    ) -> list[Envelope]:
+    async def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[Envelope]:
         if self._halting or not self._started:
             self._closed = True
             return []
@@ -418,8 +427,11 @@ class RedisRuntime:
             types |= set(known.decode().split())
         await self._redis.hset(dkey, role, " ".join(sorted(types)))
         ctx = AgentContext(
-            runtime=self, agent_id=agent.agent_id, role=role,
-            memory=self.memory, discovery=self.discovery,
+            runtime=self,
+            agent_id=agent.agent_id,
+            role=role,
+            memory=self.memory,
+            discovery=self.discovery,
         )
         await agent.startup(ctx)
         rep = _Replica(agent=agent, context=ctx, streams=streams)
@@ -551,8 +563,12 @@ class RedisRuntime:
             )
         data = self._codec.encode(env)
         record = TaskRecord(
-            task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
-            idempotency_key=env.idempotency_key, epoch=env.epoch,
+            task_id=env.id,
+            type=env.type,
+            recipient=env.recipient,
+            priority=env.priority,
+            idempotency_key=env.idempotency_key,
+            epoch=env.epoch,
             created_at=env.created_at or time.time(),
         )
         ledger = self.ledger
@@ -566,15 +582,23 @@ class RedisRuntime:
             self._idle.clear()
 
         cluster = self._cluster
+        fence = self._fence_key if env.epoch else None
 
         def build(pipe: Pipeline) -> None:
             if cluster:
                 ledger.queue_store(pipe, record)
                 pipe.xadd(stream, {"e": data})
             else:
-                ledger.queue_store(pipe, record, then_add=(stream, data))
+                ledger.queue_store(pipe, record, then_add=(stream, data), fence=fence)
 
         try:
+            if fence is not None and cluster:
+                # The fence is in another slot: checked just before the write
+                # rather than in the same script. A takeover between the two
+                # can let one task of the old epoch through, never more.
+                current = int(await self._redis.get(fence) or 0)
+                if env.epoch < current:
+                    raise ResponseError(f"FENCED epoch {env.epoch} is older than {current}")
             replies = await self._batch.call(build)
             for reply in replies:
                 if isinstance(reply, Exception):
@@ -583,6 +607,10 @@ class RedisRuntime:
             _check_cancelled()
             if tracked:
                 self._untrack(env.id)
+            if isinstance(exc, ResponseError) and str(exc).startswith("FENCED"):
+                FENCED_REFUSED.labels(name=self.fence or "").inc()
+                _log.warning("stale epoch refused", task_id=env.id, detail=str(exc))
+                raise FencingError(f"task {env.id} refused: {exc}") from None
             raise TransportError(f"could not submit task {env.id}: {exc}") from exc
         return env.id
 
@@ -599,7 +627,8 @@ class RedisRuntime:
             if recipient.startswith("agent:"):
                 agent_id = recipient[6:]
                 role = next(
-                    info.role for info in roles.values()
+                    info.role
+                    for info in roles.values()
                     if any(r.agent_id == agent_id for r in info.replicas)
                 )
                 return recipient, C.agent_stream(role, agent_id, self.prefix)
@@ -628,8 +657,13 @@ class RedisRuntime:
                 # later would hand us the ones we are running again).
                 count = 10_000 if start == "0" else rep.free
                 raw = await self._redis.eval(
-                    FETCH, len(rep.streams), *rep.streams, C.TASK_GROUP, agent.agent_id,
-                    count, start,
+                    FETCH,
+                    len(rep.streams),
+                    *rep.streams,
+                    C.TASK_GROUP,
+                    agent.agent_id,
+                    count,
+                    start,
                 )
                 entries = parse_entries(raw)
                 if start == "0":
@@ -665,8 +699,11 @@ class RedisRuntime:
     async def _blocking_read(self, rep: _Replica) -> list[StreamEntry]:
         assert self._clients is not None
         reply = await self._blocking.xreadgroup(
-            C.TASK_GROUP, rep.agent.agent_id, dict.fromkeys(rep.streams, ">"),
-            count=max(1, rep.free), block=self._block_ms,
+            C.TASK_GROUP,
+            rep.agent.agent_id,
+            dict.fromkeys(rep.streams, ">"),
+            count=max(1, rep.free),
+            block=self._block_ms,
         )
         out: list[StreamEntry] = []
         index = {s.encode(): i for i, s in enumerate(rep.streams)}
@@ -693,9 +730,7 @@ class RedisRuntime:
         except DecodeError:
             await self._reject(stream, entry.entry_id, "malformed", rep.role)
             return
-        expected = (
-            f"agent:{rep.agent.agent_id}" if stream == rep.streams[0] else f"role:{rep.role}"
-        )
+        expected = f"agent:{rep.agent.agent_id}" if stream == rep.streams[0] else f"role:{rep.role}"
         if env.kind is not Kind.TASK or env.recipient != expected:
             await self._reject(stream, entry.entry_id, "foreign", rep.role)
             return
@@ -712,8 +747,14 @@ class RedisRuntime:
         _log.warning("rejected stream entry", stream=stream, entry_id=entry_id, reason=reason)
         try:
             await self._redis.eval(
-                REJECT, 2, stream, C.rejected_stream(role, self.prefix), C.TASK_GROUP, entry_id,
-                reason, _REJECTED_MAXLEN,
+                REJECT,
+                2,
+                stream,
+                C.rejected_stream(role, self.prefix),
+                C.TASK_GROUP,
+                entry_id,
+                reason,
+                _REJECTED_MAXLEN,
             )
         except RedisError as exc:
             _log.warning("could not move a rejected entry aside", error=repr(exc))
@@ -763,14 +804,22 @@ class RedisRuntime:
             # without waiting, so the handler starts one round trip sooner.
             d.running = self._batch.enqueue(
                 lambda pipe: ledger.queue_update(
-                    pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1,
+                    pipe,
+                    env.id,
+                    TaskState.RUNNING,
+                    quiet=True,
+                    attempts=1,
                     agent_id=agent.agent_id,
                 )
             )
         else:
             replies = await self._batch.call(
                 lambda pipe: ledger.queue_update(
-                    pipe, env.id, TaskState.RUNNING, guard=True, attempts=env.attempt,
+                    pipe,
+                    env.id,
+                    TaskState.RUNNING,
+                    guard=True,
+                    attempts=env.attempt,
                     agent_id=agent.agent_id,
                 )
             )
@@ -860,8 +909,14 @@ class RedisRuntime:
             # One script: ledger, note and ack in one step and one reply.
             replies = await self._batch.call(
                 lambda pipe: ledger.queue_update(
-                    pipe, env.id, state, quiet=True, attempts=env.attempt, error=error,
-                    result=result, result_type=result_type,
+                    pipe,
+                    env.id,
+                    state,
+                    quiet=True,
+                    attempts=env.attempt,
+                    error=error,
+                    result=result,
+                    result_type=result_type,
                     then_ack=(d.stream, C.TASK_GROUP, d.entry_id),
                     then_notify=None if inbox is None else (inbox, note, _INBOX_MAXLEN),
                 )
@@ -872,13 +927,21 @@ class RedisRuntime:
 
         def build(pipe: Pipeline) -> None:
             ledger.queue_update(
-                pipe, env.id, state, quiet=True, attempts=env.attempt, error=error,
-                result=result, result_type=result_type,
+                pipe,
+                env.id,
+                state,
+                quiet=True,
+                attempts=env.attempt,
+                error=error,
+                result=result,
+                result_type=result_type,
             )
             if env.reply_to:
                 pipe.xadd(
-                    C.inbox_stream(env.reply_to, self.prefix), {"r": note},
-                    maxlen=_INBOX_MAXLEN, approximate=True,
+                    C.inbox_stream(env.reply_to, self.prefix),
+                    {"r": note},
+                    maxlen=_INBOX_MAXLEN,
+                    approximate=True,
                 )
             pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
 
@@ -903,17 +966,34 @@ class RedisRuntime:
         now = time.time()
         if base is None:
             base = TaskRecord(
-                task_id=env.id, type=env.type, recipient=env.recipient, priority=env.priority,
-                idempotency_key=env.idempotency_key, epoch=env.epoch, created_at=env.created_at,
-                agent_id=d.agent_id, started_at=d.started_at or None, executions=executions,
+                task_id=env.id,
+                type=env.type,
+                recipient=env.recipient,
+                priority=env.priority,
+                idempotency_key=env.idempotency_key,
+                epoch=env.epoch,
+                created_at=env.created_at,
+                agent_id=d.agent_id,
+                started_at=d.started_at or None,
+                executions=executions,
             )
         return TaskRecord(
-            task_id=base.task_id, type=base.type, recipient=base.recipient, state=state,
-            attempts=env.attempt, priority=base.priority, idempotency_key=base.idempotency_key,
-            agent_id=base.agent_id, error=error if error is not None else base.error,
-            result=result, result_type=result_type or "", created_at=base.created_at,
-            started_at=base.started_at, finished_at=now,
-            executions=base.executions + (1 if state is TaskState.DONE else 0), epoch=base.epoch,
+            task_id=base.task_id,
+            type=base.type,
+            recipient=base.recipient,
+            state=state,
+            attempts=env.attempt,
+            priority=base.priority,
+            idempotency_key=base.idempotency_key,
+            agent_id=base.agent_id,
+            error=error if error is not None else base.error,
+            result=result,
+            result_type=result_type or "",
+            created_at=base.created_at,
+            started_at=base.started_at,
+            finished_at=now,
+            executions=base.executions + (1 if state is TaskState.DONE else 0),
+            epoch=base.epoch,
         )
 
     async def _settle_duplicate(self, d: _Delivery, record: TaskRecord) -> None:
@@ -923,8 +1003,10 @@ class RedisRuntime:
         def build(pipe: Pipeline) -> None:
             if env.reply_to:
                 pipe.xadd(
-                    C.inbox_stream(env.reply_to, self.prefix), {"r": note},
-                    maxlen=_INBOX_MAXLEN, approximate=True,
+                    C.inbox_stream(env.reply_to, self.prefix),
+                    {"r": note},
+                    maxlen=_INBOX_MAXLEN,
+                    approximate=True,
                 )
             pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
 
@@ -948,8 +1030,14 @@ class RedisRuntime:
         def build(pipe: Pipeline) -> None:
             ledger.queue_update(pipe, nxt.id, TaskState.QUEUED, error=error)
             pipe.eval(
-                RETRY, 2, d.stream, C.delayed_key(role, self.prefix), C.TASK_GROUP, d.entry_id,
-                repr(due), member,
+                RETRY,
+                2,
+                d.stream,
+                C.delayed_key(role, self.prefix),
+                C.TASK_GROUP,
+                d.entry_id,
+                repr(due),
+                member,
             )
 
         await self._batch.call(build)
@@ -986,14 +1074,23 @@ class RedisRuntime:
             # says "running" and the dead letter is listed, rather than a
             # "dead" task that is in no queue.
             pipe.eval(
-                DEAD, 2, d.stream, C.dead_letter_stream(role, self.prefix), C.TASK_GROUP,
-                d.entry_id, data, error, repr(time.time()),
+                DEAD,
+                2,
+                d.stream,
+                C.dead_letter_stream(role, self.prefix),
+                C.TASK_GROUP,
+                d.entry_id,
+                data,
+                error,
+                repr(time.time()),
             )
             ledger.queue_update(pipe, env.id, TaskState.DEAD, attempts=env.attempt, error=error)
             if env.reply_to:
                 pipe.xadd(
-                    C.inbox_stream(env.reply_to, self.prefix), {"r": note},
-                    maxlen=_INBOX_MAXLEN, approximate=True,
+                    C.inbox_stream(env.reply_to, self.prefix),
+                    {"r": note},
+                    maxlen=_INBOX_MAXLEN,
+                    approximate=True,
                 )
 
         replies = await self._batch.call(build)
@@ -1017,7 +1114,8 @@ class RedisRuntime:
                 for d in list(rep.inflight.values()):
                     if d.lease_until < now and d.interrupted is None and d.worker is not None:
                         _log.warning(
-                            "visibility timeout; redelivering", task_id=d.envelope.id,
+                            "visibility timeout; redelivering",
+                            task_id=d.envelope.id,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
@@ -1048,13 +1146,21 @@ class RedisRuntime:
                     break
                 stream = C.task_stream(role, band, self.prefix)
                 raw = await self._redis.eval(
-                    ORPHANS, 1, stream, C.TASK_GROUP, rep.agent.agent_id, max(1, rep.free),
+                    ORPHANS,
+                    1,
+                    stream,
+                    C.TASK_GROUP,
+                    rep.agent.agent_id,
+                    max(1, rep.free),
                     *live,
                 )
                 for entry in parse_entries(raw):
                     _log.warning(
-                        "claimed a dead agent's entry", stream=stream, entry_id=entry.entry_id,
-                        agent_id=rep.agent.agent_id, deliveries=entry.deliveries,
+                        "claimed a dead agent's entry",
+                        stream=stream,
+                        entry_id=entry.entry_id,
+                        agent_id=rep.agent.agent_id,
+                        deliveries=entry.deliveries,
                     )
                     await self._accept(rep, stream, entry)
                 # Claimed even into a full replica (one at a time): it runs them
@@ -1062,13 +1168,21 @@ class RedisRuntime:
                 # _execute leaves it for the next reaper instead of running a
                 # copy another replica may have claimed.
                 raw = await self._redis.eval(
-                    RECLAIM, 1, stream, C.TASK_GROUP, rep.agent.agent_id, min_idle,
+                    RECLAIM,
+                    1,
+                    stream,
+                    C.TASK_GROUP,
+                    rep.agent.agent_id,
+                    min_idle,
                     max(1, rep.free),
                 )
                 for entry in parse_entries(raw):
                     _log.warning(
-                        "reclaimed an idle entry", stream=stream, entry_id=entry.entry_id,
-                        agent_id=rep.agent.agent_id, deliveries=entry.deliveries,
+                        "reclaimed an idle entry",
+                        stream=stream,
+                        entry_id=entry.entry_id,
+                        agent_id=rep.agent.agent_id,
+                        deliveries=entry.deliveries,
                     )
                     await self._accept(rep, stream, entry)
 
@@ -1126,7 +1240,8 @@ class RedisRuntime:
                 rep.agent.state.value, rep.assigned, rep.agent.concurrency, self._node_id, now
             )
             pipe.hset(
-                C.replicas_key(rep.role, self.prefix), rep.agent.agent_id,
+                C.replicas_key(rep.role, self.prefix),
+                rep.agent.agent_id,
                 msgspec.msgpack.encode(beat),
             )
         await pipe.execute()
@@ -1201,9 +1316,7 @@ class RedisRuntime:
         return C.inbox_stream(self._node_id, self.prefix)
 
     # -- results ----------------------------------------------------------
-    async def wait(
-        self, task_id: str, *, timeout: float | None = None
-    ) -> TaskRecord:
+    async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(fut)
         try:
@@ -1262,11 +1375,19 @@ class RedisRuntime:
     ) -> Any:
         traceparent, tracestate = current_traceparent()
         env = Envelope(
-            id=new_id(), kind=Kind.TASK, type=message.type_name, sender=sender,
-            recipient=to, payload=self._codec.encode_payload(message), priority=priority,
+            id=new_id(),
+            kind=Kind.TASK,
+            type=message.type_name,
+            sender=sender,
+            recipient=to,
+            payload=self._codec.encode_payload(message),
+            priority=priority,
             max_attempts=max_attempts or self._retry.max_attempts,
-            idempotency_key=idempotency_key, created_at=time.time(), reply_to=self._node_id,
-            traceparent=traceparent, tracestate=tracestate,
+            idempotency_key=idempotency_key,
+            created_at=time.time(),
+            reply_to=self._node_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         task_id = await self.submit(env)
         return result_of(self._codec, await self.wait(task_id, timeout=timeout))
@@ -1278,9 +1399,15 @@ class RedisRuntime:
         traceparent, tracestate = current_traceparent()
         kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
         env = Envelope(
-            id=new_id(), kind=kind, type=message.type_name, sender=sender,
-            recipient=f"topic:{topic}", payload=self._codec.encode_payload(message),
-            created_at=time.time(), traceparent=traceparent, tracestate=tracestate,
+            id=new_id(),
+            kind=kind,
+            type=message.type_name,
+            sender=sender,
+            recipient=f"topic:{topic}",
+            payload=self._codec.encode_payload(message),
+            created_at=time.time(),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         self._codec.encode(env)
         await self._broadcaster.publish(C.channel_name(topic, self.prefix), env)
@@ -1335,10 +1462,13 @@ class RedisRuntime:
                 except (KeyError, DecodeError, MessageTooLarge):
                     REJECTED.labels(reason="malformed_dead_letter").inc()
                     continue
-                out.append(DeadLetter(
-                    envelope=env, error=fields.get(b"err", b"").decode(),
-                    failed_at=float(fields.get(b"at", b"0")),
-                ))
+                out.append(
+                    DeadLetter(
+                        envelope=env,
+                        error=fields.get(b"err", b"").decode(),
+                        failed_at=float(fields.get(b"at", b"0")),
+                    )
+                )
         out.sort(key=lambda dl: dl.failed_at)
         return out[:limit]
 
@@ -1381,10 +1511,7 @@ class RedisRuntime:
             return self._dir_cache
         # One read in flight at a time: a burst of submits shares it.
         async with self._dir_lock:
-            if (
-                not fresh and self._dir_cache is not None
-                and time.monotonic() - self._dir_at < 0.5
-            ):
+            if not fresh and self._dir_cache is not None and time.monotonic() - self._dir_at < 0.5:
                 return self._dir_cache
             return await self._read_directory()
 
@@ -1408,22 +1535,29 @@ class RedisRuntime:
                     continue
                 if wall - beat.at > _STALE_AFTER:
                     continue
-                replicas.append(ReplicaInfo(
-                    agent_id=agent_id.decode(), state=beat.state, inflight=beat.inflight,
-                    capacity=beat.capacity,
-                ))
+                replicas.append(
+                    ReplicaInfo(
+                        agent_id=agent_id.decode(),
+                        state=beat.state,
+                        inflight=beat.inflight,
+                        capacity=beat.capacity,
+                    )
+                )
             local = {r.agent.agent_id: r for r in self._replicas.values() if r.role == name}
             replicas = [r for r in replicas if r.agent_id not in local]
             replicas += [
                 ReplicaInfo(
-                    agent_id=agent_id, state=r.agent.state.value, inflight=r.assigned,
+                    agent_id=agent_id,
+                    state=r.agent.state.value,
+                    inflight=r.assigned,
                     capacity=r.agent.concurrency,
                 )
                 for agent_id, r in local.items()
             ]
             replicas.sort(key=lambda r: r.agent_id)
             out[name] = RoleInfo(
-                role=name, types=frozenset(roles[name.encode()].decode().split()),
+                role=name,
+                types=frozenset(roles[name.encode()].decode().split()),
                 replicas=tuple(replicas),
             )
         self._dir_cache, self._dir_at = out, now

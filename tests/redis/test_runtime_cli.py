@@ -23,7 +23,12 @@ def test_bad_roles_are_config_errors(spec: str) -> None:
 
 def test_arguments() -> None:
     args = parse_args(["m:C", "--replicas", "3", "--concurrency", "5", "--redis", "redis://h:1/2"])
-    assert (args.role, args.replicas, args.concurrency, args.redis) == ("m:C", 3, 5, "redis://h:1/2")
+    assert (args.role, args.replicas, args.concurrency, args.redis) == (
+        "m:C",
+        3,
+        5,
+        "redis://h:1/2",
+    )
     with pytest.raises(SystemExit):
         parse_args(["m:C", "--replicas", "0"])
 

@@ -10,7 +10,7 @@ import pytest
 from swarm import Agent, Message, handler
 from swarm.errors import TaskDeadLettered
 from swarm.ledger import TaskState
-from swarm.redis import RedisRuntime, RedisSettings
+from swarm.redis import RedisClients, RedisRuntime, RedisSettings
 from tests.redis.runtime_support import fast_retry
 from tests.redis_cluster import RedisClusterServers
 
@@ -46,8 +46,12 @@ def cluster() -> Iterator[RedisClusterServers]:
 @pytest.fixture
 async def runtime(cluster: RedisClusterServers) -> AsyncIterator[RedisRuntime]:
     settings = RedisSettings.from_dsn(cluster.url, block_time=0.5)
-    rt = RedisRuntime(settings=settings, retry_policy=fast_retry(), visibility_timeout=2.0,
-                      prefix=f"c{time.time_ns()}")
+    rt = RedisRuntime(
+        settings=settings,
+        retry_policy=fast_retry(),
+        visibility_timeout=2.0,
+        prefix=f"c{time.time_ns()}",
+    )
     await rt.start()
     yield rt
     await rt.stop(drain=False)
@@ -64,3 +68,39 @@ async def test_tasks_retries_and_dead_letters_work_on_a_cluster(runtime: RedisRu
     assert await runtime.redrive(dead[0].envelope.id)
     rec = await runtime.wait(dead[0].envelope.id, timeout=20)
     assert rec.state is TaskState.DEAD
+
+
+async def test_fencing_on_cluster_refuses_stale_epochs(cluster: RedisClusterServers) -> None:
+    from swarm import Envelope, FencingError, Kind, new_id
+    from swarm.constants import leader_epoch_key
+
+    prefix = f"f{time.time_ns()}"
+    settings = RedisSettings.from_dsn(cluster.url, block_time=0.5)
+    rt = RedisRuntime(settings=settings, retry_policy=fast_retry(), prefix=prefix, fence="queen")
+    await rt.start()
+    clients = await RedisClients.connect(settings)
+    client = clients.commands
+    try:
+        await rt.register(Cuber())
+        await client.set(leader_epoch_key("queen", prefix), 3)
+
+        def env(epoch: int) -> Envelope:
+            return Envelope(
+                id=new_id(),
+                kind=Kind.TASK,
+                type="Cube",
+                sender="q",
+                recipient="role:cluster_cuber",
+                payload=rt.codec.encode_payload(Cube(n=epoch)),
+                created_at=time.time(),
+                reply_to=rt.node_id,
+                epoch=epoch,
+            )
+
+        with pytest.raises(FencingError):
+            await rt.submit(env(2))
+        tid = await rt.submit(env(3))
+        assert (await rt.wait(tid, timeout=10)).state is TaskState.DONE
+    finally:
+        await rt.stop(drain=False)
+        await clients.close()

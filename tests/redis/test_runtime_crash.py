@@ -40,14 +40,33 @@ class AgentProcs:
     def spawn(self) -> str:
         self._n += 1
         agent_id = f"crash-{self._n}"
-        env = dict(os.environ, PYTHONPATH=str(ROOT), CRASH_PREFIX=self.prefix,
-                   CRASH_REDIS_URL=redis_url())
+        env = dict(
+            os.environ, PYTHONPATH=str(ROOT), CRASH_PREFIX=self.prefix, CRASH_REDIS_URL=redis_url()
+        )
         log = (self.tmp / f"{agent_id}.log").open("wb")
         self.procs[agent_id] = subprocess.Popen(
-            [sys.executable, "-m", "swarm.agent", "tests.redis.crash_agents:CrashWorker",
-             "--redis", redis_url(), "--prefix", self.prefix, "--visibility-timeout", str(VT),
-             "--concurrency", "1", "--agent-id", agent_id, "--max-attempts", "3"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "swarm.agent",
+                "tests.redis.crash_agents:CrashWorker",
+                "--redis",
+                redis_url(),
+                "--prefix",
+                self.prefix,
+                "--visibility-timeout",
+                str(VT),
+                "--concurrency",
+                "1",
+                "--agent-id",
+                agent_id,
+                "--max-attempts",
+                "3",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         return agent_id
@@ -115,9 +134,15 @@ async def _replicas(queen: RedisRuntime) -> int:
 
 def _env(queen: RedisRuntime, msg: Message) -> Envelope:
     return Envelope(
-        id=new_id(), kind=Kind.TASK, type=msg.type_name, sender="test",
-        recipient=f"role:{CrashWorker.role}", payload=queen.codec.encode_payload(msg),
-        created_at=time.time(), reply_to=queen.node_id, max_attempts=3,
+        id=new_id(),
+        kind=Kind.TASK,
+        type=msg.type_name,
+        sender="test",
+        recipient=f"role:{CrashWorker.role}",
+        payload=queen.codec.encode_payload(msg),
+        created_at=time.time(),
+        reply_to=queen.node_id,
+        max_attempts=3,
     )
 
 
@@ -171,7 +196,8 @@ async def test_sigkill_mid_task_loses_nothing(
             procs.spawn()
             # Sampled after the kill: what the dead agent left running.
             orphans = [
-                r.task_id for r in await _records(queen, ids)
+                r.task_id
+                for r in await _records(queen, ids)
                 if r.state is TaskState.RUNNING and r.agent_id == victim
             ]
             tg.create_task(watch(orphans, killed_at))
@@ -183,8 +209,10 @@ async def test_sigkill_mid_task_loses_nothing(
     starts = await redis.hgetall(starts_key(prefix))
     assert len(starts) == 2000 and set(key_of.values()) == {k.decode() for k in starts}
     duplicate_starts = sum(int(v) - 1 for v in starts.values())
-    print(f"kills={kills} duplicate_starts={duplicate_starts} completed_twice={completed_twice} "
-          f"reclaim_s={[round(t, 2) for t in reclaim_times]}")
+    print(
+        f"kills={kills} duplicate_starts={duplicate_starts} completed_twice={completed_twice} "
+        f"reclaim_s={[round(t, 2) for t in reclaim_times]}"
+    )
     assert kills >= 3
     assert completed_twice <= kills
     assert duplicate_starts <= kills
@@ -205,9 +233,9 @@ async def test_poison_tasks_are_dead_lettered_and_the_rest_finish(
     await _until(lambda: _has(queen, 2), 30, "2 agent processes")
     raiser = await queen.submit(_env(queen, Poison(kind="raise")))
     killer = await queen.submit(_env(queen, Poison(kind="exit")))
-    ids = list(await asyncio.gather(
-        *(queen.submit(_env(queen, Work(key=f"n{i}"))) for i in range(1000))
-    ))
+    ids = list(
+        await asyncio.gather(*(queen.submit(_env(queen, Work(key=f"n{i}"))) for i in range(1000)))
+    )
     respawned: list[str] = []
 
     async def supervise() -> None:

@@ -71,9 +71,15 @@ async def _round_trip_after_restart(queen: RedisRuntime) -> float:
 
 def _env(queen: RedisRuntime, n: int) -> Envelope:
     return Envelope(
-        id=new_id(), kind=Kind.TASK, type=Job.type_name, sender="test",
-        recipient=f"role:{JobAgent.role}", payload=queen.codec.encode_payload(Job(n=n)),
-        created_at=time.time(), reply_to=queen.node_id, max_attempts=5,
+        id=new_id(),
+        kind=Kind.TASK,
+        type=Job.type_name,
+        sender="test",
+        recipient=f"role:{JobAgent.role}",
+        payload=queen.codec.encode_payload(Job(n=n)),
+        created_at=time.time(),
+        reply_to=queen.node_id,
+        max_attempts=5,
     )
 
 
