@@ -18,6 +18,7 @@ Example:
 
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
 from swarm.codec import Codec
+from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     AclDenied,
     ConfigError,
@@ -133,10 +134,12 @@ __all__ = [
     "TaskState",
     "TransportError",
     "UnknownMessage",
+    "broadcast_envelope",
     "configure_logging",
     "handler",
     "lookup_message_type",
     "message_type",
     "new_id",
     "result_of",
+    "task_envelope",
 ]

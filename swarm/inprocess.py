@@ -43,6 +43,7 @@ from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
 from swarm.codec import Codec
 from swarm.constants import CHANNEL_QUEEN_COMMANDS, DEFAULT_VISIBILITY_TIMEOUT
+from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     DecodeError,
     EncodeError,
@@ -59,7 +60,7 @@ from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, result_of
 from swarm.tasks import TaskSet
-from swarm.tracing import current_traceparent, handler_span, tracing_enabled
+from swarm.tracing import handler_span, tracing_enabled
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -754,41 +755,22 @@ class InProcessRuntime:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
-        traceparent, tracestate = current_traceparent()
-        env = Envelope(
-            id=new_id(),
-            kind=Kind.TASK,
-            type=message.type_name,
+        env = task_envelope(
+            self._codec,
+            message,
             sender=sender,
-            recipient=to,
-            payload=self._codec.encode_payload(message),
+            to=to,
             priority=priority,
             max_attempts=max_attempts or self._retry.max_attempts,
             idempotency_key=idempotency_key,
-            created_at=time.time(),
             reply_to=self._node_id,
-            traceparent=traceparent,
-            tracestate=tracestate,
         )
         task_id = await self.submit(env)
         return result_of(self._codec, await self.wait(task_id, timeout=timeout))
 
     # -- broadcast --------------------------------------------------------
     async def publish(self, topic: str, message: Message, *, sender: str) -> None:
-        traceparent, tracestate = current_traceparent()
-        kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
-        env = Envelope(
-            id=new_id(),
-            kind=kind,
-            type=message.type_name,
-            sender=sender,
-            recipient=f"topic:{topic}",
-            payload=self._codec.encode_payload(message),
-            created_at=time.time(),
-            traceparent=traceparent,
-            tracestate=tracestate,
-        )
-        self._codec.encode(env)
+        env = broadcast_envelope(self._codec, topic, message, sender=sender)
         for sub in list(self._topics.get(topic, ())):
             try:
                 sub.queue.put_nowait(env)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from swarm.envelopes import task_envelope
 from swarm.errors import LeadershipLost
-from swarm.messages import Envelope, Kind, Message, new_id
+from swarm.messages import Message
 from swarm.queen.handle import TaskHandle
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import Runtime
-from swarm.tracing import current_traceparent
 
 __all__ = ["Intake"]
 
@@ -95,24 +95,19 @@ class Intake:
             to = f"role:{to}"
         if self.router.healthy is not None and not to.startswith("agent:"):
             to = self.router.resolve(type_name, to, await self.runtime.directory())
-        traceparent, tracestate = current_traceparent()
-        env = Envelope(
-            id=new_id(),
-            kind=Kind.TASK,
-            type=type_name,
+        env = task_envelope(
+            self.runtime.codec,
+            message,
             sender=self.sender,
-            recipient=to,
-            payload=self.runtime.codec.encode_payload(message),
+            to=to,
             priority=priority,
             max_attempts=max_attempts
             or self.max_attempts_by_type.get(type_name)
             or self.retry_policy.max_attempts,
             deadline=deadline,
             idempotency_key=idempotency_key,
-            created_at=now,
             reply_to=self.runtime.node_id,
-            traceparent=traceparent,
-            tracestate=tracestate,
             epoch=epoch,
+            now=now,
         )
         return TaskHandle(await self.runtime.submit(env), self.runtime)

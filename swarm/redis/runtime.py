@@ -62,6 +62,7 @@ from swarm import constants as C
 from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
 from swarm.codec import Codec
+from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     DecodeError,
     EncodeError,
@@ -103,7 +104,7 @@ from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, Subscription, result_of
 from swarm.tasks import TaskSet
-from swarm.tracing import current_traceparent, handler_span
+from swarm.tracing import handler_span
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -1373,21 +1374,15 @@ class RedisRuntime:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
-        traceparent, tracestate = current_traceparent()
-        env = Envelope(
-            id=new_id(),
-            kind=Kind.TASK,
-            type=message.type_name,
+        env = task_envelope(
+            self._codec,
+            message,
             sender=sender,
-            recipient=to,
-            payload=self._codec.encode_payload(message),
+            to=to,
             priority=priority,
             max_attempts=max_attempts or self._retry.max_attempts,
             idempotency_key=idempotency_key,
-            created_at=time.time(),
             reply_to=self._node_id,
-            traceparent=traceparent,
-            tracestate=tracestate,
         )
         task_id = await self.submit(env)
         return result_of(self._codec, await self.wait(task_id, timeout=timeout))
@@ -1396,20 +1391,7 @@ class RedisRuntime:
     async def publish(self, topic: str, message: Message, *, sender: str) -> None:
         if self._broadcaster is None:
             raise RuntimeClosed("runtime is not started")
-        traceparent, tracestate = current_traceparent()
-        kind = Kind.COMMAND if isinstance(message, Command) else Kind.EVENT
-        env = Envelope(
-            id=new_id(),
-            kind=kind,
-            type=message.type_name,
-            sender=sender,
-            recipient=f"topic:{topic}",
-            payload=self._codec.encode_payload(message),
-            created_at=time.time(),
-            traceparent=traceparent,
-            tracestate=tracestate,
-        )
-        self._codec.encode(env)
+        env = broadcast_envelope(self._codec, topic, message, sender=sender)
         await self._broadcaster.publish(C.channel_name(topic, self.prefix), env)
 
     async def subscribe(self, topic: str, callback: EventCallback) -> Subscription:

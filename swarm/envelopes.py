@@ -1,0 +1,87 @@
+"""Building envelopes: the one place a task or broadcast envelope is stamped.
+
+Runtimes (``send``, ``publish``) and the Queen's intake all build through
+these, so every envelope carries the same fields: a fresh id, the encoded
+payload, creation time and the W3C trace context of the sending span.
+
+Example:
+    >>> from swarm.codec import Codec
+    >>> from swarm.envelopes import task_envelope
+    >>> from swarm.messages import Message
+    >>> class Ping(Message):
+    ...     n: int
+    >>> env = task_envelope(Codec(), Ping(n=1), sender="q1", to="role:pinger", max_attempts=3)
+    >>> (env.kind.value, env.type, env.recipient, env.attempt)
+    ('task', 'Ping', 'role:pinger', 1)
+"""
+
+from __future__ import annotations
+
+import time
+
+from swarm.codec import Codec
+from swarm.messages import Command, Envelope, Kind, Message, new_id
+from swarm.tracing import current_traceparent
+
+__all__ = ["broadcast_envelope", "task_envelope"]
+
+
+def task_envelope(
+    codec: Codec,
+    message: Message,
+    *,
+    sender: str,
+    to: str = "",
+    max_attempts: int,
+    priority: int = 0,
+    deadline: float | None = None,
+    idempotency_key: str | None = None,
+    reply_to: str | None = None,
+    epoch: int = 0,
+    now: float | None = None,
+) -> Envelope:
+    """A task envelope for ``message``.
+
+    Raises:
+        EncodeError, MessageTooLarge: The payload cannot be encoded within the limit.
+    """
+    traceparent, tracestate = current_traceparent()
+    return Envelope(
+        id=new_id(),
+        kind=Kind.TASK,
+        type=message.type_name,
+        sender=sender,
+        recipient=to,
+        payload=codec.encode_payload(message),
+        priority=priority,
+        max_attempts=max_attempts,
+        deadline=deadline,
+        idempotency_key=idempotency_key,
+        created_at=now if now is not None else time.time(),
+        reply_to=reply_to,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        epoch=epoch,
+    )
+
+
+def broadcast_envelope(codec: Codec, topic: str, message: Message, *, sender: str) -> Envelope:
+    """An event (or, for a :class:`~swarm.messages.Command`, a command) for ``topic``.
+
+    Raises:
+        EncodeError, MessageTooLarge: It cannot be encoded within the limit.
+    """
+    traceparent, tracestate = current_traceparent()
+    env = Envelope(
+        id=new_id(),
+        kind=Kind.COMMAND if isinstance(message, Command) else Kind.EVENT,
+        type=message.type_name,
+        sender=sender,
+        recipient=f"topic:{topic}",
+        payload=codec.encode_payload(message),
+        created_at=time.time(),
+        traceparent=traceparent,
+        tracestate=tracestate,
+    )
+    codec.encode(env)  # the whole envelope within the limit, checked at the sender
+    return env
