@@ -1,8 +1,9 @@
 """The Redis hot tier: one hash per memory, expiring after the hot TTL.
 
 A read refreshes the TTL, so memories in use stay hot and the rest age out
-(tiering by access). Concurrent operations are coalesced into one pipeline
-per round trip. Values are JSON, so a client created with
+(tiering by access). Concurrent operations are coalesced: the gets (and the
+puts, and the deletes) gathered in one loop turn become one multi-key command
+each, sent in one pipeline. Values are JSON, so a client created with
 ``decode_responses=True`` works as well as one without.
 
 Example:
@@ -17,6 +18,7 @@ import asyncio
 import hashlib
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -32,22 +34,98 @@ from swarm.tasks import TaskSet
 
 __all__ = ["RedisHotTier"]
 
-_GET = """
-local v = redis.call('HGET', KEYS[1], 'data')
-if v then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return v
+# Each key is handled under pcall and answers for itself, so one bad key (say,
+# a foreign value of another type) fails only its own caller, as it would with
+# one command per operation. All keys share the `{memory}` hash tag, so these
+# multi-key scripts are legal on Redis Cluster too.
+_GET_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.pcall('HGET', key, 'data')
+  if v and type(v) ~= 'table' then redis.call('EXPIRE', key, ARGV[1]) end
+  out[i] = v
+end
+return out
 """
-_PUT = """
-redis.call('HSET', KEYS[1], 'data', ARGV[1], 'namespace', ARGV[2], 'kind', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
+# ARGV holds data, namespace, kind, ttl for each key in turn.
+_PUT_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local a = (i - 1) * 4
+  local r = redis.pcall('HSET', key, 'data', ARGV[a + 1], 'namespace', ARGV[a + 2],
+                        'kind', ARGV[a + 3])
+  if type(r) == 'table' and r.err then
+    out[i] = r
+  else
+    redis.call('EXPIRE', key, ARGV[a + 4])
+    out[i] = 1
+  end
+end
+return out
 """
-# One command per operation instead of two (HGET/HSET + EXPIRE): the client's
-# per-command cost is what bounds throughput.
-_LUA = {"get": _GET, "put": _PUT}
+# redis-py's per-command pack/parse cost, not Redis, is what bounds throughput:
+# one command per kind and loop turn instead of one per operation.
+_LUA = {"get": _GET_MANY, "put": _PUT_MANY}
 _SHA = {name: hashlib.sha1(lua.encode()).hexdigest() for name, lua in _LUA.items()}
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Memory)
+
+
+@dataclass(slots=True)
+class _Op:
+    """One caller's operation waiting for the next flush."""
+
+    kind: str  # "get", "put" or "delete"
+    key: str
+    args: tuple[Any, ...]  # get: (ttl,); put: (data, namespace, kind, ttl); delete: ()
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Command:
+    """One multi-key command standing for several operations of one kind."""
+
+    kind: str
+    argv: list[Any]  # get: [ttl]; put: the ops' args, flattened; delete: []
+    keys: list[str] = field(default_factory=list)
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+def _plan(ops: list[_Op]) -> list[_Command]:
+    """Group operations into as few multi-key commands as keeps their order.
+
+    Operations on distinct keys commute, so a batch only needs splitting when
+    a key comes back under another command (a get after a put of the same key
+    must still see the put). Gets with different TTLs cannot share an ARGV.
+    """
+    commands: list[_Command] = []
+    open_: dict[tuple[Any, ...], _Command] = {}
+    touched: dict[str, tuple[Any, ...]] = {}
+    for op in ops:
+        group = (op.kind, *op.args) if op.kind == "get" else (op.kind,)
+        if touched.setdefault(op.key, group) != group:
+            open_.clear()
+            touched.clear()
+            touched[op.key] = group
+        command = open_.get(group)
+        if command is None:
+            command = _Command(op.kind, list(op.args) if op.kind == "get" else [])
+            open_[group] = command
+            commands.append(command)
+        command.keys.append(op.key)
+        if op.kind == "put":
+            command.argv.extend(op.args)
+        command.futures.append(op.future)
+    return commands
+
+
+def _settle(future: asyncio.Future[Any], reply: Any) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if isinstance(reply, Exception):
+        future.set_exception(TransportError(f"redis hot tier: {reply}"))
+    else:
+        future.set_result(reply)
 
 
 class RedisHotTier:
@@ -78,7 +156,7 @@ class RedisHotTier:
         )
         self.prefix = prefix or (settings.prefix if settings else KEY_PREFIX)
         self.ttl = ttl or (settings.ttl if settings else 3600)
-        self._pending: list[tuple[list[tuple[str, tuple[Any, ...]]], asyncio.Future[Any]]] = []
+        self._pending: list[_Op] = []
         self._wake = asyncio.Event()
         self._tasks = TaskSet("memory.redis-hot")
 
@@ -86,16 +164,16 @@ class RedisHotTier:
         """Redis key of one memory."""
         return memory_key(memory_id, self.prefix)
 
-    async def _call(self, commands: list[tuple[str, tuple[Any, ...]]]) -> Any:
-        """Queue commands for the next pipeline; returns the first command's reply.
+    async def _call(self, kind: str, key: str, args: tuple[Any, ...]) -> Any:
+        """Queue one operation for the next flush; returns its own reply.
 
         Concurrent callers share one round trip: while a pipeline is in flight
-        the next batch accumulates (redis-py costs ~0.3 ms of CPU per command
-        round trip, so one pipeline per caller cannot reach tens of thousands
+        the next batch accumulates (redis-py costs tens of microseconds of CPU
+        per command, so one command per caller cannot reach tens of thousands
         of operations per second).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((commands, future))
+        self._pending.append(_Op(kind, key, args, future))
         self._wake.set()
         if not self._tasks:
             self._tasks.spawn(self._flusher(), name="redis-hot-flusher")
@@ -108,40 +186,46 @@ class RedisHotTier:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
+            commands = _plan(batch)
             try:
-                replies = await self._execute([c for commands, _ in batch for c in commands])
+                replies = await self._execute(commands)
             except asyncio.CancelledError:
-                for _, fut in batch:
-                    fut.cancel()
+                for op in batch:
+                    op.future.cancel()
                 raise
             except Exception as exc:
                 # Whatever went wrong, every caller of the batch hears about it:
                 # a flusher that died silently would leave them waiting forever.
                 error = TransportError(f"redis hot tier: {exc!r}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(error)
+                for op in batch:
+                    if not op.future.done():
+                        op.future.set_exception(error)
                 continue
-            i = 0
-            for commands, fut in batch:
-                reply = replies[i]
-                i += len(commands)
-                if fut.done():
-                    continue
-                if isinstance(reply, Exception):
-                    fut.set_exception(TransportError(f"redis hot tier: {reply}"))
+            for command, reply in zip(commands, replies, strict=True):
+                if command.kind == "delete" or isinstance(reply, Exception):
+                    # DEL answers a count for all its keys; an error reply
+                    # means the whole command failed.
+                    for future in command.futures:
+                        _settle(future, reply if isinstance(reply, Exception) else None)
+                elif not isinstance(reply, list) or len(reply) != len(command.futures):
+                    odd = RedisError(f"unexpected reply to {command.kind}: {reply!r}")
+                    for future in command.futures:
+                        _settle(future, odd)
                 else:
-                    fut.set_result(reply)
+                    for future, one in zip(command.futures, reply, strict=True):
+                        _settle(future, one)
 
-    async def _execute(self, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    async def _execute(self, commands: list[_Command]) -> list[Any]:
         """Run commands in one pipeline; reload the scripts once if Redis lost them."""
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for name, args in commands:
-                    if name in _SHA:
-                        pipe.evalsha(_SHA[name], 1, *args)
+                for command in commands:
+                    if command.kind == "delete":
+                        pipe.delete(*command.keys)
                     else:
-                        getattr(pipe, name)(*args)
+                        pipe.evalsha(
+                            _SHA[command.kind], len(command.keys), *command.keys, *command.argv
+                        )
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
             if len(replies) != len(commands):
                 raise RedisError(f"{len(replies)} replies to {len(commands)} commands")
@@ -155,8 +239,7 @@ class RedisHotTier:
 
     async def get(self, memory_id: str) -> Memory | None:
         """The cached memory or None; a hit refreshes its TTL."""
-        key = self.key(memory_id)
-        data = await self._call([("get", (key, self.ttl))])
+        data = await self._call("get", self.key(memory_id), (self.ttl,))
         if data is None:
             return None
         try:
@@ -167,17 +250,17 @@ class RedisHotTier:
 
     async def put(self, memory: Memory) -> None:
         """Cache a memory (without its vector) for ``ttl`` seconds."""
-        key = self.key(memory.id)
         data = _encoder.encode(strip_vector(memory))
         ttl = self.ttl
         if memory.expires_at is not None:
             # Never cache a memory beyond its own lifetime.
             ttl = max(1, min(ttl, math.ceil(memory.expires_at - time.time())))
-        await self._call([("put", (key, data, memory.namespace, memory.kind.value, ttl))])
+        args = (data, memory.namespace, memory.kind.value, ttl)
+        await self._call("put", self.key(memory.id), args)
 
     async def delete(self, memory_id: str) -> None:
         """Drop a cached memory."""
-        await self._call([("delete", (self.key(memory_id),))])
+        await self._call("delete", self.key(memory_id), ())
 
     async def close(self) -> None:
         """Stop the flusher; close the client if the tier created it."""
