@@ -374,15 +374,7 @@ class InProcessRuntime:
         # is encoded only when its headers could tip it over the limit.
         if len(env.payload) + _HEADER_ALLOWANCE > self._codec.max_bytes:
             self._codec.encode(env)
-        record = TaskRecord(
-            task_id=env.id,
-            type=env.type,
-            recipient=env.recipient,
-            priority=env.priority,
-            idempotency_key=env.idempotency_key,
-            epoch=env.epoch,
-            created_at=env.created_at or time.time(),
-        )
+        record = TaskRecord.for_task(env)
         if self._fast_ledger is not None:
             stored = self._fast_ledger.create_nowait(record)
         else:
@@ -791,25 +783,24 @@ class InProcessRuntime:
         return deliver
 
     async def _on_command(self, env: Envelope) -> None:
-        cmd = self._codec.decode_payload(env, Command)
+        try:
+            cmd = self._codec.decode_payload(env, Command)
+        except DecodeError as exc:
+            REJECTED.labels(reason="malformed_command").inc()
+            _log.warning("rejected command", error=str(exc))
+            return
         for rep in list(self._replicas.values()):
-            agent = rep.agent
-            if (cmd.role and cmd.role != agent.role) or (
-                cmd.agent_id and cmd.agent_id != agent.agent_id
-            ):
+            action = rep.agent.obey(cmd)
+            if action is None:
                 continue
-            _log.info("command", action=cmd.action.value, agent_id=agent.agent_id)
-            if cmd.action is CommandAction.PAUSE and agent.accepting:
-                agent.state = AgentState.PAUSED
-            elif cmd.action is CommandAction.RESUME and agent.state is AgentState.PAUSED:
-                agent.state = AgentState.BUSY if agent.inflight else AgentState.READY
+            _log.info("command", action=action.value, agent_id=rep.agent.agent_id)
+            if action is CommandAction.RESUME:
                 self._fill(rep)
                 self._pump(rep.role)
-            elif cmd.action is CommandAction.DRAIN:
-                agent.state = AgentState.DRAINING
+            elif action is CommandAction.DRAIN:
                 self._return_mailbox(rep)
-            elif cmd.action is CommandAction.SHUTDOWN:
-                await self.unregister(agent.agent_id, drain=True)
+            elif action is CommandAction.SHUTDOWN:
+                await self.unregister(rep.agent.agent_id, drain=True)
 
     # -- dead letters and introspection -------------------------------------
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:

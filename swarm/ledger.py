@@ -31,6 +31,8 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from swarm.messages import Envelope
+
 __all__ = ["FINAL_STATES", "InMemoryLedger", "Ledger", "TaskRecord", "TaskState"]
 
 
@@ -96,6 +98,19 @@ class TaskRecord(msgspec.Struct, kw_only=True, gc=False):
     def final(self) -> bool:
         """Whether the task reached a final state."""
         return self.state in FINAL_STATES
+
+    @classmethod
+    def for_task(cls, envelope: Envelope) -> TaskRecord:
+        """The queued record of a task about to be accepted."""
+        return cls(
+            task_id=envelope.id,
+            type=envelope.type,
+            recipient=envelope.recipient,
+            priority=envelope.priority,
+            idempotency_key=envelope.idempotency_key,
+            epoch=envelope.epoch,
+            created_at=envelope.created_at or time.time(),
+        )
 
 
 @runtime_checkable

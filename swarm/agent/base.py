@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from swarm.errors import ConfigError, Reject
-from swarm.messages import Envelope, Message, new_id
+from swarm.messages import Command, CommandAction, Envelope, Message, new_id
 
 if TYPE_CHECKING:
     from swarm.agent.context import AgentContext, TaskContext
@@ -199,6 +199,27 @@ class Agent:
         return self.state is AgentState.READY or self.state is AgentState.BUSY
 
     # -- what runtimes call ----------------------------------------------
+    def obey(self, command: Command) -> CommandAction | None:
+        """Apply a Queen command's state change to this agent.
+
+        Returns:
+            The action, for the runtime's own follow-up (refill after a resume,
+            hand back queued work on drain, unregister on shutdown), or None
+            when the command is addressed to other agents.
+        """
+        if (command.role and command.role != self.role) or (
+            command.agent_id and command.agent_id != self.agent_id
+        ):
+            return None
+        action = command.action
+        if action is CommandAction.PAUSE and self.accepting:
+            self.state = AgentState.PAUSED
+        elif action is CommandAction.RESUME and self.state is AgentState.PAUSED:
+            self.state = AgentState.BUSY if self.inflight else AgentState.READY
+        elif action is CommandAction.DRAIN:
+            self.state = AgentState.DRAINING
+        return action
+
     async def startup(self, context: AgentContext) -> None:
         """Bind the agent to a runtime context and run :meth:`on_start`."""
         self._context = context

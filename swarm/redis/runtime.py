@@ -563,15 +563,7 @@ class RedisRuntime:
                 env, recipient=recipient, reply_to=env.reply_to or self._node_id
             )
         data = self._codec.encode(env)
-        record = TaskRecord(
-            task_id=env.id,
-            type=env.type,
-            recipient=env.recipient,
-            priority=env.priority,
-            idempotency_key=env.idempotency_key,
-            epoch=env.epoch,
-            created_at=env.created_at or time.time(),
-        )
+        record = TaskRecord.for_task(env)
         ledger = self.ledger
         if env.idempotency_key is not None:
             existing = await ledger.claim(env.idempotency_key, env.id)
@@ -1415,22 +1407,16 @@ class RedisRuntime:
             _log.warning("rejected command", error=str(exc))
             return
         for rep in list(self._replicas.values()):
-            agent = rep.agent
-            if (cmd.role and cmd.role != agent.role) or (
-                cmd.agent_id and cmd.agent_id != agent.agent_id
-            ):
+            action = rep.agent.obey(cmd)
+            if action is None:
                 continue
-            _log.info("command", action=cmd.action.value, agent_id=agent.agent_id)
-            if cmd.action is CommandAction.PAUSE and agent.accepting:
-                agent.state = AgentState.PAUSED
-            elif cmd.action is CommandAction.RESUME and agent.state is AgentState.PAUSED:
-                agent.state = AgentState.BUSY if agent.inflight else AgentState.READY
+            _log.info("command", action=action.value, agent_id=rep.agent.agent_id)
+            if action is CommandAction.RESUME:
                 rep.wake.set()
-            elif cmd.action is CommandAction.DRAIN:
-                agent.state = AgentState.DRAINING
+            elif action is CommandAction.DRAIN:
                 await self._return_queued(rep)
-            elif cmd.action is CommandAction.SHUTDOWN:
-                await self.unregister(agent.agent_id, drain=True)
+            elif action is CommandAction.SHUTDOWN:
+                await self.unregister(rep.agent.agent_id, drain=True)
 
     # -- dead letters and introspection -------------------------------------
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:

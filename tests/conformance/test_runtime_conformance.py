@@ -450,3 +450,19 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)
+
+
+async def test_malformed_command_is_counted_and_agents_keep_working(
+    runtime_factory: Make, board: Board
+) -> None:
+    from swarm.constants import CHANNEL_QUEEN_COMMANDS
+
+    runtime = await runtime_factory()
+    agent = Worker(board)
+    await runtime.register(agent)
+    counter = REJECTED.labels(reason="malformed_command")
+    before = counter._value.get()
+    await runtime.publish(CHANNEL_QUEEN_COMMANDS, Note(text="not a command"), sender="intruder")
+    await _until(lambda: counter._value.get() == before + 1)
+    assert agent.state.value == "ready"
+    assert await runtime.send(Work(n=4), sender="test", timeout=10) == 8
