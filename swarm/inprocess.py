@@ -660,24 +660,16 @@ class InProcessRuntime:
         result: bytes | None = None,
         result_type: str | None = None,
     ) -> None:
-        if self._fast_ledger is not None:
-            rec = self._fast_ledger.update_nowait(
-                env.id,
-                state,
-                attempts=env.attempt,
-                error=error,
-                result=result,
-                result_type=result_type,
-            )
-        else:
-            rec = await self._ledger.update(
-                env.id,
-                state,
-                attempts=env.attempt,
-                error=error,
-                result=result,
-                result_type=result_type,
-            )
+        # Off the hot path (expiry, failure, dead letters): the Protocol call serves
+        # every ledger; successes on the in-memory ledger go through _on_result.
+        rec = await self._ledger.update(
+            env.id,
+            state,
+            attempts=env.attempt,
+            error=error,
+            result=result,
+            result_type=result_type,
+        )
         if rec is not None:
             self._settled(rec)
 

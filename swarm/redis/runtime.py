@@ -1138,46 +1138,29 @@ class RedisRuntime:
                 if rep.dead:
                     break
                 stream = C.task_stream(role, band, self.prefix)
-                raw = await self._redis.eval(
-                    ORPHANS,
-                    1,
-                    stream,
-                    C.TASK_GROUP,
-                    rep.agent.agent_id,
-                    max(1, rep.free),
-                    *live,
+                await self._claim(
+                    rep, stream, "claimed a dead agent's entry", ORPHANS, max(1, rep.free), *live
                 )
-                for entry in parse_entries(raw):
-                    _log.warning(
-                        "claimed a dead agent's entry",
-                        stream=stream,
-                        entry_id=entry.entry_id,
-                        agent_id=rep.agent.agent_id,
-                        deliveries=entry.deliveries,
-                    )
-                    await self._accept(rep, stream, entry)
                 # Claimed even into a full replica (one at a time): it runs them
                 # after its current task; should one wait here past the timeout,
                 # _execute leaves it for the next reaper instead of running a
                 # copy another replica may have claimed.
-                raw = await self._redis.eval(
-                    RECLAIM,
-                    1,
-                    stream,
-                    C.TASK_GROUP,
-                    rep.agent.agent_id,
-                    min_idle,
-                    max(1, rep.free),
+                await self._claim(
+                    rep, stream, "reclaimed an idle entry", RECLAIM, min_idle, max(1, rep.free)
                 )
-                for entry in parse_entries(raw):
-                    _log.warning(
-                        "reclaimed an idle entry",
-                        stream=stream,
-                        entry_id=entry.entry_id,
-                        agent_id=rep.agent.agent_id,
-                        deliveries=entry.deliveries,
-                    )
-                    await self._accept(rep, stream, entry)
+
+    async def _claim(self, rep: _Replica, stream: str, what: str, script: str, *args: Any) -> None:
+        """Run a claim script (``ORPHANS`` or ``RECLAIM``) for ``rep`` and accept what it took."""
+        raw = await self._redis.eval(script, 1, stream, C.TASK_GROUP, rep.agent.agent_id, *args)
+        for entry in parse_entries(raw):
+            _log.warning(
+                what,
+                stream=stream,
+                entry_id=entry.entry_id,
+                agent_id=rep.agent.agent_id,
+                deliveries=entry.deliveries,
+            )
+            await self._accept(rep, stream, entry)
 
     async def _live_replicas(self, role: str) -> list[str]:
         """Agent ids of a role with a fresh heartbeat (plus our own)."""

@@ -27,6 +27,7 @@ from swarm import (
     TaskState,
     new_id,
 )
+from swarm.envelopes import task_envelope
 from swarm.metrics import REJECTED
 from swarm.runtime import result_of
 from tests.conformance.conftest import Make
@@ -45,18 +46,15 @@ def task(
     key: str | None = None,
     runtime: Runtime,
 ) -> Envelope:
-    return Envelope(
-        id=new_id(),
-        kind=Kind.TASK,
-        type=msg.type_name,
+    return task_envelope(
+        runtime.codec,
+        msg,
         sender="test",
-        recipient=to,
-        payload=runtime.codec.encode_payload(msg),
+        to=to,
         priority=priority,
         max_attempts=max_attempts,
         deadline=deadline,
         idempotency_key=key,
-        created_at=time.time(),
         reply_to=runtime.node_id,
     )
 

@@ -11,9 +11,10 @@ from redis.asyncio import Redis
 
 from swarm import Agent, Message, handler
 from swarm import constants as C
+from swarm.envelopes import task_envelope
 from swarm.errors import NoRouteError, TaskDeadLettered, TaskExpired
 from swarm.ledger import TaskState
-from swarm.messages import Envelope, Kind, new_id
+from swarm.messages import Envelope, new_id
 from swarm.metrics import REJECTED
 from swarm.redis.runtime import RedisRuntime
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
@@ -308,19 +309,16 @@ def _env(
     idempotency_key: str | None = None,
     deadline: float | None = None,
 ) -> Envelope:
-    return Envelope(
-        id=new_id(),
-        kind=Kind.TASK,
-        type=msg.type_name,
+    return task_envelope(
+        rt.codec,
+        msg,
         sender="test",
-        recipient=recipient,
-        payload=rt.codec.encode_payload(msg),
+        to=recipient,
         priority=priority,
-        idempotency_key=idempotency_key,
-        deadline=deadline,
-        created_at=time.time(),
-        reply_to=rt.node_id,
         max_attempts=rt.retry_policy.max_attempts,
+        deadline=deadline,
+        idempotency_key=idempotency_key,
+        reply_to=rt.node_id,
     )
 
 

@@ -71,7 +71,7 @@ async def test_tasks_retries_and_dead_letters_work_on_a_cluster(runtime: RedisRu
 
 
 async def test_fencing_on_cluster_refuses_stale_epochs(cluster: RedisClusterServers) -> None:
-    from swarm import Envelope, FencingError, Kind, new_id
+    from swarm import Envelope, FencingError, task_envelope
     from swarm.constants import leader_epoch_key
 
     prefix = f"f{time.time_ns()}"
@@ -85,14 +85,12 @@ async def test_fencing_on_cluster_refuses_stale_epochs(cluster: RedisClusterServ
         await client.set(leader_epoch_key("queen", prefix), 3)
 
         def env(epoch: int) -> Envelope:
-            return Envelope(
-                id=new_id(),
-                kind=Kind.TASK,
-                type="Cube",
+            return task_envelope(
+                rt.codec,
+                Cube(n=epoch),
                 sender="q",
-                recipient="role:cluster_cuber",
-                payload=rt.codec.encode_payload(Cube(n=epoch)),
-                created_at=time.time(),
+                to="role:cluster_cuber",
+                max_attempts=3,
                 reply_to=rt.node_id,
                 epoch=epoch,
             )

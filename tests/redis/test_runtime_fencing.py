@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from discovery import FencedWriter
-from swarm import Envelope, FencingError, Kind, Message, Queen, new_id
+from swarm import Envelope, FencingError, Message, Queen, task_envelope
 from swarm.metrics import FENCED_REFUSED
 from swarm.redis import RedisRuntime
 from tests.fakes import Board, Work, Worker
@@ -17,14 +15,12 @@ pytestmark = pytest.mark.integration
 
 
 def stamped(runtime: RedisRuntime, msg: Message, epoch: int) -> Envelope:
-    return Envelope(
-        id=new_id(),
-        kind=Kind.TASK,
-        type=msg.type_name,
+    return task_envelope(
+        runtime.codec,
+        msg,
         sender="queen",
-        recipient="role:worker",
-        payload=runtime.codec.encode_payload(msg),
-        created_at=time.time(),
+        to="role:worker",
+        max_attempts=3,
         reply_to=runtime.node_id,
         epoch=epoch,
     )
