@@ -45,9 +45,11 @@ def task_envelope(
     Raises:
         EncodeError, MessageTooLarge: The payload cannot be encoded within the limit.
     """
+    if now is None:
+        now = time.time()
     traceparent, tracestate = current_traceparent()
     return Envelope(
-        id=new_id(),
+        id=new_id(now),
         kind=Kind.TASK,
         type=message.type_name,
         sender=sender,
@@ -57,7 +59,7 @@ def task_envelope(
         max_attempts=max_attempts,
         deadline=deadline,
         idempotency_key=idempotency_key,
-        created_at=now if now is not None else time.time(),
+        created_at=now,
         reply_to=reply_to,
         traceparent=traceparent,
         tracestate=tracestate,

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import enum
-import itertools
 import os
 import time
 from typing import Any, ClassVar, dataclass_transform
@@ -130,28 +129,43 @@ class Command(Message, frozen=True, kw_only=True):
 # processes and hosts; the leading millisecond clock makes them sort by time.
 # (python-ulid costs ~10 us per id, half of the in-process per-task budget.)
 _NODE = int.from_bytes(os.urandom(5), "big")
-_COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
 _NODE_HEX = f"{_NODE:010x}"
+_COUNTER_MASK = 0xFFFFFFFFFF  # the counter part: 40 bits, 10 hex digits
+# The counter's low 12 bits come from this table; clock, node and the
+# counter's high bits are formatted into a prefix that changes once per
+# millisecond (or per 4096 ids). Formatting hex per id cost ~3 000
+# instructions, a quarter of building a task envelope.
+_LOW_HEX = tuple(f"{i:03x}" for i in range(4096))
 
-
+_count = int.from_bytes(os.urandom(3), "big")
 _prefix_ms = -1
 _prefix = ""
+_high = ""  # the counter's high 28 bits, 7 hex digits
 
 
-def new_id() -> str:
+def new_id(now: float | None = None) -> str:
     """Return a new unique id that sorts by creation time (32 hex digits).
+
+    Args:
+        now: The creation time (unix seconds), when the caller has read the
+            clock already; default: now.
 
     Example:
         >>> a, b = new_id(), new_id()
         >>> a != b and len(a) == 32
         True
     """
-    global _prefix_ms, _prefix
-    ms = time.time_ns() // 1_000_000
+    global _count, _prefix, _prefix_ms, _high
+    n = _count = (_count + 1) & _COUNTER_MASK
+    low = n & 0xFFF
+    if not low or not _high:
+        _high = f"{n >> 12:07x}"
+        _prefix_ms = -1
+    ms = int((time.time() if now is None else now) * 1000)
     if ms != _prefix_ms:
-        # Formatting the clock part once per millisecond, not once per id.
-        _prefix_ms, _prefix = ms, f"{ms:012x}{_NODE_HEX}"
-    return f"{_prefix}{next(_COUNTER) & 0xFFFFFFFFFF:010x}"
+        _prefix_ms = ms
+        _prefix = f"{ms:012x}{_NODE_HEX}{_high}"
+    return _prefix + _LOW_HEX[low]
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
