@@ -102,8 +102,11 @@ class Codec:
         Raises:
             DecodeError: The payload does not match ``type_``.
         """
+        decoder = self._decoders.get(type_)
+        if decoder is None:
+            decoder = self._decoder(type_)
         try:
-            return self._decoder(type_).decode(envelope.payload)  # type: ignore[no-any-return]
+            return decoder.decode(envelope.payload)  # type: ignore[no-any-return]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"payload of {envelope.type!r} is invalid: {exc}") from exc
 

@@ -53,7 +53,7 @@ from swarm.errors import (
     RuntimeClosed,
     SwarmTimeout,
 )
-from swarm.ledger import InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
 from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.retry import RetryPolicy
@@ -83,9 +83,13 @@ _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned Non
 
 @dataclass(slots=True, eq=False)
 class _Delivery:
-    envelope: Envelope
-    lease_until: float = 0.0
-    worker: asyncio.Task[Any] | None = None
+    """A worker's delivery in flight: one per worker, reused for every task it runs."""
+
+    worker: asyncio.Task[Any]
+    envelope: Envelope | None = None
+    # The reaper's sweep count when the lease began: the lease is measured
+    # from the sweep after it, so the hot path reads no clock.
+    tick: int = 0
     interrupted: str | None = None
 
 
@@ -104,8 +108,8 @@ class _Replica:
     context: AgentContext
     # Assigned, not yet started; idle workers park on a future instead of a
     # Queue, which halves the wake-up cost per task.
-    mailbox: collections.deque[_Delivery] = field(default_factory=collections.deque)
-    idle: collections.deque[asyncio.Future[_Delivery]] = field(default_factory=collections.deque)
+    mailbox: collections.deque[Envelope] = field(default_factory=collections.deque)
+    idle: collections.deque[asyncio.Future[Envelope]] = field(default_factory=collections.deque)
     assigned: int = 0
     inflight: dict[str, _Delivery] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -193,7 +197,10 @@ class InProcessRuntime:
         self._replicas: dict[str, _Replica] = {}
         self._direct: dict[str, list[_Entry]] = {}
         self._seq = itertools.count()
-        self._waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        # The first waiter of each task, and (rarely) further concurrent ones.
+        self._waiters: dict[str, asyncio.Future[TaskRecord]] = {}
+        self._more_waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self._tick = 0  # reaper sweeps so far
         self._retries: dict[str, tuple[asyncio.TimerHandle, Envelope]] = {}
         self._dead: dict[str, DeadLetter] = {}
         self._topics: dict[str, list[_Subscription]] = {}
@@ -348,9 +355,9 @@ class InProcessRuntime:
     def _return_mailbox(self, rep: _Replica) -> None:
         # Assigned but not started: back to the queue with the attempt unchanged.
         while rep.mailbox:
-            d = rep.mailbox.popleft()
+            env = rep.mailbox.popleft()
             rep.assigned -= 1
-            self._enqueue(d.envelope, avoid=rep.agent.agent_id)
+            self._enqueue(env, avoid=rep.agent.agent_id)
         if rep.assigned == 0 and rep.settled is not None:
             rep.settled.set()
 
@@ -379,10 +386,11 @@ class InProcessRuntime:
             stored = self._fast_ledger.create_nowait(record)
         else:
             stored = await self._ledger.create(record)
-        if stored.task_id != env.id:
+        if stored is not record:
             return stored.task_id
         self._outstanding += 1
-        self._idle.clear()
+        if self._outstanding == 1:
+            self._idle.clear()
         self._enqueue(env)
         return env.id
 
@@ -390,9 +398,9 @@ class InProcessRuntime:
         return sender in self._replicas
 
     def _enqueue(self, env: Envelope, avoid: str | None = None) -> None:
-        entry: _Entry = (-env.priority, next(self._seq), env, avoid)
         if env.recipient.startswith("agent:"):
             agent_id = env.recipient[6:]
+            entry: _Entry = (-env.priority, next(self._seq), env, avoid)
             heapq.heappush(self._direct.setdefault(agent_id, []), entry)
             rep = self._replicas.get(agent_id)
             if rep is not None and not self._halting:
@@ -415,7 +423,7 @@ class InProcessRuntime:
             if best is not None:
                 self._assign(best, env)
                 return
-        heapq.heappush(role.backlog, entry)
+        heapq.heappush(role.backlog, (-env.priority, next(self._seq), env, avoid))
         if not self._halting:
             self._pump(role)
 
@@ -457,13 +465,12 @@ class InProcessRuntime:
                     self._worker(rep), name=f"{rep.agent.agent_id}:{len(rep.workers)}"
                 )
             )
-        d = _Delivery(env)
         while rep.idle:
             waiter = rep.idle.popleft()
             if not waiter.done():
-                waiter.set_result(d)
+                waiter.set_result(env)
                 return
-        rep.mailbox.append(d)
+        rep.mailbox.append(env)
 
     # -- execution ----------------------------------------------------------
     async def _worker(self, rep: _Replica) -> None:
@@ -473,14 +480,16 @@ class InProcessRuntime:
         loop = asyncio.get_running_loop()
         fast = self._fast_ledger
         codec = self._codec
+        ctx = rep.context
+        inflight = rep.inflight
+        d = _Delivery(me)
         while True:
             if rep.mailbox:
-                d = rep.mailbox.popleft()
+                env = rep.mailbox.popleft()
             else:
-                waiter: asyncio.Future[_Delivery] = loop.create_future()
+                waiter: asyncio.Future[Envelope] = loop.create_future()
                 rep.idle.append(waiter)
-                d = await waiter
-            env = d.envelope
+                env = await waiter
             try:
                 # The common case (in-memory ledger, no deadline) starts without
                 # an await; everything else goes through _start.
@@ -490,20 +499,27 @@ class InProcessRuntime:
                 else:
                     started = await self._start(agent, env)
                 if started:
-                    self._lease(rep, d, me)
+                    # The lease: from here the reaper may take the task back.
+                    if agent.state is AgentState.READY:
+                        agent.state = AgentState.BUSY
+                    d.envelope = env
+                    d.interrupted = None
+                    d.tick = self._tick
+                    inflight[env.id] = d
+                    agent.inflight += 1
                     try:
                         if tracing_enabled():
                             with handler_span(env, agent.agent_id):
-                                value = await agent.dispatch(
-                                    env, TaskContext(rep.context, env), codec
-                                )
+                                value = await agent.dispatch(env, ctx, codec)
                         else:
-                            value = await agent.dispatch(env, TaskContext(rep.context, env), codec)
+                            value = await agent.dispatch(env, ctx, codec)
                     except BaseException as exc:
-                        await self._on_error(rep, d, me, exc)
+                        await self._on_error(rep, d, env, me, exc)
                     else:
-                        if not self._on_result(rep, d, value):
-                            await self._on_result_slow(rep, d, me, value)
+                        if fast is None or d.interrupted is not None:
+                            await self._on_result_slow(rep, d, env, me, value)
+                        elif not self._on_result(rep, env, value, fast):
+                            await self._on_result_slow(rep, d, env, me, value)
             finally:
                 rep.assigned -= 1
                 if rep.assigned == 0 and rep.settled is not None:
@@ -532,27 +548,21 @@ class InProcessRuntime:
             )
         return True
 
-    def _lease(self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any]) -> None:
-        """Take the delivery in flight: the reaper may now take it back after the timeout."""
-        agent = rep.agent
-        if agent.state is AgentState.READY:
-            agent.state = AgentState.BUSY
-        d.worker = me
-        d.lease_until = time.monotonic() + self.visibility_timeout
-        rep.inflight[d.envelope.id] = d
-        agent.inflight += 1
-
     @staticmethod
-    def _release(rep: _Replica, d: _Delivery) -> None:
-        rep.inflight.pop(d.envelope.id, None)
+    def _release(rep: _Replica, env: Envelope) -> None:
+        rep.inflight.pop(env.id, None)
         rep.agent.inflight -= 1
 
     async def _on_error(
-        self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any], exc: BaseException
+        self,
+        rep: _Replica,
+        d: _Delivery,
+        env: Envelope,
+        me: asyncio.Task[Any],
+        exc: BaseException,
     ) -> None:
         """The handler raised (or was interrupted): redeliver, retry, fail or dead-letter."""
-        env = d.envelope
-        self._release(rep, d)
+        self._release(rep, env)
         if isinstance(exc, asyncio.CancelledError):
             if d.interrupted is None:
                 # Cancelled from outside (the handler cancelled itself, or an
@@ -577,30 +587,37 @@ class InProcessRuntime:
             await self._redeliver(env, type(exc).__name__, rep)
             raise exc
 
-    def _on_result(self, rep: _Replica, d: _Delivery, value: Any) -> bool:
+    def _on_result(
+        self, rep: _Replica, env: Envelope, value: Any, fast: InMemoryLedger
+    ) -> bool:
         """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
-        fast = self._fast_ledger
-        if fast is None or d.interrupted is not None:
-            return False
-        try:
-            payload = self._codec.encode_payload(value)
-        except (EncodeError, MessageTooLarge):
-            return False
-        self._release(rep, d)
-        rep.agent.processed += 1
-        env = d.envelope
-        result = _NONE_RESULT if value is None else bytes(payload)
-        type_name = value.type_name if isinstance(value, Message) else ""
+        if value is None:
+            result = _NONE_RESULT
+            type_name = ""
+        else:
+            try:
+                result = bytes(self._codec.encode_payload(value))
+            except (EncodeError, MessageTooLarge):
+                return False
+            type_name = value.type_name if isinstance(value, Message) else ""
+        rep.inflight.pop(env.id, None)
+        agent = rep.agent
+        agent.inflight -= 1
+        agent.processed += 1
         rec = fast.done_nowait(env.id, env.attempt, result, type_name)
         if rec is not None:
             self._settled(rec)
         return True
 
     async def _on_result_slow(
-        self, rep: _Replica, d: _Delivery, me: asyncio.Task[Any], value: Any
+        self,
+        rep: _Replica,
+        d: _Delivery,
+        env: Envelope,
+        me: asyncio.Task[Any],
+        value: Any,
     ) -> None:
-        env = d.envelope
-        self._release(rep, d)
+        self._release(rep, env)
         if d.interrupted is not None:
             # The reaper took the task back while the handler was returning;
             # the redelivery owns it now. This completion is a duplicate.
@@ -678,23 +695,38 @@ class InProcessRuntime:
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
-        waiters = self._waiters.pop(rec.task_id, None)
-        if waiters:
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(rec)
+        fut = self._waiters.pop(rec.task_id, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_result(rec)
+            if self._more_waiters:
+                for fut in self._more_waiters.pop(rec.task_id, ()):
+                    if not fut.done():
+                        fut.set_result(rec)
 
     async def _reaper(self) -> None:
-        interval = min(1.0, self.visibility_timeout / 4)
+        # A lease runs from the first sweep after it began (its tick + 1), so
+        # a task is taken back between one and about two sweep intervals past
+        # its visibility timeout.
+        timeout = self.visibility_timeout
+        interval = min(0.5, timeout / 8)
+        keep = int(timeout / interval) + 2
+        began: dict[int, float] = {0: time.monotonic()}
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            self._tick += 1
+            began[self._tick] = now
+            began.pop(self._tick - keep, None)
             for rep in list(self._replicas.values()):
                 for d in list(rep.inflight.values()):
-                    if d.lease_until < now and d.interrupted is None and d.worker is not None:
+                    if d.interrupted is not None or d.tick >= self._tick:
+                        continue
+                    start = began.get(d.tick + 1)
+                    if start is None or now - start >= timeout:
                         _log.warning(
                             "visibility timeout; redelivering",
-                            task_id=d.envelope.id,
+                            task_id=d.envelope.id if d.envelope is not None else None,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
@@ -702,16 +734,27 @@ class InProcessRuntime:
 
     # -- results ----------------------------------------------------------
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
-        # Register before reading the ledger so a finish in between is not missed.
-        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(task_id, []).append(fut)
-        try:
-            fast = self._fast_ledger
-            rec = fast.get_nowait(task_id) if fast is not None else await self._ledger.get(task_id)
+        fast = self._fast_ledger
+        if fast is not None:
+            # No await until the waiter is registered, so a finish is not missed.
+            rec = fast.get_nowait(task_id)
             if rec is None:
                 raise KeyError(task_id)
-            if rec.final:
+            if rec.state in FINAL_STATES:
                 return rec
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        if task_id in self._waiters:
+            self._more_waiters.setdefault(task_id, []).append(fut)
+        else:
+            self._waiters[task_id] = fut
+        try:
+            if fast is None:
+                # Registered before reading the ledger so a finish in between is not missed.
+                rec = await self._ledger.get(task_id)
+                if rec is None:
+                    raise KeyError(task_id)
+                if rec.final:
+                    return rec
             if timeout is None:
                 return await fut
             async with asyncio.timeout(timeout):
@@ -719,14 +762,20 @@ class InProcessRuntime:
         except TimeoutError:
             raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
         finally:
-            self._drop_waiter(task_id, fut)
+            if self._more_waiters or self._waiters.get(task_id) is fut:
+                self._drop_waiter(task_id, fut)
 
     def _drop_waiter(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
-        waiters = self._waiters.get(task_id)
-        if waiters and fut in waiters:
-            waiters.remove(fut)
-            if not waiters:
+        more = self._more_waiters.get(task_id)
+        if self._waiters.get(task_id) is fut:
+            if more:
+                self._waiters[task_id] = more.pop(0)
+            else:
                 del self._waiters[task_id]
+        elif more and fut in more:
+            more.remove(fut)
+        if more is not None and not more:
+            del self._more_waiters[task_id]
 
     async def send(
         self,

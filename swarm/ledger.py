@@ -230,7 +230,16 @@ class InMemoryLedger:
         if rec is not None:
             rec.attempts = attempts
             rec.agent_id = agent_id
-            self._move(rec, TaskState.RUNNING)
+            old = rec.state
+            if old is TaskState.QUEUED:
+                # The one transition a delivery makes, without _move's general case.
+                counts = self._counts
+                counts[old] -= 1
+                counts[TaskState.RUNNING] += 1
+                rec.state = TaskState.RUNNING
+                rec.started_at = time.time()
+            else:
+                self._move(rec, TaskState.RUNNING)
 
     def done_nowait(
         self, task_id: str, attempts: int, result: bytes, result_type: str
@@ -241,7 +250,17 @@ class InMemoryLedger:
             rec.attempts = attempts
             rec.result = result
             rec.result_type = result_type
-            self._move(rec, TaskState.DONE)
+            old = rec.state
+            if old is TaskState.RUNNING and self._finals < self._max_final:
+                counts = self._counts
+                counts[old] -= 1
+                counts[TaskState.DONE] += 1
+                rec.state = TaskState.DONE
+                rec.executions += 1
+                rec.finished_at = time.time()
+                self._finals += 1
+            else:
+                self._move(rec, TaskState.DONE)
         return rec
 
     def _move(self, rec: TaskRecord, state: TaskState) -> None:
