@@ -25,6 +25,10 @@ from swarm.tracing import current_traceparent
 
 __all__ = ["broadcast_envelope", "task_envelope"]
 
+# ``Kind.TASK`` goes through the enum metaclass's ``__getattr__`` hook per
+# read; a module global does not.
+_TASK = Kind.TASK
+
 
 def task_envelope(
     codec: Codec,
@@ -50,7 +54,7 @@ def task_envelope(
     traceparent, tracestate = current_traceparent()
     return Envelope(
         id=new_id(now),
-        kind=Kind.TASK,
+        kind=_TASK,
         type=message.type_name,
         sender=sender,
         recipient=to,

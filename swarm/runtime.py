@@ -49,6 +49,10 @@ __all__ = [
 
 EventCallback = Callable[[Envelope], Awaitable[None]]
 
+# ``TaskState.DONE`` goes through the enum metaclass's ``__getattr__`` hook per
+# read; result_of runs once per awaited task.
+_DONE = TaskState.DONE
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -222,7 +226,7 @@ def result_of(codec: Codec, record: TaskRecord) -> Any:
         SwarmError: The record is not final yet.
     """
     state = record.state
-    if state is TaskState.DONE:
+    if state is _DONE:
         if record.result == b"\xc0":
             return None  # msgpack nil: skip the decoder for the common no-result case
         return codec.decode_value(record.result_type, record.result)
