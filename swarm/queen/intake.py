@@ -102,7 +102,7 @@ class Intake:
             to=to,
             priority=priority,
             max_attempts=max_attempts
-            or self.max_attempts_by_type.get(type_name)
+            or (self.max_attempts_by_type and self.max_attempts_by_type.get(type_name))
             or self.retry_policy.max_attempts,
             deadline=deadline,
             idempotency_key=idempotency_key,
