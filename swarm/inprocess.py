@@ -198,6 +198,9 @@ class InProcessRuntime:
         self.discovery = discovery
         self._router = Router()
         self._roles: dict[str, _Role] = {}
+        # Roles by recipient ("role:<name>"): no slicing and hashing of a new
+        # string per task. Roles are never removed, so entries stay valid.
+        self._by_recipient: dict[str, _Role] = {}
         self._replicas: dict[str, _Replica] = {}
         self._direct: dict[str, list[_Entry]] = {}
         self._seq = itertools.count()
@@ -294,6 +297,7 @@ class InProcessRuntime:
         role = self._roles.get(agent.role)
         if role is None:
             role = self._roles[agent.role] = _Role(agent.role)
+            self._by_recipient[f"role:{agent.role}"] = role
         role.types.update(agent.capabilities)
         ctx = AgentContext(
             runtime=self,
@@ -371,10 +375,12 @@ class InProcessRuntime:
             raise RuntimeClosed("runtime is stopping; no new tasks are accepted")
         env = envelope
         recipient = env.recipient
-        if recipient.startswith("role:"):
-            role = self._roles.get(recipient[5:])
-            if role is None or env.type not in role.types:
+        role = self._by_recipient.get(recipient)
+        if role is not None:
+            if env.type not in role.types:
                 self._router.resolve(env.type, recipient, self._directory_now())  # raises
+        elif recipient.startswith("role:"):
+            self._router.resolve(env.type, recipient, self._directory_now())  # raises
         elif not recipient.startswith("agent:"):
             recipient = self._router.resolve(env.type, recipient, self._directory_now())
             env = msgspec.structs.replace(env, recipient=recipient)
@@ -402,7 +408,10 @@ class InProcessRuntime:
         return sender in self._replicas
 
     def _enqueue(self, env: Envelope, avoid: str | None = None) -> None:
-        if env.recipient.startswith("agent:"):
+        role = self._by_recipient.get(env.recipient)
+        if role is None:
+            if not env.recipient.startswith("agent:"):
+                raise KeyError(env.recipient)  # submit routed it; unreachable
             agent_id = env.recipient[6:]
             entry: _Entry = (-env.priority, next(self._seq), env, avoid)
             heapq.heappush(self._direct.setdefault(agent_id, []), entry)
@@ -410,7 +419,6 @@ class InProcessRuntime:
             if rep is not None and not self._halting:
                 self._fill(rep)
             return
-        role = self._roles[env.recipient[5:]]
         if not role.backlog and not self._halting and avoid is None:
             # No backlog: hand the task straight to the least-loaded replica
             # with room, skipping the heap round trip.
