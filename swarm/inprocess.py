@@ -599,9 +599,7 @@ class InProcessRuntime:
             await self._redeliver(env, type(exc).__name__, rep)
             raise exc
 
-    def _on_result(
-        self, rep: _Replica, env: Envelope, value: Any, fast: InMemoryLedger
-    ) -> bool:
+    def _on_result(self, rep: _Replica, env: Envelope, value: Any, fast: InMemoryLedger) -> bool:
         """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
         if value is None:
             result = _NONE_RESULT
