@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 import time
 from typing import Any, ClassVar, dataclass_transform
@@ -137,10 +138,12 @@ _COUNTER_MASK = 0xFFFFFFFFFF  # the counter part: 40 bits, 10 hex digits
 # instructions, a quarter of building a task envelope.
 _LOW_HEX = tuple(f"{i:03x}" for i in range(4096))
 
-_count = int.from_bytes(os.urandom(3), "big")
-_prefix_ms = -1
-_prefix = ""
-_high = ""  # the counter's high 28 bits, 7 hex digits
+# A C-level counter: ``next()`` on it is atomic, so ids stay unique when
+# threads make them too (a read-modify-write of a global would not be).
+_COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
+# (millisecond, counter's high bits, prefix): one tuple, read and replaced
+# whole, so a prefix never pairs with another id's counter bits.
+_cached: tuple[int, int, str] = (-1, -1, "")
 
 
 def new_id(now: float | None = None) -> str:
@@ -155,17 +158,14 @@ def new_id(now: float | None = None) -> str:
         >>> a != b and len(a) == 32
         True
     """
-    global _count, _prefix, _prefix_ms, _high
-    n = _count = (_count + 1) & _COUNTER_MASK
-    low = n & 0xFFF
-    if not low or not _high:
-        _high = f"{n >> 12:07x}"
-        _prefix_ms = -1
+    global _cached
+    n = next(_COUNTER) & _COUNTER_MASK
+    high = n >> 12
     ms = int((time.time() if now is None else now) * 1000)
-    if ms != _prefix_ms:
-        _prefix_ms = ms
-        _prefix = f"{ms:012x}{_NODE_HEX}{_high}"
-    return _prefix + _LOW_HEX[low]
+    cached = _cached
+    if cached[0] != ms or cached[1] != high:
+        cached = _cached = (ms, high, f"{ms:012x}{_NODE_HEX}{high:07x}")
+    return cached[2] + _LOW_HEX[n & 0xFFF]
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):

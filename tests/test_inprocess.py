@@ -57,3 +57,13 @@ def test_ids_sort_by_creation_time() -> None:
     ids = [new_id(t + k / 1000) for k in range(5)]
     assert ids == sorted(ids)
     assert [int(i[:12], 16) for i in ids] == [int((t + k / 1000) * 1000) for k in range(5)]
+
+
+def test_ids_made_by_several_threads_are_unique() -> None:
+    # Memory embedding and user code may make ids off the event loop's thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: [new_id() for _ in range(20_000)], range(4)))
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == len(ids) == 80_000
