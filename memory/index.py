@@ -205,7 +205,7 @@ class VectorIndex:
         if not dims:
             return np.zeros(n, dtype=np.float32)
         cols = self._cols
-        sims = cols[dims[0], :n] * vector[dims[0]]
+        sims: npt.NDArray[np.float32] = cols[dims[0], :n] * vector[dims[0]]
         # One scratch row instead of a temporary per dimension (half the time).
         term = np.empty(n, dtype=np.float32)
         for d in dims[1:]:
