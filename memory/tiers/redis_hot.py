@@ -4,7 +4,8 @@ A read refreshes the TTL, so memories in use stay hot and the rest age out
 (tiering by access). Concurrent operations are coalesced: the gets (and the
 puts, and the deletes) gathered in one loop turn become one multi-key command
 each, sent in one pipeline. Values are JSON, so a client created with
-``decode_responses=True`` works as well as one without.
+``decode_responses=True`` works as well as one without. An optional coherent
+near-cache (:mod:`memory.tiers.near_cache`) serves repeated gets in-process.
 
 Example:
     >>> from memory.tiers.redis_hot import RedisHotTier
