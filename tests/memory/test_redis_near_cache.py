@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from memory import Memory, MemoryCoordinator, NearCache, RedisHotTier
+from memory import Memory, MemoryCoordinator, NearCache, RedisHotSettings, RedisHotTier
 from swarm.errors import ConfigError
 from tests.memory.memory_servers import REDIS_URL
 from tests.memory.test_memory_servers import _settings
@@ -158,3 +158,7 @@ def test_the_near_cache_refuses_redis_cluster_and_a_max_age_beyond_half_the_ttl(
         RedisHotTier(redis=client, ttl=60, near_cache=10, near_max_age=31)
     # The default age is cut to fit a short TTL.
     assert RedisHotTier(redis=client, ttl=10, near_cache=10).near is not None
+    settings = RedisHotSettings.from_dsn(f"{REDIS_URL}?near_cache=500&ttl=100")
+    near = RedisHotTier(redis=client, settings=settings).near
+    assert near is not None and (near.capacity, near.max_age) == (500, 30.0)
+    assert RedisHotTier(redis=client).near is None  # off by default
