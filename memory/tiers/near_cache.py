@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from typing import Any
@@ -196,7 +197,8 @@ class NearCache:
                 self._go_dark()
                 conn, self._conn = self._conn, None
                 if conn is not None:
-                    await conn.disconnect()
+                    with contextlib.suppress(Exception):  # it is being given up anyway
+                        await conn.disconnect()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
