@@ -188,7 +188,11 @@ async def bench_hot(args: argparse.Namespace) -> None:
                     store_pct=args.store_pct,
                     recall_pct=args.recall_pct,
                 )
-            print(f"Redis-hot {label} coordinator mix ({mix}): {ops:>10,.0f} ops/s")
+            hit = ""
+            if hot.near is not None:
+                looked = max(1, hot.near.hits + hot.near.misses)
+                hit = f" (near-cache hits {hot.near.hits / looked:.0%})"
+            print(f"Redis-hot {label} coordinator mix ({mix}): {ops:>10,.0f} ops/s{hit}")
             if not args.near_cache:
                 break
     finally:

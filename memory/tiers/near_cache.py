@@ -95,6 +95,9 @@ class NearCache:
         self.generation = 0
         #: Invalidation messages received.
         self.invalidations = 0
+        #: Lookups answered from the cache, and not.
+        self.hits = 0
+        self.misses = 0
         #: Redis client id of the current tracking connection (0 before the first).
         self.client_id = 0
         self._entries: OrderedDict[str, tuple[Memory, float] | _Pending] = OrderedDict()
@@ -120,12 +123,15 @@ class NearCache:
         """The fresh cached memory of ``key``, or None."""
         entry = self._entries.get(key)
         if entry is None or entry.__class__ is _Pending:
+            self.misses += 1
             return None
         memory, fresh_until = entry  # type: ignore[misc]
         if fresh_until < time.monotonic():
             del self._entries[key]
+            self.misses += 1
             return None
         self._entries.move_to_end(key)
+        self.hits += 1
         return memory
 
     def peek(self, key: str) -> bool:

@@ -47,7 +47,8 @@ async def test_a_write_or_delete_through_one_tier_evicts_the_other_tiers_near_ca
         await writer.put(Memory(id="m", namespace="n", content="v1"))
         assert (got := await reader.get("m")) is not None and got.content == "v1"
         assert near.peek(key)  # the next get is served in-process
-        assert await reader.get("m") is got
+        hits = near.hits
+        assert await reader.get("m") is got and near.hits == hits + 1
 
         await writer.put(Memory(id="m", namespace="n", content="v2"))
         await _until_evicted(near, key)
