@@ -3,8 +3,9 @@
     /work/venv/bin/python bench/bench_memory.py [--seconds 3] [--recall-size 100000]
 
 Figures:
-  * hot tier ops/s, 100 concurrent callers, for the in-process LRU and for Redis:
-    the raw tier (put + get) and the coordinator mix (store + get + recall);
+  * hot tier ops/s, 100 concurrent callers, for the in-process LRU and for Redis
+    (without, then with the coherent near-cache in front of it): the raw tier
+    (put + get) and the coordinator mix (store + get + recall);
   * warm tier durable stores/s, batched to PostgreSQL (each ``put`` awaits its commit);
   * top-10 recall latency p50/p99 over 100 000 memories.
 Servers are read from ``--redis-url`` / ``--postgres-dsn`` (defaults from
@@ -167,21 +168,33 @@ async def bench_hot(args: argparse.Namespace) -> None:
         return
     prefix = f"membench-{secrets.token_hex(4)}"
     try:
-        hot = RedisHotTier(redis=client, prefix=prefix, ttl=300)
-        print(
-            f"Redis hot tier, raw put+get (25/75):    "
-            f"{await raw_hot_ops(hot, callers=args.callers, seconds=args.seconds):>10,.0f} ops/s"
-        )
-        async with MemoryCoordinator(settings=quiet(), hot=hot, warm=InMemoryWarmTier()) as mem:
-            ops = await mix_ops(
-                mem,
-                prefill=args.prefill,
-                callers=args.callers,
-                seconds=args.seconds,
-                store_pct=args.store_pct,
-                recall_pct=args.recall_pct,
-            )
-            print(f"Redis-hot coordinator mix ({mix}):  {ops:>10,.0f} ops/s")
+        for near in (0, args.near_cache):
+            if near == 0 and args.near_cache and args.near_only:
+                continue
+            label = f"+ near-cache ({near:,})" if near else "(no near-cache)"
+            hot = RedisHotTier(redis=client, prefix=prefix, ttl=300, near_cache=near)
+            raw = await raw_hot_ops(hot, callers=args.callers, seconds=args.seconds)
+            await hot.close()
+            print(f"Redis hot tier {label}, raw put+get (25/75): {raw:>10,.0f} ops/s")
+            hot = RedisHotTier(redis=client, prefix=prefix, ttl=300, near_cache=near)
+            async with MemoryCoordinator(
+                settings=quiet(), hot=hot, warm=InMemoryWarmTier()
+            ) as mem:
+                ops = await mix_ops(
+                    mem,
+                    prefill=args.prefill,
+                    callers=args.callers,
+                    seconds=args.seconds,
+                    store_pct=args.store_pct,
+                    recall_pct=args.recall_pct,
+                )
+            hit = ""
+            if hot.near is not None:
+                looked = max(1, hot.near.hits + hot.near.misses)
+                hit = f" (near-cache hits {hot.near.hits / looked:.0%})"
+            print(f"Redis-hot {label} coordinator mix ({mix}): {ops:>10,.0f} ops/s{hit}")
+            if not args.near_cache:
+                break
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
         for i in range(0, len(keys), 1000):
@@ -283,6 +296,16 @@ async def main() -> None:
     parser.add_argument("--warm-callers", type=int, default=500)
     parser.add_argument("--recall-size", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument(
+        "--near-cache",
+        type=int,
+        default=100_000,
+        help="entries of the Redis tier's near-cache, measured after the tier without one "
+        "(0: only without)",
+    )
+    parser.add_argument(
+        "--near-only", action="store_true", help="skip the Redis figures without near-cache"
+    )
     parser.add_argument("--only", choices=["hot", "warm", "recall"], default=None)
     parser.add_argument(
         "--redis-url", default=os.environ.get("SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

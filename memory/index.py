@@ -201,10 +201,16 @@ class VectorIndex:
         bytes of a full matrix-vector product (memory-bound at 100k rows), and
         it never wakes BLAS threads, which stall the event loop on a busy host.
         """
-        sims = np.zeros(n, dtype=np.float32)
+        dims = np.flatnonzero(vector).tolist()
+        if not dims:
+            return np.zeros(n, dtype=np.float32)
         cols = self._cols
-        for d in np.flatnonzero(vector).tolist():
-            sims += cols[d, :n] * vector[d]
+        sims: npt.NDArray[np.float32] = cols[dims[0], :n] * vector[dims[0]]
+        # One scratch row instead of a temporary per dimension (half the time).
+        term = np.empty(n, dtype=np.float32)
+        for d in dims[1:]:
+            np.multiply(cols[d, :n], vector[d], out=term)
+            sims += term
         return sims
 
     def _keyword(self, row: int, query_words: frozenset[str]) -> float:
@@ -241,7 +247,7 @@ class VectorIndex:
             c = min(eligible, want)
             if c == 0:
                 return []
-            cand = np.argpartition(sims, n - c)[n - c :] if c < n else np.arange(n)
+            cand = _top(sims, c) if c < n else np.arange(n)
             scored: list[tuple[float, str, int, float, float, float]] = []
             memories = self._memories
             for row, sem in zip(cand.tolist(), sims[cand].tolist(), strict=True):
@@ -262,6 +268,25 @@ class VectorIndex:
                     for neg, _, row, sem, kw, fb in scored[:k]
                 ]
             want *= 4
+
+
+def _top(sims: npt.NDArray[np.float32], c: int) -> npt.NDArray[np.intp]:
+    """Rows of the ``c`` largest values, unordered (what ``argpartition`` gives).
+
+    The c-th largest of every 8th value cannot exceed the c-th largest of
+    all, so it is a cut that keeps the top ``c``: the partition then runs over
+    the few rows above it instead of all (a third of the time at 20 000
+    rows). Many values tied at the cut fall back to partitioning everything.
+    """
+    n = len(sims)
+    sample = sims[::8]
+    if len(sample) > c:
+        cut = np.partition(sample, len(sample) - c)[len(sample) - c]
+        rows = np.flatnonzero(sims >= cut)
+        if len(rows) <= 32 * c:
+            m = len(rows)
+            return rows if m == c else rows[np.argpartition(sims[rows], m - c)[m - c :]]
+    return np.argpartition(sims, n - c)[n - c :]
 
 
 def _without_vector(memory: Memory) -> Memory:

@@ -76,15 +76,20 @@ class RedisHotSettings:
         url: ``redis://host:port/db``.
         prefix: Key prefix (see :func:`swarm.constants.memory_key`).
         ttl: Seconds a cached memory lives without being read.
+        near_cache: Entries of the coherent in-process near-cache in front of
+            Redis (see :class:`memory.tiers.near_cache.NearCache`); 0 turns it off.
+        near_max_age: Seconds a near-cached memory is served without asking Redis.
     """
 
     url: str
     prefix: str = KEY_PREFIX
     ttl: int = 3600
+    near_cache: int = 0
+    near_max_age: float = 30.0
 
     @classmethod
     def from_dsn(cls, dsn: str, **overrides: Any) -> RedisHotSettings:
-        """Parse ``redis://...[?prefix=p&ttl=s]``; keyword overrides win."""
+        """Parse ``redis://...[?prefix=p&ttl=s&near_cache=n]``; keyword overrides win."""
         parts = urlsplit(dsn)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(f"not a Redis URL: {dsn!r}")
@@ -94,6 +99,8 @@ class RedisHotSettings:
             kwargs["prefix"] = query["prefix"]
         if "ttl" in query:
             kwargs["ttl"] = int(query["ttl"])
+        if "near_cache" in query:
+            kwargs["near_cache"] = int(query["near_cache"])
         kwargs.update(overrides)
         return cls(**kwargs)
 

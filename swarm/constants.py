@@ -21,6 +21,7 @@ __all__ = [
     "CHANNEL_HEALTH_CHECKS",
     "CHANNEL_MEMORY_SYNC",
     "CHANNEL_QUEEN_COMMANDS",
+    "CHANNEL_REDIS_INVALIDATE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_VISIBILITY_TIMEOUT",
@@ -53,6 +54,9 @@ CHANNEL_AGENT_COMMUNICATION = "swarm:channels:agent-communication"
 CHANNEL_QUEEN_COMMANDS = "swarm:channels:queen-commands"
 CHANNEL_MEMORY_SYNC = "swarm:channels:memory-sync"
 CHANNEL_HEALTH_CHECKS = "swarm:channels:health-checks"
+#: Redis's own channel of client-side caching invalidations (``CLIENT TRACKING``
+#: with ``REDIRECT``); the memory near-cache listens on it. Fixed by Redis.
+CHANNEL_REDIS_INVALIDATE = "__redis__:invalidate"
 CHANNELS = (
     CHANNEL_AGENT_COMMUNICATION,
     CHANNEL_QUEEN_COMMANDS,

@@ -4,6 +4,7 @@ from memory.tiers.archive import ArchiveTier
 from memory.tiers.base import HotTier, WarmTier, id_floor, strip_vector
 from memory.tiers.hot import LruHotTier
 from memory.tiers.memory_warm import InMemoryWarmTier
+from memory.tiers.near_cache import NearCache
 from memory.tiers.postgres import PostgresWarmTier
 from memory.tiers.redis_hot import RedisHotTier
 
@@ -12,6 +13,7 @@ __all__ = [
     "HotTier",
     "InMemoryWarmTier",
     "LruHotTier",
+    "NearCache",
     "PostgresWarmTier",
     "RedisHotTier",
     "WarmTier",

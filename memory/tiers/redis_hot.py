@@ -4,7 +4,8 @@ A read refreshes the TTL, so memories in use stay hot and the rest age out
 (tiering by access). Concurrent operations are coalesced: the gets (and the
 puts, and the deletes) gathered in one loop turn become one multi-key command
 each, sent in one pipeline. Values are JSON, so a client created with
-``decode_responses=True`` works as well as one without.
+``decode_responses=True`` works as well as one without. An optional coherent
+near-cache (:mod:`memory.tiers.near_cache`) serves repeated gets in-process.
 
 Example:
     >>> from memory.tiers.redis_hot import RedisHotTier
@@ -28,8 +29,9 @@ from redis.exceptions import NoScriptError, RedisError
 from memory.records import Memory
 from memory.settings import RedisHotSettings
 from memory.tiers.base import strip_vector
+from memory.tiers.near_cache import NearCache
 from swarm.constants import KEY_PREFIX, memory_key
-from swarm.errors import TransportError
+from swarm.errors import ConfigError, TransportError
 from swarm.tasks import TaskSet
 
 __all__ = ["RedisHotTier"]
@@ -38,11 +40,18 @@ __all__ = ["RedisHotTier"]
 # a foreign value of another type) fails only its own caller, as it would with
 # one command per operation. All keys share the `{memory}` hash tag, so these
 # multi-key scripts are legal on Redis Cluster too.
+# ARGV: ttl, then the remaining TTL below which a read refreshes it. A refresh
+# is a write, and writes invalidate near-caches, so with one the refresh is
+# skipped for keys refreshed recently (ARGV[2] < ARGV[1]); without, always.
 _GET_MANY = """
+local ttl = tonumber(ARGV[1])
+local below = tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
   local v = redis.pcall('HGET', key, 'data')
-  if v and type(v) ~= 'table' then redis.call('EXPIRE', key, ARGV[1]) end
+  if v and type(v) ~= 'table' and (below >= ttl or redis.call('TTL', key) < below) then
+    redis.call('EXPIRE', key, ttl)
+  end
   out[i] = v
 end
 return out
@@ -77,7 +86,8 @@ class _Op:
 
     kind: str  # "get", "put" or "delete"
     key: str
-    args: tuple[Any, ...]  # get: (ttl,); put: (data, namespace, kind, ttl); delete: ()
+    # get: (ttl, refresh below); put: (data, namespace, kind, ttl); delete: ()
+    args: tuple[Any, ...]
     future: asyncio.Future[Any]
 
 
@@ -86,7 +96,7 @@ class _Command:
     """One multi-key command standing for several operations of one kind."""
 
     kind: str
-    argv: list[Any]  # get: [ttl]; put: the ops' args, flattened; delete: []
+    argv: list[Any]  # get: [ttl, refresh below]; put: the ops' args, flattened; delete: []
     keys: list[str] = field(default_factory=list)
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
 
@@ -128,14 +138,38 @@ def _settle(future: asyncio.Future[Any], reply: Any) -> None:
         future.set_result(reply)
 
 
+def _decode(data: Any) -> Memory | None:
+    if data is None:
+        return None
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError:
+        # A foreign or corrupt value is a cache miss, not an outage.
+        return None
+
+
 class RedisHotTier:
     """Memories cached in Redis hashes with a TTL.
+
+    With ``near_cache`` > 0, gets are served from a coherent in-process
+    :class:`~memory.tiers.near_cache.NearCache` of that many entries when it
+    has the memory; Redis then tells every tier sharing the prefix which keys
+    changed. A read reaching Redis refreshes the TTL only if it was not
+    refreshed in the last ``near_max_age`` seconds (a refresh invalidates
+    near-caches), so a memory in use lives at least ``ttl - 2 * near_max_age``
+    seconds after its last read. Not available on Redis Cluster.
 
     Args:
         redis: An existing ``redis.asyncio`` client (not closed by the tier).
         settings: Used to create a client when ``redis`` is not given.
         prefix: Key prefix (default from ``settings`` or ``swarm``).
         ttl: Seconds a cached memory lives without being read.
+        near_cache: Entries of the near-cache; 0 turns it off (default from ``settings``).
+        near_max_age: Seconds a near-cached memory is served without asking Redis.
+
+    Raises:
+        ConfigError: ``near_cache`` with a Redis Cluster client, or a
+            ``near_max_age`` not below half the ``ttl``.
     """
 
     durable = False
@@ -147,6 +181,8 @@ class RedisHotTier:
         settings: RedisHotSettings | None = None,
         prefix: str | None = None,
         ttl: int | None = None,
+        near_cache: int | None = None,
+        near_max_age: float | None = None,
     ) -> None:
         if redis is None and settings is None:
             raise ValueError("pass redis= or settings=")
@@ -159,6 +195,21 @@ class RedisHotTier:
         self._pending: list[_Op] = []
         self._wake = asyncio.Event()
         self._tasks = TaskSet("memory.redis-hot")
+        size = near_cache if near_cache is not None else (settings.near_cache if settings else 0)
+        # An explicit age is checked; the default one is cut to fit a short ttl.
+        age = near_max_age or min(settings.near_max_age if settings else 30.0, self.ttl / 2)
+        self.near: NearCache | None = None
+        # Remaining TTL below which a read refreshes it (>= ttl: every read).
+        self._refresh_below = self.ttl
+        if size:
+            if isinstance(self._redis, aioredis.RedisCluster):
+                raise ConfigError("the memory near-cache does not support Redis Cluster")
+            if not 0 < age <= self.ttl / 2:
+                raise ConfigError(f"near_max_age {age} must be in (0, ttl / 2]")
+            self.near = NearCache(
+                redis=self._redis, prefix=memory_key("", self.prefix), capacity=size, max_age=age
+            )
+            self._refresh_below = math.ceil(self.ttl - age)
 
     def key(self, memory_id: str) -> str:
         """Redis key of one memory."""
@@ -239,14 +290,23 @@ class RedisHotTier:
 
     async def get(self, memory_id: str) -> Memory | None:
         """The cached memory or None; a hit refreshes its TTL."""
-        data = await self._call("get", self.key(memory_id), (self.ttl,))
-        if data is None:
-            return None
+        key = self.key(memory_id)
+        near = self.near
+        if near is None:
+            return _decode(await self._call("get", key, (self.ttl, self._refresh_below)))
+        memory = near.lookup(key)
+        if memory is not None:
+            return memory
+        near.ensure_started()
+        token = near.begin(key)
         try:
-            return _decoder.decode(data)
-        except msgspec.DecodeError:
-            # A foreign or corrupt value is a cache miss, not an outage.
-            return None
+            memory = _decode(await self._call("get", key, (self.ttl, self._refresh_below)))
+        finally:
+            if memory is None:
+                near.abandon(key, token)
+        if memory is not None:
+            near.fill(key, token, memory)
+        return memory
 
     async def put(self, memory: Memory) -> None:
         """Cache a memory (without its vector) for ``ttl`` seconds."""
@@ -256,14 +316,23 @@ class RedisHotTier:
             # Never cache a memory beyond its own lifetime.
             ttl = max(1, min(ttl, math.ceil(memory.expires_at - time.time())))
         args = (data, memory.namespace, memory.kind.value, ttl)
-        await self._call("put", self.key(memory.id), args)
+        key = self.key(memory.id)
+        if self.near is not None:
+            # Read-your-writes here; other near-caches hear it from Redis.
+            self.near.discard(key)
+        await self._call("put", key, args)
 
     async def delete(self, memory_id: str) -> None:
         """Drop a cached memory."""
-        await self._call("delete", self.key(memory_id), ())
+        key = self.key(memory_id)
+        if self.near is not None:
+            self.near.discard(key)
+        await self._call("delete", key, ())
 
     async def close(self) -> None:
         """Stop the flusher; close the client if the tier created it."""
         await self._tasks.close()
+        if self.near is not None:
+            await self.near.close()
         if self._own:
             await self._redis.aclose()

@@ -145,3 +145,18 @@ def test_index_skips_expired_and_filters_kind() -> None:
     assert [h.memory.id for h in index.search("alpha", v, now=6.0)] == ["b"]
     only = index.search("alpha", v, now=1.0, flt=MemoryFilter(kinds=(MemoryKind.FINDING,)))
     assert [h.memory.id for h in only] == ["a"]
+
+
+@given(
+    st.lists(st.sampled_from([-math.inf, -0.5, 0.0, 0.1, 0.25, 0.3, 0.9]) | st.floats(-1, 1),
+             min_size=1, max_size=3000),
+    st.integers(1, 40),
+)
+def test_the_candidate_cut_keeps_the_largest_values(values: list[float], c: int) -> None:
+    from memory.index import _top
+
+    sims = np.asarray(values, dtype=np.float32)
+    c = min(c, len(sims))
+    rows = _top(sims, c)
+    assert len(rows) == c == len(set(rows.tolist()))
+    assert sorted(sims[rows].tolist()) == sorted(sims.tolist())[-c:]
