@@ -26,6 +26,7 @@ from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
 from swarm.messages import Kind
 from swarm.metrics import REJECTED
+from swarm.redis.bulk import SettleOp
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
 from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
@@ -244,11 +245,20 @@ class Consumer:
         if env.attempt == 1:
             # A first delivery cannot duplicate a finished task: record "running"
             # without waiting, so the handler starts one round trip sooner.
-            d.running = core.batch.enqueue(
-                lambda pipe: ledger.queue_update(
-                    pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1, agent_id=agent_id
+            if core.cluster:
+                d.running = core.batch.enqueue(
+                    lambda pipe: ledger.queue_update(
+                        pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1, agent_id=agent_id
+                    )
                 )
-            )
+            else:
+                d.running = self._settler.add(
+                    SettleOp(
+                        ledger.key(env.id),
+                        TaskState.RUNNING.value,
+                        [b"attempts", 1, b"agent_id", agent_id],
+                    )
+                )
             return True
         replies = await core.batch.call(
             lambda pipe: ledger.queue_update(

@@ -149,6 +149,8 @@ class Core:
         self._ledger: RedisLedger | None = None
         if clients is not None:
             self._ledger = RedisLedger(redis=clients.commands, prefix=prefix, ttl=ledger_ttl)
+        # Cached: the client type check goes through a Protocol's slow isinstance.
+        self.cluster = clients is not None and clients.cluster
         self.batcher: PipelineBatcher | None = None
         self.replicas: dict[str, Replica] = {}
         self.roles_seen: set[str] = set()
@@ -157,6 +159,7 @@ class Core:
     def connected(self, clients: RedisClients) -> None:
         """Adopt the clients the runtime connected (and make the ledger and batcher)."""
         self.clients = clients
+        self.cluster = clients.cluster
         if self._ledger is None:
             self._ledger = RedisLedger(
                 redis=clients.commands, prefix=self.prefix, ttl=self.ledger_ttl
@@ -180,10 +183,6 @@ class Core:
     def blocking(self) -> Any:
         assert self.clients is not None
         return self.clients.blocking
-
-    @property
-    def cluster(self) -> bool:
-        return self.clients is not None and self.clients.cluster
 
     @property
     def batch(self) -> PipelineBatcher:

@@ -9,6 +9,8 @@ slots, so each task is its own pair of commands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import structlog
 from redis.exceptions import RedisError, ResponseError
@@ -18,6 +20,7 @@ from swarm.errors import FencingError, NoRouteError, RuntimeClosed, TransportErr
 from swarm.ledger import TaskRecord
 from swarm.messages import Envelope
 from swarm.metrics import FENCED_REFUSED
+from swarm.redis.bulk import StoreOp, queue_store
 from swarm.redis.core import Core, check_cancelled
 from swarm.redis.directory import Directory
 from swarm.redis.results import Results
@@ -74,26 +77,16 @@ class Intake:
         if tracked:
             self._results.track(env)
 
-        cluster = core.cluster
         fence = self._fence_key if env.epoch else None
-
-        def build(pipe: Pipeline) -> None:
-            if cluster:
-                ledger.queue_store(pipe, record)
-                pipe.xadd(stream, {"e": data})
-            else:
-                ledger.queue_store(pipe, record, then_add=(stream, data), fence=fence)
-
         try:
-            if fence is not None and cluster:
-                # The fence is in another slot: checked just before the write
-                # rather than in the same script. A takeover between the two
-                # can let one task of the old epoch through, never more.
-                current = int(await core.redis.get(fence) or 0)
-                if env.epoch < current:
-                    raise ResponseError(f"FENCED epoch {env.epoch} is older than {current}")
-            replies = await core.batch.call(build)
-            for reply in replies:
+            if core.cluster:
+                await self._store_one(env, record, stream, data, fence)
+            else:
+                # Shares one script call with the other submits of this loop
+                # turn (of the same epoch, when fenced).
+                op = StoreOp(ledger.key(env.id), stream, ledger.flat_fields(record), data)
+                key = ("store", fence, env.epoch) if fence is not None else ("store",)
+                reply = await core.batch.add(key, self._store_builder(fence, env.epoch), op)
                 if isinstance(reply, Exception):
                     raise reply
         except (RedisError, OSError) as exc:
@@ -106,6 +99,39 @@ class Intake:
                 raise FencingError(f"task {env.id} refused: {exc}") from None
             raise TransportError(f"could not submit task {env.id}: {exc}") from exc
         return env.id
+
+    def _store_builder(
+        self, fence: str | None, epoch: int
+    ) -> Callable[[Pipeline, list[StoreOp]], None]:
+        ttl = self._core.ledger.ttl
+
+        def build(pipe: Pipeline, ops: list[StoreOp]) -> None:
+            queue_store(pipe, ops, ttl=ttl, fence=fence, epoch=epoch)
+
+        return build
+
+    async def _store_one(
+        self, env: Envelope, record: TaskRecord, stream: str, data: bytes, fence: str | None
+    ) -> None:
+        # Redis Cluster: the record, the stream and the fence are in different
+        # slots, so the task is its own pair of commands.
+        core = self._core
+        ledger = core.ledger
+        if fence is not None:
+            # Checked just before the write rather than in the same script. A
+            # takeover between the two can let one task of the old epoch
+            # through, never more.
+            current = int(await core.redis.get(fence) or 0)
+            if env.epoch < current:
+                raise ResponseError(f"FENCED epoch {env.epoch} is older than {current}")
+
+        def build(pipe: Pipeline) -> None:
+            ledger.queue_store(pipe, record)
+            pipe.xadd(stream, {"e": data})
+
+        for reply in await core.batch.call(build):
+            if isinstance(reply, Exception):
+                raise reply
 
     async def route(self, env: Envelope) -> tuple[str, str]:
         """Return the resolved recipient and the stream the task goes to."""

@@ -193,6 +193,14 @@ class RedisLedger:
         return ledger_key(task_id, self.prefix)
 
     # -- pipeline building blocks ------------------------------------------
+    @staticmethod
+    def flat_fields(record: TaskRecord) -> list[str | bytes | int | float]:
+        """A new record's hash as flat field/value elements (as :meth:`queue_store` writes it)."""
+        flat: list[str | bytes | int | float] = []
+        for name, value in _record_fields(record).items():
+            flat += [name, value]
+        return flat
+
     def queue_store(
         self,
         pipe: Pipeline,

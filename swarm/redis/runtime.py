@@ -76,7 +76,7 @@ from swarm.redis.reaper import Reaper
 from swarm.redis.results import Results
 from swarm.redis.settings import RedisSettings
 from swarm.redis.settle import Settler
-from swarm.redis.streams import REDRIVE, band_of, ensure_group, use_hiredis_packer
+from swarm.redis.streams import REDRIVE, band_of, ensure_group
 from swarm.retry import RetryPolicy
 from swarm.runtime import DeadLetter, EventCallback, RoleInfo, Subscription, result_of
 from swarm.tracing import handler_span
@@ -240,8 +240,6 @@ class RedisRuntime:
         clients = core.clients
         if clients is None:
             clients = await RedisClients.connect(core.settings)
-            for client in {id(c): c for c in (clients.commands, clients.blocking)}.values():
-                use_hiredis_packer(client)
         core.connected(clients)
         if self._broadcaster is None:
             from swarm.redis.broadcast import RedisBroadcaster

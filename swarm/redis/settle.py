@@ -9,7 +9,9 @@ leaves the entry pending and it is redelivered rather than lost.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import msgspec
 
@@ -17,12 +19,14 @@ from swarm import constants as C
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.metrics import TASK_RETRIES, TASKS_DEAD
+from swarm.redis.bulk import SettleOp, queue_settle
 from swarm.redis.core import INBOX_MAXLEN, Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
 
 __all__ = ["Settler"]
 
 _RECORD_ENCODER = msgspec.msgpack.Encoder()
+_SETTLE_KEY = ("settle",)
 
 
 class Settler:
@@ -56,23 +60,25 @@ class Settler:
 
         inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
         if not core.cluster:
-            # One script: ledger, note and ack in one step and one reply.
-            replies = await core.batch.call(
-                lambda pipe: ledger.queue_update(
-                    pipe,
-                    env.id,
-                    state,
-                    quiet=True,
-                    attempts=env.attempt,
-                    error=error,
-                    result=result,
-                    result_type=result_type,
-                    then_ack=(d.stream, C.TASK_GROUP, d.entry_id),
-                    then_notify=None if inbox is None else (inbox, note, INBOX_MAXLEN),
-                )
+            # One script for the ledger, the note and the ack, shared with the
+            # other completions and "running" marks of this loop turn.
+            fields: list[Any] = [b"attempts", env.attempt]
+            if error is not None:
+                fields += (b"error", error)
+            if result is not None:
+                fields += (b"result", result)
+            if result_type is not None:
+                fields += (b"result_type", result_type)
+            op = SettleOp(
+                ledger.key(env.id),
+                state.value,
+                fields,
+                ack=(d.stream, d.entry_id),
+                notify=None if inbox is None else (inbox, note),
             )
-            if isinstance(replies[0], Exception):
-                raise replies[0]
+            reply = await self.add(op)
+            if isinstance(reply, Exception):
+                raise reply
             return
 
         def build(pipe: Pipeline) -> None:
@@ -94,6 +100,20 @@ class Settler:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+
+    def add(self, op: SettleOp) -> asyncio.Future[Any]:
+        """Queue a ledger move (standalone servers) for the next shared settle script."""
+        return self._core.batch.add(_SETTLE_KEY, self._build, op)
+
+    def _build(self, pipe: Pipeline, ops: list[SettleOp]) -> None:
+        queue_settle(
+            pipe,
+            ops,
+            now=time.time(),
+            ttl=self._core.ledger.ttl,
+            group=C.TASK_GROUP,
+            maxlen=INBOX_MAXLEN,
+        )
 
     def project(
         self,
