@@ -55,8 +55,9 @@ return out
 
 # KEYS: per operation its record [, stream [, inbox]]. ARGV: now, ttl, group,
 # inbox max length, then per operation: kind ("r": record only, "a": and ack,
-# "n": and ack and notify), state, number of field/value elements, the
-# elements, then (kinds "a" and "n") the entry id and (kind "n") the note.
+# "n": and ack and notify, "x": nothing, merged into a later operation),
+# state, number of field/value elements, the elements, then (kinds "a" and
+# "n") the entry id and (kind "n") the note.
 # Per operation as the ledger's update script with ``quiet``: an unknown
 # record is left alone and its entry not acked (reply 0, else 1). Acks run
 # last, one XACK and one XDEL per stream.
@@ -74,7 +75,7 @@ while ai <= #ARGV do
   ai = first + nf
   local stream, inbox, entry, note
   ki = ki + 1
-  if kind ~= 'r' then
+  if kind == 'a' or kind == 'n' then
     stream = KEYS[ki]
     entry = ARGV[ai]
     ki = ki + 1
@@ -86,10 +87,15 @@ while ai <= #ARGV do
       ai = ai + 1
     end
   end
-  if redis.call('EXISTS', rec) == 0 then
+  local cur = kind ~= 'x' and redis.call('HMGET', rec, 'state', 'executions')
+  if not cur then
+    -- Merged into a later operation of this call.
+    out[#out + 1] = 1
+  elseif not cur[1] then
+    -- Unknown (every record has a state).
     out[#out + 1] = 0
   else
-    local prev = redis.call('HGET', rec, 'state') or ''
+    local prev = cur[1]
     local prev_final = string.find(finals, ' ' .. prev .. ' ', 1, true) ~= nil
     local final = string.find(finals, ' ' .. state .. ' ', 1, true) ~= nil
     local set = {'state', state}
@@ -97,7 +103,8 @@ while ai <= #ARGV do
       set[#set + 1] = 'started_at'
       set[#set + 1] = now
     elseif state == 'done' then
-      redis.call('HINCRBY', rec, 'executions', 1)
+      set[#set + 1] = 'executions'
+      set[#set + 1] = (tonumber(cur[2]) or 0) + 1
     end
     if final and not prev_final then
       set[#set + 1] = 'finished_at'
@@ -188,13 +195,31 @@ def queue_store(
 def queue_settle(
     pipe: Pipeline, ops: list[SettleOp], *, now: float, ttl: int, group: str, maxlen: int
 ) -> None:
-    """Add one :data:`SETTLE_MANY` call for ``ops`` to ``pipe``."""
+    """Add one :data:`SETTLE_MANY` call for ``ops`` to ``pipe``.
+
+    A "running" mark followed by a final move of the same record in ``ops``
+    becomes one write (nobody could observe the state between the two).
+    """
+    stamp = repr(now)
+    marks: dict[str, int] = {}
+    merged: dict[int, list[Any]] = {}
+    for i, op in enumerate(ops):
+        if op.kind == "r":
+            marks[op.record_key] = i
+        else:
+            j = marks.pop(op.record_key, -1)
+            if j >= 0:
+                merged[j] = merged[i] = [*ops[j].fields, b"started_at", stamp, *op.fields]
     keys: list[Any] = []
-    args: list[Any] = [repr(now), ttl, group, maxlen]
-    for op in ops:
+    args: list[Any] = [stamp, ttl, group, maxlen]
+    for i, op in enumerate(ops):
         keys.append(op.record_key)
-        args += (op.kind, op.state, len(op.fields))
-        args += op.fields
+        fields = merged.get(i, op.fields)
+        if op.kind == "r" and i in merged:
+            args += ("x", "", 0)
+            continue
+        args += (op.kind, op.state, len(fields))
+        args += fields
         if op.ack is not None:
             keys.append(op.ack[0])
             args.append(op.ack[1])
