@@ -74,6 +74,12 @@ class Directory:
         raw = await self._core.redis.hkeys(C.directory_key(self._core.prefix))
         return {r.decode() for r in raw} | self._core.roles_seen
 
+    def cached(self) -> dict[str, RoleInfo] | None:
+        """The cached snapshot if it is recent enough for routing, else None."""
+        if self._cache is not None and time.monotonic() - self._at < _CACHE_FOR:
+            return self._cache
+        return None
+
     async def snapshot(self, *, fresh: bool) -> dict[str, RoleInfo]:
         """The directory; unless ``fresh``, a copy up to half a second old will do."""
         if not fresh and self._cache is not None and time.monotonic() - self._at < _CACHE_FOR:

@@ -10,6 +10,7 @@ slots, so each task is its own pair of commands.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import structlog
@@ -30,6 +31,8 @@ from swarm.routing import Router
 __all__ = ["Intake"]
 
 _log = structlog.get_logger("swarm.redis.intake")
+
+_STORE_KEY = ("store",)
 
 
 class Intake:
@@ -52,6 +55,8 @@ class Intake:
         self.fence = fence
         self._fence_key = C.leader_epoch_key(fence, core.prefix) if fence else None
         self.closed = False
+        # One STORE_MANY builder per batcher group key (per fence epoch).
+        self._builders: dict[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None]] = {}
 
     async def submit(self, envelope: Envelope) -> str:
         """Queue a task durably and return its id (after close, only local agents' sends)."""
@@ -85,8 +90,11 @@ class Intake:
                 # Shares one script call with the other submits of this loop
                 # turn (of the same epoch, when fenced).
                 op = StoreOp(ledger.key(env.id), stream, ledger.flat_fields(record), data)
-                key = ("store", fence, env.epoch) if fence is not None else ("store",)
-                reply = await core.batch.add(key, self._store_builder(fence, env.epoch), op)
+                key = ("store", fence, env.epoch) if fence is not None else _STORE_KEY
+                build = self._builders.get(key)
+                if build is None:
+                    build = self._builders[key] = self._store_builder(fence, env.epoch)
+                reply = await core.batch.add(key, build, op)
                 if isinstance(reply, Exception):
                     raise reply
         except (RedisError, OSError) as exc:
@@ -137,7 +145,9 @@ class Intake:
         """Return the resolved recipient and the stream the task goes to."""
         core = self._core
         for fresh in (False, True):
-            roles = await self._directory.snapshot(fresh=fresh)
+            roles = None if fresh else self._directory.cached()
+            if roles is None:
+                roles = await self._directory.snapshot(fresh=fresh)
             try:
                 recipient = self._router.resolve(env.type, env.recipient, roles)
             except NoRouteError:

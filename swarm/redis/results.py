@@ -131,6 +131,15 @@ class Results:
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """Wait for a task's final record (see :meth:`swarm.runtime.Runtime.wait`)."""
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        if timeout is None and task_id in self.pending and task_id not in self._waiters:
+            # The common case (our own task, one waiter, no deadline): no
+            # timeout scope and no list.
+            self._waiters[task_id] = [fut]
+            try:
+                return await fut
+            finally:
+                if self._waiters.get(task_id) == [fut]:
+                    del self._waiters[task_id]
         self._waiters.setdefault(task_id, []).append(fut)
         try:
             async with asyncio.timeout(timeout):

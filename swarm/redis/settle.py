@@ -129,16 +129,24 @@ class Settler:
         base = d.record
         now = time.time()
         if base is None:
-            base = TaskRecord(
+            # A first delivery: the record is the queued one plus this run.
+            return TaskRecord(
                 task_id=env.id,
                 type=env.type,
                 recipient=env.recipient,
+                state=state,
+                attempts=env.attempt,
                 priority=env.priority,
                 idempotency_key=env.idempotency_key,
-                epoch=env.epoch,
-                created_at=env.created_at,
                 agent_id=d.agent_id,
+                error=error,
+                result=result,
+                result_type=result_type or "",
+                created_at=env.created_at,
                 started_at=d.started_at or None,
+                finished_at=now,
+                executions=1 if state is TaskState.DONE else 0,
+                epoch=env.epoch,
             )
         return TaskRecord(
             task_id=base.task_id,
