@@ -106,8 +106,6 @@ class Consumer:
         # Whether the last blocking read found the streams (nearly) drained:
         # then the next read blocks at once rather than first polling with
         # FETCH, one round trip fewer per task when tasks come one at a time.
-        # (A blocking read may then take up to ``free`` entries from each
-        # band at once; the workers run them in turn.)
         drained = False
         failures = 0
         while not rep.dead:
@@ -160,7 +158,9 @@ class Consumer:
 
     async def _blocking_read(self, rep: Replica) -> tuple[list[StreamEntry], bool]:
         """Block for new entries; return them and whether fewer came than asked for."""
-        count = max(1, rep.free)
+        # COUNT is per stream: split the free slots over the streams so that
+        # a read does not take more than the replica can run.
+        count = max(1, rep.free // len(rep.streams))
         reply = await self._core.blocking.xreadgroup(
             C.TASK_GROUP,
             rep.agent.agent_id,
