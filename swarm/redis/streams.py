@@ -375,13 +375,20 @@ class PipelineBatcher:
 
     async def run(self) -> None:
         """Flush queued calls until cancelled."""
+        busy = True
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                # One more loop turn lets the callers woken by the same event
-                # (e.g. a batch of results read at once) join this round trip.
-                await asyncio.sleep(0)
+                if busy:
+                    # One more loop turn lets the callers woken by the same
+                    # event (e.g. a batch of results read at once) join this
+                    # round trip. Skipped while calls come one at a time (a
+                    # task's own pair of items aside): it would only add latency.
+                    await asyncio.sleep(0)
+                busy = len(self._queue) > 1 or any(
+                    isinstance(op, _Group) and len(op.items) > 2 for op in self._queue
+                )
                 while self._queue:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
