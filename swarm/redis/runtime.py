@@ -182,7 +182,6 @@ class RedisRuntime:
                 1000 * (block_time if block_time is not None else min(settings.block_time, 2.0))
             ),
         )
-        self.visibility_timeout = visibility_timeout
         self.memory = memory
         self.discovery = discovery
         self.fence = fence
@@ -218,6 +217,11 @@ class RedisRuntime:
     @retry_policy.setter
     def retry_policy(self, policy: RetryPolicy) -> None:
         self._core.retry = policy
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Seconds a delivery may run before it is taken back and redelivered."""
+        return self._core.visibility_timeout
 
     @property
     def outstanding(self) -> int:
