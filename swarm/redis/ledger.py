@@ -182,17 +182,15 @@ class RedisLedger:
             record.recipient,
             "state",
             record.state.value,
-            "attempts",
-            record.attempts,
-            "priority",
-            record.priority,
             "created_at",
             repr(record.created_at),
-            "executions",
-            record.executions,
-            "epoch",
-            record.epoch,
         ]
+        # Zero counters are left out (read back as 0): fewer fields to write
+        # and to keep for every queued task.
+        for name in ("attempts", "priority", "executions", "epoch"):
+            value = getattr(record, name)
+            if value:
+                flat += (name, value)
         for name in ("idempotency_key", "agent_id", "error", "result", "result_type"):
             value = getattr(record, name)
             if value:
