@@ -158,9 +158,7 @@ class Consumer:
 
     async def _blocking_read(self, rep: Replica) -> tuple[list[StreamEntry], bool]:
         """Block for new entries; return them and whether fewer came than asked for."""
-        # COUNT is per stream: split the free slots over the streams so that
-        # a read does not take more than the replica can run.
-        count = max(1, rep.free // len(rep.streams))
+        count = max(1, rep.free)
         reply = await self._core.blocking.xreadgroup(
             C.TASK_GROUP,
             rep.agent.agent_id,
