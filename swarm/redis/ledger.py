@@ -148,29 +148,6 @@ def record_from_hash(raw: dict[bytes, bytes] | list[Any]) -> TaskRecord:
     )
 
 
-def _record_fields(record: TaskRecord) -> dict[str, str | bytes | int | float]:
-    fields: dict[str, str | bytes | int | float] = {
-        "task_id": record.task_id,
-        "type": record.type,
-        "recipient": record.recipient,
-        "state": record.state.value,
-        "attempts": record.attempts,
-        "priority": record.priority,
-        "created_at": repr(record.created_at),
-        "executions": record.executions,
-        "epoch": record.epoch,
-    }
-    for name in ("idempotency_key", "agent_id", "error", "result", "result_type"):
-        value = getattr(record, name)
-        if value:
-            fields[name] = value
-    for name in ("started_at", "finished_at"):
-        value = getattr(record, name)
-        if value is not None:
-            fields[name] = repr(value)
-    return fields
-
-
 class RedisLedger:
     """Task records in Redis hashes that expire ``ttl`` seconds after their last write.
 
@@ -193,6 +170,37 @@ class RedisLedger:
         return ledger_key(task_id, self.prefix)
 
     # -- pipeline building blocks ------------------------------------------
+    @staticmethod
+    def flat_fields(record: TaskRecord) -> list[str | bytes | int | float]:
+        """A new record's hash as flat field/value elements (as :meth:`queue_store` writes it)."""
+        flat: list[str | bytes | int | float] = [
+            "task_id",
+            record.task_id,
+            "type",
+            record.type,
+            "recipient",
+            record.recipient,
+            "state",
+            record.state.value,
+            "created_at",
+            repr(record.created_at),
+        ]
+        # Zero counters are left out (read back as 0): fewer fields to write
+        # and to keep for every queued task.
+        for name in ("attempts", "priority", "executions", "epoch"):
+            value = getattr(record, name)
+            if value:
+                flat += (name, value)
+        for name in ("idempotency_key", "agent_id", "error", "result", "result_type"):
+            value = getattr(record, name)
+            if value:
+                flat += (name, value)
+        for name in ("started_at", "finished_at"):
+            value = getattr(record, name)
+            if value is not None:
+                flat += (name, repr(value))
+        return flat
+
     def queue_store(
         self,
         pipe: Pipeline,
@@ -208,9 +216,7 @@ class RedisLedger:
         ``fence`` (an epoch key, with ``then_add``) makes the script refuse the
         write with a ``FENCED`` error when ``record.epoch`` is older than it.
         """
-        flat: list[str | bytes | int | float] = []
-        for name, value in _record_fields(record).items():
-            flat += [name, value]
+        flat = self.flat_fields(record)
         if then_add is not None and fence is not None:
             stream, data = then_add
             key = self.key(record.task_id)

@@ -20,18 +20,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio
-import redis.utils
 import structlog
-from redis.connection import HiredisRespSerializer
 from redis.exceptions import ResponseError
 
 from swarm.constants import PRIORITY_BANDS
-from swarm.redis.connections import AnyRedis
+from swarm.redis.connections import AnyRedis, HiredisPackConnection, use_hiredis_packer
 
 __all__ = [
     "ACK",
@@ -297,23 +294,61 @@ class _Op:
         self.future = future
 
 
+class _Group:
+    __slots__ = ("build", "futures", "items", "key")
+
+    def __init__(self, key: Hashable, build: Callable[[Pipeline, list[Any]], None]) -> None:
+        self.key = key
+        self.build = build
+        self.items: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+
 class PipelineBatcher:
     """Coalesces the commands of concurrent callers into one pipeline round trip.
 
     Each caller adds its commands to the next pipeline and gets back the
     replies of just its commands (errors as exception instances, not raised).
+    Items added with :meth:`add` under one key share one command instead.
     The flusher runs as a task owned by the caller's :class:`~swarm.tasks.TaskSet`.
 
     Args:
         redis: Client the pipelines run on.
         max_batch: Most callers served per round trip.
+        max_group: Most items in one grouped command.
     """
 
-    def __init__(self, redis: AnyRedis, *, max_batch: int = 512) -> None:
+    def __init__(self, redis: AnyRedis, *, max_batch: int = 512, max_group: int = 256) -> None:
         self._redis = redis
         self._max_batch = max_batch
-        self._queue: list[_Op] = []
+        self._max_group = max_group
+        self._queue: list[_Op | _Group] = []
+        self._open: dict[Hashable, _Group] = {}
         self._wake = asyncio.Event()
+
+    def add(
+        self, key: Hashable, build: Callable[[Pipeline, list[Any]], None], item: Any
+    ) -> asyncio.Future[Any]:
+        """Add ``item`` to the group ``key`` of the next round trip; return its reply's future.
+
+        ``build`` (the same for every item of a key) queues exactly one command
+        for all the group's items, whose reply is a list with one entry per
+        item. The future gets that entry, or the command's error (consumed even
+        when the caller drops the future).
+
+        An item joins the group opened by an earlier item, so it may run before
+        calls queued after that: group only items that depend on no such call.
+        """
+        group = self._open.get(key)
+        if group is None or len(group.items) >= self._max_group:
+            group = self._open[key] = _Group(key, build)
+            self._queue.append(group)
+            self._wake.set()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume)
+        group.items.append(item)
+        group.futures.append(fut)
+        return fut
 
     def enqueue(self, build: Callable[[Pipeline], None]) -> asyncio.Future[list[Any]]:
         """Queue ``build``'s commands and return the future of their replies, without waiting.
@@ -340,30 +375,46 @@ class PipelineBatcher:
 
     async def run(self) -> None:
         """Flush queued calls until cancelled."""
+        busy = True
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                # One more loop turn lets the callers woken by the same event
-                # (e.g. a batch of results read at once) join this round trip.
-                await asyncio.sleep(0)
+                if busy:
+                    # One more loop turn lets the callers woken by the same
+                    # event (e.g. a batch of results read at once) join this
+                    # round trip. Skipped while calls come one at a time (a
+                    # task's own pair of items aside): it would only add latency.
+                    await asyncio.sleep(0)
+                busy = len(self._queue) > 1 or any(
+                    isinstance(op, _Group) and len(op.items) > 2 for op in self._queue
+                )
                 while self._queue:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
+                    for op in batch:
+                        # A group taken for this round trip takes no more items.
+                        if isinstance(op, _Group) and self._open.get(op.key) is op:
+                            del self._open[op.key]
                     await self._flush(batch)
         finally:
             for op in self._queue:
-                if not op.future.done():
-                    op.future.cancel()
+                for fut in op.futures if isinstance(op, _Group) else (op.future,):
+                    if not fut.done():
+                        fut.cancel()
             self._queue.clear()
+            self._open.clear()
 
-    async def _flush(self, batch: list[_Op]) -> None:
+    async def _flush(self, batch: list[_Op | _Group]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        spans: list[tuple[_Op, int, int]] = []
+        spans: list[tuple[_Op | _Group, int, int]] = []
         for op in batch:
             # Builders only queue commands from ready arguments; they do not fail.
             start = len(pipe)
-            op.build(pipe)
+            if isinstance(op, _Group):
+                op.build(pipe, op.items)
+            else:
+                op.build(pipe)
             spans.append((op, start, len(pipe)))
         if not spans:
             return
@@ -371,42 +422,21 @@ class PipelineBatcher:
             replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
             for op, _, _ in spans:
-                if not op.future.done():
-                    op.future.cancel()
+                for fut in op.futures if isinstance(op, _Group) else (op.future,):
+                    if not fut.done():
+                        fut.cancel()
             raise
         except Exception as exc:
             for op, _, _ in spans:
-                if not op.future.done():
-                    op.future.set_exception(exc)
+                for fut in op.futures if isinstance(op, _Group) else (op.future,):
+                    if not fut.done():
+                        fut.set_exception(exc)
             return
         for op, start, end in spans:
-            if not op.future.done():
+            if isinstance(op, _Group):
+                reply = replies[start]
+                for i, item_fut in enumerate(op.futures):
+                    if not item_fut.done():
+                        item_fut.set_result(reply if isinstance(reply, Exception) else reply[i])
+            elif not op.future.done():
                 op.future.set_result(list(replies[start:end]))
-
-
-class HiredisPackConnection(redis.asyncio.Connection):
-    """An asyncio connection that packs commands with hiredis's C packer.
-
-    redis-py's asyncio connection packs every command in Python; on the task
-    hot path (several commands per task, ten-odd arguments each) that was the
-    largest single cost in profiles.
-    """
-
-    _packer = HiredisRespSerializer()
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return self._packer.pack(*args)  # type: ignore[no-any-return]
-
-
-def use_hiredis_packer(client: Any) -> bool:
-    """Make new connections of a standalone client we own pack with hiredis.
-
-    Returns whether it applied (hiredis installed, plain standalone connections).
-    """
-    if not redis.utils.HIREDIS_AVAILABLE or not isinstance(client, redis.asyncio.Redis):
-        return False
-    pool = client.connection_pool
-    if pool.connection_class is not redis.asyncio.Connection:
-        return False
-    pool.connection_class = HiredisPackConnection
-    return True

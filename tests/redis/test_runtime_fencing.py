@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from discovery import FencedWriter
@@ -72,6 +74,35 @@ async def test_queen_intake_stamps_its_epoch_and_is_fenced_after_takeover() -> N
         with pytest.raises(FencingError):
             await queen.submit(Work(n=6))
         assert board.finished_ns() == [5]
+    finally:
+        await runtime.stop(drain=False)
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+async def test_submits_of_one_loop_turn_are_fenced_by_their_own_epoch() -> None:
+    # Submits issued together share one script call per epoch: a stale one
+    # must not sink the current ones, nor slip through with them.
+    redis = await redis_client()
+    prefix = new_prefix()
+    runtime = make_runtime(redis, prefix, fence="queen")
+    board = Board()
+    try:
+        await runtime.start()
+        await runtime.register(Worker(board))
+        await FencedWriter(redis=redis, name="queen", prefix=prefix).advance(3)
+        envs = [stamped(runtime, Work(n=i), epoch=(1, 3, 0)[i % 3]) for i in range(30)]
+        outcomes = await asyncio.gather(
+            *(runtime.submit(env) for env in envs), return_exceptions=True
+        )
+        for env, outcome in zip(envs, outcomes, strict=True):
+            if env.epoch == 1:
+                assert isinstance(outcome, FencingError)
+                assert await runtime.ledger.get(env.id) is None
+            else:
+                assert outcome == env.id
+                assert (await runtime.wait(env.id, timeout=10)).state.value == "done"
+        assert sorted(board.finished_ns()) == [i for i in range(30) if i % 3]
     finally:
         await runtime.stop(drain=False)
         await cleanup(redis, prefix)

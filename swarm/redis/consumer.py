@@ -1,0 +1,358 @@
+"""The consuming side of the Redis runtime: each replica's stream reader and workers.
+
+A replica's reader first re-reads its own pending entries (a restart of the
+same agent id), then new ones, best band first; it validates each entry and
+queues it for the replica's workers, which run the handler and hand the
+outcome to the :class:`~swarm.redis.settle.Settler`. Entries that are not
+tasks for this replica are moved aside to the role's rejected stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError
+
+from swarm import constants as C
+from swarm.agent.base import AgentState
+from swarm.agent.context import TaskContext
+from swarm.codec import Codec
+from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
+from swarm.ledger import TaskState
+from swarm.messages import Kind
+from swarm.metrics import REJECTED
+from swarm.redis.bulk import SettleOp
+from swarm.redis.core import Core, Delivery, Replica, check_cancelled
+from swarm.redis.settle import Settler
+from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
+from swarm.tracing import handler_span
+
+__all__ = ["Consumer"]
+
+_log = structlog.get_logger("swarm.redis.consumer")
+
+_REJECTED_MAXLEN = 10_000
+
+
+class Consumer:
+    """Reads task entries for local replicas and runs them on their workers.
+
+    Args:
+        core: The runtime's shared state.
+        settler: Records outcomes and acks entries.
+    """
+
+    def __init__(self, core: Core, settler: Settler) -> None:
+        self._core = core
+        self._settler = settler
+
+    def start(self, rep: Replica) -> None:
+        """Spawn the workers and the reader of a registered replica."""
+        tasks = self._core.tasks
+        agent_id = rep.agent.agent_id
+        for i in range(rep.agent.concurrency):
+            rep.workers.append(tasks.spawn(self._worker(rep), name=f"{agent_id}:{i}"))
+
+    def start_reader(self, rep: Replica) -> None:
+        """Spawn the reader of a replica (once it is in the directory)."""
+        rep.reader = self._core.tasks.spawn(self._reader(rep), name=f"{rep.agent.agent_id}:reader")
+
+    async def stop_reader(self, rep: Replica) -> None:
+        """Cancel a replica's reader and wait for it."""
+        if rep.reader is not None:
+            rep.reader.cancel()
+            await asyncio.gather(rep.reader, return_exceptions=True)
+            rep.reader = None
+
+    async def return_queued(self, rep: Replica) -> None:
+        """Return entries read but not started to their stream, with the attempt unchanged."""
+        while not rep.queue.empty():
+            d = rep.queue.get_nowait()
+            rep.assigned -= 1
+            with contextlib.suppress(RedisError):
+                await self._settler.requeue(d, d.envelope)
+        if rep.assigned == 0:
+            rep.settled.set()
+
+    async def give_back(self, rep: Replica) -> None:
+        """Return the entries still pending for a leaving replica to their streams."""
+        # A cancelled blocking read may have been served after we stopped
+        # listening: those entries sit in our pending list; return them now
+        # rather than after a visibility timeout.
+        redis = self._core.redis
+        try:
+            raw = await redis.eval(
+                FETCH, len(rep.streams), *rep.streams, C.TASK_GROUP, rep.agent.agent_id, 1000, "0"
+            )
+            for entry in parse_entries(raw):
+                stream = rep.streams[entry.key_index]
+                data = entry.fields.get(b"e")
+                if data is None:
+                    continue
+                await redis.eval(REQUEUE, 2, stream, stream, C.TASK_GROUP, entry.entry_id, data)
+        except RedisError as exc:
+            _log.warning("could not give back pending entries", error=repr(exc))
+
+    # -- reading ------------------------------------------------------------
+    async def _reader(self, rep: Replica) -> None:
+        core = self._core
+        agent = rep.agent
+        start = "0"  # our own pending entries first (a restart of this agent id)
+        # Whether the last blocking read found the streams (nearly) drained:
+        # then the next read blocks at once rather than first polling with
+        # FETCH, one round trip fewer per task when tasks come one at a time.
+        drained = False
+        failures = 0
+        while not rep.dead:
+            check_cancelled()
+            if not agent.accepting or rep.free <= 0 or not self._least_loaded(rep):
+                await rep.wake.wait()
+                rep.wake.clear()
+                continue
+            try:
+                if drained:
+                    entries, drained = await self._blocking_read(rep)
+                else:
+                    # Our own pending entries are read in one pass (re-reading
+                    # them later would hand us the ones we are running again).
+                    count = 10_000 if start == "0" else rep.free
+                    raw = await core.redis.eval(
+                        FETCH,
+                        len(rep.streams),
+                        *rep.streams,
+                        C.TASK_GROUP,
+                        agent.agent_id,
+                        count,
+                        start,
+                    )
+                    entries = parse_entries(raw)
+                    if start == "0":
+                        start = ">"
+                    elif not entries:
+                        entries, drained = await self._blocking_read(rep)
+                failures = 0
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                failures += 1
+                delay = min(2.0, 0.05 * 2 ** min(failures, 6))
+                _log.warning("stream read failed", agent_id=agent.agent_id, error=repr(exc))
+                await asyncio.sleep(delay)
+                continue
+            for entry in entries:
+                await self.accept(rep, rep.streams[entry.key_index], entry)
+
+    def _least_loaded(self, rep: Replica) -> bool:
+        # Among this node's replicas of a role, only the least loaded read, so
+        # that a task goes to an idle replica rather than a busy one.
+        role = rep.role
+        return all(
+            rep.assigned <= r.assigned
+            for r in self._core.replicas.values()
+            if r.role == role and r is not rep and r.agent.accepting and r.free > 0
+        )
+
+    async def _blocking_read(self, rep: Replica) -> tuple[list[StreamEntry], bool]:
+        """Block for new entries; return them and whether fewer came than asked for."""
+        count = max(1, rep.free)
+        reply = await self._core.blocking.xreadgroup(
+            C.TASK_GROUP,
+            rep.agent.agent_id,
+            dict.fromkeys(rep.streams, ">"),
+            count=count,
+            block=self._core.block_ms,
+        )
+        out: list[StreamEntry] = []
+        index = {s.encode(): i for i, s in enumerate(rep.streams)}
+        for key, items in reply or ():
+            i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
+            for entry_id, fields in items:
+                if fields:
+                    out.append(StreamEntry(i, entry_id, fields, 1))
+        out.sort(key=lambda e: e.key_index)
+        return out, len(out) < count
+
+    async def accept(self, rep: Replica, stream: str, entry: StreamEntry) -> None:
+        """Validate an entry and hand it to the replica's workers, or move it aside."""
+        fields = entry.fields
+        data = fields.get(b"e")
+        if data is None or len(fields) != 1:
+            await self._reject(stream, entry.entry_id, "foreign", rep.role)
+            return
+        try:
+            env = self._core.codec.decode(data)
+        except MessageTooLarge:
+            await self._reject(stream, entry.entry_id, "oversized", rep.role)
+            return
+        except DecodeError:
+            await self._reject(stream, entry.entry_id, "malformed", rep.role)
+            return
+        expected = f"agent:{rep.agent.agent_id}" if stream == rep.streams[0] else f"role:{rep.role}"
+        if env.kind is not Kind.TASK or env.recipient != expected:
+            await self._reject(stream, entry.entry_id, "foreign", rep.role)
+            return
+        if entry.deliveries > 1:
+            # Crash redeliveries count as attempts, as Redis's delivery counter does.
+            env = msgspec.structs.replace(env, attempt=env.attempt + entry.deliveries - 1)
+        rep.assigned += 1
+        rep.settled.clear()
+        rep.queue.put_nowait(Delivery(env, entry.entry_id, stream, read_at=time.monotonic()))
+        self._core.wake_role(rep.role)
+
+    async def _reject(self, stream: str, entry_id: bytes, reason: str, role: str) -> None:
+        REJECTED.labels(reason=reason).inc()
+        _log.warning("rejected stream entry", stream=stream, entry_id=entry_id, reason=reason)
+        try:
+            await self._core.redis.eval(
+                REJECT,
+                2,
+                stream,
+                C.rejected_stream(role, self._core.prefix),
+                C.TASK_GROUP,
+                entry_id,
+                reason,
+                _REJECTED_MAXLEN,
+            )
+        except RedisError as exc:
+            _log.warning("could not move a rejected entry aside", error=repr(exc))
+
+    # -- execution ----------------------------------------------------------
+    async def _worker(self, rep: Replica) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        agent = rep.agent
+        while True:
+            d = await rep.queue.get()
+            try:
+                await self._execute(rep, d, me)
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                # The entry stays pending; the reaper redelivers it.
+                _log.warning("task bookkeeping failed", task_id=d.envelope.id, error=repr(exc))
+            finally:
+                rep.assigned -= 1
+                if rep.assigned == 0:
+                    rep.settled.set()
+                if agent.state is AgentState.BUSY and agent.inflight == 0:
+                    agent.state = AgentState.READY
+                self._core.wake_role(rep.role)
+            if rep.dead:
+                return
+
+    async def _start(self, rep: Replica, d: Delivery) -> bool:
+        """Record "running"; False when the delivery is a duplicate of a finished task."""
+        core = self._core
+        env = d.envelope
+        agent_id = rep.agent.agent_id
+        ledger = core.ledger
+        d.started_at = time.time()
+        d.agent_id = agent_id
+        if env.attempt == 1:
+            # A first delivery cannot duplicate a finished task: record "running"
+            # without waiting, so the handler starts one round trip sooner.
+            if core.cluster:
+                d.running = core.batch.enqueue(
+                    lambda pipe: ledger.queue_update(
+                        pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1, agent_id=agent_id
+                    )
+                )
+            else:
+                d.running = self._settler.add(
+                    SettleOp(
+                        ledger.key(env.id),
+                        TaskState.RUNNING.value,
+                        [b"attempts", 1, b"agent_id", agent_id],
+                    )
+                )
+            return True
+        replies = await core.batch.call(
+            lambda pipe: ledger.queue_update(
+                pipe, env.id, TaskState.RUNNING, guard=True, attempts=env.attempt, agent_id=agent_id
+            )
+        )
+        record, was_final = ledger.parse_update(replies[0])
+        d.record = record
+        if was_final and record is not None:
+            # A redelivered duplicate of a task that already finished: settle it.
+            await self._settler.settle_duplicate(d, record)
+            return False
+        return True
+
+    async def _execute(self, rep: Replica, d: Delivery, me: asyncio.Task[Any]) -> None:
+        core = self._core
+        settler = self._settler
+        env = d.envelope
+        agent = rep.agent
+        if time.monotonic() - d.read_at > core.visibility_timeout:
+            # Waited here past the visibility timeout: another replica may have
+            # claimed it meanwhile. Leave it pending; a reaper hands it on.
+            _log.warning("stale delivery left to the reaper", task_id=env.id)
+            return
+        if env.attempt > env.max_attempts:
+            await settler.dead_letter(d, f"delivered {env.attempt} times (agent crashes?)")
+            return
+        if env.expired():
+            await settler.complete(d, TaskState.EXPIRED, error="deadline passed before start")
+            return
+        if not await self._start(rep, d):
+            return
+        if agent.state is AgentState.READY:
+            agent.state = AgentState.BUSY
+        d.worker = me
+        d.lease_until = time.monotonic() + core.visibility_timeout
+        rep.inflight[env.id] = d
+        agent.inflight += 1
+        codec = core.codec
+        try:
+            with handler_span(env, agent.agent_id):
+                value = await agent.dispatch(env, TaskContext(rep.context, env), codec)
+        except asyncio.CancelledError:
+            self._settle(rep, d)
+            if d.interrupted is None:
+                if me.cancelling():
+                    await settler.redeliver(d, "cancelled")
+                    raise
+                d.interrupted = "cancelled"
+            else:
+                me.uncancel()
+            if d.interrupted != "killed":
+                await settler.redeliver(d, d.interrupted)
+            return
+        except Reject as exc:
+            self._settle(rep, d)
+            await settler.complete(d, TaskState.FAILED, error=f"rejected: {exc}")
+            return
+        except DecodeError as exc:
+            self._settle(rep, d)
+            REJECTED.labels(reason="bad_payload").inc()
+            await settler.complete(d, TaskState.FAILED, error=str(exc))
+            return
+        except Exception as exc:
+            self._settle(rep, d)
+            agent.failed += 1
+            await settler.fail(d, f"{type(exc).__name__}: {exc}")
+            return
+        self._settle(rep, d)
+        if d.interrupted is not None:
+            me.uncancel()
+            if d.interrupted != "killed":
+                await settler.redeliver(d, d.interrupted)
+            return
+        agent.processed += 1
+        try:
+            payload = codec.encode_payload(value)
+        except (EncodeError, MessageTooLarge) as exc:
+            await settler.complete(d, TaskState.FAILED, error=f"result: {exc}")
+            return
+        await settler.complete(
+            d, TaskState.DONE, result=bytes(payload), result_type=Codec.type_name(value)
+        )
+
+    @staticmethod
+    def _settle(rep: Replica, d: Delivery) -> None:
+        rep.inflight.pop(d.envelope.id, None)
+        rep.agent.inflight -= 1

@@ -1,0 +1,183 @@
+"""The role directory of the Redis runtime: roles, their message types and live replicas.
+
+Each role's message types sit in one hash (:func:`~swarm.constants.directory_key`);
+each replica's heartbeat (state, load, node, time) in its role's replicas hash.
+A replica without a fresh heartbeat counts as gone: routing skips it and the
+reaper hands its pending entries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError
+
+from swarm import constants as C
+from swarm.metrics import REJECTED
+from swarm.redis.core import Core, Replica, check_cancelled
+from swarm.runtime import ReplicaInfo, RoleInfo
+
+__all__ = ["Directory", "ReplicaBeat"]
+
+_log = structlog.get_logger("swarm.redis.directory")
+
+_HEARTBEAT = 1.0
+_STALE_AFTER = 5.0
+_CACHE_FOR = 0.5
+
+
+class ReplicaBeat(msgspec.Struct, array_like=True):
+    """One replica's heartbeat, as stored in its role's replicas hash."""
+
+    state: str
+    inflight: int
+    capacity: int
+    node: str
+    at: float
+
+
+class Directory:
+    """Publishes local replicas' heartbeats and reads the directory (cached briefly for routing).
+
+    Args:
+        core: The runtime's shared state.
+    """
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._cache: dict[str, RoleInfo] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        """Forget the cached snapshot (a local replica came or went)."""
+        self._cache = None
+
+    async def advertise(self, role: str, types: set[str]) -> None:
+        """Add ``types`` to the message types ``role`` handles."""
+        redis = self._core.redis
+        dkey = C.directory_key(self._core.prefix)
+        known = await redis.hget(dkey, role)
+        if known:
+            types = types | set(known.decode().split())
+        await redis.hset(dkey, role, " ".join(sorted(types)))
+
+    async def withdraw(self, rep: Replica) -> None:
+        """Remove a replica's heartbeat."""
+        await self._core.redis.hdel(C.replicas_key(rep.role, self._core.prefix), rep.agent.agent_id)
+
+    async def known_roles(self) -> set[str]:
+        """Roles in the directory, plus those this node sent tasks to."""
+        raw = await self._core.redis.hkeys(C.directory_key(self._core.prefix))
+        return {r.decode() for r in raw} | self._core.roles_seen
+
+    def cached(self) -> dict[str, RoleInfo] | None:
+        """The cached snapshot if it is recent enough for routing, else None."""
+        if self._cache is not None and time.monotonic() - self._at < _CACHE_FOR:
+            return self._cache
+        return None
+
+    async def snapshot(self, *, fresh: bool) -> dict[str, RoleInfo]:
+        """The directory; unless ``fresh``, a copy up to half a second old will do."""
+        if not fresh and self._cache is not None and time.monotonic() - self._at < _CACHE_FOR:
+            return self._cache
+        # One read in flight at a time: a burst of submits shares it.
+        async with self._lock:
+            if not fresh and self._cache is not None and time.monotonic() - self._at < _CACHE_FOR:
+                return self._cache
+            return await self._read()
+
+    async def _read(self) -> dict[str, RoleInfo]:
+        core = self._core
+        now = time.monotonic()
+        roles = await core.redis.hgetall(C.directory_key(core.prefix))
+        names = sorted(r.decode() for r in roles)
+        pipe = core.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(C.replicas_key(name, core.prefix))
+        beats = await pipe.execute() if names else []
+        wall = time.time()
+        out: dict[str, RoleInfo] = {}
+        for name, raw in zip(names, beats, strict=True):
+            replicas = []
+            for agent_id, blob in raw.items():
+                try:
+                    beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    REJECTED.labels(reason="malformed_heartbeat").inc()
+                    continue
+                if wall - beat.at > _STALE_AFTER:
+                    continue
+                replicas.append(
+                    ReplicaInfo(
+                        agent_id=agent_id.decode(),
+                        state=beat.state,
+                        inflight=beat.inflight,
+                        capacity=beat.capacity,
+                    )
+                )
+            local = {r.agent.agent_id: r for r in core.replicas.values() if r.role == name}
+            replicas = [r for r in replicas if r.agent_id not in local]
+            replicas += [
+                ReplicaInfo(
+                    agent_id=agent_id,
+                    state=r.agent.state.value,
+                    inflight=r.assigned,
+                    capacity=r.agent.concurrency,
+                )
+                for agent_id, r in local.items()
+            ]
+            replicas.sort(key=lambda r: r.agent_id)
+            out[name] = RoleInfo(
+                role=name,
+                types=frozenset(roles[name.encode()].decode().split()),
+                replicas=tuple(replicas),
+            )
+        self._cache, self._at = out, now
+        return out
+
+    async def live_replicas(self, role: str) -> list[str]:
+        """Agent ids of a role with a fresh heartbeat (plus our own)."""
+        core = self._core
+        raw = await core.redis.hgetall(C.replicas_key(role, core.prefix))
+        wall = time.time()
+        live = {r.agent.agent_id for r in core.replicas.values() if r.role == role}
+        for agent_id, blob in raw.items():
+            try:
+                beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if wall - beat.at <= _STALE_AFTER:
+                live.add(agent_id.decode())
+        return sorted(live)
+
+    async def heartbeat(self) -> None:
+        """Publish every local replica's heartbeat each second, until cancelled."""
+        while True:
+            await asyncio.sleep(_HEARTBEAT)
+            try:
+                await self.beat(list(self._core.replicas.values()))
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                _log.warning("heartbeat failed", error=repr(exc))
+
+    async def beat(self, reps: list[Replica]) -> None:
+        """Publish the heartbeats of ``reps`` now."""
+        if not reps:
+            return
+        core = self._core
+        now = time.time()
+        pipe = core.redis.pipeline(transaction=False)
+        for rep in reps:
+            beat = ReplicaBeat(
+                rep.agent.state.value, rep.assigned, rep.agent.concurrency, core.node_id, now
+            )
+            pipe.hset(
+                C.replicas_key(rep.role, core.prefix),
+                rep.agent.agent_id,
+                msgspec.msgpack.encode(beat),
+            )
+        await pipe.execute()

@@ -1,0 +1,168 @@
+"""Task intake of the Redis runtime: route a task, record it and append it to its stream.
+
+On a standalone server the ledger record and the stream entry are written by
+one script (with the fencing check when the task carries an epoch), and the
+submits of one event-loop turn that go to the same stream share one script
+call. On Redis Cluster the ledger record and the stream are in different
+slots, so each task is its own pair of commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError, ResponseError
+
+from swarm import constants as C
+from swarm.errors import FencingError, NoRouteError, RuntimeClosed, TransportError
+from swarm.ledger import TaskRecord
+from swarm.messages import Envelope
+from swarm.metrics import FENCED_REFUSED
+from swarm.redis.bulk import StoreOp, queue_store
+from swarm.redis.core import Core, check_cancelled
+from swarm.redis.directory import Directory
+from swarm.redis.results import Results
+from swarm.redis.streams import Pipeline, band_of
+from swarm.routing import Router
+
+__all__ = ["Intake"]
+
+_log = structlog.get_logger("swarm.redis.intake")
+
+_STORE_KEY = ("store",)
+
+
+class Intake:
+    """Accepts tasks: routing, idempotency, fencing, ledger record and stream entry.
+
+    Args:
+        core: The runtime's shared state.
+        directory: Where roles and replicas are looked up.
+        results: Where tasks awaiting a result here are tracked.
+        fence: Name of the leadership whose epoch fences submissions, if any.
+    """
+
+    def __init__(
+        self, core: Core, directory: Directory, results: Results, fence: str | None
+    ) -> None:
+        self._core = core
+        self._directory = directory
+        self._results = results
+        self._router = Router()
+        self.fence = fence
+        self._fence_key = C.leader_epoch_key(fence, core.prefix) if fence else None
+        self.closed = False
+        # One STORE_MANY builder per batcher group key (per fence epoch).
+        self._builders: dict[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None]] = {}
+
+    async def submit(self, envelope: Envelope) -> str:
+        """Queue a task durably and return its id (after close, only local agents' sends)."""
+        core = self._core
+        if self.closed and envelope.sender not in core.replicas:
+            raise RuntimeClosed("runtime is stopping; no new tasks are accepted")
+        if core.batcher is None:
+            raise RuntimeClosed("runtime is not started")
+        env = envelope
+        recipient, stream = await self.route(env)
+        if recipient != env.recipient or env.reply_to is None:
+            env = msgspec.structs.replace(
+                env, recipient=recipient, reply_to=env.reply_to or core.node_id
+            )
+        data = core.codec.encode(env)
+        record = TaskRecord.for_task(env)
+        ledger = core.ledger
+        if env.idempotency_key is not None:
+            existing = await ledger.claim(env.idempotency_key, env.id)
+            if existing is not None:
+                return existing.task_id
+        tracked = env.reply_to == core.node_id
+        if tracked:
+            self._results.track(env)
+
+        fence = self._fence_key if env.epoch else None
+        try:
+            if core.cluster:
+                await self._store_one(env, record, stream, data, fence)
+            else:
+                # Shares one script call with the other submits of this loop
+                # turn (of the same epoch, when fenced).
+                op = StoreOp(ledger.key(env.id), stream, ledger.flat_fields(record), data)
+                key = ("store", fence, env.epoch) if fence is not None else _STORE_KEY
+                build = self._builders.get(key)
+                if build is None:
+                    build = self._builders[key] = self._store_builder(fence, env.epoch)
+                reply = await core.batch.add(key, build, op)
+                if isinstance(reply, Exception):
+                    raise reply
+        except (RedisError, OSError) as exc:
+            check_cancelled()
+            if tracked:
+                self._results.untrack(env.id)
+            if isinstance(exc, ResponseError) and str(exc).startswith("FENCED"):
+                FENCED_REFUSED.labels(name=self.fence or "").inc()
+                _log.warning("stale epoch refused", task_id=env.id, detail=str(exc))
+                raise FencingError(f"task {env.id} refused: {exc}") from None
+            raise TransportError(f"could not submit task {env.id}: {exc}") from exc
+        return env.id
+
+    def _store_builder(
+        self, fence: str | None, epoch: int
+    ) -> Callable[[Pipeline, list[StoreOp]], None]:
+        ttl = self._core.ledger.ttl
+
+        def build(pipe: Pipeline, ops: list[StoreOp]) -> None:
+            queue_store(pipe, ops, ttl=ttl, fence=fence, epoch=epoch)
+
+        return build
+
+    async def _store_one(
+        self, env: Envelope, record: TaskRecord, stream: str, data: bytes, fence: str | None
+    ) -> None:
+        # Redis Cluster: the record, the stream and the fence are in different
+        # slots, so the task is its own pair of commands.
+        core = self._core
+        ledger = core.ledger
+        if fence is not None:
+            # Checked just before the write rather than in the same script. A
+            # takeover between the two can let one task of the old epoch
+            # through, never more.
+            current = int(await core.redis.get(fence) or 0)
+            if env.epoch < current:
+                raise ResponseError(f"FENCED epoch {env.epoch} is older than {current}")
+
+        def build(pipe: Pipeline) -> None:
+            ledger.queue_store(pipe, record)
+            pipe.xadd(stream, {"e": data})
+
+        for reply in await core.batch.call(build):
+            if isinstance(reply, Exception):
+                raise reply
+
+    async def route(self, env: Envelope) -> tuple[str, str]:
+        """Return the resolved recipient and the stream the task goes to."""
+        core = self._core
+        for fresh in (False, True):
+            roles = None if fresh else self._directory.cached()
+            if roles is None:
+                roles = await self._directory.snapshot(fresh=fresh)
+            try:
+                recipient = self._router.resolve(env.type, env.recipient, roles)
+            except NoRouteError:
+                if fresh:
+                    raise
+                continue
+            if recipient.startswith("agent:"):
+                agent_id = recipient[6:]
+                role = next(
+                    info.role
+                    for info in roles.values()
+                    if any(r.agent_id == agent_id for r in info.replicas)
+                )
+                return recipient, C.agent_stream(role, agent_id, core.prefix)
+            role = recipient[5:]
+            core.roles_seen.add(role)
+            return recipient, C.task_stream(role, band_of(env.priority), core.prefix)
+        raise NoRouteError(f"no route for {env.type!r}")  # pragma: no cover - loop returns

@@ -1,0 +1,138 @@
+"""Background upkeep of the Redis runtime: reclaim, promote due retries, trim streams.
+
+* Leases: a local delivery running past the visibility timeout is cancelled
+  and redelivered.
+* Reclaim: entries of consumers without a heartbeat (their agent died) are
+  claimed at once; entries idle past the visibility timeout are claimed
+  too, by the least loaded local replica of their role.
+* Promotion: retries due in a role's delayed set go back to their stream.
+* Trim: acked entries are trimmed from the task streams now and then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from swarm import constants as C
+from swarm.redis.consumer import Consumer
+from swarm.redis.core import BANDS, Core, Replica, check_cancelled
+from swarm.redis.directory import Directory
+from swarm.redis.streams import ORPHANS, PROMOTE, RECLAIM, TRIM, parse_entries
+
+__all__ = ["Reaper"]
+
+_log = structlog.get_logger("swarm.redis.reaper")
+
+_TRIM_EVERY = 30.0
+
+
+class Reaper:
+    """Runs the reaper and the retry promoter of one runtime.
+
+    Args:
+        core: The runtime's shared state.
+        consumer: Takes reclaimed entries in.
+        directory: Tells which replicas are alive.
+    """
+
+    def __init__(self, core: Core, consumer: Consumer, directory: Directory) -> None:
+        self._core = core
+        self._consumer = consumer
+        self._directory = directory
+
+    async def reap(self) -> None:
+        """Expire leases, reclaim entries and trim streams, until cancelled."""
+        core = self._core
+        interval = min(1.0, core.visibility_timeout / 4)
+        min_idle = max(1, int(core.visibility_timeout * 1000))
+        last_trim = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for rep in list(core.replicas.values()):
+                for d in list(rep.inflight.values()):
+                    if d.lease_until < now and d.interrupted is None and d.worker is not None:
+                        _log.warning(
+                            "visibility timeout; redelivering",
+                            task_id=d.envelope.id,
+                            agent_id=rep.agent.agent_id,
+                        )
+                        d.interrupted = "visibility timeout"
+                        d.worker.cancel()
+            try:
+                await self._reclaim(min_idle)
+                if now - last_trim > _TRIM_EVERY:
+                    last_trim = now
+                    await self._trim()
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                _log.warning("reaper pass failed", error=repr(exc))
+
+    async def _reclaim(self, min_idle: int) -> None:
+        # The least loaded replica takes a dead agent's entries even when it is
+        # full: under a backlog nobody ever has a free slot, and an orphan must
+        # not wait for the backlog to drain.
+        core = self._core
+        by_role: dict[str, Replica] = {}
+        for rep in core.replicas.values():
+            if rep.agent.accepting and not rep.dead:
+                best = by_role.get(rep.role)
+                if best is None or rep.free > best.free:
+                    by_role[rep.role] = rep
+        for role, rep in by_role.items():
+            live = await self._directory.live_replicas(role)
+            for band in BANDS:
+                if rep.dead:
+                    break
+                stream = C.task_stream(role, band, core.prefix)
+                await self._claim(
+                    rep, stream, "claimed a dead agent's entry", ORPHANS, max(1, rep.free), *live
+                )
+                # Claimed even into a full replica (one at a time): it runs them
+                # after its current task; should one wait here past the timeout,
+                # the consumer leaves it for the next reaper instead of running a
+                # copy another replica may have claimed.
+                await self._claim(
+                    rep, stream, "reclaimed an idle entry", RECLAIM, min_idle, max(1, rep.free)
+                )
+
+    async def _claim(self, rep: Replica, stream: str, what: str, script: str, *args: Any) -> None:
+        """Run a claim script (``ORPHANS`` or ``RECLAIM``) for ``rep`` and accept what it took."""
+        raw = await self._core.redis.eval(
+            script, 1, stream, C.TASK_GROUP, rep.agent.agent_id, *args
+        )
+        for entry in parse_entries(raw):
+            _log.warning(
+                what,
+                stream=stream,
+                entry_id=entry.entry_id,
+                agent_id=rep.agent.agent_id,
+                deliveries=entry.deliveries,
+            )
+            await self._consumer.accept(rep, stream, entry)
+
+    async def _trim(self) -> None:
+        core = self._core
+        for role in {rep.role for rep in core.replicas.values()}:
+            for band in BANDS:
+                await core.redis.eval(TRIM, 1, C.task_stream(role, band, core.prefix), C.TASK_GROUP)
+
+    async def promote(self) -> None:
+        """Move due retries back to their streams, until cancelled."""
+        core = self._core
+        while True:
+            await asyncio.sleep(max(0.01, min(0.1, core.retry.base_delay)))
+            roles = {rep.role for rep in core.replicas.values()}
+            try:
+                for role in roles:
+                    await core.redis.eval(
+                        PROMOTE, 1, C.delayed_key(role, core.prefix), repr(time.time()), 100
+                    )
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                _log.warning("retry promotion failed", error=repr(exc))

@@ -1,0 +1,185 @@
+"""Results of the Redis runtime: the submitter's inbox, waiters and outstanding tasks.
+
+An agent that settles a task appends the final record to the submitting
+node's inbox stream; the node's inbox reader resolves the waiters. Notes in a
+stream may be lost with a server restart, so the ledger stays the truth:
+waiters poll it for tasks waiting a while, and ``wait()`` reads it first, so a
+reconnected submitter still gets its results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError
+
+from swarm.errors import DecodeError, SwarmTimeout
+from swarm.ledger import TaskRecord
+from swarm.messages import Envelope
+from swarm.metrics import REJECTED
+from swarm.redis.core import Core, check_cancelled
+from swarm.redis.ledger import record_from_hash
+
+__all__ = ["Results"]
+
+_log = structlog.get_logger("swarm.redis.results")
+
+_RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
+_SWEEP_EVERY = 2.0
+
+
+class Results:
+    """Tracks the tasks this node submitted and resolves their waiters.
+
+    Args:
+        core: The runtime's shared state.
+    """
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self.pending: dict[str, Envelope] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def track(self, env: Envelope) -> None:
+        """Count ``env`` as outstanding until its result arrives."""
+        self.pending[env.id] = env
+        self.idle.clear()
+
+    def untrack(self, task_id: str) -> None:
+        """Stop counting a task as outstanding."""
+        if self.pending.pop(task_id, None) is not None and not self.pending:
+            self.idle.set()
+
+    def cancel_waiters(self) -> None:
+        """Cancel every waiter (the runtime stops)."""
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.cancel()
+
+    async def read_inbox(self, last: bytes) -> None:
+        """Read this node's inbox from after ``last`` until cancelled."""
+        core = self._core
+        failures = 0
+        last_sweep = time.monotonic()
+        inbox = core.inbox
+        on_result = self._on_result
+        while True:
+            check_cancelled()
+            try:
+                reply = await core.blocking.xread({inbox: last}, count=1000, block=core.block_ms)
+                failures = 0
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                failures += 1
+                _log.warning("inbox read failed", error=repr(exc))
+                await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
+                continue
+            for _key, items in reply or ():
+                for entry_id, fields in items:
+                    last = entry_id
+                    on_result(fields)
+            if self.pending and time.monotonic() - last_sweep > _SWEEP_EVERY:
+                last_sweep = time.monotonic()
+                await self._sweep()
+
+    def _on_result(self, fields: dict[bytes, bytes]) -> None:
+        data = fields.get(b"r")
+        try:
+            if data is None:
+                raise DecodeError("no record field")
+            record = _RECORD_DECODER.decode(data)
+        except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            REJECTED.labels(reason="malformed_result").inc()
+            _log.warning("rejected inbox entry", error=repr(exc))
+            return
+        if record.final:
+            self._resolve(record)
+
+    def _resolve(self, record: TaskRecord) -> None:
+        self.untrack(record.task_id)
+        for fut in self._waiters.pop(record.task_id, ()):
+            if not fut.done():
+                fut.set_result(record)
+
+    async def _sweep(self) -> None:
+        # Results are notes in a stream that a server restart may have lost:
+        # the ledger is the truth, so poll it for tasks waiting a while.
+        core = self._core
+        ledger = core.ledger
+        ids = list(self.pending)[:5000]
+        try:
+            pipe = core.redis.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hgetall(ledger.key(task_id))
+            raws = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            check_cancelled()
+            _log.warning("ledger sweep failed", error=repr(exc))
+            return
+        for raw in raws:
+            if raw:
+                record = record_from_hash(raw)
+                if record.final:
+                    self._resolve(record)
+
+    async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
+        """Wait for a task's final record (see :meth:`swarm.runtime.Runtime.wait`)."""
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        if timeout is None and task_id in self.pending and task_id not in self._waiters:
+            # The common case (our own task, one waiter, no deadline): no
+            # timeout scope and no list.
+            self._waiters[task_id] = [fut]
+            try:
+                return await fut
+            finally:
+                if self._waiters.get(task_id) == [fut]:
+                    del self._waiters[task_id]
+        self._waiters.setdefault(task_id, []).append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                if task_id in self.pending:
+                    # Ours and not finished: the inbox reader resolves ``fut``
+                    # (or the ledger sweep does, should the note be lost).
+                    return await fut
+                rec = await self._get_record(task_id)
+                if rec is None:
+                    raise KeyError(task_id)
+                if rec.final:
+                    return rec
+                if task_id not in self.pending and rec.recipient:
+                    # Submitted elsewhere (or before a restart): poll the
+                    # ledger besides listening to our inbox.
+                    return await self._poll(task_id, fut)
+                return await fut
+        except TimeoutError:
+            raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    async def _get_record(self, task_id: str) -> TaskRecord | None:
+        key = self._core.ledger.key(task_id)
+        (raw,) = await self._core.batch.call(lambda pipe: pipe.hgetall(key))
+        if isinstance(raw, Exception):
+            raise raw
+        return record_from_hash(raw) if raw else None
+
+    async def _poll(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> TaskRecord:
+        delay = 0.05
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=delay)
+            if done:
+                return fut.result()
+            rec = await self._get_record(task_id)
+            if rec is not None and rec.final:
+                return rec
+            delay = min(1.0, delay * 2)

@@ -1,0 +1,279 @@
+"""Settlement of deliveries in the Redis runtime: complete, retry, redeliver, dead-letter.
+
+Every outcome updates the ledger, tells the submitter (a note in its inbox
+stream) and acks the entry. On a standalone server a completion is one
+script (ledger, note and ack together); on Redis Cluster the three are
+separate commands in one pipeline, the ack last, so a crash in between
+leaves the entry pending and it is redelivered rather than lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+
+from swarm import constants as C
+from swarm.ledger import TaskRecord, TaskState
+from swarm.messages import Envelope
+from swarm.metrics import TASK_RETRIES, TASKS_DEAD
+from swarm.redis.bulk import SettleOp, queue_settle
+from swarm.redis.core import INBOX_MAXLEN, Core, Delivery, role_of
+from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
+
+__all__ = ["Settler"]
+
+_RECORD_ENCODER = msgspec.msgpack.Encoder()
+_SETTLE_KEY = ("settle",)
+
+
+class Settler:
+    """Records the outcome of a delivery and acks its entry.
+
+    Args:
+        core: The runtime's shared state.
+    """
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    async def complete(
+        self,
+        d: Delivery,
+        state: TaskState,
+        *,
+        error: str | None = None,
+        result: bytes | None = None,
+        result_type: str | None = None,
+    ) -> None:
+        """Record a final state, notify the submitter and ack, in one round trip."""
+        core = self._core
+        env = d.envelope
+        ledger = core.ledger
+        # Not waiting for the "running" mark of a first delivery: the batcher
+        # runs calls in order, so it lands before this, often in the same
+        # round trip. A first delivery has no earlier execution to count.
+        final = self.project(d, state, error=error, result=result, result_type=result_type)
+        note = _RECORD_ENCODER.encode(final)
+
+        inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
+        if not core.cluster:
+            # One script for the ledger, the note and the ack, shared with the
+            # other completions and "running" marks of this loop turn.
+            fields: list[Any] = [b"attempts", env.attempt]
+            if error is not None:
+                fields += (b"error", error)
+            if result is not None:
+                fields += (b"result", result)
+            if result_type is not None:
+                fields += (b"result_type", result_type)
+            op = SettleOp(
+                ledger.key(env.id),
+                state.value,
+                fields,
+                ack=(d.stream, d.entry_id),
+                notify=None if inbox is None else (inbox, note),
+            )
+            reply = await self.add(op)
+            if isinstance(reply, Exception):
+                raise reply
+            return
+
+        def build(pipe: Pipeline) -> None:
+            ledger.queue_update(
+                pipe,
+                env.id,
+                state,
+                quiet=True,
+                attempts=env.attempt,
+                error=error,
+                result=result,
+                result_type=result_type,
+            )
+            if inbox is not None:
+                pipe.xadd(inbox, {"r": note}, maxlen=INBOX_MAXLEN, approximate=True)
+            pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
+
+        replies = await core.batch.call(build)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+
+    def add(self, op: SettleOp) -> asyncio.Future[Any]:
+        """Queue a ledger move (standalone servers) for the next shared settle script."""
+        return self._core.batch.add(_SETTLE_KEY, self._build, op)
+
+    def _build(self, pipe: Pipeline, ops: list[SettleOp]) -> None:
+        queue_settle(
+            pipe,
+            ops,
+            now=time.time(),
+            ttl=self._core.ledger.ttl,
+            group=C.TASK_GROUP,
+            maxlen=INBOX_MAXLEN,
+        )
+
+    def project(
+        self,
+        d: Delivery,
+        state: TaskState,
+        *,
+        error: str | None,
+        result: bytes | None,
+        result_type: str | None,
+    ) -> TaskRecord:
+        """The final record as the ledger script will write it (sent to the submitter)."""
+        env = d.envelope
+        base = d.record
+        now = time.time()
+        if base is None:
+            # A first delivery: the record is the queued one plus this run.
+            return TaskRecord(
+                task_id=env.id,
+                type=env.type,
+                recipient=env.recipient,
+                state=state,
+                attempts=env.attempt,
+                priority=env.priority,
+                idempotency_key=env.idempotency_key,
+                agent_id=d.agent_id,
+                error=error,
+                result=result,
+                result_type=result_type or "",
+                created_at=env.created_at,
+                started_at=d.started_at or None,
+                finished_at=now,
+                executions=1 if state is TaskState.DONE else 0,
+                epoch=env.epoch,
+            )
+        return TaskRecord(
+            task_id=base.task_id,
+            type=base.type,
+            recipient=base.recipient,
+            state=state,
+            attempts=env.attempt,
+            priority=base.priority,
+            idempotency_key=base.idempotency_key,
+            agent_id=base.agent_id,
+            error=error if error is not None else base.error,
+            result=result,
+            result_type=result_type or "",
+            created_at=base.created_at,
+            started_at=base.started_at,
+            finished_at=now,
+            executions=base.executions + (1 if state is TaskState.DONE else 0),
+            epoch=base.epoch,
+        )
+
+    async def settle_duplicate(self, d: Delivery, record: TaskRecord) -> None:
+        """Ack a redelivered copy of a finished task and re-send its result."""
+        core = self._core
+        env = d.envelope
+        note = _RECORD_ENCODER.encode(record)
+
+        def build(pipe: Pipeline) -> None:
+            if env.reply_to:
+                pipe.xadd(
+                    C.inbox_stream(env.reply_to, core.prefix),
+                    {"r": note},
+                    maxlen=INBOX_MAXLEN,
+                    approximate=True,
+                )
+            pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
+
+        await core.batch.call(build)
+
+    async def fail(self, d: Delivery, error: str) -> None:
+        """A handler failed: schedule the next attempt, or dead-letter the last."""
+        env = d.envelope
+        if env.attempt >= env.max_attempts:
+            await self.dead_letter(d, error)
+            return
+        TASK_RETRIES.inc()
+        nxt = msgspec.structs.replace(env, attempt=env.attempt + 1)
+        due = time.time() + self._core.retry.backoff(env.attempt)
+        await self._schedule(d, nxt, due, error)
+
+    async def _schedule(self, d: Delivery, nxt: Envelope, due: float, error: str) -> None:
+        core = self._core
+        role = role_of(d.stream)
+        member = d.stream.encode() + b"\n" + core.codec.encode(nxt)
+        ledger = core.ledger
+
+        def build(pipe: Pipeline) -> None:
+            ledger.queue_update(pipe, nxt.id, TaskState.QUEUED, error=error)
+            pipe.eval(
+                RETRY,
+                2,
+                d.stream,
+                C.delayed_key(role, core.prefix),
+                C.TASK_GROUP,
+                d.entry_id,
+                repr(due),
+                member,
+            )
+
+        await core.batch.call(build)
+
+    async def redeliver(self, d: Delivery, reason: str) -> None:
+        """An interrupted delivery: back to its stream as the next attempt."""
+        # An interrupted delivery counts as an attempt, as a crash would.
+        env = d.envelope
+        nxt = msgspec.structs.replace(env, attempt=env.attempt + 1)
+        if nxt.attempt > nxt.max_attempts:
+            await self.dead_letter(d, reason)
+            return
+        ledger = self._core.ledger
+        await self._core.batch.call(
+            lambda pipe: ledger.queue_update(pipe, env.id, TaskState.QUEUED, error=reason)
+        )
+        await self.requeue(d, nxt)
+
+    async def requeue(self, d: Delivery, env: Envelope) -> None:
+        """Ack the entry of ``d`` and append ``env`` to the same stream, atomically."""
+        core = self._core
+        await core.redis.eval(
+            REQUEUE, 2, d.stream, d.stream, C.TASK_GROUP, d.entry_id, core.codec.encode(env)
+        )
+
+    async def dead_letter(self, d: Delivery, error: str) -> None:
+        """Move the entry to its role's dead-letter stream, record it dead and notify."""
+        TASKS_DEAD.inc()
+        core = self._core
+        env = d.envelope
+        role = role_of(d.stream)
+        data = core.codec.encode(env)
+        final = self.project(d, TaskState.DEAD, error=error, result=None, result_type=None)
+        note = _RECORD_ENCODER.encode(final)
+        ledger = core.ledger
+
+        def build(pipe: Pipeline) -> None:
+            # The move comes first: should we die half-way, the ledger still
+            # says "running" and the dead letter is listed, rather than a
+            # "dead" task that is in no queue.
+            pipe.eval(
+                DEAD,
+                2,
+                d.stream,
+                C.dead_letter_stream(role, core.prefix),
+                C.TASK_GROUP,
+                d.entry_id,
+                data,
+                error,
+                repr(time.time()),
+            )
+            ledger.queue_update(pipe, env.id, TaskState.DEAD, attempts=env.attempt, error=error)
+            if env.reply_to:
+                pipe.xadd(
+                    C.inbox_stream(env.reply_to, core.prefix),
+                    {"r": note},
+                    maxlen=INBOX_MAXLEN,
+                    approximate=True,
+                )
+
+        replies = await core.batch.call(build)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply

@@ -1,0 +1,49 @@
+"""PipelineBatcher against the real server: grouped items share one command, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from swarm.redis.streams import Pipeline, PipelineBatcher
+from swarm.tasks import TaskSet
+from tests.redis.runtime_support import redis_client
+
+pytestmark = pytest.mark.integration
+
+# Replies with its arguments: one reply entry per grouped item.
+ECHO = "return ARGV"
+FAIL = "return redis.error_reply('NOPE ' .. #ARGV)"
+
+
+async def test_items_of_one_turn_share_one_command_and_get_their_own_reply() -> None:
+    redis = await redis_client()
+    tasks = TaskSet("batcher-test")
+    batcher = PipelineBatcher(redis, max_group=4)
+    tasks.spawn(batcher.run(), name="batcher")
+    groups: list[list[Any]] = []
+
+    def echo(pipe: Pipeline, items: list[Any]) -> None:
+        groups.append(list(items))
+        pipe.eval(ECHO, 0, *items)
+
+    def fail(pipe: Pipeline, items: list[Any]) -> None:
+        pipe.eval(FAIL, 0, *items)
+
+    try:
+        futs = [batcher.add("echo", echo, f"a{i}") for i in range(6)]
+        bad = [batcher.add("fail", fail, f"b{i}") for i in range(2)]
+        assert await asyncio.gather(*futs) == [f"a{i}".encode() for i in range(6)]
+        # At most ``max_group`` items per command; items of one turn are not split further.
+        assert groups == [["a0", "a1", "a2", "a3"], ["a4", "a5"]]
+        errors = await asyncio.gather(*bad)
+        assert all(isinstance(e, ResponseError) and "NOPE 2" in str(e) for e in errors)
+        # A group already sent takes no more items: the next turn opens a new one.
+        assert await batcher.add("echo", echo, "c") == b"c"
+        assert groups[-1] == ["c"]
+    finally:
+        await tasks.close()
+        await redis.aclose()
