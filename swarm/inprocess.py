@@ -615,20 +615,8 @@ class InProcessRuntime:
         agent.inflight -= 1
         agent.processed += 1
         rec = fast.done_nowait(env.id, env.attempt, result, type_name)
-        if rec is None:
-            return True
-        # _settled, inlined: this runs once per task.
-        self._outstanding -= 1
-        if self._outstanding == 0:
-            self._idle.set()
-        fut = self._waiters.pop(env.id, None)
-        if fut is not None:
-            if not fut.done():
-                fut.set_result(rec)
-            if self._more_waiters:
-                for fut in self._more_waiters.pop(env.id, ()):
-                    if not fut.done():
-                        fut.set_result(rec)
+        if rec is not None:
+            self._settled(rec)
         return True
 
     async def _on_result_slow(

@@ -293,6 +293,10 @@ class _Op:
         self.build = build
         self.future = future
 
+    @property
+    def futures(self) -> tuple[asyncio.Future[list[Any]]]:
+        return (self.future,)
+
 
 class _Group:
     __slots__ = ("build", "futures", "items", "key")
@@ -399,7 +403,7 @@ class PipelineBatcher:
                     await self._flush(batch)
         finally:
             for op in self._queue:
-                for fut in op.futures if isinstance(op, _Group) else (op.future,):
+                for fut in op.futures:
                     if not fut.done():
                         fut.cancel()
             self._queue.clear()
@@ -422,13 +426,13 @@ class PipelineBatcher:
             replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
             for op, _, _ in spans:
-                for fut in op.futures if isinstance(op, _Group) else (op.future,):
+                for fut in op.futures:
                     if not fut.done():
                         fut.cancel()
             raise
         except Exception as exc:
             for op, _, _ in spans:
-                for fut in op.futures if isinstance(op, _Group) else (op.future,):
+                for fut in op.futures:
                     if not fut.done():
                         fut.set_exception(exc)
             return
