@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 
+from swarm import tracing
 from swarm.codec import Codec
 from swarm.messages import Command, Envelope, Kind, Message, new_id
 from swarm.tracing import current_traceparent
@@ -51,7 +52,8 @@ def task_envelope(
     """
     if now is None:
         now = time.time()
-    traceparent, tracestate = current_traceparent()
+    # The flag itself first: no call per task while tracing is off.
+    traceparent, tracestate = current_traceparent() if tracing._enabled else (None, None)
     return Envelope(
         id=new_id(now),
         kind=_TASK,

@@ -33,12 +33,14 @@ import collections
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
+from swarm import tracing
 from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
 from swarm.codec import Codec
@@ -60,7 +62,7 @@ from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, result_of
 from swarm.tasks import TaskSet
-from swarm.tracing import handler_span, tracing_enabled
+from swarm.tracing import handler_span
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -82,6 +84,7 @@ _ACCEPTING = frozenset({AgentState.READY, AgentState.BUSY})
 # metaclass's ``__getattr__`` hook (~0.1 us); a module global does not.
 _READY = AgentState.READY
 _BUSY = AgentState.BUSY
+_DONE = TaskState.DONE
 _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned None
 
 
@@ -371,6 +374,45 @@ class InProcessRuntime:
 
     # -- submission -------------------------------------------------------
     async def submit(self, envelope: Envelope) -> str:
+        if self._fast_ledger is not None:
+            return self.submit_nowait(envelope)
+        env = self._admit(envelope)
+        record = TaskRecord.for_task(env)
+        return self._accepted(env, await self._ledger.create(record), record)
+
+    def submit_nowait(self, envelope: Envelope) -> str:
+        """Synchronous :meth:`submit` for the in-memory ledger: no coroutine per task.
+
+        The Queen's intake uses it when :attr:`sync_submit` is set.
+
+        Raises:
+            RuntimeClosed, NoRouteError, MessageTooLarge, EncodeError.
+            TypeError: The ledger is not the in-memory one (it must be awaited).
+        """
+        fast = self._fast_ledger
+        if fast is None:
+            raise TypeError("submit_nowait needs the in-memory ledger; await submit()")
+        env = envelope
+        role = self._by_recipient.get(env.recipient)
+        # The common case (open, a known role that handles the type, a small
+        # payload) needs none of _admit's checks; anything else goes through it.
+        if (
+            role is None
+            or self._closed
+            or env.type not in role.types
+            or len(env.payload) + _HEADER_ALLOWANCE > self._codec.max_bytes
+        ):
+            env = self._admit(env)
+        record = TaskRecord.for_task(env)
+        return self._accepted(env, fast.create_nowait(record), record)
+
+    @property
+    def sync_submit(self) -> Callable[[Envelope], str] | None:
+        """:meth:`submit_nowait` when the ledger allows it, else None (await :meth:`submit`)."""
+        return self.submit_nowait if self._fast_ledger is not None else None
+
+    def _admit(self, envelope: Envelope) -> Envelope:
+        """Check that a task can be accepted; returns it routed (recipient resolved)."""
         if self._closed and not self._is_local_sender(envelope.sender):
             raise RuntimeClosed("runtime is stopping; no new tasks are accepted")
         env = envelope
@@ -391,11 +433,10 @@ class InProcessRuntime:
         # is encoded only when its headers could tip it over the limit.
         if len(env.payload) + _HEADER_ALLOWANCE > self._codec.max_bytes:
             self._codec.encode(env)
-        record = TaskRecord.for_task(env)
-        if self._fast_ledger is not None:
-            stored = self._fast_ledger.create_nowait(record)
-        else:
-            stored = await self._ledger.create(record)
+        return env
+
+    def _accepted(self, env: Envelope, stored: TaskRecord, record: TaskRecord) -> str:
+        """Queue a task the ledger stored; a reused idempotency key queues nothing."""
         if stored is not record:
             return stored.task_id
         self._outstanding += 1
@@ -520,7 +561,8 @@ class InProcessRuntime:
                     inflight[env.id] = d
                     agent.inflight += 1
                     try:
-                        if tracing_enabled():
+                        # The flag itself, not tracing_enabled(): a call less per task.
+                        if tracing._enabled:
                             with handler_span(env, agent.agent_id):
                                 value = await agent.dispatch(env, ctx, codec)
                         else:
@@ -774,6 +816,40 @@ class InProcessRuntime:
         finally:
             if self._more_waiters or self._waiters.get(task_id) is fut:
                 self._drop_waiter(task_id, fut)
+
+    async def wait_result(self, task_id: str, *, timeout: float | None = None) -> Any:
+        """:meth:`wait`, then the task's decoded result, in one coroutine.
+
+        What :meth:`TaskHandle.result <swarm.queen.handle.TaskHandle.result>`
+        awaits on this runtime: one coroutine per result instead of two.
+
+        Raises:
+            TaskFailed, TaskDeadLettered, TaskExpired: It ended without a result.
+            SwarmTimeout: Not final within ``timeout``.
+            KeyError: Unknown task id.
+        """
+        fast = self._fast_ledger
+        if fast is None or timeout is not None:
+            return result_of(self._codec, await self.wait(task_id, timeout=timeout))
+        rec = fast.get_nowait(task_id)
+        if rec is None:
+            raise KeyError(task_id)
+        if rec.state not in FINAL_STATES:
+            # As in wait: the first waiter of a task goes in a dict without a
+            # list; more are rare.
+            fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+            if task_id in self._waiters:
+                self._more_waiters.setdefault(task_id, []).append(fut)
+            else:
+                self._waiters[task_id] = fut
+            try:
+                rec = await fut
+            finally:
+                if self._more_waiters or self._waiters.get(task_id) is fut:
+                    self._drop_waiter(task_id, fut)
+        if rec.state is _DONE and rec.result == _NONE_RESULT:
+            return None  # the common no-result case, without result_of's call
+        return result_of(self._codec, rec)
 
     def _drop_waiter(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
         more = self._more_waiters.get(task_id)

@@ -132,22 +132,31 @@ class Command(Message, frozen=True, kw_only=True):
 _NODE = int.from_bytes(os.urandom(5), "big")
 _NODE_HEX = f"{_NODE:010x}"
 _COUNTER_MASK = 0xFFFFFFFFFF  # the counter part: 40 bits, 10 hex digits
-# The counter's low 12 bits come from this table; clock, node and the
-# counter's high bits are formatted into a prefix that changes once per
-# millisecond (or per 4096 ids). Formatting hex per id cost ~3 000
-# instructions, a quarter of building a task envelope.
+# Hex digits come from this table of 3-digit strings (12 bits each) rather
+# than from formatting, which costs several thousand instructions per call:
+# the counter's low bits per id, the clock's low bits per millisecond.
 _LOW_HEX = tuple(f"{i:03x}" for i in range(4096))
 
 # A C-level counter: ``next()`` on it is atomic, so ids stay unique when
 # threads make them too (a read-modify-write of a global would not be).
 _COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
-# (millisecond, counter's high bits, prefix): one tuple, read and replaced
-# whole, so a prefix never pairs with another id's counter bits.
-_cached: tuple[int, int, str] = (-1, -1, "")
+# Caches, each one tuple read and replaced whole, so that a prefix never pairs
+# with another id's counter bits (threads make ids too):
+# per millisecond: (its bounds ``ms`` and ``ms + 1`` as floats, so that a hit
+# needs no ``int()``; the counter's high bits; the id's first 29 digits);
+_cached: tuple[float, float, int, str] = (0.0, 0.0, -1, "")
+# per 4096 ms or 4096 ids: (ms >> 12, its 9 digits, the counter's high bits,
+# node and high bits as 17 digits). A producer slower than one id per
+# millisecond (or a process slowed down ~50x under callgrind) misses the
+# first cache on every id; this keeps the miss cheap.
+_coarse: tuple[int, str, int, str] = (-1, "", -1, "")
 
 
 def new_id(now: float | None = None) -> str:
     """Return a new unique id that sorts by creation time (32 hex digits).
+
+    Layout: milliseconds since the epoch (12 digits), a random per-process
+    node part (10), a counter (10).
 
     Args:
         now: The creation time (unix seconds), when the caller has read the
@@ -158,14 +167,22 @@ def new_id(now: float | None = None) -> str:
         >>> a != b and len(a) == 32
         True
     """
-    global _cached
+    global _cached, _coarse
     n = next(_COUNTER) & _COUNTER_MASK
-    high = n >> 12
-    ms = int((time.time() if now is None else now) * 1000)
+    x = (time.time() if now is None else now) * 1000
     cached = _cached
-    if cached[0] != ms or cached[1] != high:
-        cached = _cached = (ms, high, f"{ms:012x}{_NODE_HEX}{high:07x}")
-    return cached[2] + _LOW_HEX[n & 0xFFF]
+    # int(x) == ms exactly when ms <= x < ms + 1.
+    if cached[0] <= x < cached[1] and cached[2] == n >> 12:
+        return cached[3] + _LOW_HEX[n & 0xFFF]
+    ms = int(x)
+    high = n >> 12
+    coarse = _coarse
+    if coarse[0] != ms >> 12 or coarse[2] != high:
+        coarse = _coarse = (ms >> 12, f"{ms >> 12:09x}", high, f"{_NODE_HEX}{high:07x}")
+    prefix = coarse[1] + _LOW_HEX[ms & 0xFFF] + coarse[3]
+    lo = ms * 1.0
+    _cached = (lo, lo + 1.0, high, prefix)
+    return prefix + _LOW_HEX[n & 0xFFF]
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from swarm.ledger import TaskRecord
@@ -41,13 +41,23 @@ class TaskHandle:
     def __hash__(self) -> int:
         return hash(self.task_id)
 
-    async def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
         """Wait for the task and return its decoded result.
+
+        Returns a coroutine to await (``await handle.result()``). A runtime
+        with a ``wait_result`` coroutine (the in-process one) serves it in one
+        coroutine; any other goes through ``Runtime.wait``.
 
         Raises:
             TaskFailed, TaskDeadLettered, TaskExpired: It ended without a result.
             SwarmTimeout: It did not finish within ``timeout`` (it keeps running).
         """
+        wait_result = getattr(self._runtime, "wait_result", None)
+        if wait_result is not None:
+            return wait_result(self.task_id, timeout=timeout)  # type: ignore[no-any-return]
+        return self._result(timeout)
+
+    async def _result(self, timeout: float | None) -> Any:
         record = await self._runtime.wait(self.task_id, timeout=timeout)
         return result_of(self._runtime.codec, record)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from swarm.codec import Codec
 from swarm.envelopes import task_envelope
 from swarm.errors import LeadershipLost
-from swarm.messages import Message
+from swarm.messages import Envelope, Message
 from swarm.queen.handle import TaskHandle
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
@@ -36,6 +37,14 @@ class Intake:
             leading; when set, a Queen that does not lead dispatches nothing.
     """
 
+    _runtime: Runtime
+    # Read once per runtime rather than through two properties per task.
+    _codec: Codec
+    _node_id: str
+    # The runtime's synchronous submit (the in-process one on its in-memory
+    # ledger), which spares a coroutine per task; None means await ``submit``.
+    _submit_nowait: Callable[[Envelope], str] | None
+
     def __init__(
         self,
         *,
@@ -52,6 +61,18 @@ class Intake:
         self.retry_policy = retry_policy or runtime.retry_policy
         self.max_attempts_by_type = dict(max_attempts_by_type or {})
         self.epoch = epoch
+
+    @property
+    def runtime(self) -> Runtime:
+        """Where tasks go."""
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._codec = runtime.codec
+        self._node_id = runtime.node_id
+        self._submit_nowait = getattr(runtime, "sync_submit", None)
 
     async def submit(
         self,
@@ -94,9 +115,10 @@ class Intake:
         if to and not to.startswith(("agent:", "role:")):
             to = f"role:{to}"
         if self.router.healthy is not None and not to.startswith("agent:"):
-            to = self.router.resolve(type_name, to, await self.runtime.directory())
+            to = self.router.resolve(type_name, to, await self._runtime.directory())
+        runtime = self._runtime
         env = task_envelope(
-            self.runtime.codec,
+            self._codec,
             message,
             sender=self.sender,
             to=to,
@@ -106,8 +128,11 @@ class Intake:
             or self.retry_policy.max_attempts,
             deadline=deadline,
             idempotency_key=idempotency_key,
-            reply_to=self.runtime.node_id,
+            reply_to=self._node_id,
             epoch=epoch,
             now=now,
         )
-        return TaskHandle(await self.runtime.submit(env), self.runtime)
+        submit_nowait = self._submit_nowait
+        if submit_nowait is not None:
+            return TaskHandle(submit_nowait(env), runtime)
+        return TaskHandle(await runtime.submit(env), runtime)

@@ -18,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from swarm.ledger import Ledger, TaskRecord, TaskState
 from swarm.messages import Message, new_id
@@ -75,7 +76,7 @@ class Queen:
         """The task ledger."""
         return self.runtime.ledger
 
-    async def submit(
+    def submit(
         self,
         message: Message,
         *,
@@ -85,9 +86,13 @@ class Queen:
         deadline: float | None = None,
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
-    ) -> TaskHandle:
-        """Submit a task; see :meth:`swarm.queen.intake.Intake.submit` for options."""
-        return await self.intake.submit(
+    ) -> Coroutine[Any, Any, TaskHandle]:
+        """Submit a task; see :meth:`swarm.queen.intake.Intake.submit` for options.
+
+        Returns the intake's coroutine to await (``await swarm.submit(...)``):
+        not itself a coroutine, so a task costs one coroutine frame less.
+        """
+        return self.intake.submit(
             message,
             to=to,
             priority=priority,
