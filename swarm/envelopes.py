@@ -34,10 +34,9 @@ _TASK = Kind.TASK
 def task_envelope(
     codec: Codec,
     message: Message,
-    *,
     sender: str,
-    to: str = "",
     max_attempts: int,
+    to: str = "",
     priority: int = 0,
     deadline: float | None = None,
     idempotency_key: str | None = None,
@@ -46,6 +45,9 @@ def task_envelope(
     now: float | None = None,
 ) -> Envelope:
     """A task envelope for ``message``.
+
+    Arguments may be given by position (in this order) on hot paths: a call
+    with a dozen keywords costs about a thousand instructions more.
 
     Raises:
         EncodeError, MessageTooLarge: The payload cannot be encoded within the limit.

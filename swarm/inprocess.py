@@ -378,7 +378,14 @@ class InProcessRuntime:
             return self.submit_nowait(envelope)
         env = self._admit(envelope)
         record = TaskRecord.for_task(env)
-        return self._accepted(env, await self._ledger.create(record), record)
+        stored = await self._ledger.create(record)
+        if stored is not record:
+            return stored.task_id  # the idempotency key's first task
+        self._outstanding += 1
+        if self._outstanding == 1:
+            self._idle.clear()
+        self._enqueue(env)
+        return env.id
 
     def submit_nowait(self, envelope: Envelope) -> str:
         """Synchronous :meth:`submit` for the in-memory ledger: no coroutine per task.
@@ -404,7 +411,15 @@ class InProcessRuntime:
         ):
             env = self._admit(env)
         record = TaskRecord.for_task(env)
-        return self._accepted(env, fast.create_nowait(record), record)
+        # As in submit, inline: a call less per task.
+        stored = fast.create_nowait(record)
+        if stored is not record:
+            return stored.task_id
+        self._outstanding += 1
+        if self._outstanding == 1:
+            self._idle.clear()
+        self._enqueue(env)
+        return env.id
 
     @property
     def sync_submit(self) -> Callable[[Envelope], str] | None:
@@ -435,16 +450,6 @@ class InProcessRuntime:
             self._codec.encode(env)
         return env
 
-    def _accepted(self, env: Envelope, stored: TaskRecord, record: TaskRecord) -> str:
-        """Queue a task the ledger stored; a reused idempotency key queues nothing."""
-        if stored is not record:
-            return stored.task_id
-        self._outstanding += 1
-        if self._outstanding == 1:
-            self._idle.clear()
-        self._enqueue(env)
-        return env.id
-
     def _is_local_sender(self, sender: str) -> bool:
         return sender in self._replicas
 
@@ -467,11 +472,8 @@ class InProcessRuntime:
             best_free = 0
             for rep in role.replicas.values():
                 free = rep.agent.concurrency - rep.assigned
-                if (
-                    free > 0
-                    and rep.agent.state in _ACCEPTING
-                    and (best is None or free > best_free)
-                ):
+                # best_free starts at 0: the first replica with room wins the first test.
+                if free > best_free and rep.agent.state in _ACCEPTING:
                     best, best_free = rep, free
             if best is not None:
                 self._assign(best, env)
@@ -572,6 +574,15 @@ class InProcessRuntime:
                     else:
                         if fast is None or d.interrupted is not None:
                             await self._on_result_slow(rep, d, env, me, value)
+                        elif value is None:
+                            # The common ack (nothing to encode), inline: a call less
+                            # per task. Any other value goes through _on_result.
+                            inflight.pop(env.id, None)
+                            agent.inflight -= 1
+                            agent.processed += 1
+                            rec = fast.done_nowait(env.id, env.attempt, _NONE_RESULT, "")
+                            if rec is not None:
+                                self._settled(rec)
                         elif not self._on_result(rep, env, value, fast):
                             await self._on_result_slow(rep, d, env, me, value)
             finally:
@@ -817,7 +828,7 @@ class InProcessRuntime:
             if self._more_waiters or self._waiters.get(task_id) is fut:
                 self._drop_waiter(task_id, fut)
 
-    async def wait_result(self, task_id: str, *, timeout: float | None = None) -> Any:
+    async def wait_result(self, task_id: str, timeout: float | None = None) -> Any:
         """:meth:`wait`, then the task's decoded result, in one coroutine.
 
         What :meth:`TaskHandle.result <swarm.queen.handle.TaskHandle.result>`
@@ -844,9 +855,10 @@ class InProcessRuntime:
                 self._waiters[task_id] = fut
             try:
                 rec = await fut
-            finally:
-                if self._more_waiters or self._waiters.get(task_id) is fut:
-                    self._drop_waiter(task_id, fut)
+            except BaseException:
+                # Cancelled: drop the waiter. (Once resolved, _settled removed it.)
+                self._drop_waiter(task_id, fut)
+                raise
         if rec.state is _DONE and rec.result == _NONE_RESULT:
             return None  # the common no-result case, without result_of's call
         return result_of(self._codec, rec)

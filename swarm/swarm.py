@@ -108,14 +108,9 @@ class Swarm:
         Returns the intake's coroutine to await (``await swarm.submit(...)``):
         not itself a coroutine, so a task costs one coroutine frame less.
         """
+        # By position: cheaper than seven keywords, per task.
         return self.queen.intake.submit(
-            message,
-            to=to,
-            priority=priority,
-            timeout=timeout,
-            deadline=deadline,
-            idempotency_key=idempotency_key,
-            max_attempts=max_attempts,
+            message, to, priority, timeout, deadline, idempotency_key, max_attempts
         )
 
     async def status(self, task_id: str) -> TaskRecord | None:

@@ -54,7 +54,7 @@ class TaskHandle:
         """
         wait_result = getattr(self._runtime, "wait_result", None)
         if wait_result is not None:
-            return wait_result(self.task_id, timeout=timeout)  # type: ignore[no-any-return]
+            return wait_result(self.task_id, timeout)  # type: ignore[no-any-return]
         return self._result(timeout)
 
     async def _result(self, timeout: float | None) -> Any:

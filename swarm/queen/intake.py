@@ -77,7 +77,6 @@ class Intake:
     async def submit(
         self,
         message: Message,
-        *,
         to: str = "",
         priority: int = 0,
         timeout: float | None = None,
@@ -117,20 +116,20 @@ class Intake:
         if self.router.healthy is not None and not to.startswith("agent:"):
             to = self.router.resolve(type_name, to, await self._runtime.directory())
         runtime = self._runtime
-        env = task_envelope(
+        env = task_envelope(  # by position: see task_envelope
             self._codec,
             message,
-            sender=self.sender,
-            to=to,
-            priority=priority,
-            max_attempts=max_attempts
+            self.sender,
+            max_attempts
             or (self.max_attempts_by_type and self.max_attempts_by_type.get(type_name))
             or self.retry_policy.max_attempts,
-            deadline=deadline,
-            idempotency_key=idempotency_key,
-            reply_to=self._node_id,
-            epoch=epoch,
-            now=now,
+            to,
+            priority,
+            deadline,
+            idempotency_key,
+            self._node_id,  # reply_to
+            epoch,
+            now,
         )
         submit_nowait = self._submit_nowait
         if submit_nowait is not None:
