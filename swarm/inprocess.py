@@ -85,6 +85,11 @@ _ACCEPTING = frozenset({AgentState.READY, AgentState.BUSY})
 _READY = AgentState.READY
 _BUSY = AgentState.BUSY
 _DONE = TaskState.DONE
+# Futures of the hot path are made directly, bound to the running loop:
+# ``loop.create_future()`` is a Python-level method of the stdlib loops that
+# does just this (uvloop's too), and a ``loop=`` keyword costs a keyword parse
+# in C; ``Future()`` takes the running loop at C speed.
+_Future = asyncio.Future
 _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned None
 
 
@@ -532,7 +537,6 @@ class InProcessRuntime:
         me = asyncio.current_task()
         assert me is not None
         agent = rep.agent
-        loop = asyncio.get_running_loop()
         fast = self._fast_ledger
         codec = self._codec
         ctx = rep.context
@@ -542,7 +546,7 @@ class InProcessRuntime:
             if rep.mailbox:
                 env = rep.mailbox.popleft()
             else:
-                waiter: asyncio.Future[Envelope] = loop.create_future()
+                waiter: asyncio.Future[Envelope] = _Future()
                 rep.idle.append(waiter)
                 env = await waiter
             try:
@@ -848,7 +852,7 @@ class InProcessRuntime:
         if rec.state not in FINAL_STATES:
             # As in wait: the first waiter of a task goes in a dict without a
             # list; more are rare.
-            fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[TaskRecord] = _Future()
             if task_id in self._waiters:
                 self._more_waiters.setdefault(task_id, []).append(fut)
             else:

@@ -170,10 +170,10 @@ def new_id(now: float | None = None) -> str:
     global _cached, _coarse
     n = next(_COUNTER) & _COUNTER_MASK
     x = (time.time() if now is None else now) * 1000
-    cached = _cached
+    lo, hi, high, prefix = _cached
     # int(x) == ms exactly when ms <= x < ms + 1.
-    if cached[0] <= x < cached[1] and cached[2] == n >> 12:
-        return cached[3] + _LOW_HEX[n & 0xFFF]
+    if lo <= x < hi and high == n >> 12:
+        return prefix + _LOW_HEX[n & 0xFFF]
     ms = int(x)
     high = n >> 12
     coarse = _coarse
