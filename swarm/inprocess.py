@@ -197,6 +197,11 @@ class InProcessRuntime:
         # The in-memory ledger's synchronous methods skip a coroutine per call
         # on the hot path; any other ledger is awaited.
         self._fast_ledger = self._ledger if isinstance(self._ledger, InMemoryLedger) else None
+        # The shortcuts that skip ``submit`` and ``wait`` (the intake's synchronous
+        # submit, ``wait_result``) are off in a subclass that overrides them.
+        cls = type(self)
+        self._sync_ok = cls.submit is InProcessRuntime.submit
+        self._fast_wait = self._fast_ledger if cls.wait is InProcessRuntime.wait else None
         self._codec = codec or Codec()
         self._retry = retry_policy or RetryPolicy()
         self.visibility_timeout = visibility_timeout
@@ -415,6 +420,7 @@ class InProcessRuntime:
             or len(env.payload) + _HEADER_ALLOWANCE > self._codec.max_bytes
         ):
             env = self._admit(env)
+            role = None  # _admit may have routed it: _enqueue looks the role up
         record = TaskRecord.for_task(env)
         # As in submit, inline: a call less per task.
         stored = fast.create_nowait(record)
@@ -423,13 +429,19 @@ class InProcessRuntime:
         self._outstanding += 1
         if self._outstanding == 1:
             self._idle.clear()
-        self._enqueue(env)
+        if role is None:
+            self._enqueue(env)
+        else:
+            self._offer(role, env, None)
         return env.id
 
     @property
     def sync_submit(self) -> Callable[[Envelope], str] | None:
-        """:meth:`submit_nowait` when the ledger allows it, else None (await :meth:`submit`)."""
-        return self.submit_nowait if self._fast_ledger is not None else None
+        """:meth:`submit_nowait` when the ledger allows it, else None (await :meth:`submit`).
+
+        None too in a subclass that overrides :meth:`submit`, so that its override runs.
+        """
+        return self.submit_nowait if self._fast_ledger is not None and self._sync_ok else None
 
     def _admit(self, envelope: Envelope) -> Envelope:
         """Check that a task can be accepted; returns it routed (recipient resolved)."""
@@ -470,6 +482,10 @@ class InProcessRuntime:
             if rep is not None and not self._halting:
                 self._fill(rep)
             return
+        self._offer(role, env, avoid)
+
+    def _offer(self, role: _Role, env: Envelope, avoid: str | None) -> None:
+        """Queue a task for a role: straight to a replica with room, else the backlog."""
         if not role.backlog and not self._halting and avoid is None:
             # No backlog: hand the task straight to the least-loaded replica
             # with room, skipping the heap round trip.
@@ -843,7 +859,7 @@ class InProcessRuntime:
             SwarmTimeout: Not final within ``timeout``.
             KeyError: Unknown task id.
         """
-        fast = self._fast_ledger
+        fast = self._fast_wait
         if fast is None or timeout is not None:
             return result_of(self._codec, await self.wait(task_id, timeout=timeout))
         rec = fast.get_nowait(task_id)

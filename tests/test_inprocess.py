@@ -11,7 +11,7 @@ import pytest
 from swarm import InProcessRuntime, NoRouteError, Swarm, SwarmTimeout, TaskHandle
 from swarm.envelopes import task_envelope
 from swarm.ledger import InMemoryLedger, TaskRecord, TaskState
-from swarm.messages import new_id
+from swarm.messages import Envelope, new_id
 from tests.fakes import Board, Other, Work, Worker
 
 
@@ -182,3 +182,27 @@ def test_task_handles_compare_by_task_id() -> None:
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert a != TaskHandle("t-2", a.runtime) and a != "t-1"
     assert repr(a) == "<TaskHandle t-1>"
+
+
+class _CountingRuntime(InProcessRuntime):
+    """Overrides submit and wait: the shortcuts must not skip them."""
+
+    submits = 0
+    waits = 0
+
+    async def submit(self, envelope: Envelope) -> str:
+        self.submits += 1
+        return await super().submit(envelope)
+
+    async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
+        self.waits += 1
+        return await super().wait(task_id, timeout=timeout)
+
+
+async def test_overridden_submit_and_wait_are_not_skipped() -> None:
+    runtime = _CountingRuntime()
+    assert runtime.sync_submit is None
+    async with Swarm(agents=[Worker(Board())], runtime=runtime) as swarm:
+        handle = await swarm.submit(Work(n=3))
+        assert await handle.result() == 6
+    assert (runtime.submits, runtime.waits) == (1, 1)
