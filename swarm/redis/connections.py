@@ -33,8 +33,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ssl as ssl_module
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -363,6 +365,55 @@ class HiredisPackConnection(Connection):
 
     def pack_command(self, *args: Any) -> list[bytes]:
         return self._packer.pack(*args)  # type: ignore[no-any-return]
+
+    async def send_packed_command(
+        self, command: str | bytes | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """Write a packed command, in this loop turn when the socket takes it at once.
+
+        redis-py bounds every write with ``asyncio.wait_for``, which on Python
+        3.11 runs the write as a task of its own: a task, a timer and two more
+        loop turns per command, and the write waits behind every callback
+        already queued (on a sequential request/reply path, that is each hop's
+        latency). A write that leaves nothing in the transport's buffer cannot
+        time out, so only a backed-up socket waits for the drain, bounded by the
+        socket timeout as before. Health checks and reconnects take redis-py's path.
+        """
+        writer = self._writer
+        if (
+            writer is None
+            or self._reader is None
+            or writer.transport.is_closing()
+            or (
+                check_health
+                and self.health_check_interval
+                and asyncio.get_running_loop().time() > self.next_health_check
+            )
+        ):
+            await super().send_packed_command(command, check_health)
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            writer.writelines(command)
+            if writer.transport.get_write_buffer_size() and self.socket_timeout:
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)
+            else:
+                # Does not suspend (nothing to wait for); raises a connection
+                # error the reader already saw.
+                await writer.drain()
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc!r}") from exc
+        except BaseException:
+            # A write cut short leaves the connection in an unknown state.
+            await self.disconnect(nowait=True)
+            raise
 
 
 def use_hiredis_packer(client: Any) -> bool:
