@@ -145,6 +145,14 @@ class Consumer:
                 continue
             for entry in entries:
                 await self.accept(rep, rep.streams[entry.key_index], entry)
+            if entries:
+                # Let the workers start what we just handed them, and their
+                # first round trip (the "running" mark, or with a quick handler
+                # the whole settlement) go out before our next read: sending
+                # the read first would delay that round trip by the read's
+                # client-side cost, on every task when they come one at a time.
+                await asyncio.sleep(0)
+                await core.batch.written()
 
     def _least_loaded(self, rep: Replica) -> bool:
         # Among this node's replicas of a role, only the least loaded read, so

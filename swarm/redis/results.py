@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
@@ -84,6 +85,12 @@ class Results:
                 for entry_id, fields in items:
                     last = entry_id
                     on_result(fields)
+            if reply:
+                # Let the resolved waiters run, and the round trip they queue
+                # (a sequential submitter's next task) go out before our next
+                # read, which cannot return before that task's result anyway.
+                await asyncio.sleep(0)
+                await core.batch.written()
             if self.pending and time.monotonic() - last_sweep > _SWEEP_EVERY:
                 last_sweep = time.monotonic()
                 await self._sweep()
@@ -127,6 +134,45 @@ class Results:
                 record = record_from_hash(raw)
                 if record.final:
                     self._resolve(record)
+
+    async def submit_and_wait(
+        self,
+        env: Envelope,
+        submit: Callable[[Envelope], Awaitable[str]],
+        *,
+        timeout: float | None = None,
+    ) -> TaskRecord:
+        """Submit ``env`` with ``submit`` and wait for its final record.
+
+        The waiter exists before the submit: the inbox reader may read the
+        result before the submit's own reply has been read (both arrive
+        together when the task is quick), and a waiter registered after the
+        submit would then find the task settled and read its record from the
+        ledger, one round trip more.
+
+        Raises:
+            SwarmTimeout: No final record within ``timeout`` seconds of the submit.
+        """
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(env.id, []).append(fut)
+        try:
+            task_id = await submit(env)
+            if task_id != env.id:
+                # An idempotent duplicate: the earlier task's result.
+                return await self.wait(task_id, timeout=timeout)
+            if timeout is None:
+                return await fut
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            except TimeoutError:
+                raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
+        finally:
+            waiters = self._waiters.get(env.id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[env.id]
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """Wait for a task's final record (see :meth:`swarm.runtime.Runtime.wait`)."""

@@ -47,3 +47,26 @@ async def test_items_of_one_turn_share_one_command_and_get_their_own_reply() -> 
     finally:
         await tasks.close()
         await redis.aclose()
+
+
+async def test_written_returns_once_the_queued_calls_are_sent() -> None:
+    redis = await redis_client()
+    tasks = TaskSet("batcher-test")
+    batcher = PipelineBatcher(redis)
+    tasks.spawn(batcher.run(), name="batcher")
+    try:
+        await batcher.written()  # nothing queued: at once
+        fut = batcher.enqueue(lambda pipe: pipe.echo("one"))
+        await batcher.written()
+        # Sent, its reply not read yet: a reader that waited here issues its
+        # next read behind this round trip, not before it.
+        assert batcher._flushing and not fut.done()
+        # While a round trip is in flight, later calls do not make it wait a
+        # whole round trip.
+        later = batcher.enqueue(lambda pipe: pipe.echo("two"))
+        await batcher.written()
+        assert not later.done()
+        assert await fut == [b"one"] and await later == [b"two"]
+    finally:
+        await tasks.close()
+        await redis.aclose()
