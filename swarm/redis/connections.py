@@ -43,6 +43,7 @@ from typing import Any, TypeAlias
 import redis.utils
 import structlog
 from redis.asyncio import Connection, ConnectionPool, Redis, SSLConnection
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -60,6 +61,7 @@ __all__ = [
     "RedisClients",
     "make_retry",
     "node_client",
+    "pipeline",
     "use_hiredis_packer",
 ]
 
@@ -428,3 +430,30 @@ def use_hiredis_packer(client: Any) -> bool:
         return False
     pool.connection_class = HiredisPackConnection
     return True
+
+
+class _Pipeline(Pipeline):
+    """A standalone pipeline that hands its connection back without a task hop."""
+
+    async def reset(self) -> None:  # type: ignore[override]
+        conn = self.connection
+        pool = self.connection_pool
+        # redis-py releases the connection under ``asyncio.shield``, i.e. in a
+        # task of its own: the caller sees its replies two loop turns later,
+        # behind every ready callback. A release that cannot suspend (no
+        # reconnect due, the pool's lock free) cannot be cut in half by a
+        # cancel, so it needs no shield; anything else takes redis-py's path.
+        reset: Any = super().reset  # untyped in redis-py
+        if conn is None or self.watching or conn.should_reconnect() or pool._lock.locked():  # type: ignore[no-untyped-call]
+            await reset()
+            return
+        self.connection = None
+        await reset()
+        await pool.release(conn)
+
+
+def pipeline(client: AnyRedis) -> Any:
+    """A non-transactional pipeline of ``client`` (see :class:`_Pipeline` for standalone)."""
+    if isinstance(client, Redis):
+        return _Pipeline(client.connection_pool, client.response_callbacks, False, None)
+    return client.pipeline(transaction=False)

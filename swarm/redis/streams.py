@@ -28,7 +28,12 @@ import structlog
 from redis.exceptions import ResponseError
 
 from swarm.constants import PRIORITY_BANDS
-from swarm.redis.connections import AnyRedis, HiredisPackConnection, use_hiredis_packer
+from swarm.redis.connections import (
+    AnyRedis,
+    HiredisPackConnection,
+    pipeline,
+    use_hiredis_packer,
+)
 
 __all__ = [
     "ACK",
@@ -443,7 +448,7 @@ class PipelineBatcher:
             self._open.clear()
 
     async def _flush(self, batch: list[_Op | _Group]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)
         spans: list[tuple[_Op | _Group, int, int]] = []
         for op in batch:
             # Builders only queue commands from ready arguments; they do not fail.

@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
 from swarm.redis import RedisClients, RedisSettings
-from swarm.redis.connections import HiredisPackConnection
+from swarm.redis.connections import HiredisPackConnection, pipeline
 from tests.redis_server import free_port
 from tests.servers import require_redis
 
@@ -149,3 +149,27 @@ async def test_a_backed_up_write_is_bounded_by_the_socket_timeout(
         await redis.connection_pool.release(conn)
     monkeypatch.undo()
     assert await redis.ping()  # the pool reconnects
+
+
+async def test_a_pipeline_hands_its_connection_back_without_a_task(
+    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py releases a pipeline's connection under asyncio.shield (a task of
+    # its own, two loop turns before the caller sees its replies).
+    redis = clients.commands
+    shielded: list[object] = []
+    shield = asyncio.shield
+
+    def spy(aw: Any) -> Any:
+        shielded.append(aw)
+        return shield(aw)
+
+    monkeypatch.setattr(asyncio, "shield", spy)
+    pool = redis.connection_pool
+    for _ in range(3):
+        pipe = pipeline(redis)
+        pipe.echo("a")
+        pipe.echo("b")
+        assert await pipe.execute() == [b"a", b"b"]
+        assert not pool._in_use_connections and pipe.connection is None
+    assert shielded == []
