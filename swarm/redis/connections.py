@@ -58,6 +58,7 @@ from swarm.redis.settings import RedisSettings
 __all__ = [
     "AnyRedis",
     "HiredisPackConnection",
+    "PipelineConnection",
     "RedisClients",
     "make_retry",
     "node_client",
@@ -435,15 +436,22 @@ def use_hiredis_packer(client: Any) -> bool:
 class _Pipeline(Pipeline):
     """A standalone pipeline that hands its connection back without a task hop."""
 
+    #: The connection is the caller's (a :class:`PipelineConnection`'s): keep it.
+    owned = False
+
     async def reset(self) -> None:  # type: ignore[override]
         conn = self.connection
         pool = self.connection_pool
+        reset: Any = super().reset  # untyped in redis-py
+        if conn is not None and self.owned:
+            self.connection = None
+            await reset()
+            return
         # redis-py releases the connection under ``asyncio.shield``, i.e. in a
         # task of its own: the caller sees its replies two loop turns later,
         # behind every ready callback. A release that cannot suspend (no
         # reconnect due, the pool's lock free) cannot be cut in half by a
         # cancel, so it needs no shield; anything else takes redis-py's path.
-        reset: Any = super().reset  # untyped in redis-py
         if conn is None or self.watching or conn.should_reconnect() or pool._lock.locked():  # type: ignore[no-untyped-call]
             await reset()
             return
@@ -457,3 +465,46 @@ def pipeline(client: AnyRedis) -> Any:
     if isinstance(client, Redis):
         return _Pipeline(client.connection_pool, client.response_callbacks, False, None)
     return client.pipeline(transaction=False)
+
+
+class PipelineConnection:
+    """Non-transactional pipelines that all run on one connection, held until :meth:`close`.
+
+    For a caller with at most one round trip in flight (the pipeline batcher):
+    taking a connection from the pool and handing it back costs every round
+    trip a lock, bookkeeping and observability hooks. A Cluster client routes
+    each command itself, so its pipelines use its pools as usual.
+
+    Args:
+        client: The client whose pool lends the connection.
+    """
+
+    def __init__(self, client: AnyRedis) -> None:
+        self._client = client
+        self._conn: Any = None
+
+    async def pipeline(self) -> Any:
+        """A pipeline on the held connection (taken from the pool on first use).
+
+        Raises:
+            redis.exceptions.ConnectionError: No connection could be made.
+        """
+        client = self._client
+        if not isinstance(client, Redis):
+            return client.pipeline(transaction=False)
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        elif conn.should_reconnect():
+            # What the pool does on release (e.g. a server maintenance notice).
+            await conn.disconnect()
+        pipe = _Pipeline(client.connection_pool, client.response_callbacks, False, None)
+        pipe.connection = conn
+        pipe.owned = True
+        return pipe
+
+    async def close(self) -> None:
+        """Hand the held connection back to the pool."""
+        conn, self._conn = self._conn, None
+        if conn is not None and isinstance(self._client, Redis):
+            await self._client.connection_pool.release(conn)

@@ -31,7 +31,7 @@ from swarm.constants import PRIORITY_BANDS
 from swarm.redis.connections import (
     AnyRedis,
     HiredisPackConnection,
-    pipeline,
+    PipelineConnection,
     use_hiredis_packer,
 )
 
@@ -329,6 +329,8 @@ class PipelineBatcher:
 
     def __init__(self, redis: AnyRedis, *, max_batch: int = 512, max_group: int = 256) -> None:
         self._redis = redis
+        # One round trip at a time: they can all use one connection.
+        self._conn = PipelineConnection(redis)
         self._max_batch = max_batch
         self._max_group = max_group
         self._queue: list[_Op | _Group] = []
@@ -446,30 +448,31 @@ class PipelineBatcher:
                         fut.cancel()
             self._queue.clear()
             self._open.clear()
+            await self._conn.close()
 
     async def _flush(self, batch: list[_Op | _Group]) -> None:
-        pipe = pipeline(self._redis)
         spans: list[tuple[_Op | _Group, int, int]] = []
-        for op in batch:
-            # Builders only queue commands from ready arguments; they do not fail.
-            start = len(pipe)
-            if isinstance(op, _Group):
-                op.build(pipe, op.items)
-            else:
-                op.build(pipe)
-            spans.append((op, start, len(pipe)))
-        if not spans:
-            return
         try:
+            pipe = await self._conn.pipeline()
+            for op in batch:
+                # Builders only queue commands from ready arguments; they do not fail.
+                start = len(pipe)
+                if isinstance(op, _Group):
+                    op.build(pipe, op.items)
+                else:
+                    op.build(pipe)
+                spans.append((op, start, len(pipe)))
+            if not spans:
+                return
             replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
-            for op, _, _ in spans:
+            for op in batch:
                 for fut in op.futures:
                     if not fut.done():
                         fut.cancel()
             raise
         except Exception as exc:
-            for op, _, _ in spans:
+            for op in batch:
                 for fut in op.futures:
                     if not fut.done():
                         fut.set_exception(exc)
