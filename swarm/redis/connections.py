@@ -60,6 +60,8 @@ __all__ = [
     "HiredisPackConnection",
     "PipelineConnection",
     "RedisClients",
+    "close_dedicated",
+    "dedicated",
     "make_retry",
     "node_client",
     "pipeline",
@@ -508,3 +510,21 @@ class PipelineConnection:
         conn, self._conn = self._conn, None
         if conn is not None and isinstance(self._client, Redis):
             await self._client.connection_pool.release(conn)
+
+
+def dedicated(client: AnyRedis) -> AnyRedis:
+    """A client of ``client``'s pool that keeps one connection for all its commands.
+
+    For a loop of blocking reads, one at a time: it skips taking a connection
+    from the pool and handing it back around every read. Hand the connection
+    back with :func:`close_dedicated`. A Cluster client is returned as is.
+    """
+    if isinstance(client, Redis):
+        return Redis(connection_pool=client.connection_pool, single_connection_client=True)
+    return client
+
+
+async def close_dedicated(client: AnyRedis, base: AnyRedis) -> None:
+    """Hand the connection of a :func:`dedicated` client of ``base`` back to the pool."""
+    if client is not base and isinstance(client, Redis):
+        await client.aclose(close_connection_pool=False)

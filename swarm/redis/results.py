@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import structlog
@@ -21,6 +22,7 @@ from swarm.errors import DecodeError, SwarmTimeout
 from swarm.ledger import TaskRecord
 from swarm.messages import Envelope
 from swarm.metrics import REJECTED
+from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, check_cancelled
 from swarm.redis.ledger import record_from_hash
 
@@ -65,6 +67,14 @@ class Results:
 
     async def read_inbox(self, last: bytes) -> None:
         """Read this node's inbox from after ``last`` until cancelled."""
+        # One connection for the blocking reads, kept across them.
+        blocking = dedicated(self._core.blocking)
+        try:
+            await self._read_inbox(last, blocking)
+        finally:
+            await close_dedicated(blocking, self._core.blocking)
+
+    async def _read_inbox(self, last: bytes, blocking: Any) -> None:
         core = self._core
         failures = 0
         last_sweep = time.monotonic()
@@ -73,7 +83,7 @@ class Results:
         while True:
             check_cancelled()
             try:
-                reply = await core.blocking.xread({inbox: last}, count=1000, block=core.block_ms)
+                reply = await blocking.xread({inbox: last}, count=1000, block=core.block_ms)
                 failures = 0
             except (RedisError, OSError) as exc:
                 check_cancelled()

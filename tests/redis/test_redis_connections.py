@@ -15,7 +15,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
 from swarm.redis import RedisClients, RedisSettings
-from swarm.redis.connections import HiredisPackConnection, pipeline
+from swarm.redis.connections import (
+    HiredisPackConnection,
+    close_dedicated,
+    dedicated,
+    pipeline,
+)
 from tests.redis_server import free_port
 from tests.servers import require_redis
 
@@ -173,3 +178,21 @@ async def test_a_pipeline_hands_its_connection_back_without_a_task(
         assert await pipe.execute() == [b"a", b"b"]
         assert not pool._in_use_connections and pipe.connection is None
     assert shielded == []
+
+
+async def test_a_dedicated_client_keeps_one_pool_connection_until_closed(
+    clients: RedisClients,
+) -> None:
+    base = clients.blocking
+    pool = base.connection_pool
+    own = dedicated(base)
+    try:
+        ids = {await own.client_id() for _ in range(3)}
+        assert len(ids) == 1 and len(pool._in_use_connections) == 1
+        # Between its commands the connection stays out of the pool: other
+        # users of the pool get another one.
+        assert await base.client_id() not in ids
+    finally:
+        await close_dedicated(own, base)
+    assert not pool._in_use_connections
+    assert await base.ping()  # the pool itself stays open
