@@ -64,7 +64,6 @@ __all__ = [
     "dedicated",
     "make_retry",
     "node_client",
-    "pipeline",
     "use_hiredis_packer",
 ]
 
@@ -435,38 +434,16 @@ def use_hiredis_packer(client: Any) -> bool:
     return True
 
 
-class _Pipeline(Pipeline):
-    """A standalone pipeline that hands its connection back without a task hop."""
-
-    #: The connection is the caller's (a :class:`PipelineConnection`'s): keep it.
-    owned = False
+class _HeldPipeline(Pipeline):
+    """A standalone pipeline on a connection its caller holds (see :class:`PipelineConnection`)."""
 
     async def reset(self) -> None:  # type: ignore[override]
-        conn = self.connection
-        pool = self.connection_pool
-        reset: Any = super().reset  # untyped in redis-py
-        if conn is not None and self.owned:
-            self.connection = None
-            await reset()
-            return
-        # redis-py releases the connection under ``asyncio.shield``, i.e. in a
-        # task of its own: the caller sees its replies two loop turns later,
-        # behind every ready callback. A release that cannot suspend (no
-        # reconnect due, the pool's lock free) cannot be cut in half by a
-        # cancel, so it needs no shield; anything else takes redis-py's path.
-        if conn is None or self.watching or conn.should_reconnect() or pool._lock.locked():  # type: ignore[no-untyped-call]
-            await reset()
-            return
+        # The connection is the holder's, not the pool's: keep it. (redis-py
+        # would hand it back to the pool, under ``asyncio.shield``: a task of
+        # its own, two loop turns before the caller sees its replies.)
         self.connection = None
+        reset: Any = super().reset  # untyped in redis-py
         await reset()
-        await pool.release(conn)
-
-
-def pipeline(client: AnyRedis) -> Any:
-    """A non-transactional pipeline of ``client`` (see :class:`_Pipeline` for standalone)."""
-    if isinstance(client, Redis):
-        return _Pipeline(client.connection_pool, client.response_callbacks, False, None)
-    return client.pipeline(transaction=False)
 
 
 class PipelineConnection:
@@ -474,7 +451,9 @@ class PipelineConnection:
 
     For a caller with at most one round trip in flight (the pipeline batcher):
     taking a connection from the pool and handing it back costs every round
-    trip a lock, bookkeeping and observability hooks. A Cluster client routes
+    trip a lock, bookkeeping and observability hooks, and redis-py hands a
+    pipeline's connection back in a task of its own (``asyncio.shield``), so
+    the caller saw its replies two loop turns late. A Cluster client routes
     each command itself, so its pipelines use its pools as usual.
 
     Args:
@@ -500,9 +479,8 @@ class PipelineConnection:
         elif conn.should_reconnect():
             # What the pool does on release (e.g. a server maintenance notice).
             await conn.disconnect()
-        pipe = _Pipeline(client.connection_pool, client.response_callbacks, False, None)
+        pipe = _HeldPipeline(client.connection_pool, client.response_callbacks, False, None)
         pipe.connection = conn
-        pipe.owned = True
         return pipe
 
     async def close(self) -> None:

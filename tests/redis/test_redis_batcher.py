@@ -72,7 +72,19 @@ async def test_written_returns_once_the_queued_calls_are_sent() -> None:
         await redis.aclose()
 
 
-async def test_round_trips_share_one_held_connection_which_reconnects() -> None:
+async def test_round_trips_share_one_held_connection_which_reconnects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # redis-py hands a pipeline's connection back under asyncio.shield (a task
+    # of its own, two loop turns before the caller sees its replies).
+    shielded: list[object] = []
+    shield = asyncio.shield
+
+    def spy(aw: Any) -> Any:
+        shielded.append(aw)
+        return shield(aw)
+
+    monkeypatch.setattr(asyncio, "shield", spy)
     redis = await redis_client()
     other = await redis_client()
     tasks = TaskSet("batcher-test")
@@ -82,6 +94,7 @@ async def test_round_trips_share_one_held_connection_which_reconnects() -> None:
     try:
         ids = [(await batcher.call(lambda pipe: pipe.client_id()))[0] for _ in range(3)]
         assert len(set(ids)) == 1 and len(pool._in_use_connections) == 1
+        assert shielded == []
         # A connection the server dropped is made again for the next round trip.
         await other.client_kill_filter(_id=ids[0])
         try:

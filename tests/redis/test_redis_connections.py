@@ -19,7 +19,6 @@ from swarm.redis.connections import (
     HiredisPackConnection,
     close_dedicated,
     dedicated,
-    pipeline,
 )
 from tests.redis_server import free_port
 from tests.servers import require_redis
@@ -154,30 +153,6 @@ async def test_a_backed_up_write_is_bounded_by_the_socket_timeout(
         await redis.connection_pool.release(conn)
     monkeypatch.undo()
     assert await redis.ping()  # the pool reconnects
-
-
-async def test_a_pipeline_hands_its_connection_back_without_a_task(
-    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # redis-py releases a pipeline's connection under asyncio.shield (a task of
-    # its own, two loop turns before the caller sees its replies).
-    redis = clients.commands
-    shielded: list[object] = []
-    shield = asyncio.shield
-
-    def spy(aw: Any) -> Any:
-        shielded.append(aw)
-        return shield(aw)
-
-    monkeypatch.setattr(asyncio, "shield", spy)
-    pool = redis.connection_pool
-    for _ in range(3):
-        pipe = pipeline(redis)
-        pipe.echo("a")
-        pipe.echo("b")
-        assert await pipe.execute() == [b"a", b"b"]
-        assert not pool._in_use_connections and pipe.connection is None
-    assert shielded == []
 
 
 async def test_a_dedicated_client_keeps_one_pool_connection_until_closed(
