@@ -367,9 +367,6 @@ class HiredisPackConnection(Connection):
 
     _packer = HiredisRespSerializer()
 
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return self._packer.pack(*args)  # type: ignore[no-any-return]
-
     async def send_packed_command(
         self, command: str | bytes | Iterable[bytes], check_health: bool = True
     ) -> None:
@@ -419,6 +416,9 @@ class HiredisPackConnection(Connection):
             await self.disconnect(nowait=True)
             raise
 
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)  # type: ignore[no-any-return]
+
 
 def use_hiredis_packer(client: Any) -> bool:
     """Make new connections of a standalone client we own pack with hiredis.
@@ -435,15 +435,21 @@ def use_hiredis_packer(client: Any) -> bool:
 
 
 class _HeldPipeline(Pipeline):
-    """A standalone pipeline on a connection its caller holds (see :class:`PipelineConnection`)."""
+    """A standalone pipeline whose connection its :class:`PipelineConnection` keeps."""
+
+    holder: PipelineConnection
 
     async def reset(self) -> None:  # type: ignore[override]
-        # The connection is the holder's, not the pool's: keep it. (redis-py
-        # would hand it back to the pool, under ``asyncio.shield``: a task of
-        # its own, two loop turns before the caller sees its replies.)
-        self.connection = None
+        # Kept for the holder's next pipeline rather than handed back to the
+        # pool (which redis-py does under ``asyncio.shield``: a task of its
+        # own, two loop turns before the caller sees its replies).
+        conn, self.connection = self.connection, None
         reset: Any = super().reset  # untyped in redis-py
         await reset()
+        if conn is not None:
+            if conn.should_reconnect():  # type: ignore[no-untyped-call]  # as the pool on release
+                await conn.disconnect()
+            self.holder.held = conn
 
 
 class PipelineConnection:
@@ -453,8 +459,9 @@ class PipelineConnection:
     taking a connection from the pool and handing it back costs every round
     trip a lock, bookkeeping and observability hooks, and redis-py hands a
     pipeline's connection back in a task of its own (``asyncio.shield``), so
-    the caller saw its replies two loop turns late. A Cluster client routes
-    each command itself, so its pipelines use its pools as usual.
+    the caller saw its replies two loop turns late. The first pipeline takes
+    the connection from the pool as usual (its errors are the pipeline's). A
+    Cluster client routes each command itself, so its pipelines use its pools.
 
     Args:
         client: The client whose pool lends the connection.
@@ -462,30 +469,22 @@ class PipelineConnection:
 
     def __init__(self, client: AnyRedis) -> None:
         self._client = client
-        self._conn: Any = None
+        #: The held connection, once a pipeline has made one.
+        self.held: Any = None
 
-    async def pipeline(self) -> Any:
-        """A pipeline on the held connection (taken from the pool on first use).
-
-        Raises:
-            redis.exceptions.ConnectionError: No connection could be made.
-        """
+    def pipeline(self) -> Any:
+        """A pipeline on the held connection."""
         client = self._client
         if not isinstance(client, Redis):
             return client.pipeline(transaction=False)
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        elif conn.should_reconnect():
-            # What the pool does on release (e.g. a server maintenance notice).
-            await conn.disconnect()
         pipe = _HeldPipeline(client.connection_pool, client.response_callbacks, False, None)
-        pipe.connection = conn
+        pipe.holder = self
+        pipe.connection = self.held
         return pipe
 
     async def close(self) -> None:
         """Hand the held connection back to the pool."""
-        conn, self._conn = self._conn, None
+        conn, self.held = self.held, None
         if conn is not None and isinstance(self._client, Redis):
             await self._client.connection_pool.release(conn)
 

@@ -451,28 +451,28 @@ class PipelineBatcher:
             await self._conn.close()
 
     async def _flush(self, batch: list[_Op | _Group]) -> None:
+        pipe = self._conn.pipeline()
         spans: list[tuple[_Op | _Group, int, int]] = []
+        for op in batch:
+            # Builders only queue commands from ready arguments; they do not fail.
+            start = len(pipe)
+            if isinstance(op, _Group):
+                op.build(pipe, op.items)
+            else:
+                op.build(pipe)
+            spans.append((op, start, len(pipe)))
+        if not spans:
+            return
         try:
-            pipe = await self._conn.pipeline()
-            for op in batch:
-                # Builders only queue commands from ready arguments; they do not fail.
-                start = len(pipe)
-                if isinstance(op, _Group):
-                    op.build(pipe, op.items)
-                else:
-                    op.build(pipe)
-                spans.append((op, start, len(pipe)))
-            if not spans:
-                return
             replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
-            for op in batch:
+            for op, _, _ in spans:
                 for fut in op.futures:
                     if not fut.done():
                         fut.cancel()
             raise
         except Exception as exc:
-            for op in batch:
+            for op, _, _ in spans:
                 for fut in op.futures:
                     if not fut.done():
                         fut.set_exception(exc)
