@@ -33,14 +33,17 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ssl as ssl_module
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import redis.utils
 import structlog
 from redis.asyncio import Connection, ConnectionPool, Redis, SSLConnection
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -55,7 +58,10 @@ from swarm.redis.settings import RedisSettings
 __all__ = [
     "AnyRedis",
     "HiredisPackConnection",
+    "PipelineConnection",
     "RedisClients",
+    "close_dedicated",
+    "dedicated",
     "make_retry",
     "node_client",
     "use_hiredis_packer",
@@ -361,6 +367,55 @@ class HiredisPackConnection(Connection):
 
     _packer = HiredisRespSerializer()
 
+    async def send_packed_command(
+        self, command: str | bytes | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """Write a packed command, in this loop turn when the socket takes it at once.
+
+        redis-py bounds every write with ``asyncio.wait_for``, which on Python
+        3.11 runs the write as a task of its own: a task, a timer and two more
+        loop turns per command, and the write waits behind every callback
+        already queued (on a sequential request/reply path, that is each hop's
+        latency). A write that leaves nothing in the transport's buffer cannot
+        time out, so only a backed-up socket waits for the drain, bounded by the
+        socket timeout as before. Health checks and reconnects take redis-py's path.
+        """
+        writer = self._writer
+        if (
+            writer is None
+            or self._reader is None
+            or writer.transport.is_closing()
+            or (
+                check_health
+                and self.health_check_interval
+                and asyncio.get_running_loop().time() > self.next_health_check
+            )
+        ):
+            await super().send_packed_command(command, check_health)
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            writer.writelines(command)
+            if writer.transport.get_write_buffer_size() and self.socket_timeout:
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)
+            else:
+                # Does not suspend (nothing to wait for); raises a connection
+                # error the reader already saw.
+                await writer.drain()
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc!r}") from exc
+        except BaseException:
+            # A write cut short leaves the connection in an unknown state.
+            await self.disconnect(nowait=True)
+            raise
+
     def pack_command(self, *args: Any) -> list[bytes]:
         return self._packer.pack(*args)  # type: ignore[no-any-return]
 
@@ -377,3 +432,76 @@ def use_hiredis_packer(client: Any) -> bool:
         return False
     pool.connection_class = HiredisPackConnection
     return True
+
+
+class _HeldPipeline(Pipeline):
+    """A standalone pipeline whose connection its :class:`PipelineConnection` keeps."""
+
+    holder: PipelineConnection
+
+    async def reset(self) -> None:  # type: ignore[override]
+        # Kept for the holder's next pipeline rather than handed back to the
+        # pool (which redis-py does under ``asyncio.shield``: a task of its
+        # own, two loop turns before the caller sees its replies).
+        conn, self.connection = self.connection, None
+        reset: Any = super().reset  # untyped in redis-py
+        await reset()
+        if conn is not None:
+            if conn.should_reconnect():  # type: ignore[no-untyped-call]  # as the pool on release
+                await conn.disconnect()
+            self.holder.held = conn
+
+
+class PipelineConnection:
+    """Non-transactional pipelines that all run on one connection, held until :meth:`close`.
+
+    For a caller with at most one round trip in flight (the pipeline batcher):
+    taking a connection from the pool and handing it back costs every round
+    trip a lock, bookkeeping and observability hooks, and redis-py hands a
+    pipeline's connection back in a task of its own (``asyncio.shield``), so
+    the caller saw its replies two loop turns late. The first pipeline takes
+    the connection from the pool as usual (its errors are the pipeline's). A
+    Cluster client routes each command itself, so its pipelines use its pools.
+
+    Args:
+        client: The client whose pool lends the connection.
+    """
+
+    def __init__(self, client: AnyRedis) -> None:
+        self._client = client
+        #: The held connection, once a pipeline has made one.
+        self.held: Any = None
+
+    def pipeline(self) -> Any:
+        """A pipeline on the held connection."""
+        client = self._client
+        if not isinstance(client, Redis):
+            return client.pipeline(transaction=False)
+        pipe = _HeldPipeline(client.connection_pool, client.response_callbacks, False, None)
+        pipe.holder = self
+        pipe.connection = self.held
+        return pipe
+
+    async def close(self) -> None:
+        """Hand the held connection back to the pool."""
+        conn, self.held = self.held, None
+        if conn is not None and isinstance(self._client, Redis):
+            await self._client.connection_pool.release(conn)
+
+
+def dedicated(client: AnyRedis) -> AnyRedis:
+    """A client of ``client``'s pool that keeps one connection for all its commands.
+
+    For a loop of blocking reads, one at a time: it skips taking a connection
+    from the pool and handing it back around every read. Hand the connection
+    back with :func:`close_dedicated`. A Cluster client is returned as is.
+    """
+    if isinstance(client, Redis):
+        return Redis(connection_pool=client.connection_pool, single_connection_client=True)
+    return client
+
+
+async def close_dedicated(client: AnyRedis, base: AnyRedis) -> None:
+    """Hand the connection of a :func:`dedicated` client of ``base`` back to the pool."""
+    if client is not base and isinstance(client, Redis):
+        await client.aclose(close_connection_pool=False)

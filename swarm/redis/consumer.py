@@ -27,6 +27,7 @@ from swarm.ledger import TaskState
 from swarm.messages import Kind
 from swarm.metrics import REJECTED
 from swarm.redis.bulk import SettleOp
+from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
 from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
@@ -100,6 +101,14 @@ class Consumer:
 
     # -- reading ------------------------------------------------------------
     async def _reader(self, rep: Replica) -> None:
+        # One connection for this reader's blocking reads, kept across them.
+        blocking = dedicated(self._core.blocking)
+        try:
+            await self._read(rep, blocking)
+        finally:
+            await close_dedicated(blocking, self._core.blocking)
+
+    async def _read(self, rep: Replica, blocking: Any) -> None:
         core = self._core
         agent = rep.agent
         start = "0"  # our own pending entries first (a restart of this agent id)
@@ -116,7 +125,7 @@ class Consumer:
                 continue
             try:
                 if drained:
-                    entries, drained = await self._blocking_read(rep)
+                    entries, drained = await self._blocking_read(rep, blocking)
                 else:
                     # Our own pending entries are read in one pass (re-reading
                     # them later would hand us the ones we are running again).
@@ -134,7 +143,7 @@ class Consumer:
                     if start == "0":
                         start = ">"
                     elif not entries:
-                        entries, drained = await self._blocking_read(rep)
+                        entries, drained = await self._blocking_read(rep, blocking)
                 failures = 0
             except (RedisError, OSError) as exc:
                 check_cancelled()
@@ -145,6 +154,14 @@ class Consumer:
                 continue
             for entry in entries:
                 await self.accept(rep, rep.streams[entry.key_index], entry)
+            if entries:
+                # Let the workers start what we just handed them, and their
+                # first round trip (the "running" mark, or with a quick handler
+                # the whole settlement) go out before our next read: sending
+                # the read first would delay that round trip by the read's
+                # client-side cost, on every task when they come one at a time.
+                await asyncio.sleep(0)
+                await core.batch.written()
 
     def _least_loaded(self, rep: Replica) -> bool:
         # Among this node's replicas of a role, only the least loaded read, so
@@ -156,10 +173,10 @@ class Consumer:
             if r.role == role and r is not rep and r.agent.accepting and r.free > 0
         )
 
-    async def _blocking_read(self, rep: Replica) -> tuple[list[StreamEntry], bool]:
+    async def _blocking_read(self, rep: Replica, blocking: Any) -> tuple[list[StreamEntry], bool]:
         """Block for new entries; return them and whether fewer came than asked for."""
         count = max(1, rep.free)
-        reply = await self._core.blocking.xreadgroup(
+        reply = await blocking.xreadgroup(
             C.TASK_GROUP,
             rep.agent.agent_id,
             dict.fromkeys(rep.streams, ">"),

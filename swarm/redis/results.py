@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import structlog
@@ -20,6 +22,7 @@ from swarm.errors import DecodeError, SwarmTimeout
 from swarm.ledger import TaskRecord
 from swarm.messages import Envelope
 from swarm.metrics import REJECTED
+from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, check_cancelled
 from swarm.redis.ledger import record_from_hash
 
@@ -64,6 +67,14 @@ class Results:
 
     async def read_inbox(self, last: bytes) -> None:
         """Read this node's inbox from after ``last`` until cancelled."""
+        # One connection for the blocking reads, kept across them.
+        blocking = dedicated(self._core.blocking)
+        try:
+            await self._read_inbox(last, blocking)
+        finally:
+            await close_dedicated(blocking, self._core.blocking)
+
+    async def _read_inbox(self, last: bytes, blocking: Any) -> None:
         core = self._core
         failures = 0
         last_sweep = time.monotonic()
@@ -72,7 +83,7 @@ class Results:
         while True:
             check_cancelled()
             try:
-                reply = await core.blocking.xread({inbox: last}, count=1000, block=core.block_ms)
+                reply = await blocking.xread({inbox: last}, count=1000, block=core.block_ms)
                 failures = 0
             except (RedisError, OSError) as exc:
                 check_cancelled()
@@ -84,6 +95,12 @@ class Results:
                 for entry_id, fields in items:
                     last = entry_id
                     on_result(fields)
+            if reply:
+                # Let the resolved waiters run, and the round trip they queue
+                # (a sequential submitter's next task) go out before our next
+                # read, which cannot return before that task's result anyway.
+                await asyncio.sleep(0)
+                await core.batch.written()
             if self.pending and time.monotonic() - last_sweep > _SWEEP_EVERY:
                 last_sweep = time.monotonic()
                 await self._sweep()
@@ -127,6 +144,45 @@ class Results:
                 record = record_from_hash(raw)
                 if record.final:
                     self._resolve(record)
+
+    async def submit_and_wait(
+        self,
+        env: Envelope,
+        submit: Callable[[Envelope], Awaitable[str]],
+        *,
+        timeout: float | None = None,
+    ) -> TaskRecord:
+        """Submit ``env`` with ``submit`` and wait for its final record.
+
+        The waiter exists before the submit: the inbox reader may read the
+        result before the submit's own reply has been read (both arrive
+        together when the task is quick), and a waiter registered after the
+        submit would then find the task settled and read its record from the
+        ledger, one round trip more.
+
+        Raises:
+            SwarmTimeout: No final record within ``timeout`` seconds of the submit.
+        """
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(env.id, []).append(fut)
+        try:
+            task_id = await submit(env)
+            if task_id != env.id:
+                # An idempotent duplicate: the earlier task's result.
+                return await self.wait(task_id, timeout=timeout)
+            if timeout is None:
+                return await fut
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            except TimeoutError:
+                raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
+        finally:
+            waiters = self._waiters.get(env.id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[env.id]
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """Wait for a task's final record (see :meth:`swarm.runtime.Runtime.wait`)."""

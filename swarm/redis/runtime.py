@@ -428,8 +428,8 @@ class RedisRuntime:
             idempotency_key=idempotency_key,
             reply_to=self._core.node_id,
         )
-        task_id = await self._intake.submit(env)
-        return result_of(codec, await self._results.wait(task_id, timeout=timeout))
+        record = await self._results.submit_and_wait(env, self._intake.submit, timeout=timeout)
+        return result_of(codec, record)
 
     # -- broadcast --------------------------------------------------------
     async def publish(self, topic: str, message: Message, *, sender: str) -> None:

@@ -28,7 +28,12 @@ import structlog
 from redis.exceptions import ResponseError
 
 from swarm.constants import PRIORITY_BANDS
-from swarm.redis.connections import AnyRedis, HiredisPackConnection, use_hiredis_packer
+from swarm.redis.connections import (
+    AnyRedis,
+    HiredisPackConnection,
+    PipelineConnection,
+    use_hiredis_packer,
+)
 
 __all__ = [
     "ACK",
@@ -324,11 +329,17 @@ class PipelineBatcher:
 
     def __init__(self, redis: AnyRedis, *, max_batch: int = 512, max_group: int = 256) -> None:
         self._redis = redis
+        # One round trip at a time: they can all use one connection.
+        self._conn = PipelineConnection(redis)
         self._max_batch = max_batch
         self._max_group = max_group
         self._queue: list[_Op | _Group] = []
         self._open: dict[Hashable, _Group] = {}
         self._wake = asyncio.Event()
+        # Whether a round trip is in flight (sent, reply not yet read).
+        self._flushing = False
+        # Callers of :meth:`written` waiting for the queued calls to be sent.
+        self._sent: list[asyncio.Future[None]] = []
 
     def add(
         self, key: Hashable, build: Callable[[Pipeline, list[Any]], None], item: Any
@@ -377,6 +388,27 @@ class PipelineBatcher:
         self._wake.set()
         return await fut
 
+    async def written(self) -> None:
+        """Return once the calls queued so far are being sent (at once if there are none).
+
+        For a reader that just handed work over and is about to issue its next
+        blocking read: waiting here first puts the round trip that work queued
+        (e.g. a task's settlement) on the wire before the read, rather than
+        behind it. While a round trip is in flight it returns at once rather
+        than wait for that round trip's reply.
+        """
+        if not self._queue or self._flushing:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent.append(fut)
+        await fut
+
+    def _release_written(self) -> None:
+        sent, self._sent = self._sent, []
+        for fut in sent:
+            if not fut.done():
+                fut.set_result(None)
+
     async def run(self) -> None:
         """Flush queued calls until cancelled."""
         busy = True
@@ -400,17 +432,26 @@ class PipelineBatcher:
                         # A group taken for this round trip takes no more items.
                         if isinstance(op, _Group) and self._open.get(op.key) is op:
                             del self._open[op.key]
-                    await self._flush(batch)
+                    # Woken callers of ``written`` run after this step, which
+                    # sends the pipeline before it first suspends.
+                    self._release_written()
+                    self._flushing = True
+                    try:
+                        await self._flush(batch)
+                    finally:
+                        self._flushing = False
         finally:
+            self._release_written()
             for op in self._queue:
                 for fut in op.futures:
                     if not fut.done():
                         fut.cancel()
             self._queue.clear()
             self._open.clear()
+            await self._conn.close()
 
     async def _flush(self, batch: list[_Op | _Group]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._conn.pipeline()
         spans: list[tuple[_Op | _Group, int, int]] = []
         for op in batch:
             # Builders only queue commands from ready arguments; they do not fail.

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
 from swarm.redis.streams import Pipeline, PipelineBatcher
 from swarm.tasks import TaskSet
@@ -47,3 +47,66 @@ async def test_items_of_one_turn_share_one_command_and_get_their_own_reply() -> 
     finally:
         await tasks.close()
         await redis.aclose()
+
+
+async def test_written_returns_once_the_queued_calls_are_sent() -> None:
+    redis = await redis_client()
+    tasks = TaskSet("batcher-test")
+    batcher = PipelineBatcher(redis)
+    tasks.spawn(batcher.run(), name="batcher")
+    try:
+        await batcher.written()  # nothing queued: at once
+        fut = batcher.enqueue(lambda pipe: pipe.echo("one"))
+        await batcher.written()
+        # Sent, its reply not read yet: a reader that waited here issues its
+        # next read behind this round trip, not before it.
+        assert batcher._flushing and not fut.done()
+        # While a round trip is in flight, later calls do not make it wait a
+        # whole round trip.
+        later = batcher.enqueue(lambda pipe: pipe.echo("two"))
+        await batcher.written()
+        assert not later.done()
+        assert await fut == [b"one"] and await later == [b"two"]
+    finally:
+        await tasks.close()
+        await redis.aclose()
+
+
+async def test_round_trips_share_one_held_connection_which_reconnects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # redis-py hands a pipeline's connection back under asyncio.shield (a task
+    # of its own, two loop turns before the caller sees its replies).
+    shielded: list[object] = []
+    shield = asyncio.shield
+
+    def spy(aw: Any) -> Any:
+        shielded.append(aw)
+        return shield(aw)
+
+    monkeypatch.setattr(asyncio, "shield", spy)
+    redis = await redis_client()
+    other = await redis_client()
+    tasks = TaskSet("batcher-test")
+    batcher = PipelineBatcher(redis)
+    task = tasks.spawn(batcher.run(), name="batcher")
+    pool = redis.connection_pool
+    try:
+        ids = [(await batcher.call(lambda pipe: pipe.client_id()))[0] for _ in range(3)]
+        assert len(set(ids)) == 1 and len(pool._in_use_connections) == 1
+        assert shielded == []
+        # A connection the server dropped is made again for the next round trip.
+        await other.client_kill_filter(_id=ids[0])
+        try:
+            again = await batcher.call(lambda pipe: pipe.client_id())
+        except ConnectionError:  # the round trip that found it dropped
+            again = await batcher.call(lambda pipe: pipe.client_id())
+        assert again[0] != ids[0] and isinstance(again[0], int)
+        assert len(pool._in_use_connections) == 1
+    finally:
+        task.cancel()
+        await tasks.close()
+        # Handed back when the batcher stops.
+        assert not pool._in_use_connections
+        await redis.aclose()
+        await other.aclose()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.utils
@@ -13,6 +15,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
 from swarm.redis import RedisClients, RedisSettings
+from swarm.redis.connections import (
+    HiredisPackConnection,
+    close_dedicated,
+    dedicated,
+)
 from tests.redis_server import free_port
 from tests.servers import require_redis
 
@@ -97,3 +104,70 @@ async def test_from_clients_rejects_a_blocking_client_that_would_time_out() -> N
             blocking=Redis(socket_timeout=1),
             settings=RedisSettings(block_time=5),
         )
+
+
+async def test_a_write_the_socket_takes_goes_out_in_the_callers_turn(
+    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py bounds each write with asyncio.wait_for (a task and two loop
+    # turns per command on Python 3.11); a write the socket takes at once does
+    # not need it.
+    bounded: list[float] = []
+    wait_for = asyncio.wait_for
+
+    async def spy(aw: Any, timeout: float | None) -> Any:
+        bounded.append(timeout or 0.0)
+        return await wait_for(aw, timeout)
+
+    assert await clients.commands.ping()  # connected (and health-checked) first
+    monkeypatch.setattr(asyncio, "wait_for", spy)
+    for _ in range(3):
+        assert await clients.commands.ping()
+    assert bounded == []
+
+
+async def test_a_backed_up_write_is_bounded_by_the_socket_timeout(
+    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = clients.commands
+    assert await redis.ping()
+    conn = await redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        assert isinstance(conn, HiredisPackConnection)
+        writer = conn._writer
+        assert writer is not None
+        never = asyncio.Event()
+
+        async def stuck() -> None:
+            await never.wait()
+
+        # A peer that stopped reading: bytes stay buffered and drain never ends.
+        monkeypatch.setattr(writer.transport, "get_write_buffer_size", lambda: 1 << 20)
+        monkeypatch.setattr(writer, "drain", stuck)
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await conn.send_command("PING")
+        assert time.monotonic() - started >= clients.settings.socket_timeout * 0.9
+        assert not conn.is_connected  # a write cut short drops the connection
+    finally:
+        await redis.connection_pool.release(conn)
+    monkeypatch.undo()
+    assert await redis.ping()  # the pool reconnects
+
+
+async def test_a_dedicated_client_keeps_one_pool_connection_until_closed(
+    clients: RedisClients,
+) -> None:
+    base = clients.blocking
+    pool = base.connection_pool
+    own = dedicated(base)
+    try:
+        ids = {await own.client_id() for _ in range(3)}
+        assert len(ids) == 1 and len(pool._in_use_connections) == 1
+        # Between its commands the connection stays out of the pool: other
+        # users of the pool get another one.
+        assert await base.client_id() not in ids
+    finally:
+        await close_dedicated(own, base)
+    assert not pool._in_use_connections
+    assert await base.ping()  # the pool itself stays open

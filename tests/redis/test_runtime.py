@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -330,3 +331,32 @@ async def _enqueue_raw(rt: RedisRuntime, prefix: str, msg: Message, *, priority:
 
 async def _wait_final(rt: RedisRuntime, task_id: str) -> None:
     await rt.wait(task_id, timeout=10)
+
+
+async def test_send_takes_the_result_from_the_note_without_a_ledger_read(
+    runtime: RedisRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The waiter exists before the submit: a result read before the submitter
+    # resumed from its submit is not fetched again from the ledger.
+    await runtime.register(Squarer())
+    reads: list[str] = []
+    results = runtime._results
+    get_record = results._get_record
+    submit = runtime._intake.submit
+
+    async def spy(task_id: str) -> Any:
+        reads.append(task_id)
+        return await get_record(task_id)
+
+    async def late_submit(env: Envelope) -> str:
+        task_id = await submit(env)
+        await results.idle.wait()  # the inbox reader got the result first
+        return task_id
+
+    monkeypatch.setattr(results, "_get_record", spy)
+    monkeypatch.setattr(runtime._intake, "submit", late_submit)
+    for n in range(5):
+        assert await runtime.send(Square(n=n), sender="t", timeout=10) == n * n
+        assert await runtime.send(Square(n=n), sender="t") == n * n
+    assert reads == []
+    assert runtime.outstanding == 0 and not results._waiters
