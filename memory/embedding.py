@@ -74,10 +74,10 @@ class HashingEmbedder:
         self._ngrams = ngrams
         # Word -> hash is pure, so cache it: vocabularies repeat a lot.
         self._cache: dict[str, int] = {}
-        # Word -> (slot, value, hash) and word pair -> (slot, value): the
-        # features themselves, also pure, so a repeated text costs a few dict
-        # lookups per word instead of a dozen integer operations per bigram.
-        self._unigrams: dict[str, tuple[int, float, int]] = {}
+        # Word -> (slot, value) and word pair -> (slot, value): the features
+        # themselves, also pure, so a repeated text costs a dict lookup per
+        # word and per pair instead of a dozen integer operations per bigram.
+        self._unigrams: dict[str, tuple[int, float]] = {}
         self._bigrams: dict[tuple[str, str], tuple[int, float]] = {}
 
     @property
@@ -93,12 +93,12 @@ class HashingEmbedder:
                 self._cache[word] = h
         return h
 
-    def _unigram(self, word: str) -> tuple[int, float, int]:
+    def _unigram(self, word: str) -> tuple[int, float]:
         feature = self._unigrams.get(word)
         if feature is None:
             h = self._hash(word)
             # The word's own hash picks the slot, its top bit the sign.
-            feature = (h % self._dim, 1.0 if h & 0x80000000 else -1.0, h)
+            feature = (h % self._dim, 1.0 if h & 0x80000000 else -1.0)
             if len(self._unigrams) < _CACHE_MAX:
                 self._unigrams[word] = feature
         return feature
@@ -120,7 +120,7 @@ class HashingEmbedder:
     def _bigram(self, pair: tuple[str, str]) -> tuple[int, float]:
         feature = self._bigrams.get(pair)
         if feature is None:
-            feature = self._ngram((self._unigram(pair[0])[2], self._unigram(pair[1])[2]))
+            feature = self._ngram((self._hash(pair[0]), self._hash(pair[1])))
             if len(self._bigrams) < _CACHE_MAX:
                 self._bigrams[pair] = feature
         return feature
@@ -129,9 +129,9 @@ class HashingEmbedder:
         """(slot, value) of every feature of a token sequence: unigrams, then n-grams by size."""
         unigrams = self._unigrams
         try:
-            feats: list[tuple[int, float]] = [unigrams[w][:2] for w in words]
+            feats: list[tuple[int, float]] = [unigrams[w] for w in words]
         except KeyError:
-            feats = [self._unigram(w)[:2] for w in words]
+            feats = [self._unigram(w) for w in words]
         if self._ngrams >= 2 and len(words) >= 2:
             bigrams = self._bigrams
             pairs = list(pairwise(words))
@@ -140,7 +140,7 @@ class HashingEmbedder:
             except KeyError:
                 feats += [self._bigram(p) for p in pairs]
             if self._ngrams > 2:
-                hashes = [self._unigram(w)[2] for w in words]
+                hashes = [self._hash(w) for w in words]
                 for n in range(3, self._ngrams + 1):
                     feats += [self._ngram(hashes[i : i + n]) for i in range(len(hashes) - n + 1)]
         return feats

@@ -117,7 +117,8 @@ def _plan(ops: list[_Op]) -> list[_Command]:
     touched: dict[str, tuple[Any, ...]] = {}
     for op in ops:
         group = op.group
-        if touched.setdefault(op.key, group) != group:
+        # Groups are shared tuples (one per kind and tier), so identity is equality.
+        if touched.setdefault(op.key, group) is not group:
             open_.clear()
             touched.clear()
             touched[op.key] = group
@@ -253,22 +254,23 @@ class RedisHotTier:
         """Redis key of one memory."""
         return self._key_head + memory_id
 
-    async def _call(
+    def _submit(
         self, kind: str, key: str, args: tuple[Any, ...], group: tuple[Any, ...]
-    ) -> Any:
-        """Queue one operation for the next flush; returns its own reply.
+    ) -> asyncio.Future[Any]:
+        """Queue one operation for the next flush; its future gets its own reply.
 
-        Concurrent callers share one round trip: while a pipeline is in flight
-        the next batch accumulates (redis-py costs tens of microseconds of CPU
+        Concurrent callers share one round trip: while a batch is in flight
+        the next one accumulates (redis-py costs tens of microseconds of CPU
         per command, so one command per caller cannot reach tens of thousands
-        of operations per second).
+        of operations per second). A plain function, not a coroutine: the
+        caller awaits the future itself, one coroutine frame less per operation.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append(_Op(kind, key, args, future, group))
         self._wake.set()
         if self._flusher_task is None or self._flusher_task.done():
             self._flusher_task = self._tasks.spawn(self._flusher(), name="redis-hot-flusher")
-        return await future
+        return future
 
     async def _flusher(self) -> None:
         while True:
@@ -370,14 +372,14 @@ class RedisHotTier:
         key = self.key(memory_id)
         near = self.near
         if near is None:
-            return _decode(await self._call("get", key, self._get_args, self._get_group))
+            return _decode(await self._submit("get", key, self._get_args, self._get_group))
         memory = near.lookup(key)
         if memory is not None:
             return memory
         near.ensure_started()
         token = near.begin(key)
         try:
-            memory = _decode(await self._call("get", key, self._get_args, self._get_group))
+            memory = _decode(await self._submit("get", key, self._get_args, self._get_group))
         finally:
             if memory is None:
                 near.abandon(key, token)
@@ -397,14 +399,14 @@ class RedisHotTier:
         if self.near is not None:
             # Read-your-writes here; other near-caches hear it from Redis.
             self.near.discard(key)
-        await self._call("put", key, args, _PUT)
+        await self._submit("put", key, args, _PUT)
 
     async def delete(self, memory_id: str) -> None:
         """Drop a cached memory."""
         key = self.key(memory_id)
         if self.near is not None:
             self.near.discard(key)
-        await self._call("delete", key, (), _DELETE)
+        await self._submit("delete", key, (), _DELETE)
 
     async def close(self) -> None:
         """Stop the flusher; close the client if the tier created it."""
