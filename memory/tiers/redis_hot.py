@@ -16,9 +16,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,15 @@ from swarm.errors import ConfigError, TransportError
 from swarm.tasks import TaskSet
 
 __all__ = ["RedisHotTier"]
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    import hiredis
+
+    # Typed here as what it takes: any tuple of str, bytes and numbers.
+    _hiredis_pack = hiredis.pack_command
+except ImportError:  # optional: the Python packer below does the same, slower
+    _hiredis_pack = None
 
 # Each key is handled under pcall and answers for itself, so one bad key (say,
 # a foreign value of another type) fails only its own caller, as it would with
@@ -138,8 +149,18 @@ def _pack(commands: list[_Command], encoding: str, errors: str) -> bytes:
     """The commands in the Redis protocol (RESP), in one buffer.
 
     What redis-py's pipeline would send, without its per-argument Python
-    steps (a fifth of the client CPU per operation at a hundred per batch).
+    steps (a fifth of the client CPU per operation at a hundred per batch):
+    with hiredis's C packer when installed and the client encodes in UTF-8
+    (what hiredis does), else in a Python loop.
     """
+    if _hiredis_pack is not None and encoding == "utf-8" and errors == "strict":
+        return b"".join([
+            _hiredis_pack(("DEL", *command.keys)) if command.kind == "delete"
+            else _hiredis_pack(
+                ("EVALSHA", _SHA[command.kind], len(command.keys), *command.keys, *command.argv)
+            )
+            for command in commands
+        ])
     out = bytearray()
     for command in commands:
         if command.kind == "delete":
@@ -230,7 +251,8 @@ class RedisHotTier:
             self._pool = self._redis.connection_pool
             kwargs = self._pool.connection_kwargs
             self._encoding = (
-                kwargs.get("encoding", "utf-8"), kwargs.get("encoding_errors", "strict")
+                codecs.lookup(kwargs.get("encoding", "utf-8")).name,
+                kwargs.get("encoding_errors", "strict"),
             )
         size = near_cache if near_cache is not None else (settings.near_cache if settings else 0)
         # An explicit age is checked; the default one is cut to fit a short ttl.
