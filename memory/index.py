@@ -145,7 +145,8 @@ class VectorIndex:
             self._words[row] = None
         self._cols[:, row] = vector
         self._ns[row] = self._ns_codes.setdefault(memory.namespace, len(self._ns_codes))
-        self._kind[row] = _KINDS.get(memory.kind.value, 0)
+        # A StrEnum member is its value as a dict key (and .value is a slow descriptor).
+        self._kind[row] = _KINDS.get(memory.kind, 0)
         self._conf[row] = memory.confidence
         self._created[row] = memory.created_at
         self._expires[row] = np.inf if memory.expires_at is None else memory.expires_at

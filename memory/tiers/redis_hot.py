@@ -93,17 +93,12 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Memory)
 
 
-@dataclass(slots=True)
-class _Op:
-    """One caller's operation waiting for the next flush."""
-
-    kind: str  # "get", "put" or "delete"
-    key: str
-    # get: (ttl, refresh below); put: (data, namespace, kind, ttl); delete: ()
-    args: tuple[Any, ...]
-    future: asyncio.Future[Any]
-    # Operations that may share one command: ("get", ttl, below), ("put",) or ("delete",).
-    group: tuple[Any, ...]
+# One caller's operation waiting for the next flush, as a bare tuple (built
+# per operation, so no class): kind ("get", "put" or "delete"); key; args
+# (get: (ttl, refresh below), put: (data, namespace, kind, ttl), delete: ());
+# future; group, the operations that may share one command (("get", ttl,
+# below), ("put",) or ("delete",)).
+_Op = tuple[str, str, tuple[Any, ...], "asyncio.Future[Any]", tuple[Any, ...]]
 
 
 @dataclass(slots=True)
@@ -126,22 +121,21 @@ def _plan(ops: list[_Op]) -> list[_Command]:
     commands: list[_Command] = []
     open_: dict[tuple[Any, ...], _Command] = {}
     touched: dict[str, tuple[Any, ...]] = {}
-    for op in ops:
-        group = op.group
+    for kind, key, args, future, group in ops:
         # Groups are shared tuples (one per kind and tier), so identity is equality.
-        if touched.setdefault(op.key, group) is not group:
+        if touched.setdefault(key, group) is not group:
             open_.clear()
             touched.clear()
-            touched[op.key] = group
+            touched[key] = group
         command = open_.get(group)
         if command is None:
-            command = _Command(op.kind, list(op.args) if op.kind == "get" else [])
+            command = _Command(kind, list(args) if kind == "get" else [])
             open_[group] = command
             commands.append(command)
-        command.keys.append(op.key)
-        if op.kind == "put":
-            command.argv.extend(op.args)
-        command.futures.append(op.future)
+        command.keys.append(key)
+        if kind == "put":
+            command.argv.extend(args)
+        command.futures.append(future)
     return commands
 
 
@@ -288,8 +282,12 @@ class RedisHotTier:
         caller awaits the future itself, one coroutine frame less per operation.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Op(kind, key, args, future, group))
-        self._wake.set()
+        pending = self._pending
+        if not pending:
+            # The flusher swaps in an empty list as it clears the event, so the
+            # first operation of a batch is the one that has to wake it.
+            self._wake.set()
+        pending.append((kind, key, args, future, group))
         if self._flusher_task is None or self._flusher_task.done():
             self._flusher_task = self._tasks.spawn(self._flusher(), name="redis-hot-flusher")
         return future
@@ -306,15 +304,15 @@ class RedisHotTier:
                 replies = await self._execute(commands)
             except asyncio.CancelledError:
                 for op in batch:
-                    op.future.cancel()
+                    op[3].cancel()
                 raise
             except Exception as exc:
                 # Whatever went wrong, every caller of the batch hears about it:
                 # a flusher that died silently would leave them waiting forever.
                 error = TransportError(f"redis hot tier: {exc!r}")
                 for op in batch:
-                    if not op.future.done():
-                        op.future.set_exception(error)
+                    if not op[3].done():
+                        op[3].set_exception(error)
                 continue
             for command, reply in zip(commands, replies, strict=True):
                 if command.kind == "delete" or isinstance(reply, Exception):
@@ -394,7 +392,8 @@ class RedisHotTier:
         key = self.key(memory_id)
         near = self.near
         if near is None:
-            return _decode(await self._submit("get", key, self._get_args, self._get_group))
+            data = await self._submit("get", key, self._get_args, self._get_group)
+            return None if data is None else _decode(data)
         memory = near.lookup(key)
         if memory is not None:
             return memory
