@@ -225,15 +225,19 @@ class VectorIndex:
         bytes of a full matrix-vector product (memory-bound at 100k rows), and
         it never wakes BLAS threads, which stall the event loop on a busy host.
         """
-        dims = np.flatnonzero(vector).tolist()
-        if not dims:
+        dims = np.nonzero(vector)[0]
+        if not len(dims):
             return np.zeros(n, dtype=np.float32)
+        # Python floats, not NumPy scalars: a float32 array times a Python
+        # float stays float32 (NEP 50) and gives the same products.
+        vals = vector[dims].tolist()
+        rows = dims.tolist()
         cols = self._cols
-        sims: npt.NDArray[np.float32] = cols[dims[0], :n] * vector[dims[0]]
+        sims: npt.NDArray[np.float32] = cols[rows[0], :n] * vals[0]
         # One scratch row instead of a temporary per dimension (half the time).
         term = np.empty(n, dtype=np.float32)
-        for d in dims[1:]:
-            np.multiply(cols[d, :n], vector[d], out=term)
+        for d, v in zip(rows[1:], vals[1:], strict=True):
+            np.multiply(cols[d, :n], v, out=term)
             sims += term
         return sims
 
@@ -353,7 +357,7 @@ def _top(sims: npt.NDArray[np.float32], c: int) -> npt.NDArray[np.intp]:
     sample = sims[::8]
     if len(sample) > c:
         cut = np.partition(sample, len(sample) - c)[len(sample) - c]
-        rows = np.flatnonzero(sims >= cut)
+        rows = np.nonzero(sims >= cut)[0]
         if len(rows) <= 32 * c:
             m = len(rows)
             return rows if m == c else rows[np.argpartition(sims[rows], m - c)[m - c :]]
