@@ -161,3 +161,36 @@ async def test_a_plain_client_sends_each_batch_as_one_write_and_reads_every_repl
         await hot.close()
         await other.close()
         await texts.aclose()
+
+
+async def test_a_batch_after_its_connection_was_killed_reconnects(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    hot = RedisHotTier(redis=redis_client, prefix=redis_prefix, ttl=120)
+    try:
+        await hot.put(Memory(id="a", namespace="n", content="x"))
+        # Kill the pooled connection the batch used (not the test's own one).
+        pool = redis_client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_command("CLIENT", "ID")
+            victim = await conn.read_response()
+        finally:
+            await pool.release(conn)
+        kw = pool.connection_kwargs
+        admin = redis_client.__class__(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
+        try:
+            assert await admin.execute_command("CLIENT", "KILL", "ID", victim) == 1
+        finally:
+            await admin.aclose()
+        # The client's retry policy reconnects, or the batch fails alone and the next one
+        # reconnects: either way the cache keeps working, and nothing is left half-read.
+        try:
+            first = await hot.get("a")
+        except TransportError:
+            first = await hot.get("a")
+        assert first == Memory(id="a", namespace="n", content="x")
+        got = await asyncio.gather(*(hot.get("a") for _ in range(20)), hot.get("missing"))
+        assert got == [first] * 20 + [None]
+    finally:
+        await hot.close()
