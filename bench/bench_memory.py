@@ -64,15 +64,28 @@ def sentence(rng: random.Random, n: int = 8) -> str:
 
 
 async def run_callers(
-    op: Callable[[random.Random], Awaitable[None]], *, callers: int, seconds: float
+    op: Callable[[random.Random], Awaitable[None]],
+    *,
+    callers: int,
+    seconds: float,
+    ops: int | None = None,
 ) -> float:
-    """Run ``callers`` concurrent loops of ``op`` for ``seconds``; returns ops/s."""
+    """Run ``callers`` concurrent loops of ``op`` for ``seconds``; returns ops/s.
+
+    With ``ops``, each caller instead runs ``ops // callers`` operations
+    (a fixed amount of work, for instruction counts).
+    """
     stop = time.perf_counter() + seconds
     counts = [0] * callers
 
     async def caller(i: int) -> None:
         rng = random.Random(i)
         n = 0
+        if ops is not None:
+            for _ in range(ops // callers):
+                await op(rng)
+            counts[i] = ops // callers
+            return
         while True:
             # Check the clock every 64 ops: perf_counter is not free at 50k ops/s.
             for _ in range(64):
@@ -97,6 +110,7 @@ async def mix_ops(
     seconds: float,
     store_pct: int,
     recall_pct: int,
+    ops: int | None = None,
 ) -> float:
     rng0 = random.Random(0)
     ids = [
@@ -119,7 +133,7 @@ async def mix_ops(
         else:
             await mem.get(ids[int(rng.random() * len(ids))])
 
-    return await run_callers(op, callers=callers, seconds=seconds)
+    return await run_callers(op, callers=callers, seconds=seconds, ops=ops)
 
 
 async def raw_hot_ops(hot: LruHotTier | RedisHotTier, *, callers: int, seconds: float) -> float:

@@ -351,10 +351,11 @@ class MemoryCoordinator:
                     self._index(memory)
             if memory is not None and not memory.expired(now):
                 await self._hot_put(memory)
-        if memory is None or memory.expired(now):
+        # Inlined expired() and strip_vector(): this is the hottest path of all.
+        if memory is None or (memory.expires_at is not None and now >= memory.expires_at):
             return None
         self._accessed[memory_id] = now
-        return strip_vector(memory)
+        return strip_vector(memory) if memory.vector else memory
 
     async def recall(
         self, query: str, *, k: int = 10, filters: MemoryFilter | None = None

@@ -17,9 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = ["Embedder", "HashingEmbedder", "tokenize", "vector_from_bytes", "vect
 
 Vectors = npt.NDArray[np.float32]
 
+_CACHE_MAX = 200_000
 _WORD = re.compile(r"[a-z0-9]+(?:['._-][a-z0-9]+)*")
 
 
@@ -71,6 +74,11 @@ class HashingEmbedder:
         self._ngrams = ngrams
         # Word -> hash is pure, so cache it: vocabularies repeat a lot.
         self._cache: dict[str, int] = {}
+        # Word -> (slot, value) and word pair -> (slot, value): the features
+        # themselves, also pure, so a repeated text costs a dict lookup per
+        # word and per pair instead of a dozen integer operations per bigram.
+        self._unigrams: dict[str, tuple[int, float]] = {}
+        self._bigrams: dict[tuple[str, str], tuple[int, float]] = {}
 
     @property
     def dim(self) -> int:
@@ -81,39 +89,75 @@ class HashingEmbedder:
         h = self._cache.get(word)
         if h is None:
             h = zlib.crc32(word.encode("utf-8"))
-            if len(self._cache) < 200_000:
+            if len(self._cache) < _CACHE_MAX:
                 self._cache[word] = h
         return h
+
+    def _unigram(self, word: str) -> tuple[int, float]:
+        feature = self._unigrams.get(word)
+        if feature is None:
+            h = self._hash(word)
+            # The word's own hash picks the slot, its top bit the sign.
+            feature = (h % self._dim, 1.0 if h & 0x80000000 else -1.0)
+            if len(self._unigrams) < _CACHE_MAX:
+                self._unigrams[word] = feature
+        return feature
+
+    def _ngram(self, hashes: Sequence[int]) -> tuple[int, float]:
+        n = len(hashes)
+        h = hashes[0]
+        for j in range(1, n):
+            h = ((h * 0x01000193) ^ hashes[j]) & 0xFFFFFFFF
+        # Avalanche, so the low bits used for the slot depend on all words.
+        h ^= h >> 15
+        h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
+        h ^= h >> 12
+        # Longer n-grams are rarer and more specific: weight them lower so
+        # that a shared word still counts when word order differs.
+        weight = 1.0 / n
+        return h % self._dim, weight if h & 0x80000000 else -weight
+
+    def _bigram(self, pair: tuple[str, str]) -> tuple[int, float]:
+        feature = self._bigrams.get(pair)
+        if feature is None:
+            feature = self._ngram((self._hash(pair[0]), self._hash(pair[1])))
+            if len(self._bigrams) < _CACHE_MAX:
+                self._bigrams[pair] = feature
+        return feature
+
+    def features(self, words: Sequence[str]) -> list[tuple[int, float]]:
+        """(slot, value) of every feature of a token sequence: unigrams, then n-grams by size."""
+        unigrams = self._unigrams
+        try:
+            feats: list[tuple[int, float]] = [unigrams[w] for w in words]
+        except KeyError:
+            feats = [self._unigram(w) for w in words]
+        if self._ngrams >= 2 and len(words) >= 2:
+            bigrams = self._bigrams
+            pairs = list(pairwise(words))
+            try:
+                feats += [bigrams[p] for p in pairs]
+            except KeyError:
+                feats += [self._bigram(p) for p in pairs]
+            if self._ngrams > 2:
+                hashes = [self._hash(w) for w in words]
+                for n in range(3, self._ngrams + 1):
+                    feats += [self._ngram(hashes[i : i + n]) for i in range(len(hashes) - n + 1)]
+        return feats
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Embed each text; an empty text gives a zero row."""
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         dim = self._dim
-        hash_ = self._hash
         for row, text in enumerate(texts):
-            hashes = [hash_(w) for w in tokenize(text)]
-            if not hashes:
+            feats = self.features(tokenize(text))
+            if not feats:
                 continue
-            # Unigrams: the word's own hash picks the slot, its top bit the sign.
-            idx = [h % dim for h in hashes]
-            val = [1.0 if h & 0x80000000 else -1.0 for h in hashes]
-            for n in range(2, self._ngrams + 1):
-                # Longer n-grams are rarer and more specific: weight them lower so
-                # that a shared word still counts when word order differs.
-                weight = 1.0 / n
-                for i in range(len(hashes) - n + 1):
-                    h = hashes[i]
-                    for j in range(i + 1, i + n):
-                        h = ((h * 0x01000193) ^ hashes[j]) & 0xFFFFFFFF
-                    # Avalanche, so the low bits used for the slot depend on all words.
-                    h ^= h >> 15
-                    h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
-                    h ^= h >> 12
-                    idx.append(h % dim)
-                    val.append(weight if h & 0x80000000 else -weight)
-            # One bincount instead of a NumPy scalar update per feature (10x faster).
+            idx, val = zip(*feats, strict=True)
+            # One bincount instead of a NumPy scalar update per feature (10x
+            # faster); features in a fixed order, so sums (and vectors) are stable.
             vec = np.bincount(idx, weights=val, minlength=dim)
-            norm = float(np.sqrt(vec @ vec))
+            norm = math.sqrt(vec @ vec)
             if norm > 0:
                 out[row] = vec / norm
         return out

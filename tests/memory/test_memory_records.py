@@ -160,3 +160,84 @@ def test_the_candidate_cut_keeps_the_largest_values(values: list[float], c: int)
     rows = _top(sims, c)
     assert len(rows) == c == len(set(rows.tolist()))
     assert sorted(sims[rows].tolist()) == sorted(sims.tolist())[-c:]
+
+
+def _reference_embedding(text: str, dim: int, ngrams: int) -> np.ndarray:
+    """The hashing embedder's definition, one feature at a time."""
+    import zlib
+
+    from memory.embedding import tokenize
+
+    hashes = [zlib.crc32(w.encode()) for w in tokenize(text)]
+    vec = np.zeros(dim, dtype=np.float64)
+    for h in hashes:
+        vec[h % dim] += 1.0 if h & 0x80000000 else -1.0
+    for n in range(2, ngrams + 1):
+        for i in range(len(hashes) - n + 1):
+            h = hashes[i]
+            for j in range(i + 1, i + n):
+                h = ((h * 0x01000193) ^ hashes[j]) & 0xFFFFFFFF
+            h ^= h >> 15
+            h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
+            h ^= h >> 12
+            vec[h % dim] += 1.0 / n if h & 0x80000000 else -1.0 / n
+    norm = float(np.sqrt(vec @ vec))
+    return (vec / norm if norm > 0 else vec).astype(np.float32)
+
+
+@pytest.mark.parametrize(("dim", "ngrams"), [(128, 2), (64, 1), (32, 3)])
+def test_the_embedders_feature_caches_give_the_defined_vectors(dim: int, ngrams: int) -> None:
+    texts = ["apollo token unlock apollo token", "", "The TGE of token-X: 3.5M unlocked!",
+             "apollo token unlock apollo token", "one", "token unlock " * 40]
+    emb = HashingEmbedder(dim=dim, ngrams=ngrams)
+    for _ in range(2):  # cold, then from the caches
+        got = emb.embed(texts)
+        for row, text in zip(got, texts, strict=True):
+            assert np.allclose(row, _reference_embedding(text, dim, ngrams), atol=1e-6)
+
+
+def test_recall_ranks_by_the_scalar_formula_through_feedback_updates_and_removals() -> None:
+    import random
+
+    from memory.index import RankWeights
+
+    rng = random.Random(5)
+    words = "apollo zeus token unlock audit bridge pool yield vote burn".split()
+    emb = HashingEmbedder(dim=64)
+    index = VectorIndex(dim=64, capacity=4, weights=RankWeights(half_life=100.0))
+    live: dict[str, Memory] = {}
+    for i in range(40):
+        text = " ".join(rng.choice(words) for _ in range(5))
+        score = rng.choice([0.0, 0.0, 1.5, -2.0])
+        memory = Memory(id=f"{i:03d}", namespace="n", content=text, score=score,
+                        score_at=float(rng.randrange(50)))
+        index.add(memory, emb.embed([text])[0])
+        live[memory.id] = memory
+        if i % 2 == 1:  # rows leave, others move into their holes, new rows reuse the slots
+            gone = rng.choice(sorted(live))
+            assert index.remove(gone)
+            del live[gone]
+        if i % 4 == 3:
+            changed = rng.choice(sorted(live))
+            live[changed] = Memory(id=changed, namespace="n", content=live[changed].content,
+                                   score=rng.choice([0.0, 3.0]), score_at=60.0)
+            index.update(live[changed])
+    assert len(index) == len(live) <= 24  # every row is a candidate: the whole ranking shows
+    w, now = index.weights, 120.0
+    for query in ("apollo token", "audit bridge burn", "zeus"):
+        qv = emb.embed([query])[0]
+        qw = set(query.split())
+        expected = []
+        for m in live.values():
+            sem = float(np.float32(emb.embed([m.content])[0] @ qv))
+            kw = len(qw & set(m.content.split())) / len(qw)
+            fb = effective_score(m.score, m.score_at, now, w.half_life)
+            total = w.semantic * sem + w.keyword * kw + w.feedback * math.tanh(fb)
+            expected.append((-total, m.id, kw, fb))
+        expected.sort()
+        hits = index.search(query, qv, k=8, now=now)
+        assert [h.memory.id for h in hits] == [e[1] for e in expected[:8]]
+        for h, (neg, _, kw, fb) in zip(hits, expected, strict=False):
+            assert h.score == pytest.approx(-neg, abs=1e-6)
+            assert (h.keyword, h.feedback) == (kw, pytest.approx(fb))
+            assert h.memory == live[h.memory.id]
