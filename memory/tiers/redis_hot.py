@@ -336,6 +336,13 @@ class RedisHotTier:
         for attempt in range(2):
             if self._pool is not None:
                 replies = await self._send(_pack(commands, *self._encoding), len(commands))
+            elif isinstance(self._redis, aioredis.RedisCluster):
+                # redis-py refuses EVALSHA in a cluster pipeline; the keys share
+                # one slot, so each command is one routed call, run together.
+                replies = await asyncio.gather(
+                    *(self._cluster_call(command) for command in commands),
+                    return_exceptions=True,
+                )
             else:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for command in commands:
@@ -356,6 +363,13 @@ class RedisHotTier:
                 continue
             return replies
         raise RedisError("scripts missing after reload")
+
+    async def _cluster_call(self, command: _Command) -> Any:
+        if command.kind == "delete":
+            return await self._redis.delete(*command.keys)
+        return await self._redis.evalsha(
+            _SHA[command.kind], len(command.keys), *command.keys, *command.argv
+        )
 
     async def _send(self, payload: bytes, count: int) -> list[Any]:
         """Send packed commands on a pooled connection and read their ``count`` replies.
