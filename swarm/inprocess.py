@@ -91,6 +91,11 @@ _DONE = TaskState.DONE
 # in C; ``Future()`` takes the running loop at C speed.
 _Future = asyncio.Future
 _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned None
+# A handler the worker calls itself: (function, payload decode function).
+_PlainHandler = tuple[Callable[..., Any], Callable[[Any], Any]]
+_MISS: Any = object()
+# What a payload decode function raises; Agent.dispatch then raises the DecodeError.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 @dataclass(slots=True, eq=False)
@@ -129,6 +134,10 @@ class _Replica:
     # (unregister with drain), so the hot path does not touch an Event.
     settled: asyncio.Event | None = None
     dead: bool = False
+    # Per task type: the handler and payload decode function the workers call
+    # directly (no dispatch and decode_payload frames), or None to go through
+    # Agent.dispatch. Filled on first use.
+    handlers: dict[str, _PlainHandler | None] = field(default_factory=dict)
     subscriptions: list[_Subscription] = field(default_factory=list)
 
     @property
@@ -201,7 +210,12 @@ class InProcessRuntime:
         # submit, ``wait_result``) are off in a subclass that overrides them.
         cls = type(self)
         self._sync_ok = cls.submit is InProcessRuntime.submit
-        self._fast_wait = self._fast_ledger if cls.wait is InProcessRuntime.wait else None
+        # wait_result's shortcut: the in-memory ledger's record lookup, at C level.
+        self._fast_get: Callable[[str], TaskRecord | None] | None = (
+            self._fast_ledger.record_getter()
+            if self._fast_ledger is not None and cls.wait is InProcessRuntime.wait
+            else None
+        )
         self._codec = codec or Codec()
         self._retry = retry_policy or RetryPolicy()
         self.visibility_timeout = visibility_timeout
@@ -421,7 +435,16 @@ class InProcessRuntime:
         ):
             env = self._admit(env)
             role = None  # _admit may have routed it: _enqueue looks the role up
-        record = TaskRecord.for_task(env)
+        # TaskRecord.for_task, inline: a call less per task.
+        record = TaskRecord(
+            task_id=env.id,
+            type=env.type,
+            recipient=env.recipient,
+            priority=env.priority,
+            idempotency_key=env.idempotency_key,
+            epoch=env.epoch,
+            created_at=env.created_at or time.time(),
+        )
         # As in submit, inline: a call less per task.
         stored = fast.create_nowait(record)
         if stored is not record:
@@ -557,6 +580,7 @@ class InProcessRuntime:
         codec = self._codec
         ctx = rep.context
         inflight = rep.inflight
+        handlers = rep.handlers
         d = _Delivery(me)
         while True:
             if rep.mailbox:
@@ -588,7 +612,20 @@ class InProcessRuntime:
                             with handler_span(env, agent.agent_id):
                                 value = await agent.dispatch(env, ctx, codec)
                         else:
-                            value = await agent.dispatch(env, ctx, codec)
+                            # What dispatch does, without its two frames, when
+                            # the agent allows it (see _plain_handler).
+                            plain = handlers.get(env.type, _MISS)
+                            if plain is _MISS:
+                                plain = self._plain_handler(rep, env.type)
+                            if plain is not None:
+                                try:
+                                    message = plain[1](env.payload)
+                                except _DECODE_ERRORS:
+                                    plain = None  # dispatch raises the DecodeError
+                            if plain is None:
+                                value = await agent.dispatch(env, ctx, codec)
+                            else:
+                                value = await plain[0](agent, message)
                     except BaseException as exc:
                         await self._on_error(rep, d, env, me, exc)
                     else:
@@ -619,6 +656,17 @@ class InProcessRuntime:
                     self._pump(rep.role)
             elif self._direct:
                 self._fill(rep)
+
+    def _plain_handler(self, rep: _Replica, type_name: str) -> _PlainHandler | None:
+        """Look up (once per replica and type) a handler the worker may call itself."""
+        found = rep.agent.plain_handler(type_name)
+        plain: _PlainHandler | None = None
+        if found is not None:
+            decode = self._codec.payload_decoder(found[1])
+            if decode is not None:
+                plain = (found[0], decode)
+        rep.handlers[type_name] = plain
+        return plain
 
     async def _start(self, agent: Agent, env: Envelope) -> bool:
         """Record the start of a delivery; False if its deadline passed (it ends expired)."""
@@ -859,10 +907,10 @@ class InProcessRuntime:
             SwarmTimeout: Not final within ``timeout``.
             KeyError: Unknown task id.
         """
-        fast = self._fast_wait
-        if fast is None or timeout is not None:
+        get = self._fast_get
+        if get is None or timeout is not None:
             return result_of(self._codec, await self.wait(task_id, timeout=timeout))
-        rec = fast.get_nowait(task_id)
+        rec = get(task_id)
         if rec is None:
             raise KeyError(task_id)
         if rec.state not in FINAL_STATES:

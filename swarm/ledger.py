@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -313,6 +314,15 @@ class InMemoryLedger:
     def get_nowait(self, task_id: str) -> TaskRecord | None:
         """Synchronous :meth:`get`."""
         return self._records.get(task_id)
+
+    def record_getter(self) -> Callable[[str], TaskRecord | None]:
+        """:meth:`get_nowait` as a C-level callable (the records dict's ``get``), for hot loops.
+
+        In a subclass overriding :meth:`get_nowait`, that method instead.
+        """
+        if type(self).get_nowait is not InMemoryLedger.get_nowait:
+            return self.get_nowait
+        return self._records.get
 
     async def counts(self) -> dict[TaskState, int]:
         counts = dict(self._counts)
