@@ -520,6 +520,14 @@ class InProcessRuntime:
                 if free > best_free and rep.agent.state in _ACCEPTING:
                     best, best_free = rep, free
             if best is not None:
+                if best.idle and best.assigned < len(best.workers):
+                    # _assign's common case (a parked worker), inline: a call less
+                    # per task. A done waiter is dropped, as _assign would.
+                    waiter = best.idle.popleft()
+                    if not waiter.done():
+                        best.assigned += 1
+                        waiter.set_result(env)
+                        return
                 self._assign(best, env)
                 return
         heapq.heappush(role.backlog, (-env.priority, next(self._seq), env, avoid))
@@ -581,6 +589,7 @@ class InProcessRuntime:
         ctx = rep.context
         inflight = rep.inflight
         handlers = rep.handlers
+        waiters = self._waiters
         d = _Delivery(me)
         while True:
             if rep.mailbox:
@@ -638,7 +647,15 @@ class InProcessRuntime:
                             agent.inflight -= 1
                             agent.processed += 1
                             rec = fast.done_nowait(env.id, env.attempt, _NONE_RESULT, "")
-                            if rec is not None:
+                            if rec is None:
+                                pass
+                            elif self._outstanding > 1 and not self._more_waiters:
+                                # _settled's common case, inline: a call less per task.
+                                self._outstanding -= 1
+                                fut = waiters.pop(env.id, None)
+                                if fut is not None and not fut.done():
+                                    fut.set_result(rec)
+                            else:
                                 self._settled(rec)
                         elif not self._on_result(rep, env, value, fast):
                             await self._on_result_slow(rep, d, env, me, value)
@@ -927,7 +944,8 @@ class InProcessRuntime:
                 # Cancelled: drop the waiter. (Once resolved, _settled removed it.)
                 self._drop_waiter(task_id, fut)
                 raise
-        if rec.state is _DONE and rec.result == _NONE_RESULT:
+        # The worker stores this very object for a None result: an identity test.
+        if rec.state is _DONE and rec.result is _NONE_RESULT:
             return None  # the common no-result case, without result_of's call
         return result_of(self._codec, rec)
 
