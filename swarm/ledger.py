@@ -262,9 +262,13 @@ class InMemoryLedger:
         """Mark a task done: the hot-path form of ``update(DONE, ...)``."""
         rec = self._records.get(task_id)
         if rec is not None:
-            rec.attempts = attempts
+            # A Struct field write costs several times a read: attempts and
+            # result_type usually hold these values already (set at start, default).
+            if rec.attempts != attempts:
+                rec.attempts = attempts
             rec.result = result
-            rec.result_type = result_type
+            if rec.result_type != result_type:
+                rec.result_type = result_type
             if rec.state is _RUNNING and self._finals < self._max_final:
                 self._completed += 1
                 rec.state = _DONE
