@@ -128,7 +128,9 @@ class _Replica:
     mailbox: collections.deque[Envelope] = field(default_factory=collections.deque)
     idle: collections.deque[asyncio.Future[Envelope]] = field(default_factory=collections.deque)
     assigned: int = 0
-    inflight: dict[str, _Delivery] = field(default_factory=dict)
+    # One per worker, reused; leased while its envelope is set. A list walked by
+    # the reaper rather than a dict of leases: no insert and delete per task.
+    deliveries: list[_Delivery] = field(default_factory=list)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     # Created only while someone waits for the replica to finish its work
     # (unregister with drain), so the hot path does not touch an Event.
@@ -372,8 +374,9 @@ class InProcessRuntime:
         self._replicas.pop(rep.agent.agent_id, None)
         rep.role.replicas.pop(rep.agent.agent_id, None)
         self._return_mailbox(rep)
-        for d in rep.inflight.values():
-            d.interrupted = reason
+        for d in rep.deliveries:
+            if d.envelope is not None:
+                d.interrupted = reason
         for w in rep.workers:
             w.cancel()
         await asyncio.gather(*rep.workers, return_exceptions=True)
@@ -587,10 +590,10 @@ class InProcessRuntime:
         fast = self._fast_ledger
         codec = self._codec
         ctx = rep.context
-        inflight = rep.inflight
         handlers = rep.handlers
         waiters = self._waiters
         d = _Delivery(me)
+        rep.deliveries.append(d)
         while True:
             if rep.mailbox:
                 env = rep.mailbox.popleft()
@@ -613,7 +616,6 @@ class InProcessRuntime:
                     d.envelope = env
                     d.interrupted = None
                     d.tick = self._tick
-                    inflight[env.id] = d
                     agent.inflight += 1
                     try:
                         # The flag itself, not tracing_enabled(): a call less per task.
@@ -643,7 +645,7 @@ class InProcessRuntime:
                         elif value is None:
                             # The common ack (nothing to encode), inline: a call less
                             # per task. Any other value goes through _on_result.
-                            inflight.pop(env.id, None)
+                            d.envelope = None  # the lease ends
                             agent.inflight -= 1
                             agent.processed += 1
                             rec = fast.done_nowait(env.id, env.attempt, _NONE_RESULT, "")
@@ -657,7 +659,7 @@ class InProcessRuntime:
                                     fut.set_result(rec)
                             else:
                                 self._settled(rec)
-                        elif not self._on_result(rep, env, value, fast):
+                        elif not self._on_result(rep, d, env, value, fast):
                             await self._on_result_slow(rep, d, env, me, value)
             finally:
                 rep.assigned -= 1
@@ -699,8 +701,8 @@ class InProcessRuntime:
         return True
 
     @staticmethod
-    def _release(rep: _Replica, env: Envelope) -> None:
-        rep.inflight.pop(env.id, None)
+    def _release(rep: _Replica, d: _Delivery) -> None:
+        d.envelope = None  # the lease ends
         rep.agent.inflight -= 1
 
     async def _on_error(
@@ -712,7 +714,7 @@ class InProcessRuntime:
         exc: BaseException,
     ) -> None:
         """The handler raised (or was interrupted): redeliver, retry, fail or dead-letter."""
-        self._release(rep, env)
+        self._release(rep, d)
         if isinstance(exc, asyncio.CancelledError):
             if d.interrupted is None:
                 # Cancelled from outside (the handler cancelled itself, or an
@@ -737,7 +739,9 @@ class InProcessRuntime:
             await self._redeliver(env, type(exc).__name__, rep)
             raise exc
 
-    def _on_result(self, rep: _Replica, env: Envelope, value: Any, fast: InMemoryLedger) -> bool:
+    def _on_result(
+        self, rep: _Replica, d: _Delivery, env: Envelope, value: Any, fast: InMemoryLedger
+    ) -> bool:
         """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
         if value is None:
             result = _NONE_RESULT
@@ -748,7 +752,7 @@ class InProcessRuntime:
             except (EncodeError, MessageTooLarge):
                 return False
             type_name = value.type_name if isinstance(value, Message) else ""
-        rep.inflight.pop(env.id, None)
+        d.envelope = None  # the lease ends
         agent = rep.agent
         agent.inflight -= 1
         agent.processed += 1
@@ -765,7 +769,7 @@ class InProcessRuntime:
         me: asyncio.Task[Any],
         value: Any,
     ) -> None:
-        self._release(rep, env)
+        self._release(rep, d)
         if d.interrupted is not None:
             # The reaper took the task back while the handler was returning;
             # the redelivery owns it now. This completion is a duplicate.
@@ -867,14 +871,14 @@ class InProcessRuntime:
             began[self._tick] = now
             began.pop(self._tick - keep, None)
             for rep in list(self._replicas.values()):
-                for d in list(rep.inflight.values()):
-                    if d.interrupted is not None or d.tick >= self._tick:
+                for d in list(rep.deliveries):
+                    if d.envelope is None or d.interrupted is not None or d.tick >= self._tick:
                         continue
                     start = began.get(d.tick + 1)
                     if start is None or now - start >= timeout:
                         _log.warning(
                             "visibility timeout; redelivering",
-                            task_id=d.envelope.id if d.envelope is not None else None,
+                            task_id=d.envelope.id,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
