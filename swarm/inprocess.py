@@ -445,8 +445,10 @@ class InProcessRuntime:
             recipient=env.recipient,
             priority=env.priority,
             idempotency_key=env.idempotency_key,
-            epoch=env.epoch,
+            # In field order (created_at before epoch): msgspec matches each
+            # keyword fastest where the previous one left off.
             created_at=env.created_at or time.time(),
+            epoch=env.epoch,
         )
         # As in submit, inline: a call less per task.
         stored = fast.create_nowait(record)

@@ -115,8 +115,8 @@ class TaskRecord(msgspec.Struct, kw_only=True, gc=False):
             recipient=envelope.recipient,
             priority=envelope.priority,
             idempotency_key=envelope.idempotency_key,
-            epoch=envelope.epoch,
             created_at=envelope.created_at or time.time(),
+            epoch=envelope.epoch,  # in field order: the cheapest keyword matching
         )
 
 
