@@ -116,6 +116,13 @@ class _Role:
     types: set[str] = field(default_factory=set)
     replicas: dict[str, _Replica] = field(default_factory=dict)
     backlog: list[_Entry] = field(default_factory=list)
+    # The replica when there is exactly one (the common embedded case): _offer
+    # then picks it without iterating the dict.
+    sole: _Replica | None = None
+
+    def replicas_changed(self) -> None:
+        """Recompute :attr:`sole` after a replica joined or left."""
+        self.sole = next(iter(self.replicas.values())) if len(self.replicas) == 1 else None
 
 
 @dataclass(slots=True, eq=False)
@@ -342,6 +349,7 @@ class InProcessRuntime:
         for topic in agent.subscriptions:
             rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
         role.replicas[agent.agent_id] = rep
+        role.replicas_changed()
         self._replicas[agent.agent_id] = rep
         self._fill(rep)
         self._pump(role)
@@ -373,6 +381,7 @@ class InProcessRuntime:
         rep.dead = True
         self._replicas.pop(rep.agent.agent_id, None)
         rep.role.replicas.pop(rep.agent.agent_id, None)
+        rep.role.replicas_changed()
         self._return_mailbox(rep)
         for d in rep.deliveries:
             if d.envelope is not None:
@@ -517,13 +526,18 @@ class InProcessRuntime:
         if not role.backlog and not self._halting and avoid is None:
             # No backlog: hand the task straight to the least-loaded replica
             # with room, skipping the heap round trip.
-            best: _Replica | None = None
-            best_free = 0
-            for rep in role.replicas.values():
-                free = rep.agent.concurrency - rep.assigned
-                # best_free starts at 0: the first replica with room wins the first test.
-                if free > best_free and rep.agent.state in _ACCEPTING:
-                    best, best_free = rep, free
+            best = role.sole
+            if best is not None:
+                agent = best.agent
+                if agent.concurrency <= best.assigned or agent.state not in _ACCEPTING:
+                    best = None
+            else:
+                best_free = 0
+                for rep in role.replicas.values():
+                    free = rep.agent.concurrency - rep.assigned
+                    # best_free starts at 0: the first replica with room wins the first test.
+                    if free > best_free and rep.agent.state in _ACCEPTING:
+                        best, best_free = rep, free
             if best is not None:
                 if best.idle and best.assigned < len(best.workers):
                     # _assign's common case (a parked worker), inline: a call less
