@@ -314,3 +314,25 @@ async def test_bare_role_names_are_qualified_every_time() -> None:
         for _ in range(3):
             assert await (await swarm.submit(Other(text="x"), to="other")).result() == "X"
             assert await (await swarm.submit(Other(text="y"), to="role:other")).result() == "Y"
+
+
+async def test_sole_replica_follows_registrations() -> None:
+    runtime = InProcessRuntime()
+    await runtime.start()
+    try:
+        a, b, c = (OtherWorker(agent_id=i) for i in ("a", "b", "c"))
+
+        async def run() -> str:
+            env = task_envelope(runtime.codec, Other(text="x"), "t", 1, "role:other")
+            return (await runtime.wait(await runtime.submit(env), timeout=10)).agent_id or ""
+
+        await runtime.register(a)
+        assert await run() == "a"
+        await runtime.register(b)
+        await runtime.kill("a")
+        assert await run() == "b"  # one replica again: the one left
+        await runtime.unregister("b")
+        await runtime.register(c)
+        assert await run() == "c"
+    finally:
+        await runtime.stop()
