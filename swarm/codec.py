@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -109,6 +110,18 @@ class Codec:
             return decoder.decode(envelope.payload)  # type: ignore[no-any-return]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"payload of {envelope.type!r} is invalid: {exc}") from exc
+
+    def payload_decoder(self, type_: type[T]) -> Callable[[Any], T] | None:
+        """The function :meth:`decode_payload` decodes ``type_`` with, for hot loops.
+
+        It raises msgspec's ``DecodeError``/``ValidationError``, not
+        :class:`~swarm.errors.DecodeError`: on those, call :meth:`decode_payload`
+        for the error to surface. None in a subclass overriding
+        :meth:`decode_payload`, whose override must run.
+        """
+        if type(self).decode_payload is not Codec.decode_payload:
+            return None
+        return self._decoder(type_).decode
 
     def decode_any(self, envelope: Envelope) -> Any:
         """Decode an envelope's payload by its type name; see :meth:`decode_value`."""

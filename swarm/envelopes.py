@@ -55,6 +55,22 @@ def task_envelope(
     if now is None:
         now = time.time()
     # The flag itself first: no call per task while tracing is off.
+    if not (
+        tracing._enabled or priority or deadline is not None or idempotency_key is not None or epoch
+    ):
+        # Fields at their defaults are left out: msgspec matches every keyword
+        # it is given, ~12 ns each, so the common task is cheaper built without them.
+        return Envelope(
+            id=new_id(now),
+            kind=_TASK,
+            type=message.type_name,
+            sender=sender,
+            recipient=to,
+            payload=codec.encode_payload(message),
+            max_attempts=max_attempts,
+            created_at=now,
+            reply_to=reply_to,
+        )
     traceparent, tracestate = current_traceparent() if tracing._enabled else (None, None)
     return Envelope(
         id=new_id(now),

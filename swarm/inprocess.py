@@ -91,6 +91,11 @@ _DONE = TaskState.DONE
 # in C; ``Future()`` takes the running loop at C speed.
 _Future = asyncio.Future
 _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned None
+# A handler the worker calls itself: (function, payload decode function).
+_PlainHandler = tuple[Callable[..., Any], Callable[[Any], Any]]
+_MISS: Any = object()
+# What a payload decode function raises; Agent.dispatch then raises the DecodeError.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 @dataclass(slots=True, eq=False)
@@ -111,6 +116,13 @@ class _Role:
     types: set[str] = field(default_factory=set)
     replicas: dict[str, _Replica] = field(default_factory=dict)
     backlog: list[_Entry] = field(default_factory=list)
+    # The replica when there is exactly one (the common embedded case): _offer
+    # then picks it without iterating the dict.
+    sole: _Replica | None = None
+
+    def replicas_changed(self) -> None:
+        """Recompute :attr:`sole` after a replica joined or left."""
+        self.sole = next(iter(self.replicas.values())) if len(self.replicas) == 1 else None
 
 
 @dataclass(slots=True, eq=False)
@@ -123,12 +135,18 @@ class _Replica:
     mailbox: collections.deque[Envelope] = field(default_factory=collections.deque)
     idle: collections.deque[asyncio.Future[Envelope]] = field(default_factory=collections.deque)
     assigned: int = 0
-    inflight: dict[str, _Delivery] = field(default_factory=dict)
+    # One per worker, reused; leased while its envelope is set. A list walked by
+    # the reaper rather than a dict of leases: no insert and delete per task.
+    deliveries: list[_Delivery] = field(default_factory=list)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     # Created only while someone waits for the replica to finish its work
     # (unregister with drain), so the hot path does not touch an Event.
     settled: asyncio.Event | None = None
     dead: bool = False
+    # Per task type: the handler and payload decode function the workers call
+    # directly (no dispatch and decode_payload frames), or None to go through
+    # Agent.dispatch. Filled on first use.
+    handlers: dict[str, _PlainHandler | None] = field(default_factory=dict)
     subscriptions: list[_Subscription] = field(default_factory=list)
 
     @property
@@ -201,7 +219,12 @@ class InProcessRuntime:
         # submit, ``wait_result``) are off in a subclass that overrides them.
         cls = type(self)
         self._sync_ok = cls.submit is InProcessRuntime.submit
-        self._fast_wait = self._fast_ledger if cls.wait is InProcessRuntime.wait else None
+        # wait_result's shortcut: the in-memory ledger's record lookup, at C level.
+        self._fast_get: Callable[[str], TaskRecord | None] | None = (
+            self._fast_ledger.record_getter()
+            if self._fast_ledger is not None and cls.wait is InProcessRuntime.wait
+            else None
+        )
         self._codec = codec or Codec()
         self._retry = retry_policy or RetryPolicy()
         self.visibility_timeout = visibility_timeout
@@ -326,6 +349,7 @@ class InProcessRuntime:
         for topic in agent.subscriptions:
             rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
         role.replicas[agent.agent_id] = rep
+        role.replicas_changed()
         self._replicas[agent.agent_id] = rep
         self._fill(rep)
         self._pump(role)
@@ -357,9 +381,11 @@ class InProcessRuntime:
         rep.dead = True
         self._replicas.pop(rep.agent.agent_id, None)
         rep.role.replicas.pop(rep.agent.agent_id, None)
+        rep.role.replicas_changed()
         self._return_mailbox(rep)
-        for d in rep.inflight.values():
-            d.interrupted = reason
+        for d in rep.deliveries:
+            if d.envelope is not None:
+                d.interrupted = reason
         for w in rep.workers:
             w.cancel()
         await asyncio.gather(*rep.workers, return_exceptions=True)
@@ -421,7 +447,18 @@ class InProcessRuntime:
         ):
             env = self._admit(env)
             role = None  # _admit may have routed it: _enqueue looks the role up
-        record = TaskRecord.for_task(env)
+        # TaskRecord.for_task, inline: a call less per task.
+        record = TaskRecord(
+            task_id=env.id,
+            type=env.type,
+            recipient=env.recipient,
+            priority=env.priority,
+            idempotency_key=env.idempotency_key,
+            # In field order (created_at before epoch): msgspec matches each
+            # keyword fastest where the previous one left off.
+            created_at=env.created_at or time.time(),
+            epoch=env.epoch,
+        )
         # As in submit, inline: a call less per task.
         stored = fast.create_nowait(record)
         if stored is not record:
@@ -489,14 +526,27 @@ class InProcessRuntime:
         if not role.backlog and not self._halting and avoid is None:
             # No backlog: hand the task straight to the least-loaded replica
             # with room, skipping the heap round trip.
-            best: _Replica | None = None
-            best_free = 0
-            for rep in role.replicas.values():
-                free = rep.agent.concurrency - rep.assigned
-                # best_free starts at 0: the first replica with room wins the first test.
-                if free > best_free and rep.agent.state in _ACCEPTING:
-                    best, best_free = rep, free
+            best = role.sole
             if best is not None:
+                agent = best.agent
+                if agent.concurrency <= best.assigned or agent.state not in _ACCEPTING:
+                    best = None
+            else:
+                best_free = 0
+                for rep in role.replicas.values():
+                    free = rep.agent.concurrency - rep.assigned
+                    # best_free starts at 0: the first replica with room wins the first test.
+                    if free > best_free and rep.agent.state in _ACCEPTING:
+                        best, best_free = rep, free
+            if best is not None:
+                if best.idle and best.assigned < len(best.workers):
+                    # _assign's common case (a parked worker), inline: a call less
+                    # per task. A done waiter is dropped, as _assign would.
+                    waiter = best.idle.popleft()
+                    if not waiter.done():
+                        best.assigned += 1
+                        waiter.set_result(env)
+                        return
                 self._assign(best, env)
                 return
         heapq.heappush(role.backlog, (-env.priority, next(self._seq), env, avoid))
@@ -556,8 +606,10 @@ class InProcessRuntime:
         fast = self._fast_ledger
         codec = self._codec
         ctx = rep.context
-        inflight = rep.inflight
+        handlers = rep.handlers
+        waiters = self._waiters
         d = _Delivery(me)
+        rep.deliveries.append(d)
         while True:
             if rep.mailbox:
                 env = rep.mailbox.popleft()
@@ -580,7 +632,6 @@ class InProcessRuntime:
                     d.envelope = env
                     d.interrupted = None
                     d.tick = self._tick
-                    inflight[env.id] = d
                     agent.inflight += 1
                     try:
                         # The flag itself, not tracing_enabled(): a call less per task.
@@ -588,7 +639,20 @@ class InProcessRuntime:
                             with handler_span(env, agent.agent_id):
                                 value = await agent.dispatch(env, ctx, codec)
                         else:
-                            value = await agent.dispatch(env, ctx, codec)
+                            # What dispatch does, without its two frames, when
+                            # the agent allows it (see _plain_handler).
+                            plain = handlers.get(env.type, _MISS)
+                            if plain is _MISS:
+                                plain = self._plain_handler(rep, env.type)
+                            if plain is not None:
+                                try:
+                                    message = plain[1](env.payload)
+                                except _DECODE_ERRORS:
+                                    plain = None  # dispatch raises the DecodeError
+                            if plain is None:
+                                value = await agent.dispatch(env, ctx, codec)
+                            else:
+                                value = await plain[0](agent, message)
                     except BaseException as exc:
                         await self._on_error(rep, d, env, me, exc)
                     else:
@@ -597,13 +661,21 @@ class InProcessRuntime:
                         elif value is None:
                             # The common ack (nothing to encode), inline: a call less
                             # per task. Any other value goes through _on_result.
-                            inflight.pop(env.id, None)
+                            d.envelope = None  # the lease ends
                             agent.inflight -= 1
                             agent.processed += 1
                             rec = fast.done_nowait(env.id, env.attempt, _NONE_RESULT, "")
-                            if rec is not None:
+                            if rec is None:
+                                pass
+                            elif self._outstanding > 1 and not self._more_waiters:
+                                # _settled's common case, inline: a call less per task.
+                                self._outstanding -= 1
+                                fut = waiters.pop(env.id, None)
+                                if fut is not None and not fut.done():
+                                    fut.set_result(rec)
+                            else:
                                 self._settled(rec)
-                        elif not self._on_result(rep, env, value, fast):
+                        elif not self._on_result(rep, d, env, value, fast):
                             await self._on_result_slow(rep, d, env, me, value)
             finally:
                 rep.assigned -= 1
@@ -620,6 +692,17 @@ class InProcessRuntime:
             elif self._direct:
                 self._fill(rep)
 
+    def _plain_handler(self, rep: _Replica, type_name: str) -> _PlainHandler | None:
+        """Look up (once per replica and type) a handler the worker may call itself."""
+        found = rep.agent.plain_handler(type_name)
+        plain: _PlainHandler | None = None
+        if found is not None:
+            decode = self._codec.payload_decoder(found[1])
+            if decode is not None:
+                plain = (found[0], decode)
+        rep.handlers[type_name] = plain
+        return plain
+
     async def _start(self, agent: Agent, env: Envelope) -> bool:
         """Record the start of a delivery; False if its deadline passed (it ends expired)."""
         if env.deadline is not None and time.time() > env.deadline:
@@ -634,8 +717,8 @@ class InProcessRuntime:
         return True
 
     @staticmethod
-    def _release(rep: _Replica, env: Envelope) -> None:
-        rep.inflight.pop(env.id, None)
+    def _release(rep: _Replica, d: _Delivery) -> None:
+        d.envelope = None  # the lease ends
         rep.agent.inflight -= 1
 
     async def _on_error(
@@ -647,7 +730,7 @@ class InProcessRuntime:
         exc: BaseException,
     ) -> None:
         """The handler raised (or was interrupted): redeliver, retry, fail or dead-letter."""
-        self._release(rep, env)
+        self._release(rep, d)
         if isinstance(exc, asyncio.CancelledError):
             if d.interrupted is None:
                 # Cancelled from outside (the handler cancelled itself, or an
@@ -672,7 +755,9 @@ class InProcessRuntime:
             await self._redeliver(env, type(exc).__name__, rep)
             raise exc
 
-    def _on_result(self, rep: _Replica, env: Envelope, value: Any, fast: InMemoryLedger) -> bool:
+    def _on_result(
+        self, rep: _Replica, d: _Delivery, env: Envelope, value: Any, fast: InMemoryLedger
+    ) -> bool:
         """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
         if value is None:
             result = _NONE_RESULT
@@ -683,7 +768,7 @@ class InProcessRuntime:
             except (EncodeError, MessageTooLarge):
                 return False
             type_name = value.type_name if isinstance(value, Message) else ""
-        rep.inflight.pop(env.id, None)
+        d.envelope = None  # the lease ends
         agent = rep.agent
         agent.inflight -= 1
         agent.processed += 1
@@ -700,7 +785,7 @@ class InProcessRuntime:
         me: asyncio.Task[Any],
         value: Any,
     ) -> None:
-        self._release(rep, env)
+        self._release(rep, d)
         if d.interrupted is not None:
             # The reaper took the task back while the handler was returning;
             # the redelivery owns it now. This completion is a duplicate.
@@ -802,14 +887,14 @@ class InProcessRuntime:
             began[self._tick] = now
             began.pop(self._tick - keep, None)
             for rep in list(self._replicas.values()):
-                for d in list(rep.inflight.values()):
-                    if d.interrupted is not None or d.tick >= self._tick:
+                for d in list(rep.deliveries):
+                    if d.envelope is None or d.interrupted is not None or d.tick >= self._tick:
                         continue
                     start = began.get(d.tick + 1)
                     if start is None or now - start >= timeout:
                         _log.warning(
                             "visibility timeout; redelivering",
-                            task_id=d.envelope.id if d.envelope is not None else None,
+                            task_id=d.envelope.id,
                             agent_id=rep.agent.agent_id,
                         )
                         d.interrupted = "visibility timeout"
@@ -859,10 +944,10 @@ class InProcessRuntime:
             SwarmTimeout: Not final within ``timeout``.
             KeyError: Unknown task id.
         """
-        fast = self._fast_wait
-        if fast is None or timeout is not None:
+        get = self._fast_get
+        if get is None or timeout is not None:
             return result_of(self._codec, await self.wait(task_id, timeout=timeout))
-        rec = fast.get_nowait(task_id)
+        rec = get(task_id)
         if rec is None:
             raise KeyError(task_id)
         if rec.state not in FINAL_STATES:
@@ -879,7 +964,8 @@ class InProcessRuntime:
                 # Cancelled: drop the waiter. (Once resolved, _settled removed it.)
                 self._drop_waiter(task_id, fut)
                 raise
-        if rec.state is _DONE and rec.result == _NONE_RESULT:
+        # The worker stores this very object for a None result: an identity test.
+        if rec.state is _DONE and rec.result is _NONE_RESULT:
             return None  # the common no-result case, without result_of's call
         return result_of(self._codec, rec)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -114,8 +115,8 @@ class TaskRecord(msgspec.Struct, kw_only=True, gc=False):
             recipient=envelope.recipient,
             priority=envelope.priority,
             idempotency_key=envelope.idempotency_key,
-            epoch=envelope.epoch,
             created_at=envelope.created_at or time.time(),
+            epoch=envelope.epoch,  # in field order: the cheapest keyword matching
         )
 
 
@@ -261,9 +262,13 @@ class InMemoryLedger:
         """Mark a task done: the hot-path form of ``update(DONE, ...)``."""
         rec = self._records.get(task_id)
         if rec is not None:
-            rec.attempts = attempts
+            # A Struct field write costs several times a read: attempts and
+            # result_type usually hold these values already (set at start, default).
+            if rec.attempts != attempts:
+                rec.attempts = attempts
             rec.result = result
-            rec.result_type = result_type
+            if rec.result_type != result_type:
+                rec.result_type = result_type
             if rec.state is _RUNNING and self._finals < self._max_final:
                 self._completed += 1
                 rec.state = _DONE
@@ -313,6 +318,15 @@ class InMemoryLedger:
     def get_nowait(self, task_id: str) -> TaskRecord | None:
         """Synchronous :meth:`get`."""
         return self._records.get(task_id)
+
+    def record_getter(self) -> Callable[[str], TaskRecord | None]:
+        """:meth:`get_nowait` as a C-level callable (the records dict's ``get``), for hot loops.
+
+        In a subclass overriding :meth:`get_nowait`, that method instead.
+        """
+        if type(self).get_nowait is not InMemoryLedger.get_nowait:
+            return self.get_nowait
+        return self._records.get
 
     async def counts(self) -> dict[TaskState, int]:
         counts = dict(self._counts)

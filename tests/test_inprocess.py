@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+import msgspec
 import pytest
 
 from swarm import InProcessRuntime, NoRouteError, Swarm, SwarmTimeout, TaskHandle
+from swarm.codec import Codec
 from swarm.envelopes import task_envelope
 from swarm.ledger import InMemoryLedger, TaskRecord, TaskState
-from swarm.messages import Envelope, new_id
-from tests.fakes import Board, Other, Work, Worker
+from swarm.messages import Envelope, Kind, new_id
+from tests.fakes import Board, Other, OtherWorker, Work, Worker
+
+T = TypeVar("T")
 
 
 async def test_waiters_of_one_task_are_independent() -> None:
@@ -206,3 +212,127 @@ async def test_overridden_submit_and_wait_are_not_skipped() -> None:
         handle = await swarm.submit(Work(n=3))
         assert await handle.result() == 6
     assert (runtime.submits, runtime.waits) == (1, 1)
+
+
+class _DispatchCounting(OtherWorker):
+    """Overrides dispatch: the worker must call it rather than the handler directly."""
+
+    calls = 0
+
+    def dispatch(self, envelope: Envelope, ctx: Any, codec: Codec) -> Awaitable[Any]:
+        self.calls += 1
+        return super().dispatch(envelope, ctx, codec)
+
+
+class _DecodeCounting(Codec):
+    """Overrides decode_payload: the worker must decode through it."""
+
+    __slots__ = ("decodes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decodes = 0
+
+    def decode_payload(self, envelope: Envelope, type_: type[T]) -> T:
+        self.decodes += 1
+        return super().decode_payload(envelope, type_)
+
+
+def test_plain_handler_only_when_dispatch_would_just_call_it() -> None:
+    plain = OtherWorker().plain_handler(Other.type_name)
+    assert plain is not None and plain[1] is Other
+    assert OtherWorker().plain_handler(Work.type_name) is None  # no handler
+    assert Worker(Board()).plain_handler(Work.type_name) is None  # takes a context
+    assert _DispatchCounting().plain_handler(Other.type_name) is None
+    assert Codec().payload_decoder(Other) is not None
+    assert _DecodeCounting().payload_decoder(Other) is None
+
+
+async def test_workers_honour_overridden_dispatch_and_decode() -> None:
+    agent = _DispatchCounting()
+    codec = _DecodeCounting()
+    runtime = InProcessRuntime(codec=codec)
+    async with Swarm(agents=[agent], runtime=runtime) as swarm:
+        for text in ("a", "b"):
+            assert await (await swarm.submit(Other(text=text))).result() == text.upper()
+    assert agent.calls == 2 and codec.decodes == 2
+
+
+async def test_plain_handler_path_fails_a_malformed_payload_with_decode_error() -> None:
+    runtime = InProcessRuntime()
+    async with Swarm(agents=[OtherWorker()], runtime=runtime) as swarm:
+        assert await (await swarm.submit(Other(text="ok"))).result() == "OK"  # handler cached
+        env = Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type=Other.type_name,
+            sender="t",
+            recipient="role:other",
+            payload=msgspec.Raw(msgspec.msgpack.encode({"text": 5})),
+            max_attempts=3,
+        )
+        task_id = await runtime.submit(env)
+        rec = await runtime.wait(task_id, timeout=10)
+    # Not retried: a payload that does not fit its type never will.
+    assert rec.state is TaskState.FAILED and rec.attempts == 1
+    assert rec.error is not None and "payload of" in rec.error
+
+
+def test_record_getter_is_get_nowait() -> None:
+    ledger = InMemoryLedger()
+    rec = ledger.create_nowait(TaskRecord(task_id="t1", type="x", recipient="role:r"))
+    assert ledger.record_getter()("t1") is rec and ledger.record_getter()("t2") is None
+
+    class Logged(InMemoryLedger):
+        def get_nowait(self, task_id: str) -> TaskRecord | None:
+            return None
+
+    logged = Logged()
+    assert logged.record_getter() == logged.get_nowait
+
+
+def test_task_envelopes_keep_explicit_fields_with_or_without_defaults() -> None:
+    codec = Codec()
+    plain = task_envelope(codec, Work(n=1), "q", 3, "role:worker", reply_to="n1", now=5.0)
+    full = task_envelope(codec, Work(n=1), "q", 3, "role:worker", 2, 9.0, "", "n1", 4, now=5.0)
+    assert (plain.priority, plain.deadline, plain.idempotency_key, plain.epoch) == (
+        0,
+        None,
+        None,
+        0,
+    )
+    assert (plain.created_at, plain.reply_to, plain.max_attempts) == (5.0, "n1", 3)
+    # An empty idempotency key is a key: it must not be dropped with the defaults.
+    assert (full.priority, full.deadline, full.idempotency_key, full.epoch) == (2, 9.0, "", 4)
+    assert msgspec.structs.replace(
+        full, priority=0, deadline=None, idempotency_key=None, epoch=0
+    ) == (msgspec.structs.replace(plain, id=full.id))
+
+
+async def test_bare_role_names_are_qualified_every_time() -> None:
+    async with Swarm(agents=[OtherWorker()]) as swarm:
+        for _ in range(3):
+            assert await (await swarm.submit(Other(text="x"), to="other")).result() == "X"
+            assert await (await swarm.submit(Other(text="y"), to="role:other")).result() == "Y"
+
+
+async def test_sole_replica_follows_registrations() -> None:
+    runtime = InProcessRuntime()
+    await runtime.start()
+    try:
+        a, b, c = (OtherWorker(agent_id=i) for i in ("a", "b", "c"))
+
+        async def run() -> str:
+            env = task_envelope(runtime.codec, Other(text="x"), "t", 1, "role:other")
+            return (await runtime.wait(await runtime.submit(env), timeout=10)).agent_id or ""
+
+        await runtime.register(a)
+        assert await run() == "a"
+        await runtime.register(b)
+        await runtime.kill("a")
+        assert await run() == "b"  # one replica again: the one left
+        await runtime.unregister("b")
+        await runtime.register(c)
+        assert await run() == "c"
+    finally:
+        await runtime.stop()

@@ -240,6 +240,22 @@ class Agent:
             if self.state is not AgentState.FAILED:
                 self.state = AgentState.STOPPED
 
+    def plain_handler(
+        self, type_name: str
+    ) -> tuple[Callable[..., Awaitable[Any]], type[Message]] | None:
+        """The handler function and message type for ``type_name``, if calling it is all
+        :meth:`dispatch` would do.
+
+        That is: a handler exists, it takes no context, and :meth:`dispatch` is
+        not overridden. A runtime may then decode the payload and call
+        ``func(agent, message)`` itself, sparing a frame or two per task; for
+        anything else (None) it calls :meth:`dispatch`.
+        """
+        h = self._handlers.get(type_name)
+        if h is None or h.takes_context or type(self).dispatch is not Agent.dispatch:
+            return None
+        return h.func, h.message_type
+
     def dispatch(
         self, envelope: Envelope, ctx: TaskContext | AgentContext, codec: Codec
     ) -> Awaitable[Any]:

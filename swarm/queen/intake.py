@@ -22,6 +22,8 @@ from swarm.runtime import Runtime
 
 __all__ = ["Intake"]
 
+_QUALIFIED_MAX = 1024
+
 
 class Intake:
     """Builds task envelopes and submits them to the runtime.
@@ -61,6 +63,9 @@ class Intake:
         self.retry_policy = retry_policy or runtime.retry_policy
         self.max_attempts_by_type = dict(max_attempts_by_type or {})
         self.epoch = epoch
+        # Recipients seen already qualified ("role:x", "agent:y"): a set lookup
+        # per task instead of a ``startswith`` call. Bounded: ids may be many.
+        self._qualified: set[str] = set()
 
     @property
     def runtime(self) -> Runtime:
@@ -111,8 +116,11 @@ class Intake:
         now = time.time()
         if timeout is not None:
             deadline = now + timeout if deadline is None else min(deadline, now + timeout)
-        if to and not to.startswith(("agent:", "role:")):
-            to = f"role:{to}"
+        if to and to not in self._qualified:
+            if not to.startswith(("agent:", "role:")):
+                to = f"role:{to}"
+            elif len(self._qualified) < _QUALIFIED_MAX:
+                self._qualified.add(to)
         if self.router.healthy is not None and not to.startswith("agent:"):
             to = self.router.resolve(type_name, to, await self._runtime.directory())
         runtime = self._runtime
