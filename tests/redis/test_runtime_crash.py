@@ -25,7 +25,10 @@ from tests.servers import redis_url
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-VT = 1.0
+# Short enough to keep the test quick, long enough that a live agent's 8 ms task
+# is not taken for a dead one's when the host is loaded (at 1 s, a 2-core host
+# at load 8 once counted a live agent's delayed task as a duplicate).
+VT = 2.0
 
 
 class AgentProcs:
