@@ -261,7 +261,9 @@ class Consumer:
                     )
                 )
             else:
-                d.running = self._settler.add(
+                # No future: nothing reads the mark's reply (the completion's,
+                # which follows in order, is awaited).
+                self._settler.put(
                     SettleOp(
                         ledger.key(env.id),
                         TaskState.RUNNING.value,
