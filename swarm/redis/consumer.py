@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from swarm import constants as C
 from swarm.agent.base import AgentState
-from swarm.agent.context import TaskContext
 from swarm.codec import Codec
 from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
@@ -30,7 +29,7 @@ from swarm.redis.bulk import SettleOp
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
 from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
-from swarm.tracing import handler_span
+from swarm.tracing import handler_span, tracing_enabled
 
 __all__ = ["Consumer"]
 
@@ -310,8 +309,14 @@ class Consumer:
         agent.inflight += 1
         codec = core.codec
         try:
-            with handler_span(env, agent.agent_id):
-                value = await agent.dispatch(env, TaskContext(rep.context, env), codec)
+            # As in the in-process runtime: no span context manager (a
+            # generator per task) unless tracing is on; ``dispatch`` makes the
+            # task context only for a handler that takes one.
+            if tracing_enabled():
+                with handler_span(env, agent.agent_id):
+                    value = await agent.dispatch(env, rep.context, codec)
+            else:
+                value = await agent.dispatch(env, rep.context, codec)
         except asyncio.CancelledError:
             self._settle(rep, d)
             if d.interrupted is None:

@@ -172,7 +172,12 @@ class RedisLedger:
     # -- pipeline building blocks ------------------------------------------
     @staticmethod
     def flat_fields(record: TaskRecord) -> list[str | bytes | int | float]:
-        """A new record's hash as flat field/value elements (as :meth:`queue_store` writes it)."""
+        """A new record's hash as flat field/value elements (as :meth:`queue_store` writes it).
+
+        The first five pairs are always task_id, type, recipient, state and
+        created_at, in this order (:func:`swarm.redis.bulk.queue_store` sends
+        only their values).
+        """
         flat: list[str | bytes | int | float] = [
             "task_id",
             record.task_id,

@@ -28,6 +28,7 @@ __all__ = ["Results"]
 _log = structlog.get_logger("swarm.redis.results")
 
 _RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
+_RECORDS_DECODER = msgspec.msgpack.Decoder(list[TaskRecord])
 _SWEEP_EVERY = 2.0
 
 
@@ -89,17 +90,23 @@ class Results:
                 await self._sweep()
 
     def _on_result(self, fields: dict[bytes, bytes]) -> None:
+        # An entry holds one note ("r") or, from a settle script that
+        # finished several of our tasks, an array of them ("rs").
         data = fields.get(b"r")
         try:
-            if data is None:
+            if data is not None:
+                records: list[TaskRecord] | tuple[TaskRecord] = (_RECORD_DECODER.decode(data),)
+            elif (data := fields.get(b"rs")) is not None:
+                records = _RECORDS_DECODER.decode(data)
+            else:
                 raise DecodeError("no record field")
-            record = _RECORD_DECODER.decode(data)
         except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             REJECTED.labels(reason="malformed_result").inc()
             _log.warning("rejected inbox entry", error=repr(exc))
             return
-        if record.final:
-            self._resolve(record)
+        for record in records:
+            if record.final:
+                self._resolve(record)
 
     def _resolve(self, record: TaskRecord) -> None:
         self.untrack(record.task_id)
