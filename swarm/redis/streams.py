@@ -245,7 +245,7 @@ def band_of(priority: int) -> int:
     return max(min(PRIORITY_BANDS), min(max(PRIORITY_BANDS), priority))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEntry:
     """One entry read from a task stream.
 

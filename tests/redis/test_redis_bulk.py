@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swarm.ledger import TaskRecord, TaskState
+from swarm.messages import Envelope, Kind, new_id
 from swarm.redis.bulk import SettleOp, StoreOp, queue_settle, queue_store
 from swarm.redis.ledger import RedisLedger
 from tests.redis.runtime_support import cleanup, new_prefix, redis_client
@@ -65,3 +66,19 @@ async def test_store_then_settle_many_matches_the_ledger_rules() -> None:
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+def test_task_fields_are_the_flat_fields_of_the_queued_record() -> None:
+    for extra in ({}, {"priority": 3}, {"epoch": 7, "idempotency_key": "k"}, {"priority": -1}):
+        env = Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type="T",
+            sender="s",
+            recipient="role:r",
+            payload=b"\xc0",
+            created_at=1234.5,
+            **extra,  # type: ignore[arg-type]
+        )
+        record = TaskRecord.for_task(env)
+        assert RedisLedger.task_fields(env) == RedisLedger.flat_fields(record)
