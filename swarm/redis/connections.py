@@ -50,12 +50,12 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
+from swarm.redis.settings import RedisSettings
 
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - HiredisPackConnection is used only with hiredis
     _hiredis_pack = None  # type: ignore[assignment]
-from swarm.redis.settings import RedisSettings
 
 __all__ = [
     "AnyRedis",
