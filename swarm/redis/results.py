@@ -135,6 +135,24 @@ class Results:
                 if record.final:
                     self._resolve(record)
 
+    def expect(self, task_id: str) -> asyncio.Future[TaskRecord]:
+        """A waiter for a task about to be submitted here, resolved like :meth:`wait`'s.
+
+        Registered before the submit, so a result that arrives before the
+        submitter resumes still finds it. Pair with :meth:`forget`.
+        """
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(fut)
+        return fut
+
+    def forget(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
+        """Drop a waiter from :meth:`expect` (resolved, or the submit failed)."""
+        waiters = self._waiters.get(task_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[task_id]
+
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """Wait for a task's final record (see :meth:`swarm.runtime.Runtime.wait`)."""
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()

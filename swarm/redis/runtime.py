@@ -428,8 +428,22 @@ class RedisRuntime:
             idempotency_key=idempotency_key,
             reply_to=self._core.node_id,
         )
-        task_id = await self._intake.submit(env)
-        return result_of(codec, await self._results.wait(task_id, timeout=timeout))
+        results = self._results
+        if timeout is not None:
+            task_id = await self._intake.submit(env)
+            return result_of(codec, await results.wait(task_id, timeout=timeout))
+        # The waiter is in place before the task goes out: a result read from
+        # the inbox before this coroutine resumes after the submit (a busy
+        # loop) resolves it, instead of leaving wait() to read the ledger.
+        fut = results.expect(env.id)
+        try:
+            task_id = await self._intake.submit(env)
+            if task_id != env.id:
+                # An earlier task with the same idempotency key.
+                return result_of(codec, await results.wait(task_id))
+            return result_of(codec, await fut)
+        finally:
+            results.forget(env.id, fut)
 
     # -- broadcast --------------------------------------------------------
     async def publish(self, topic: str, message: Message, *, sender: str) -> None:

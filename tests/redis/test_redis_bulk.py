@@ -178,3 +178,21 @@ def test_results_resolve_every_note_of_an_array_entry() -> None:
         results._on_result({b"r": msgspec.msgpack.encode(recs[0])})  # single notes still work
     finally:
         loop.close()
+
+
+async def test_an_expected_result_that_arrives_before_its_submitter_waits_is_kept() -> None:
+    core = Core.__new__(Core)
+    results = Results(core)
+    record = TaskRecord(task_id="t1", type="T", recipient="role:r", state=TaskState.DONE)
+    fut = results.expect("t1")
+    results.track(Envelope(id="t1", kind=Kind.TASK, type="T", sender="s", recipient="role:r"))
+    # The inbox reader resolves it before the submitting coroutine resumes.
+    results._on_result({b"r": msgspec.msgpack.encode(record)})
+    assert fut.done() and fut.result().task_id == "t1"
+    assert results.idle.is_set()
+    results.forget("t1", fut)
+    assert "t1" not in results._waiters
+    # A submit that failed: the waiter is dropped unresolved.
+    other = results.expect("t2")
+    results.forget("t2", other)
+    assert not other.done() and "t2" not in results._waiters
