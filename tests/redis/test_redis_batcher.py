@@ -110,3 +110,45 @@ async def test_round_trips_share_one_held_connection_which_reconnects(
         assert not pool._in_use_connections
         await redis.aclose()
         await other.aclose()
+
+
+class _BrokenPipeline:
+    """A pipeline whose round trip fails, as on a dropped connection."""
+
+    def __init__(self) -> None:
+        self.commands: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def eval(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        raise ConnectionError("connection lost")
+
+
+class _BrokenRedis:
+    def pipeline(self, transaction: bool = True) -> _BrokenPipeline:
+        return _BrokenPipeline()
+
+
+async def test_a_failed_round_trip_reaches_grouped_items_as_values_and_spares_put_items() -> None:
+    tasks = TaskSet("batcher-broken")
+    batcher = PipelineBatcher(_BrokenRedis())
+    tasks.spawn(batcher.run(), name="batcher")
+
+    def build(pipe: Pipeline, items: list[Any]) -> None:
+        pipe.eval(ECHO, 0, *items)
+
+    try:
+        batcher.put("k", build, "mark")  # no future: nothing to report to
+        futs = [batcher.add("k", build, f"a{i}") for i in range(3)]
+        replies = await asyncio.gather(*futs)
+        # Errors as values: a caller that drops its future leaves no
+        # "exception never retrieved" behind.
+        assert all(isinstance(r, ConnectionError) for r in replies)
+        with pytest.raises(ConnectionError):
+            await batcher.call(lambda pipe: pipe.eval(ECHO, 0))
+    finally:
+        await tasks.close()
