@@ -49,7 +49,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
@@ -455,6 +455,57 @@ class _HeldPipeline(Pipeline):
     """A standalone pipeline whose connection its :class:`PipelineConnection` keeps."""
 
     holder: PipelineConnection
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Run the queued commands; on a live held connection, without redis-py's wrappers.
+
+        redis-py wraps every pipeline in a retry closure, an observability
+        record, HIMPORT preparation passes and a second packing pass that joins
+        the commands into one buffer: more Python than the write and the read
+        themselves for the batcher's one or two commands. A held connection
+        that is up runs one attempt directly; should that attempt fail on the
+        connection, redis-py's path (retries with backoff) runs the pipeline
+        again, as its own retry would have.
+        """
+        conn = self.connection
+        stack = self.command_stack
+        if (
+            conn is None
+            or not stack
+            or self.scripts
+            or self.watching
+            or self.is_transaction
+            or self.explicit_transaction
+            or not isinstance(conn, HiredisPackConnection)
+            or not conn.is_connected
+        ):
+            return await super().execute(raise_on_error)
+        try:
+            chunks: list[bytes] = []
+            pack = conn.pack_command
+            for args, _ in stack:
+                chunks += pack(*args)
+            await conn.send_packed_command(chunks)
+            response: list[Any] = []
+            parse = self.parse_response
+            for args, options in stack:
+                try:
+                    response.append(await parse(conn, args[0], **options))
+                except ResponseError as exc:
+                    response.append(exc)
+        except (RedisConnectionError, RedisTimeoutError):
+            # As redis-py before a retry: a fresh connection for the next attempt.
+            await conn.disconnect()
+            return await super().execute(raise_on_error)
+        except BaseException:
+            await self.reset()
+            raise
+        try:
+            if raise_on_error:
+                self.raise_first_error(stack, response)
+        finally:
+            await self.reset()
+        return response
 
     async def reset(self) -> None:  # type: ignore[override]
         # Kept for the holder's next pipeline rather than handed back to the
