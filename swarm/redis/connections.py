@@ -563,27 +563,25 @@ class _DedicatedRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Run a command; on its live connection, one attempt without redis-py's wrappers.
 
-        As for the held pipeline: redis-py's per-command lock, retry closure
-        and observability record cost more than the read's own parsing, and
-        run after the reply arrived, on the path of every task when they come
-        one at a time. Its owner issues one command at a time, so no lock is
-        needed. After a connection error redis-py's path (retries with
-        backoff) runs the command again, as its own retry would have.
+        As for the held pipeline: redis-py's retry closure and observability
+        record cost more than the read's own parsing, and run after the reply
+        arrived, on the path of every task when they come one at a time.
+        After a connection error redis-py's path (retries with backoff) runs
+        the command again, as its own retry would have.
         """
-        conn = self.connection
-        if (
-            conn is None
-            or not isinstance(conn, HiredisPackConnection)
-            or not conn.is_connected
-            or self._single_conn_lock.locked()
-        ):
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        lock = self._single_conn_lock
+        await lock.acquire()
         try:
-            await conn.send_packed_command(conn.pack_command(*args))
-            return await self.parse_response(conn, args[0], **options)
-        except (RedisConnectionError, RedisTimeoutError):
-            await conn.disconnect()
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            conn = self.connection
+            if isinstance(conn, HiredisPackConnection) and conn.is_connected:
+                try:
+                    await conn.send_packed_command(conn.pack_command(*args))
+                    return await self.parse_response(conn, args[0], **options)
+                except (RedisConnectionError, RedisTimeoutError):
+                    await conn.disconnect()
+        finally:
+            lock.release()
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
 def dedicated(client: AnyRedis) -> AnyRedis:

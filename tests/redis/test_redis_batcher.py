@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError, ResponseError
 
+from swarm.redis.connections import PipelineConnection, use_hiredis_packer
 from swarm.redis.streams import Pipeline, PipelineBatcher
 from swarm.tasks import TaskSet
 from tests.redis.runtime_support import redis_client
@@ -152,3 +154,51 @@ async def test_a_failed_round_trip_reaches_grouped_items_as_values_and_spares_pu
             await batcher.call(lambda pipe: pipe.eval(ECHO, 0))
     finally:
         await tasks.close()
+
+
+async def test_a_held_pipeline_runs_directly_and_retries_a_dropped_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis = await redis_client()
+    other = await redis_client()
+    retried: list[object] = []
+    call_with_retry = Retry.call_with_retry
+
+    async def spy(self: Retry, *args: Any, **kwargs: Any) -> Any:
+        retried.append(args)
+        return await call_with_retry(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retry, "call_with_retry", spy)
+    # As the runtime's own clients: the direct path needs the hiredis packer.
+    assert use_hiredis_packer(redis)
+    held = PipelineConnection(redis)
+    try:
+        pipe = held.pipeline()
+        pipe.client_id()
+        (first,) = await pipe.execute()  # makes the connection: redis-py's path
+        retried.clear()
+        pipe = held.pipeline()
+        pipe.set("held-test", "1")
+        pipe.eval(FAIL, 0, "x")
+        pipe.get("held-test")
+        replies = await pipe.execute(raise_on_error=False)
+        # Replies parsed as redis-py parses them; an error reply in its place.
+        assert replies[0] is True and replies[2] == b"1"
+        assert isinstance(replies[1], ResponseError)
+        pipe = held.pipeline()
+        pipe.eval(FAIL, 0, "x")
+        with pytest.raises(ResponseError):
+            await pipe.execute()
+        assert not pipe.command_stack and held.held is not None
+        assert retried == []  # the live held connection: no retry wrapper
+        # A connection the server dropped: the pipeline runs again on a new one.
+        await other.client_kill_filter(_id=first)
+        pipe = held.pipeline()
+        pipe.client_id()
+        (again,) = await pipe.execute()
+        assert again != first and retried  # through redis-py's retrying path
+    finally:
+        await held.close()
+        await redis.delete("held-test")
+        await redis.aclose()
+        await other.aclose()
