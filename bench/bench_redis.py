@@ -11,6 +11,11 @@ or this script with ``--raw-worker`` for the raw loop). Measured in the same run
 By default a private ``redis-server`` (no persistence) is started on a free
 port, so other clients of a shared server do not disturb the figures.
 
+With ``BENCH_CPU=1`` (private server only) the pipelined phases also print the
+CPU time per task of each process (Queen, agent or raw worker, redis-server,
+from ``/proc``) and the server's ``INFO commandstats`` per task: figures that
+hold on a busy host, unlike the rates.
+
 Run::
 
     /work/venv/bin/python bench/bench_redis.py [--tasks 20000] [--redis URL]
@@ -164,6 +169,58 @@ def row(name: str, rate: float, lat: list[float]) -> str:
     return f"{name:<34} {rate:>10.0f} {pct(lat, 50):>10.0f} {pct(lat, 99):>10.0f}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def io_counts(pid: int) -> dict[str, int]:
+    """Read/write syscalls and bytes of a process so far, from ``/proc``."""
+    out = {}
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(":")
+        out[name] = int(value)
+    return out
+
+
+class CpuProbe:
+    """CPU per task of the processes of one pipelined phase, and Redis commands per task."""
+
+    def __init__(self, r: Redis, pids: dict[str, int]) -> None:
+        self.r = r
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    async def __aenter__(self) -> CpuProbe:
+        await self.r.config_resetstat()
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.io_before = {name: io_counts(pid) for name, pid in self.pids.items()}
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.after = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.io_after = {name: io_counts(pid) for name, pid in self.pids.items()}
+        self.stats = await self.r.info("commandstats")
+
+    def report(self, name: str, n: int) -> list[str]:
+        per = {k: (self.after[k] - self.before[k]) / n * 1e6 for k in self.pids}
+        lines = [f"{name}: CPU us/task " + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
+                 + f", total {sum(per.values()):.0f}"]
+        for k in self.pids:
+            d = {f: (self.io_after[k][f] - self.io_before[k][f]) / n
+                 for f in ("syscr", "rchar", "syscw", "wchar")}
+            lines.append(f"  {k:<6} per task: reads {d['syscr']:.3f} ({d['rchar']:.0f} B), "
+                         f"writes {d['syscw']:.3f} ({d['wchar']:.0f} B)")
+        for cmd, st in sorted(self.stats.items()):
+            if cmd in ("cmdstat_config", "cmdstat_info"):
+                continue
+            lines.append(f"  {cmd[8:]:<12} calls/task {st['calls'] / n:7.3f}  "
+                         f"usec/call {st['usec_per_call']:8.2f}  "
+                         f"usec/task {st['usec'] / n:7.2f}")
+        return lines
+
+
 def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -223,6 +280,8 @@ async def bench(args: argparse.Namespace) -> None:
         await wait_ready(url)
     prefix = f"bench-{os.urandom(4).hex()}"
     results = []
+    cpu = os.environ.get("BENCH_CPU") == "1" and server is not None
+    cpu_lines: list[str] = []
     try:
         # Raw loop first, in its own worker process.
         r = Redis.from_url(url)
@@ -236,7 +295,14 @@ async def bench(args: argparse.Namespace) -> None:
         payload = b"\x81\xa4body\xd9\x78" + BODY.encode()
         call_raw = lambda: raw.call(payload)  # noqa: E731
         await run_pipelined(call_raw, 1000)  # warm-up
-        raw_p = await run_pipelined(call_raw, args.tasks)
+        if cpu:
+            assert server is not None
+            pids = {"client": os.getpid(), "worker": raw_proc.pid, "redis": server.pid}
+            async with CpuProbe(r, pids) as probe:
+                raw_p = await run_pipelined(call_raw, args.tasks)
+            cpu_lines += probe.report("raw Streams", args.tasks)
+        else:
+            raw_p = await run_pipelined(call_raw, args.tasks)
         raw_s = await run_sequential(call_raw, args.sequential_tasks)
         for task in (reader, writer):
             task.cancel()
@@ -266,7 +332,14 @@ async def bench(args: argparse.Namespace) -> None:
 
             prof = cProfile.Profile()
             prof.enable()
-        sw_p = await run_pipelined(call_swarm, args.tasks)
+        if cpu:
+            assert server is not None
+            pids = {"queen": os.getpid(), "agent": agent.pid, "redis": server.pid}
+            async with CpuProbe(r, pids) as probe:
+                sw_p = await run_pipelined(call_swarm, args.tasks)
+            cpu_lines += probe.report("RedisRuntime", args.tasks)
+        else:
+            sw_p = await run_pipelined(call_swarm, args.tasks)
         if profile:
             prof.disable()
             prof.dump_stats(profile)
@@ -311,6 +384,8 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"sequential p50 ratio runtime/raw: {pct(sw_s[1], 50) / pct(raw_s[1], 50):.2f}x")
         print(f"Redis memory per queued task ({args.queued} queued, ledger + stream): "
               f"{per_task:.0f} B")
+        for line in cpu_lines:
+            print(line)
     finally:
         if server is not None:
             server.terminate()

@@ -25,12 +25,16 @@ from swarm.redis.streams import Pipeline
 
 __all__ = ["SETTLE_MANY", "STORE_MANY", "SettleOp", "StoreOp", "queue_settle", "queue_store"]
 
-_FINALS = " ".join(s.value for s in FINAL_STATES)
+# A Lua table constructor: the final states as keys.
+_FINALS = ", ".join(f"[{s.value!r}] = true" for s in sorted(FINAL_STATES, key=str))
 
-# KEYS: [fence,] then record and stream of each task. ARGV: ttl, epoch ("" when
-# not fenced), then per task: number of field/value elements, the elements,
-# the envelope. Returns the stream entry id of each task, or the FENCED error
-# (for all of them: they share the epoch) when the fence is newer.
+# KEYS: [fence,] then per task its record, preceded by its stream when that
+# differs from the previous task's. ARGV: ttl, epoch ("" when not fenced),
+# then per task: the number n of further field/value elements (-n - 1 when
+# its stream comes first in KEYS), the values of task_id, type, recipient,
+# state and created_at, the n elements, the envelope. Returns the stream entry
+# id of each task, or the FENCED error (for all of them: they share the epoch)
+# when the fence is newer.
 STORE_MANY = """
 local ki = 1
 if ARGV[2] ~= '' then
@@ -40,105 +44,161 @@ if ARGV[2] ~= '' then
   end
   ki = 2
 end
+local ttl = ARGV[1]
 local out = {}
+local stream
 local ai = 3
 while ai <= #ARGV do
   local nf = tonumber(ARGV[ai])
-  redis.call('HSET', KEYS[ki], unpack(ARGV, ai + 1, ai + nf))
-  redis.call('EXPIRE', KEYS[ki], ARGV[1])
-  out[#out + 1] = redis.call('XADD', KEYS[ki + 1], '*', 'e', ARGV[ai + nf + 1])
-  ki = ki + 2
-  ai = ai + nf + 2
+  if nf < 0 then
+    nf = -nf - 1
+    stream = KEYS[ki]
+    ki = ki + 1
+  end
+  local rec = KEYS[ki]
+  redis.call('HSET', rec, 'task_id', ARGV[ai + 1], 'type', ARGV[ai + 2],
+             'recipient', ARGV[ai + 3], 'state', ARGV[ai + 4], 'created_at', ARGV[ai + 5],
+             unpack(ARGV, ai + 6, ai + 5 + nf))
+  redis.call('EXPIRE', rec, ttl)
+  out[#out + 1] = redis.call('XADD', stream, '*', 'e', ARGV[ai + 6 + nf])
+  ki = ki + 1
+  ai = ai + 7 + nf
 end
 return out
 """
 
-# KEYS: per operation its record [, stream [, inbox]]. ARGV: now, ttl, group,
-# inbox max length, then per operation: kind ("r": record only, "a": and ack,
-# "n": and ack and notify, "x": nothing, merged into a later operation),
-# state, number of field/value elements, the elements, then (kinds "a" and
-# "n") the entry id and (kind "n") the note.
+# KEYS: per operation its record, and the stream (kinds "A", "N") and inbox
+# (kind "N") it switches to. ARGV: now, ttl, group, inbox max length, then per
+# operation: "" (merged into a later operation of this call: nothing to do),
+# or kind ("r": record only, "a": and ack on the current stream, "n": and ack
+# and notify the current inbox, "A"/"N": as "a"/"n" after switching), state,
+# the number n of field/value elements (-n - 1: and started_at is now, for a
+# "running" mark merged into this move), the elements, then (acking kinds)
+# the entry id and (notifying kinds) the note. Streams and inboxes are named only when
+# they change: a call's operations mostly share one of each.
 # Per operation as the ledger's update script with ``quiet``: an unknown
-# record is left alone and its entry not acked (reply 0, else 1). Acks run
-# last, one XACK and one XDEL per stream.
+# record is left alone and its entry not acked (reply 0, else 1). Notes and
+# acks run last: per inbox one entry holding all its notes (field "r": one
+# note; "rs": a MessagePack array of them), per stream one XACK and one XDEL.
 SETTLE_MANY = """
-local now, ttl, group, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local finals = ' FINALS '
+local now, ttl, group, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local finals = {FINALS}
 local out = {}
-local acks = {}
-local streams = {}
+local acks, streams = {}, {}
+local notes, inboxes = {}, {}
+local stream, inbox
 local ki, ai = 1, 5
 while ai <= #ARGV do
-  local kind, state, nf = ARGV[ai], ARGV[ai + 1], tonumber(ARGV[ai + 2])
-  local rec = KEYS[ki]
-  local first = ai + 3
-  ai = first + nf
-  local stream, inbox, entry, note
-  ki = ki + 1
-  if kind == 'a' or kind == 'n' then
-    stream = KEYS[ki]
-    entry = ARGV[ai]
-    ki = ki + 1
+  local kind = ARGV[ai]
+  if kind == '' then
+    out[#out + 1] = 1
     ai = ai + 1
-    if kind == 'n' then
-      inbox = KEYS[ki]
-      note = ARGV[ai]
-      ki = ki + 1
-      ai = ai + 1
-    end
-  end
-  local cur = kind ~= 'x' and redis.call('HMGET', rec, 'state', 'executions')
-  if not cur then
-    -- Merged into a later operation of this call.
-    out[#out + 1] = 1
-  elseif not cur[1] then
-    -- Unknown (every record has a state).
-    out[#out + 1] = 0
   else
-    local prev = cur[1]
-    local prev_final = string.find(finals, ' ' .. prev .. ' ', 1, true) ~= nil
-    local final = string.find(finals, ' ' .. state .. ' ', 1, true) ~= nil
-    local set = {'state', state}
-    if state == 'running' then
-      set[#set + 1] = 'started_at'
-      set[#set + 1] = now
-    elseif state == 'done' then
-      set[#set + 1] = 'executions'
-      set[#set + 1] = (tonumber(cur[2]) or 0) + 1
+    local state, nf = ARGV[ai + 1], tonumber(ARGV[ai + 2])
+    local started = state == 'running'
+    if nf < 0 then
+      nf = -nf - 1
+      started = true
     end
-    if final and not prev_final then
-      set[#set + 1] = 'finished_at'
-      set[#set + 1] = now
-    elseif prev_final and not final then
-      redis.call('HDEL', rec, 'finished_at')
-    end
-    for i = first, first + nf - 1 do set[#set + 1] = ARGV[i] end
-    redis.call('HSET', rec, unpack(set))
-    redis.call('EXPIRE', rec, ttl)
-    if inbox then
-      redis.call('XADD', inbox, 'MAXLEN', '~', maxlen, '*', 'r', note)
-    end
-    if stream then
-      if not acks[stream] then
-        acks[stream] = {}
-        streams[#streams + 1] = stream
+    local rec = KEYS[ki]
+    local first = ai + 3
+    ai = first + nf
+    ki = ki + 1
+    local entry, note
+    if kind ~= 'r' then
+      if kind == 'A' or kind == 'N' then
+        stream = KEYS[ki]
+        ki = ki + 1
+        if kind == 'N' then
+          inbox = KEYS[ki]
+          ki = ki + 1
+        end
       end
-      local ids = acks[stream]
-      ids[#ids + 1] = entry
+      entry = ARGV[ai]
+      ai = ai + 1
+      if kind == 'n' or kind == 'N' then
+        note = ARGV[ai]
+        ai = ai + 1
+      end
     end
-    out[#out + 1] = 1
+    local cur = redis.call('HMGET', rec, 'state', 'executions')
+    if not cur[1] then
+      -- Unknown (every record has a state).
+      out[#out + 1] = 0
+    else
+      local prev = cur[1]
+      local prev_final = finals[prev] == true
+      local final = finals[state] == true
+      local set = {'state', state}
+      if started then
+        set[#set + 1] = 'started_at'
+        set[#set + 1] = now
+      end
+      if state == 'done' then
+        set[#set + 1] = 'executions'
+        set[#set + 1] = (tonumber(cur[2]) or 0) + 1
+      end
+      if final and not prev_final then
+        set[#set + 1] = 'finished_at'
+        set[#set + 1] = now
+      elseif prev_final and not final then
+        redis.call('HDEL', rec, 'finished_at')
+      end
+      for i = first, first + nf - 1 do set[#set + 1] = ARGV[i] end
+      redis.call('HSET', rec, unpack(set))
+      redis.call('EXPIRE', rec, ttl)
+      if note then
+        local n = notes[inbox]
+        if not n then
+          n = {}
+          notes[inbox] = n
+          inboxes[#inboxes + 1] = inbox
+        end
+        n[#n + 1] = note
+      end
+      if entry then
+        local ids = acks[stream]
+        if not ids then
+          ids = {}
+          acks[stream] = ids
+          streams[#streams + 1] = stream
+        end
+        ids[#ids + 1] = entry
+      end
+      out[#out + 1] = 1
+    end
   end
 end
-for _, stream in ipairs(streams) do
-  redis.call('XACK', stream, group, unpack(acks[stream]))
-  redis.call('XDEL', stream, unpack(acks[stream]))
+for _, box in ipairs(inboxes) do
+  local n = notes[box]
+  local count = #n
+  if count == 1 then
+    redis.call('XADD', box, 'MAXLEN', '~', maxlen, '*', 'r', n[1])
+  else
+    -- The inbox keeps about ``maxlen`` notes, however many an entry holds.
+    local head
+    if count < 16 then
+      head = string.char(0x90 + count)
+    else
+      head = string.char(0xdc, math.floor(count / 256), count % 256)
+    end
+    redis.call('XADD', box, 'MAXLEN', '~', math.max(1, math.floor(maxlen / count)), '*',
+               'rs', head .. table.concat(n))
+  end
+end
+for _, s in ipairs(streams) do
+  redis.call('XACK', s, group, unpack(acks[s]))
+  redis.call('XDEL', s, unpack(acks[s]))
 end
 return out
 """.replace("FINALS", _FINALS)
 
 
 class StoreOp:
-    """One task of a :data:`STORE_MANY` call: its record's fields and its stream entry."""
+    """One task of a :data:`STORE_MANY` call: its record's fields and its stream entry.
+
+    ``fields`` is :meth:`~swarm.redis.ledger.RedisLedger.flat_fields` of the record.
+    """
 
     __slots__ = ("data", "fields", "record_key", "stream")
 
@@ -184,10 +244,19 @@ def queue_store(
     """Add one :data:`STORE_MANY` call for ``ops`` to ``pipe`` (``fence``: an epoch key)."""
     keys: list[str] = [] if fence is None else [fence]
     args: list[Any] = [ttl, "" if fence is None else epoch]
+    stream = None
     for op in ops:
-        keys += (op.record_key, op.stream)
-        args.append(len(op.fields))
-        args += op.fields
+        fields = op.fields
+        # The first five pairs have fixed names (see RedisLedger.flat_fields).
+        extra = len(fields) - 10
+        if op.stream != stream:
+            stream = op.stream
+            keys.append(stream)
+            extra = -extra - 1
+        keys.append(op.record_key)
+        args.append(extra)
+        args += fields[1:10:2]
+        args += fields[10:]
         args.append(op.data)
     pipe.eval(STORE_MANY, len(keys), *keys, *args)
 
@@ -199,6 +268,7 @@ def queue_settle(
 
     A "running" mark followed by a final move of the same record in ``ops``
     becomes one write (nobody could observe the state between the two).
+    Notes must be MessagePack objects (the submitter reads several as one array).
     """
     stamp = repr(now)
     marks: dict[str, int] = {}
@@ -209,21 +279,45 @@ def queue_settle(
         else:
             j = marks.pop(op.record_key, -1)
             if j >= 0:
-                merged[j] = merged[i] = [*ops[j].fields, b"started_at", stamp, *op.fields]
+                run, fields = ops[j].fields, op.fields
+                if run[:1] == fields[:1] == [b"attempts"]:
+                    # The final move sets the attempt count again.
+                    run = run[2:]
+                merged[j] = merged[i] = [*run, *fields]
     keys: list[Any] = []
     args: list[Any] = [stamp, ttl, group, maxlen]
+    stream: str | None = None
+    inbox: str | None = None
     for i, op in enumerate(ops):
+        kind = op.kind
+        if merged and i in merged:
+            if kind == "r":
+                args.append("")
+                continue
+            fields = merged[i]
+            count = -len(fields) - 1  # and started_at: the mark's time
+        else:
+            fields = op.fields
+            count = len(fields)
         keys.append(op.record_key)
-        fields = merged.get(i, op.fields)
-        if op.kind == "r" and i in merged:
-            args += ("x", "", 0)
+        ack = op.ack
+        if ack is None:
+            args += (kind, op.state, count)
+            args += fields
             continue
-        args += (op.kind, op.state, len(fields))
+        notify = op.notify
+        if notify is None:
+            if ack[0] != stream:
+                stream = ack[0]
+                keys.append(stream)
+                kind = "A"
+        elif ack[0] != stream or notify[0] != inbox:
+            stream, inbox = ack[0], notify[0]
+            keys += (stream, inbox)
+            kind = "N"
+        args += (kind, op.state, count)
         args += fields
-        if op.ack is not None:
-            keys.append(op.ack[0])
-            args.append(op.ack[1])
-            if op.notify is not None:
-                keys.append(op.notify[0])
-                args.append(op.notify[1])
+        args.append(ack[1])
+        if notify is not None:
+            args.append(notify[1])
     pipe.eval(SETTLE_MANY, len(keys), *keys, *args)

@@ -49,11 +49,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
 from swarm.redis.settings import RedisSettings
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - HiredisPackConnection is used only with hiredis
+    _hiredis_pack = None  # type: ignore[assignment]
 
 __all__ = [
     "AnyRedis",
@@ -417,7 +422,19 @@ class HiredisPackConnection(Connection):
             raise
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return self._packer.pack(*args)  # type: ignore[no-any-return]
+        # Straight to the C packer: redis-py's serializer first copies every
+        # argument through a Python generator (to turn bytearray and
+        # memoryview into bytes), which cost as much as the packing itself at
+        # twenty-odd arguments per task.
+        first = args[0]
+        if " " in first if isinstance(first, str) else b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [_hiredis_pack(args)]
+        except TypeError:
+            # Arguments the C packer does not take (bytearray; or invalid,
+            # which redis-py reports as DataError).
+            return self._packer.pack(*args)  # type: ignore[no-any-return]
 
 
 def use_hiredis_packer(client: Any) -> bool:
@@ -438,6 +455,57 @@ class _HeldPipeline(Pipeline):
     """A standalone pipeline whose connection its :class:`PipelineConnection` keeps."""
 
     holder: PipelineConnection
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Run the queued commands; on a live held connection, without redis-py's wrappers.
+
+        redis-py wraps every pipeline in a retry closure, an observability
+        record, HIMPORT preparation passes and a second packing pass that joins
+        the commands into one buffer: more Python than the write and the read
+        themselves for the batcher's one or two commands. A held connection
+        that is up runs one attempt directly; should that attempt fail on the
+        connection, redis-py's path (retries with backoff) runs the pipeline
+        again, as its own retry would have.
+        """
+        conn = self.connection
+        stack = self.command_stack
+        if (
+            conn is None
+            or not stack
+            or self.scripts
+            or self.watching
+            or self.is_transaction
+            or self.explicit_transaction
+            or not isinstance(conn, HiredisPackConnection)
+            or not conn.is_connected
+        ):
+            return await super().execute(raise_on_error)
+        try:
+            chunks: list[bytes] = []
+            pack = conn.pack_command
+            for args, _ in stack:
+                chunks += pack(*args)
+            await conn.send_packed_command(chunks)
+            response: list[Any] = []
+            parse = self.parse_response
+            for args, options in stack:
+                try:
+                    response.append(await parse(conn, args[0], **options))
+                except ResponseError as exc:
+                    response.append(exc)
+        except (RedisConnectionError, RedisTimeoutError):
+            # As redis-py before a retry: a fresh connection for the next attempt.
+            await conn.disconnect()
+            return await super().execute(raise_on_error)
+        except BaseException:
+            await self.reset()
+            raise
+        try:
+            if raise_on_error:
+                self.raise_first_error(stack, response)
+        finally:
+            await self.reset()
+        return response
 
     async def reset(self) -> None:  # type: ignore[override]
         # Kept for the holder's next pipeline rather than handed back to the
@@ -489,6 +557,33 @@ class PipelineConnection:
             await self._client.connection_pool.release(conn)
 
 
+class _DedicatedRedis(Redis):
+    """A single-connection client for one loop of blocking reads, one command at a time."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run a command; on its live connection, one attempt without redis-py's wrappers.
+
+        As for the held pipeline: redis-py's retry closure and observability
+        record cost more than the read's own parsing, and run after the reply
+        arrived, on the path of every task when they come one at a time.
+        After a connection error redis-py's path (retries with backoff) runs
+        the command again, as its own retry would have.
+        """
+        lock = self._single_conn_lock
+        await lock.acquire()
+        try:
+            conn = self.connection
+            if isinstance(conn, HiredisPackConnection) and conn.is_connected:
+                try:
+                    await conn.send_packed_command(conn.pack_command(*args))
+                    return await self.parse_response(conn, args[0], **options)
+                except (RedisConnectionError, RedisTimeoutError):
+                    await conn.disconnect()
+        finally:
+            lock.release()
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
 def dedicated(client: AnyRedis) -> AnyRedis:
     """A client of ``client``'s pool that keeps one connection for all its commands.
 
@@ -497,7 +592,9 @@ def dedicated(client: AnyRedis) -> AnyRedis:
     back with :func:`close_dedicated`. A Cluster client is returned as is.
     """
     if isinstance(client, Redis):
-        return Redis(connection_pool=client.connection_pool, single_connection_client=True)
+        return _DedicatedRedis(
+            connection_pool=client.connection_pool, single_connection_client=True
+        )
     return client
 
 

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from swarm import constants as C
 from swarm.agent.base import AgentState
-from swarm.agent.context import TaskContext
 from swarm.codec import Codec
 from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
@@ -31,7 +30,7 @@ from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
 from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
-from swarm.tracing import handler_span
+from swarm.tracing import handler_span, tracing_enabled
 
 __all__ = ["Consumer"]
 
@@ -278,7 +277,9 @@ class Consumer:
                     )
                 )
             else:
-                d.running = self._settler.add(
+                # No future: nothing reads the mark's reply (the completion's,
+                # which follows in order, is awaited).
+                self._settler.put(
                     SettleOp(
                         ledger.key(env.id),
                         TaskState.RUNNING.value,
@@ -325,8 +326,14 @@ class Consumer:
         agent.inflight += 1
         codec = core.codec
         try:
-            with handler_span(env, agent.agent_id):
-                value = await agent.dispatch(env, TaskContext(rep.context, env), codec)
+            # As in the in-process runtime: no span context manager (a
+            # generator per task) unless tracing is on; ``dispatch`` makes the
+            # task context only for a handler that takes one.
+            if tracing_enabled():
+                with handler_span(env, agent.agent_id):
+                    value = await agent.dispatch(env, rep.context, codec)
+            else:
+                value = await agent.dispatch(env, rep.context, codec)
         except asyncio.CancelledError:
             self._settle(rep, d)
             if d.interrupted is None:

@@ -72,7 +72,6 @@ class Intake:
                 env, recipient=recipient, reply_to=env.reply_to or core.node_id
             )
         data = core.codec.encode(env)
-        record = TaskRecord.for_task(env)
         ledger = core.ledger
         if env.idempotency_key is not None:
             existing = await ledger.claim(env.idempotency_key, env.id)
@@ -85,11 +84,11 @@ class Intake:
         fence = self._fence_key if env.epoch else None
         try:
             if core.cluster:
-                await self._store_one(env, record, stream, data, fence)
+                await self._store_one(env, TaskRecord.for_task(env), stream, data, fence)
             else:
                 # Shares one script call with the other submits of this loop
                 # turn (of the same epoch, when fenced).
-                op = StoreOp(ledger.key(env.id), stream, ledger.flat_fields(record), data)
+                op = StoreOp(ledger.key(env.id), stream, ledger.task_fields(env), data)
                 key = ("store", fence, env.epoch) if fence is not None else _STORE_KEY
                 build = self._builders.get(key)
                 if build is None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from swarm.constants import KEY_PREFIX, idempotency_key, ledger_key, ledger_pattern
 from swarm.ledger import FINAL_STATES, TaskRecord, TaskState
+from swarm.messages import Envelope
 from swarm.redis.connections import AnyRedis
 from swarm.redis.streams import Pipeline
 
@@ -41,6 +42,7 @@ __all__ = ["DEFAULT_LEDGER_TTL", "RedisLedger", "record_from_hash"]
 DEFAULT_LEDGER_TTL = 7 * 24 * 3600
 
 _FINALS = " ".join(s.value for s in FINAL_STATES)
+_QUEUED = TaskState.QUEUED.value
 
 # KEYS: record [, stream to ack in [, inbox to notify]]. ARGV: state, now, ttl,
 # flags ("g": leave a final record alone; "q": reply {"ok", executions} instead
@@ -172,7 +174,12 @@ class RedisLedger:
     # -- pipeline building blocks ------------------------------------------
     @staticmethod
     def flat_fields(record: TaskRecord) -> list[str | bytes | int | float]:
-        """A new record's hash as flat field/value elements (as :meth:`queue_store` writes it)."""
+        """A new record's hash as flat field/value elements (as :meth:`queue_store` writes it).
+
+        The first five pairs are always task_id, type, recipient, state and
+        created_at, in this order (:func:`swarm.redis.bulk.queue_store` sends
+        only their values).
+        """
         flat: list[str | bytes | int | float] = [
             "task_id",
             record.task_id,
@@ -199,6 +206,31 @@ class RedisLedger:
             value = getattr(record, name)
             if value is not None:
                 flat += (name, repr(value))
+        return flat
+
+    @staticmethod
+    def task_fields(envelope: Envelope) -> list[str | bytes | int | float]:
+        """``flat_fields(TaskRecord.for_task(envelope))``, without building the record."""
+        flat: list[str | bytes | int | float] = [
+            "task_id",
+            envelope.id,
+            "type",
+            envelope.type,
+            "recipient",
+            envelope.recipient,
+            "state",
+            _QUEUED,
+            "created_at",
+            repr(envelope.created_at or time.time()),
+        ]
+        # Same order as flat_fields (a new record has no attempts, no
+        # executions, no run fields).
+        if envelope.priority:
+            flat += ("priority", envelope.priority)
+        if envelope.epoch:
+            flat += ("epoch", envelope.epoch)
+        if envelope.idempotency_key:
+            flat += ("idempotency_key", envelope.idempotency_key)
         return flat
 
     def queue_store(

@@ -31,6 +31,7 @@ __all__ = ["Results"]
 _log = structlog.get_logger("swarm.redis.results")
 
 _RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
+_RECORDS_DECODER = msgspec.msgpack.Decoder(list[TaskRecord])
 _SWEEP_EVERY = 2.0
 
 
@@ -106,17 +107,23 @@ class Results:
                 await self._sweep()
 
     def _on_result(self, fields: dict[bytes, bytes]) -> None:
+        # An entry holds one note ("r") or, from a settle script that
+        # finished several of our tasks, an array of them ("rs").
         data = fields.get(b"r")
         try:
-            if data is None:
+            if data is not None:
+                records: list[TaskRecord] | tuple[TaskRecord] = (_RECORD_DECODER.decode(data),)
+            elif (data := fields.get(b"rs")) is not None:
+                records = _RECORDS_DECODER.decode(data)
+            else:
                 raise DecodeError("no record field")
-            record = _RECORD_DECODER.decode(data)
         except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             REJECTED.labels(reason="malformed_result").inc()
             _log.warning("rejected inbox entry", error=repr(exc))
             return
-        if record.final:
-            self._resolve(record)
+        for record in records:
+            if record.final:
+                self._resolve(record)
 
     def _resolve(self, record: TaskRecord) -> None:
         self.untrack(record.task_id)
@@ -163,8 +170,7 @@ class Results:
         Raises:
             SwarmTimeout: No final record within ``timeout`` seconds of the submit.
         """
-        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(env.id, []).append(fut)
+        fut = self.expect(env.id)
         try:
             task_id = await submit(env)
             if task_id != env.id:
@@ -178,11 +184,25 @@ class Results:
             except TimeoutError:
                 raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
         finally:
-            waiters = self._waiters.get(env.id)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
-                if not waiters:
-                    del self._waiters[env.id]
+            self.forget(env.id, fut)
+
+    def expect(self, task_id: str) -> asyncio.Future[TaskRecord]:
+        """A waiter for a task about to be submitted here, resolved like :meth:`wait`'s.
+
+        Registered before the submit, so a result that arrives before the
+        submitter resumes still finds it. Pair with :meth:`forget`.
+        """
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(fut)
+        return fut
+
+    def forget(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
+        """Drop a waiter from :meth:`expect` (resolved, or the submit failed)."""
+        waiters = self._waiters.get(task_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[task_id]
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """Wait for a task's final record (see :meth:`swarm.runtime.Runtime.wait`)."""

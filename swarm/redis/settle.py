@@ -105,6 +105,10 @@ class Settler:
         """Queue a ledger move (standalone servers) for the next shared settle script."""
         return self._core.batch.add(_SETTLE_KEY, self._build, op)
 
+    def put(self, op: SettleOp) -> None:
+        """Like :meth:`add` without a reply (a "running" mark nobody waits for)."""
+        self._core.batch.put(_SETTLE_KEY, self._build, op)
+
     def _build(self, pipe: Pipeline, ops: list[SettleOp]) -> None:
         queue_settle(
             pipe,

@@ -250,7 +250,7 @@ def band_of(priority: int) -> int:
     return max(min(PRIORITY_BANDS), min(max(PRIORITY_BANDS), priority))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEntry:
     """One entry read from a task stream.
 
@@ -310,7 +310,8 @@ class _Group:
         self.key = key
         self.build = build
         self.items: list[Any] = []
-        self.futures: list[asyncio.Future[Any]] = []
+        # None for an item added with ``put`` (nobody wants its reply).
+        self.futures: list[asyncio.Future[Any] | None] = []
 
 
 class PipelineBatcher:
@@ -348,22 +349,36 @@ class PipelineBatcher:
 
         ``build`` (the same for every item of a key) queues exactly one command
         for all the group's items, whose reply is a list with one entry per
-        item. The future gets that entry, or the command's error (consumed even
-        when the caller drops the future).
+        item. The future gets that entry, or the error of the command or of the
+        round trip as its *result* (an exception instance, never raised): a
+        caller that drops the future leaves no "exception never retrieved"
+        behind, without a done callback per item.
 
         An item joins the group opened by an earlier item, so it may run before
         calls queued after that: group only items that depend on no such call.
         """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._group(key, build, item, fut)
+        return fut
+
+    def put(self, key: Hashable, build: Callable[[Pipeline, list[Any]], None], item: Any) -> None:
+        """Like :meth:`add` for an item whose reply nobody reads: no future at all."""
+        self._group(key, build, item, None)
+
+    def _group(
+        self,
+        key: Hashable,
+        build: Callable[[Pipeline, list[Any]], None],
+        item: Any,
+        fut: asyncio.Future[Any] | None,
+    ) -> None:
         group = self._open.get(key)
         if group is None or len(group.items) >= self._max_group:
             group = self._open[key] = _Group(key, build)
             self._queue.append(group)
             self._wake.set()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_consume)
         group.items.append(item)
         group.futures.append(fut)
-        return fut
 
     def enqueue(self, build: Callable[[Pipeline], None]) -> asyncio.Future[list[Any]]:
         """Queue ``build``'s commands and return the future of their replies, without waiting.
@@ -444,7 +459,7 @@ class PipelineBatcher:
             self._release_written()
             for op in self._queue:
                 for fut in op.futures:
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.cancel()
             self._queue.clear()
             self._open.clear()
@@ -468,20 +483,24 @@ class PipelineBatcher:
         except asyncio.CancelledError:
             for op, _, _ in spans:
                 for fut in op.futures:
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.cancel()
             raise
         except Exception as exc:
             for op, _, _ in spans:
-                for fut in op.futures:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                if isinstance(op, _Group):
+                    # Grouped items get errors as values (see ``add``).
+                    for item_fut in op.futures:
+                        if item_fut is not None and not item_fut.done():
+                            item_fut.set_result(exc)
+                elif not op.future.done():
+                    op.future.set_exception(exc)
             return
         for op, start, end in spans:
             if isinstance(op, _Group):
                 reply = replies[start]
                 for i, item_fut in enumerate(op.futures):
-                    if not item_fut.done():
+                    if item_fut is not None and not item_fut.done():
                         item_fut.set_result(reply if isinstance(reply, Exception) else reply[i])
             elif not op.future.done():
                 op.future.set_result(list(replies[start:end]))

@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError, ResponseError
 
+from swarm.redis.connections import PipelineConnection, use_hiredis_packer
 from swarm.redis.streams import Pipeline, PipelineBatcher
 from swarm.tasks import TaskSet
 from tests.redis.runtime_support import redis_client
@@ -108,5 +110,95 @@ async def test_round_trips_share_one_held_connection_which_reconnects(
         await tasks.close()
         # Handed back when the batcher stops.
         assert not pool._in_use_connections
+        await redis.aclose()
+        await other.aclose()
+
+
+class _BrokenPipeline:
+    """A pipeline whose round trip fails, as on a dropped connection."""
+
+    def __init__(self) -> None:
+        self.commands: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def eval(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        raise ConnectionError("connection lost")
+
+
+class _BrokenRedis:
+    def pipeline(self, transaction: bool = True) -> _BrokenPipeline:
+        return _BrokenPipeline()
+
+
+async def test_a_failed_round_trip_reaches_grouped_items_as_values_and_spares_put_items() -> None:
+    tasks = TaskSet("batcher-broken")
+    batcher = PipelineBatcher(_BrokenRedis())
+    tasks.spawn(batcher.run(), name="batcher")
+
+    def build(pipe: Pipeline, items: list[Any]) -> None:
+        pipe.eval(ECHO, 0, *items)
+
+    try:
+        batcher.put("k", build, "mark")  # no future: nothing to report to
+        futs = [batcher.add("k", build, f"a{i}") for i in range(3)]
+        replies = await asyncio.gather(*futs)
+        # Errors as values: a caller that drops its future leaves no
+        # "exception never retrieved" behind.
+        assert all(isinstance(r, ConnectionError) for r in replies)
+        with pytest.raises(ConnectionError):
+            await batcher.call(lambda pipe: pipe.eval(ECHO, 0))
+    finally:
+        await tasks.close()
+
+
+async def test_a_held_pipeline_runs_directly_and_retries_a_dropped_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis = await redis_client()
+    other = await redis_client()
+    retried: list[object] = []
+    call_with_retry = Retry.call_with_retry
+
+    async def spy(self: Retry, *args: Any, **kwargs: Any) -> Any:
+        retried.append(args)
+        return await call_with_retry(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retry, "call_with_retry", spy)
+    # As the runtime's own clients: the direct path needs the hiredis packer.
+    assert use_hiredis_packer(redis)
+    held = PipelineConnection(redis)
+    try:
+        pipe = held.pipeline()
+        pipe.client_id()
+        (first,) = await pipe.execute()  # makes the connection: redis-py's path
+        retried.clear()
+        pipe = held.pipeline()
+        pipe.set("held-test", "1")
+        pipe.eval(FAIL, 0, "x")
+        pipe.get("held-test")
+        replies = await pipe.execute(raise_on_error=False)
+        # Replies parsed as redis-py parses them; an error reply in its place.
+        assert replies[0] is True and replies[2] == b"1"
+        assert isinstance(replies[1], ResponseError)
+        pipe = held.pipeline()
+        pipe.eval(FAIL, 0, "x")
+        with pytest.raises(ResponseError):
+            await pipe.execute()
+        assert not pipe.command_stack and held.held is not None
+        assert retried == []  # the live held connection: no retry wrapper
+        # A connection the server dropped: the pipeline runs again on a new one.
+        await other.client_kill_filter(_id=first)
+        pipe = held.pipeline()
+        pipe.client_id()
+        (again,) = await pipe.execute()
+        assert again != first and retried  # through redis-py's retrying path
+    finally:
+        await held.close()
+        await redis.delete("held-test")
         await redis.aclose()
         await other.aclose()

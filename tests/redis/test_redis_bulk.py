@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import msgspec
 import pytest
 
 from swarm.ledger import TaskRecord, TaskState
+from swarm.messages import Envelope, Kind, new_id
 from swarm.redis.bulk import SettleOp, StoreOp, queue_settle, queue_store
+from swarm.redis.core import Core
 from swarm.redis.ledger import RedisLedger
+from swarm.redis.results import Results
 from tests.redis.runtime_support import cleanup, new_prefix, redis_client
 
 pytestmark = pytest.mark.integration
@@ -65,3 +71,128 @@ async def test_store_then_settle_many_matches_the_ledger_rules() -> None:
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+def test_task_fields_are_the_flat_fields_of_the_queued_record() -> None:
+    for extra in ({}, {"priority": 3}, {"epoch": 7, "idempotency_key": "k"}, {"priority": -1}):
+        env = Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type="T",
+            sender="s",
+            recipient="role:r",
+            payload=b"\xc0",
+            created_at=1234.5,
+            **extra,  # type: ignore[arg-type]
+        )
+        record = TaskRecord.for_task(env)
+        assert RedisLedger.task_fields(env) == RedisLedger.flat_fields(record)
+
+
+async def test_settle_many_over_streams_and_inboxes_sends_one_note_entry_per_inbox() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix)
+    streams = [f"{prefix}:{{r}}:tasks:{band}" for band in (0, 1)]
+    inboxes = [f"{prefix}:{{inbox-{n}}}:results" for n in ("q1", "q2")]
+    encoder = msgspec.msgpack.Encoder()
+    try:
+        for stream in streams:
+            await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+        recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(6)]
+        # Tasks alternate between the streams: the script switches on every one.
+        where = [streams[i % 2] for i in range(6)]
+        pipe = redis.pipeline(transaction=False)
+        queue_store(
+            pipe,
+            [
+                StoreOp(ledger.key(r.task_id), s, ledger.flat_fields(r), r.task_id.encode())
+                for r, s in zip(recs, where, strict=True)
+            ],
+            ttl=60,
+            fence=None,
+            epoch=0,
+        )
+        (ids,) = await pipe.execute()
+        for stream in streams:
+            await redis.xreadgroup("g", "w", {stream: ">"})
+        for i, s in enumerate(where):
+            (entry,) = await redis.xrange(s, ids[i], ids[i])
+            assert entry[1] == {b"e": f"t{i}".encode()}
+        running = [b"attempts", 1, b"agent_id", "w"]
+        ops = [SettleOp(ledger.key(rec.task_id), "running", running) for rec in recs]
+        for i, rec in enumerate(recs):
+            note = encoder.encode(msgspec.structs.replace(rec, state=TaskState.DONE))
+            # t0..t3 notify q1 or q2 in turn; t4 notifies nobody; t5 q1.
+            notify = None if i == 4 else (inboxes[i % 2 if i < 4 else 0], note)
+            ops.append(
+                SettleOp(
+                    ledger.key(rec.task_id),
+                    "done",
+                    [b"attempts", 1, b"result", b"\xc0"],
+                    ack=(where[i], ids[i]),
+                    notify=notify,
+                )
+            )
+        pipe = redis.pipeline(transaction=False)
+        queue_settle(pipe, ops, now=1000.0, ttl=60, group="g", maxlen=100)
+        assert await pipe.execute() == [[1] * 12]
+        for rec in recs:
+            got = await ledger.get(rec.task_id)
+            assert got is not None
+            assert (got.state, got.executions, got.agent_id, got.attempts) == (
+                TaskState.DONE,
+                1,
+                "w",
+                1,
+            )
+            assert (got.started_at, got.finished_at) == (1000.0, 1000.0)
+        for stream in streams:
+            assert await redis.xlen(stream) == 0
+            assert (await redis.xpending(stream, "g"))["pending"] == 0
+        # One entry per inbox; several notes travel as one MessagePack array.
+        (q1,) = await redis.xrange(inboxes[0])
+        (q2,) = await redis.xrange(inboxes[1])
+        decoder = msgspec.msgpack.Decoder(list[TaskRecord])
+        assert [r.task_id for r in decoder.decode(q1[1][b"rs"])] == ["t0", "t2", "t5"]
+        assert [r.task_id for r in decoder.decode(q2[1][b"rs"])] == ["t1", "t3"]
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+def test_results_resolve_every_note_of_an_array_entry() -> None:
+    core = Core.__new__(Core)
+    results = Results(core)
+    loop = asyncio.new_event_loop()
+    try:
+        recs = [
+            TaskRecord(task_id=f"t{i}", type="T", recipient="role:r", state=TaskState.DONE)
+            for i in range(20)
+        ]
+        futs = {r.task_id: loop.create_future() for r in recs}
+        for task_id, fut in futs.items():
+            results._waiters[task_id] = [fut]
+        results._on_result({b"rs": msgspec.msgpack.encode(recs)})
+        assert all(fut.done() and fut.result().task_id == t for t, fut in futs.items())
+        results._on_result({b"r": msgspec.msgpack.encode(recs[0])})  # single notes still work
+    finally:
+        loop.close()
+
+
+async def test_an_expected_result_that_arrives_before_its_submitter_waits_is_kept() -> None:
+    core = Core.__new__(Core)
+    results = Results(core)
+    record = TaskRecord(task_id="t1", type="T", recipient="role:r", state=TaskState.DONE)
+    fut = results.expect("t1")
+    results.track(Envelope(id="t1", kind=Kind.TASK, type="T", sender="s", recipient="role:r"))
+    # The inbox reader resolves it before the submitting coroutine resumes.
+    results._on_result({b"r": msgspec.msgpack.encode(record)})
+    assert fut.done() and fut.result().task_id == "t1"
+    assert results.idle.is_set()
+    results.forget("t1", fut)
+    assert "t1" not in results._waiters
+    # A submit that failed: the waiter is dropped unresolved.
+    other = results.expect("t2")
+    results.forget("t2", other)
+    assert not other.done() and "t2" not in results._waiters

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.utils
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -171,3 +172,37 @@ async def test_a_dedicated_client_keeps_one_pool_connection_until_closed(
         await close_dedicated(own, base)
     assert not pool._in_use_connections
     assert await base.ping()  # the pool itself stays open
+
+
+async def test_a_dedicated_client_runs_commands_directly_and_retries_a_dropped_connection(
+    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = clients.blocking
+    own = dedicated(base)
+    retried: list[object] = []
+    call_with_retry = Retry.call_with_retry
+
+    async def spy(self: Retry, *args: Any, **kwargs: Any) -> Any:
+        retried.append(args)
+        return await call_with_retry(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retry, "call_with_retry", spy)
+    try:
+        first = await own.client_id()  # makes the connection: redis-py's path
+        retried.clear()
+        await own.xadd("dedicated-test", {"f": "v"})
+        # Replies are parsed as redis-py parses them (the XREAD callback).
+        reply = await own.xread({"dedicated-test": "0"}, count=1)
+        assert reply[0][0] == b"dedicated-test" and reply[0][1][0][1] == {b"f": b"v"}
+        assert await own.client_id() == first
+        assert retried == []  # the live connection: no retry wrapper
+        # A connection the server dropped: the command runs again on a new one.
+        await base.client_kill_filter(_id=first)
+        again = await own.client_id()
+        assert again != first and retried  # through redis-py's retrying path
+        # Concurrent commands still take turns on the one connection.
+        ids = await asyncio.gather(*(own.client_id() for _ in range(5)))
+        assert set(ids) == {again}
+    finally:
+        await base.delete("dedicated-test")
+        await close_dedicated(own, base)
