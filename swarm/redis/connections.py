@@ -569,7 +569,9 @@ class _DedicatedRedis(Redis):
         After a connection error redis-py's path (retries with backoff) runs
         the command again, as its own retry would have.
         """
-        lock = self._single_conn_lock
+        lock: asyncio.Lock | None = getattr(self, "_single_conn_lock", None)
+        if lock is None:  # a redis-py without it: its own path, as any client
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         await lock.acquire()
         try:
             conn = self.connection
