@@ -385,10 +385,10 @@ class HiredisPackConnection(Connection):
         time out, so only a backed-up socket waits for the drain, bounded by the
         socket timeout as before. Health checks and reconnects take redis-py's path.
         """
-        writer = self._writer
+        writer = getattr(self, "_writer", None)
         if (
             writer is None
-            or self._reader is None
+            or getattr(self, "_reader", None) is None
             or writer.transport.is_closing()
             or (
                 check_health
