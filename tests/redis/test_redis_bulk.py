@@ -196,3 +196,43 @@ async def test_an_expected_result_that_arrives_before_its_submitter_waits_is_kep
     other = results.expect("t2")
     results.forget("t2", other)
     assert not other.done() and "t2" not in results._waiters
+
+
+async def test_settle_many_writes_a_long_note_array_with_a_16_bit_header() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix)
+    stream, inbox = f"{prefix}:{{r}}:tasks:1", f"{prefix}:{{inbox-q}}:results"
+    try:
+        await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+        recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(40)]
+        pipe = redis.pipeline(transaction=False)
+        queue_store(
+            pipe,
+            [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
+            ttl=60,
+            fence=None,
+            epoch=0,
+        )
+        (ids,) = await pipe.execute()
+        await redis.xreadgroup("g", "w", {stream: ">"})
+        encoder = msgspec.msgpack.Encoder()
+        ops = [
+            SettleOp(
+                ledger.key(r.task_id),
+                "done",
+                [b"attempts", 1],
+                ack=(stream, ids[i]),
+                notify=(inbox, encoder.encode(r)),
+            )
+            for i, r in enumerate(recs)
+        ]
+        pipe = redis.pipeline(transaction=False)
+        queue_settle(pipe, ops, now=1.0, ttl=60, group="g", maxlen=1000)
+        assert await pipe.execute() == [[1] * 40]
+        (entry,) = await redis.xrange(inbox)
+        notes = msgspec.msgpack.Decoder(list[TaskRecord]).decode(entry[1][b"rs"])
+        assert [n.task_id for n in notes] == [r.task_id for r in recs]
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
