@@ -300,12 +300,9 @@ class Consumer:
                 )
             )
 
-    async def _start(self, rep: Replica, d: Delivery) -> bool:
-        """Record "running"; False when the delivery is a duplicate of a finished task."""
+    async def _start_again(self, rep: Replica, d: Delivery) -> bool:
+        """Record "running" for a redelivery; False when it duplicates a finished task."""
         env = d.envelope
-        if env.attempt == 1:
-            self._start_first(rep, d)
-            return True
         core = self._core
         agent_id = rep.agent.agent_id
         ledger = core.ledger
@@ -342,7 +339,7 @@ class Consumer:
             return
         if env.attempt == 1:
             self._start_first(rep, d)
-        elif not await self._start(rep, d):
+        elif not await self._start_again(rep, d):
             return
         if agent.state is AgentState.READY:
             agent.state = AgentState.BUSY
