@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import os
 import signal
@@ -110,8 +111,14 @@ def load_role(spec: str) -> type[Agent]:
     return obj
 
 
-async def run(args: argparse.Namespace, *, stop: asyncio.Event | None = None) -> int:
-    """Run the agents until ``stop`` is set (or SIGTERM/SIGINT), then drain."""
+async def run(
+    args: argparse.Namespace, *, stop: asyncio.Event | None = None, freeze_gc: bool = False
+) -> int:
+    """Run the agents until ``stop`` is set (or SIGTERM/SIGINT), then drain.
+
+    ``freeze_gc`` (for a process of its own, as ``main`` runs): once started,
+    move every object made so far to the collector's permanent generation.
+    """
     cls = load_role(args.role)
     url = args.redis or os.environ.get("SWARM_REDIS_URL") or DEFAULT_REDIS_URL
     settings = RedisSettings.from_dsn(url)
@@ -148,6 +155,13 @@ async def run(args: argparse.Namespace, *, stop: asyncio.Event | None = None) ->
             # Heartbeats run in the registry's own tasks: handler load cannot starve them.
             await register_agents(registry, agents, ttl=args.check_ttl)
         _log.info("agents running", role=cls.role, replicas=args.replicas, node=runtime.node_id)
+        if freeze_gc:
+            # Startup's objects (modules, the runtime, the agents) live as long
+            # as the process: kept out of the collector, the full collections
+            # that task traffic triggers do not traverse them each time (about
+            # half of the collection time per task of this process).
+            gc.collect()
+            gc.freeze()
         await stop.wait()
         _log.info("draining", role=cls.role)
     finally:
@@ -165,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m swarm.agent``."""
     args = parse_args(argv)
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(run(args, freeze_gc=True))
     except SwarmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

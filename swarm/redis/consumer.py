@@ -151,9 +151,15 @@ class Consumer:
                 _log.warning("stream read failed", agent_id=agent.agent_id, error=repr(exc))
                 await asyncio.sleep(delay)
                 continue
+            streams = rep.streams
             for entry in entries:
-                await self.accept(rep, rep.streams[entry.key_index], entry)
+                stream = streams[entry.key_index]
+                reason = self.take(rep, stream, entry)
+                if reason is not None:
+                    await self._reject(stream, entry.entry_id, reason, rep.role)
             if entries:
+                # Once for the batch: this replica's load changed.
+                core.wake_role(rep.role)
                 # Let the workers start what we just handed them, and their
                 # first round trip (the "running" mark, or with a quick handler
                 # the whole settlement) go out before our next read: sending
@@ -194,30 +200,38 @@ class Consumer:
 
     async def accept(self, rep: Replica, stream: str, entry: StreamEntry) -> None:
         """Validate an entry and hand it to the replica's workers, or move it aside."""
+        reason = self.take(rep, stream, entry)
+        if reason is not None:
+            await self._reject(stream, entry.entry_id, reason, rep.role)
+            return
+        self._core.wake_role(rep.role)
+
+    def take(self, rep: Replica, stream: str, entry: StreamEntry) -> str | None:
+        """Hand a valid entry to the replica's workers; else return why to move it aside.
+
+        The caller wakes the role's readers (the replica's load changed): the
+        stream reader once per batch rather than per entry.
+        """
         fields = entry.fields
         data = fields.get(b"e")
         if data is None or len(fields) != 1:
-            await self._reject(stream, entry.entry_id, "foreign", rep.role)
-            return
+            return "foreign"
         try:
             env = self._core.codec.decode(data)
         except MessageTooLarge:
-            await self._reject(stream, entry.entry_id, "oversized", rep.role)
-            return
+            return "oversized"
         except DecodeError:
-            await self._reject(stream, entry.entry_id, "malformed", rep.role)
-            return
+            return "malformed"
         expected = f"agent:{rep.agent.agent_id}" if stream == rep.streams[0] else f"role:{rep.role}"
         if env.kind is not Kind.TASK or env.recipient != expected:
-            await self._reject(stream, entry.entry_id, "foreign", rep.role)
-            return
+            return "foreign"
         if entry.deliveries > 1:
             # Crash redeliveries count as attempts, as Redis's delivery counter does.
             env = msgspec.structs.replace(env, attempt=env.attempt + entry.deliveries - 1)
         rep.assigned += 1
         rep.settled.clear()
         rep.queue.put_nowait(Delivery(env, entry.entry_id, stream, read_at=time.monotonic()))
-        self._core.wake_role(rep.role)
+        return None
 
     async def _reject(self, stream: str, entry_id: bytes, reason: str, role: str) -> None:
         REJECTED.labels(reason=reason).inc()
@@ -259,34 +273,41 @@ class Consumer:
             if rep.dead:
                 return
 
-    async def _start(self, rep: Replica, d: Delivery) -> bool:
-        """Record "running"; False when the delivery is a duplicate of a finished task."""
+    def _start_first(self, rep: Replica, d: Delivery) -> None:
+        """Record "running" for a first delivery, without waiting for the reply."""
+        # A first delivery cannot duplicate a finished task: the handler starts
+        # one round trip sooner, and no coroutine of its own runs for this.
         core = self._core
         env = d.envelope
         agent_id = rep.agent.agent_id
         ledger = core.ledger
         d.started_at = time.time()
         d.agent_id = agent_id
-        if env.attempt == 1:
-            # A first delivery cannot duplicate a finished task: record "running"
-            # without waiting, so the handler starts one round trip sooner.
-            if core.cluster:
-                d.running = core.batch.enqueue(
-                    lambda pipe: ledger.queue_update(
-                        pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1, agent_id=agent_id
-                    )
+        if core.cluster:
+            d.running = core.batch.enqueue(
+                lambda pipe: ledger.queue_update(
+                    pipe, env.id, TaskState.RUNNING, quiet=True, attempts=1, agent_id=agent_id
                 )
-            else:
-                # No future: nothing reads the mark's reply (the completion's,
-                # which follows in order, is awaited).
-                self._settler.put(
-                    SettleOp(
-                        ledger.key(env.id),
-                        TaskState.RUNNING.value,
-                        [b"attempts", 1, b"agent_id", agent_id],
-                    )
+            )
+        else:
+            # No future: nothing reads the mark's reply (the completion's,
+            # which follows in order, is awaited).
+            self._settler.put(
+                SettleOp(
+                    ledger.key(env.id),
+                    TaskState.RUNNING.value,
+                    [b"attempts", 1, b"agent_id", agent_id],
                 )
-            return True
+            )
+
+    async def _start_again(self, rep: Replica, d: Delivery) -> bool:
+        """Record "running" for a redelivery; False when it duplicates a finished task."""
+        env = d.envelope
+        core = self._core
+        agent_id = rep.agent.agent_id
+        ledger = core.ledger
+        d.started_at = time.time()
+        d.agent_id = agent_id
         replies = await core.batch.call(
             lambda pipe: ledger.queue_update(
                 pipe, env.id, TaskState.RUNNING, guard=True, attempts=env.attempt, agent_id=agent_id
@@ -316,7 +337,9 @@ class Consumer:
         if env.expired():
             await settler.complete(d, TaskState.EXPIRED, error="deadline passed before start")
             return
-        if not await self._start(rep, d):
+        if env.attempt == 1:
+            self._start_first(rep, d)
+        elif not await self._start_again(rep, d):
             return
         if agent.state is AgentState.READY:
             agent.state = AgentState.BUSY
@@ -372,9 +395,14 @@ class Consumer:
         except (EncodeError, MessageTooLarge) as exc:
             await settler.complete(d, TaskState.FAILED, error=f"result: {exc}")
             return
-        await settler.complete(
-            d, TaskState.DONE, result=bytes(payload), result_type=Codec.type_name(value)
-        )
+        result, result_type = bytes(payload), Codec.type_name(value)
+        if core.cluster:
+            await settler.complete(d, TaskState.DONE, result=result, result_type=result_type)
+            return
+        # Straight on the settle script's future: one coroutine less per task.
+        reply = await settler.finish(d, TaskState.DONE, result=result, result_type=result_type)
+        if isinstance(reply, Exception):
+            raise reply
 
     @staticmethod
     def _settle(rep: Replica, d: Delivery) -> None:

@@ -9,7 +9,7 @@ slots, so each task is its own pair of commands.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ from swarm.redis.directory import Directory
 from swarm.redis.results import Results
 from swarm.redis.streams import Pipeline, band_of
 from swarm.routing import Router
+from swarm.runtime import RoleInfo
 
 __all__ = ["Intake"]
 
@@ -66,7 +67,9 @@ class Intake:
         if core.batcher is None:
             raise RuntimeClosed("runtime is not started")
         env = envelope
-        recipient, stream = await self.route(env)
+        # Routed from the cached directory without a coroutine of its own.
+        routed = self._route_cached(env)
+        recipient, stream = routed if routed is not None else await self.route(env)
         if recipient != env.recipient or env.reply_to is None:
             env = msgspec.structs.replace(
                 env, recipient=recipient, reply_to=env.reply_to or core.node_id
@@ -142,7 +145,6 @@ class Intake:
 
     async def route(self, env: Envelope) -> tuple[str, str]:
         """Return the resolved recipient and the stream the task goes to."""
-        core = self._core
         for fresh in (False, True):
             roles = None if fresh else self._directory.cached()
             if roles is None:
@@ -153,15 +155,30 @@ class Intake:
                 if fresh:
                     raise
                 continue
-            if recipient.startswith("agent:"):
-                agent_id = recipient[6:]
-                role = next(
-                    info.role
-                    for info in roles.values()
-                    if any(r.agent_id == agent_id for r in info.replicas)
-                )
-                return recipient, C.agent_stream(role, agent_id, core.prefix)
-            role = recipient[5:]
-            core.roles_seen.add(role)
-            return recipient, C.task_stream(role, band_of(env.priority), core.prefix)
+            return recipient, self._stream_of(recipient, env.priority, roles)
         raise NoRouteError(f"no route for {env.type!r}")  # pragma: no cover - loop returns
+
+    def _route_cached(self, env: Envelope) -> tuple[str, str] | None:
+        """:meth:`route` from the cached directory; None when that takes a read or fails."""
+        roles = self._directory.cached()
+        if roles is None:
+            return None
+        try:
+            recipient = self._router.resolve(env.type, env.recipient, roles)
+        except NoRouteError:
+            return None
+        return recipient, self._stream_of(recipient, env.priority, roles)
+
+    def _stream_of(self, recipient: str, priority: int, roles: Mapping[str, RoleInfo]) -> str:
+        core = self._core
+        if recipient.startswith("agent:"):
+            agent_id = recipient[6:]
+            role = next(
+                info.role
+                for info in roles.values()
+                if any(r.agent_id == agent_id for r in info.replicas)
+            )
+            return C.agent_stream(role, agent_id, core.prefix)
+        role = recipient[5:]
+        core.roles_seen.add(role)
+        return C.task_stream(role, band_of(priority), core.prefix)

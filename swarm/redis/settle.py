@@ -49,37 +49,18 @@ class Settler:
         result_type: str | None = None,
     ) -> None:
         """Record a final state, notify the submitter and ack, in one round trip."""
-        core = self._core
-        env = d.envelope
-        ledger = core.ledger
-        # Not waiting for the "running" mark of a first delivery: the batcher
-        # runs calls in order, so it lands before this, often in the same
-        # round trip. A first delivery has no earlier execution to count.
-        final = self.project(d, state, error=error, result=result, result_type=result_type)
-        note = _RECORD_ENCODER.encode(final)
-
-        inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
-        if not core.cluster:
-            # One script for the ledger, the note and the ack, shared with the
-            # other completions and "running" marks of this loop turn.
-            fields: list[Any] = [b"attempts", env.attempt]
-            if error is not None:
-                fields += (b"error", error)
-            if result is not None:
-                fields += (b"result", result)
-            if result_type is not None:
-                fields += (b"result_type", result_type)
-            op = SettleOp(
-                ledger.key(env.id),
-                state.value,
-                fields,
-                ack=(d.stream, d.entry_id),
-                notify=None if inbox is None else (inbox, note),
-            )
-            reply = await self.add(op)
+        if not self._core.cluster:
+            reply = await self.finish(d, state, error=error, result=result, result_type=result_type)
             if isinstance(reply, Exception):
                 raise reply
             return
+        core = self._core
+        env = d.envelope
+        ledger = core.ledger
+        note = _RECORD_ENCODER.encode(
+            self.project(d, state, error=error, result=result, result_type=result_type)
+        )
+        inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
 
         def build(pipe: Pipeline) -> None:
             ledger.queue_update(
@@ -100,6 +81,49 @@ class Settler:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+
+    def finish(
+        self,
+        d: Delivery,
+        state: TaskState,
+        *,
+        error: str | None = None,
+        result: bytes | None = None,
+        result_type: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """:meth:`complete` on a standalone server, up to its reply's future.
+
+        The future gets the reply, or the error as a value; a worker awaits it
+        directly (no coroutine of its own per task).
+        """
+        core = self._core
+        env = d.envelope
+        # Not waiting for the "running" mark of a first delivery: the batcher
+        # runs calls in order, so it lands before this, often in the same
+        # round trip. A first delivery has no earlier execution to count.
+        final = self.project(d, state, error=error, result=result, result_type=result_type)
+        # One script for the ledger, the note and the ack, shared with the
+        # other completions and "running" marks of this loop turn.
+        fields: list[Any] = [b"attempts", env.attempt]
+        if error is not None:
+            fields += (b"error", error)
+        if result is not None:
+            fields += (b"result", result)
+        if result_type is not None:
+            fields += (b"result_type", result_type)
+        reply_to = env.reply_to
+        op = SettleOp(
+            core.ledger.key(env.id),
+            state.value,
+            fields,
+            ack=(d.stream, d.entry_id),
+            notify=(
+                (C.inbox_stream(reply_to, core.prefix), _RECORD_ENCODER.encode(final))
+                if reply_to
+                else None
+            ),
+        )
+        return self.add(op)
 
     def add(self, op: SettleOp) -> asyncio.Future[Any]:
         """Queue a ledger move (standalone servers) for the next shared settle script."""

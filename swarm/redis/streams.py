@@ -63,13 +63,20 @@ Pipeline = Any
 
 # KEYS: streams, best first. ARGV: group, consumer, count, start id (">" or "0").
 # Returns a flat list: key index, entry id, fields (or false if deleted), delivery count.
+# New entries are only looked for in a stream that holds entries at all: most
+# of a replica's streams (its own, the bands nobody uses) are mostly empty, and
+# XLEN costs a fraction of an XREADGROUP that finds nothing.
 FETCH = """
 local out = {}
 local left = tonumber(ARGV[3])
+local new = ARGV[4] == '>'
 for i, key in ipairs(KEYS) do
   if left <= 0 then break end
-  local res = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
-                         'STREAMS', key, ARGV[4])
+  local res = false
+  if not new or redis.call('XLEN', key) > 0 then
+    res = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
+                     'STREAMS', key, ARGV[4])
+  end
   if res and res[1] then
     local entries = res[1][2]
     local counts = {}
@@ -245,9 +252,12 @@ return redis.call('XTRIM', KEYS[1], 'MINID', minid)
 """
 
 
+_BAND_LO, _BAND_HI = min(PRIORITY_BANDS), max(PRIORITY_BANDS)
+
+
 def band_of(priority: int) -> int:
     """Clamp a task priority to one of the stream priority bands."""
-    return max(min(PRIORITY_BANDS), min(max(PRIORITY_BANDS), priority))
+    return _BAND_LO if priority < _BAND_LO else _BAND_HI if priority > _BAND_HI else priority
 
 
 @dataclass(slots=True)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 
-from swarm.agent.cli import load_role, parse_args
+from swarm import Agent
+from swarm.agent.cli import load_role, parse_args, run
 from swarm.errors import ConfigError
 from tests.redis.crash_agents import CrashWorker
+from tests.redis.runtime_support import cleanup, new_prefix, redis_client
+from tests.servers import require_redis
 
 
 def test_module_class_role_loads() -> None:
@@ -38,3 +44,28 @@ def test_stock_role_loads_from_the_agents_registry() -> None:
 
     for role, cls in STOCK_AGENTS.items():
         assert load_role(role) is cls
+
+
+class Idle(Agent):
+    role = "cli_idle"
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+async def test_a_process_of_its_own_freezes_its_startup_objects(freeze: bool) -> None:
+    # ``main`` (a process of its own) moves the objects made at startup out of
+    # the collector's reach once the agents run; ``run`` alone leaves the
+    # collector as it is (e.g. in a test process like this one).
+    url = require_redis()
+    redis = await redis_client()
+    prefix = new_prefix()
+    stop = asyncio.Event()
+    stop.set()  # start, register, then drain and leave at once
+    args = parse_args([f"{__name__}:Idle", "--redis", url, "--prefix", prefix])
+    gc.unfreeze()
+    try:
+        assert await asyncio.wait_for(run(args, stop=stop, freeze_gc=freeze), 30) == 0
+        assert (gc.get_freeze_count() > 0) is freeze
+    finally:
+        gc.unfreeze()
+        await cleanup(redis, prefix)
+        await redis.aclose()
