@@ -263,10 +263,11 @@ class MemoryCoordinator:
         ttl: float | None,
         sources: Iterable[str],
     ) -> tuple[Memory, npt.NDArray[np.float32]]:
-        try:
-            kind = MemoryKind(kind)
-        except ValueError:
-            raise MemoryValidationError(f"unknown memory kind {kind!r}") from None
+        if not isinstance(kind, MemoryKind):  # the enum's own lookup is slow
+            try:
+                kind = MemoryKind(kind)
+            except ValueError:
+                raise MemoryValidationError(f"unknown memory kind {kind!r}") from None
         validate_namespace(namespace)
         validate_content(content, self.settings.max_content_bytes)
         ttl = validate_ttl(ttl)

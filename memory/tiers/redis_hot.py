@@ -211,16 +211,6 @@ def _settle(future: asyncio.Future[Any], reply: Any) -> None:
         future.set_result(reply)
 
 
-def _decode(data: Any) -> Memory | None:
-    if data is None:
-        return None
-    try:
-        return _decoder.decode(data)
-    except msgspec.DecodeError:
-        # A foreign or corrupt value is a cache miss, not an outage.
-        return None
-
-
 class RedisHotTier:
     """Memories cached in Redis hashes with a TTL.
 
@@ -358,12 +348,21 @@ class RedisHotTier:
                         _settle(future, odd)
                 elif command.kind == "get":
                     # Decoded here, so a caller awaits the future itself (no
-                    # coroutine of the tier's own per get).
+                    # coroutine of the tier's own per get); _decode inlined.
+                    decode = _decoder.decode
                     for future, one in zip(command.futures, reply, strict=True):
-                        if isinstance(one, Exception):
+                        if future.done():  # its caller was cancelled
+                            continue
+                        if one is None:
+                            future.set_result(None)
+                        elif isinstance(one, Exception):
                             _settle(future, one)
-                        elif not future.done():  # else its caller was cancelled
-                            future.set_result(None if one is None else _decode(one))
+                        else:
+                            try:
+                                future.set_result(decode(one))
+                            except msgspec.DecodeError:
+                                # A foreign or corrupt value is a cache miss, not an outage.
+                                future.set_result(None)
                 else:
                     for future, one in zip(command.futures, reply, strict=True):
                         if isinstance(one, Exception):
@@ -461,8 +460,11 @@ class RedisHotTier:
             return memory
         near.ensure_started()
         token = near.begin(key)
+        future: asyncio.Future[Memory | None] = self._submit(
+            "get", key, self._get_args, self._get_group
+        )
         try:
-            memory = await self._submit("get", key, self._get_args, self._get_group)
+            memory = await future
         finally:
             if memory is None:
                 near.abandon(key, token)
@@ -471,7 +473,11 @@ class RedisHotTier:
         return memory
 
     def put(self, memory: Memory) -> Awaitable[None]:
-        """Cache a memory (without its vector) for ``ttl`` seconds (a plain function, as ``get``)."""
+        """Cache a memory (without its vector) for ``ttl`` seconds (a plain function, as ``get``).
+
+        Returns:
+            What to await for the write to be done.
+        """
         data = _encoder.encode(strip_vector(memory))
         ttl = self.ttl
         if memory.expires_at is not None:
