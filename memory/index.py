@@ -340,15 +340,15 @@ class VectorIndex:
             totals = [t + wf * math.tanh(fb) for t, fb in zip(totals, fbs, strict=True)]
         else:
             fbs = [0.0] * len(rows)
-        if len(rows) > k:
-            # Every candidate scoring at least the k-th best, ties included,
-            # so that the id tie-break below sees all of them.
-            cut = sorted(totals)[-k]
-            sel = [i for i, t in enumerate(totals) if t >= cut]
-        else:
-            sel = list(range(len(rows)))
         memories = self._memories
-        scored = sorted((-totals[i], memories[rows[i]].id, i) for i in sel)
+        # Every candidate scoring at least the k-th best, ties included, so
+        # that the id tie-break sees all of them.
+        pairs = enumerate(zip(totals, rows, strict=True))
+        if len(rows) > k:
+            cut = sorted(totals)[-k]
+            scored = sorted([(-t, memories[r].id, i) for i, (t, r) in pairs if t >= cut])
+        else:
+            scored = sorted([(-t, memories[r].id, i) for i, (t, r) in pairs])
         return [
             RecallHit(memory=memories[rows[i]], score=-neg, semantic=sems[i], keyword=kws[i],
                       feedback=fbs[i])

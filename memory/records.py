@@ -52,6 +52,11 @@ MAX_CONTENT_BYTES = 32 * 1024
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}(?:\.[a-z0-9][a-z0-9_-]{0,62}){0,7}")
 _TAG = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 _MAX_TAGS = 32
+# Namespaces and tags seen valid (validity depends on the string alone): a
+# store's few names skip their regular expressions. Bounded; past it, matched.
+_VALID: set[str] = set()
+_VALID_TAGS: set[str] = set()
+_VALID_MAX = 10_000
 
 
 class MemoryKind(enum.StrEnum):
@@ -214,11 +219,15 @@ def effective_score(score: float, score_at: float, now: float, half_life: float)
 
 def validate_namespace(namespace: str) -> str:
     """Return ``namespace`` if it is dotted lowercase segments, else raise."""
+    if namespace.__class__ is str and namespace in _VALID:
+        return namespace
     if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
         raise MemoryValidationError(
             f"namespace {namespace!r} is not dotted lowercase segments "
             "([a-z0-9][a-z0-9_-]*, up to 8 segments of 63 characters), e.g. 'research.tge'"
         )
+    if namespace.__class__ is str and len(_VALID) < _VALID_MAX:
+        _VALID.add(namespace)
     return namespace
 
 
@@ -270,8 +279,12 @@ def validate_tags(tags: Iterable[str]) -> tuple[str, ...]:
     if len(out) > _MAX_TAGS:
         raise MemoryValidationError(f"at most {_MAX_TAGS} tags, got {len(out)}")
     for tag in out:
+        if tag.__class__ is str and tag in _VALID_TAGS:
+            continue
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             raise MemoryValidationError(
                 f"tag {tag!r} is not lowercase [a-z0-9][a-z0-9_.:-]* of up to 64 characters"
             )
+        if tag.__class__ is str and len(_VALID_TAGS) < _VALID_MAX:
+            _VALID_TAGS.add(tag)
     return tuple(out)
