@@ -263,10 +263,11 @@ class MemoryCoordinator:
         ttl: float | None,
         sources: Iterable[str],
     ) -> tuple[Memory, npt.NDArray[np.float32]]:
-        try:
-            kind = MemoryKind(kind)
-        except ValueError:
-            raise MemoryValidationError(f"unknown memory kind {kind!r}") from None
+        if not isinstance(kind, MemoryKind):  # the enum's own lookup is slow
+            try:
+                kind = MemoryKind(kind)
+            except ValueError:
+                raise MemoryValidationError(f"unknown memory kind {kind!r}") from None
         validate_namespace(namespace)
         validate_content(content, self.settings.max_content_bytes)
         ttl = validate_ttl(ttl)
@@ -325,7 +326,10 @@ class MemoryCoordinator:
         await self.warm.put(memory)
         light = strip_vector(memory)
         self.index.add(light, vector)
-        await self._hot_put(light)
+        try:  # _hot_put inlined: one coroutine less per store
+            await self.hot.put(light)
+        except SwarmError as exc:
+            _log.warning("hot tier put failed", memory_id=light.id, error=repr(exc))
         # Remote coordinators index the notice, so it carries the vector.
         await self.sync.publish(memory if self.sync.runtime is not None else light)
         return memory.id

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import zlib
 from collections.abc import Sequence
 from itertools import pairwise
@@ -32,6 +33,10 @@ __all__ = ["Embedder", "HashingEmbedder", "tokenize", "vector_from_bytes", "vect
 Vectors = npt.NDArray[np.float32]
 
 _CACHE_MAX = 200_000
+# Up to this many features a text is summed in Python (see ``embed``).
+_SHORT = 48
+# A native float32 vector already is the persisted (little-endian) format.
+_NATIVE_F32 = np.dtype(np.float32) if sys.byteorder == "little" else None
 _WORD = re.compile(r"[a-z0-9]+(?:['._-][a-z0-9]+)*")
 
 
@@ -153,18 +158,35 @@ class HashingEmbedder:
             feats = self.features(tokenize(text))
             if not feats:
                 continue
-            idx, val = zip(*feats, strict=True)
-            # One bincount instead of a NumPy scalar update per feature (10x
-            # faster); features in a fixed order, so sums (and vectors) are stable.
-            vec = np.bincount(idx, weights=val, minlength=dim)
-            norm = math.sqrt(vec @ vec)
+            if len(feats) > _SHORT:
+                idx, val = zip(*feats, strict=True)
+                # One bincount instead of a NumPy scalar update per feature (10x
+                # faster); features in a fixed order, so sums (and vectors) are stable.
+                vec = np.bincount(idx, weights=val, minlength=dim)
+                norm = math.sqrt(vec @ vec)
+                if norm > 0:
+                    out[row] = vec / norm
+                continue
+            # A short text (a query, a finding of a sentence): its few features
+            # summed into a dict cost less than NumPy's per-call overhead of
+            # the bincount path; the same float64 sums in the same order, each
+            # rounded to float32 once on assignment, as there.
+            acc: dict[int, float] = {}
+            get = acc.get
+            for slot, value in feats:
+                acc[slot] = get(slot, 0.0) + value
+            norm = math.sqrt(sum([v * v for v in acc.values()]))
             if norm > 0:
-                out[row] = vec / norm
+                line = out[row]
+                for slot, value in acc.items():
+                    line[slot] = value / norm
         return out
 
 
 def vector_to_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     """Serialise one vector as little-endian float32 (the persisted format)."""
+    if vector.dtype is _NATIVE_F32:
+        return vector.tobytes()
     return np.asarray(vector, dtype="<f4").tobytes()
 
 

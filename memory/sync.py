@@ -109,7 +109,7 @@ class SyncHub:
     async def publish(self, memory: Memory, event: MemoryEvent = MemoryEvent.STORED) -> None:
         """Announce a committed change. Failure is logged, never raised: the store has it."""
         if self.runtime is None:
-            if event is MemoryEvent.STORED:
+            if event is MemoryEvent.STORED and self._subs:
                 await self.dispatch(memory)
             return
         try:

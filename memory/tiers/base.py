@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
@@ -42,15 +42,17 @@ class HotTier(Protocol):
 
     durable: bool
 
-    async def get(self, memory_id: str) -> Memory | None:
+    # Awaitables rather than coroutines, so a tier may hand out a future it
+    # settles itself (the Redis tier's batches); ``async def`` methods fit too.
+    def get(self, memory_id: str) -> Awaitable[Memory | None]:
         """The cached memory, or None."""
         ...
 
-    async def put(self, memory: Memory) -> None:
+    def put(self, memory: Memory) -> Awaitable[None]:
         """Cache a memory (its vector is not cached)."""
         ...
 
-    async def delete(self, memory_id: str) -> None:
+    def delete(self, memory_id: str) -> Awaitable[None]:
         """Drop a cached memory."""
         ...
 

@@ -20,7 +20,7 @@ import codecs
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,33 @@ def _plan(ops: list[_Op]) -> list[_Command]:
     return commands
 
 
+def _bulk(value: object) -> str:
+    text = str(value)
+    return f"${len(text)}\r\n{text}\r\n"
+
+
+def _pack_get(command: _Command) -> bytes | None:
+    """A get command in RESP from one string join, or None when its keys do not allow it.
+
+    Keys of one length in ASCII (the usual: one prefix, fixed-length ids)
+    share one bulk-string header, so the keys need no per-key Python step
+    (nor hiredis's per-argument formatting).
+    """
+    keys = command.keys
+    size = len(keys[0])
+    if min(map(len, keys)) != size or max(map(len, keys)) != size:
+        return None
+    head = f"${size}\r\n"
+    n = len(keys)
+    text = "".join([
+        f"*{3 + n + len(command.argv)}\r\n$7\r\nEVALSHA\r\n", _bulk(_SHA["get"]), _bulk(n),
+        head, f"\r\n{head}".join(keys), "\r\n", *[_bulk(a) for a in command.argv],
+    ])
+    if not text.isascii():
+        return None
+    return text.encode("ascii")
+
+
 def _pack(commands: list[_Command], encoding: str, errors: str) -> bytes:
     """The commands in the Redis protocol (RESP), in one buffer.
 
@@ -148,13 +175,18 @@ def _pack(commands: list[_Command], encoding: str, errors: str) -> bytes:
     (what hiredis does), else in a Python loop.
     """
     if _hiredis_pack is not None and encoding == "utf-8" and errors == "strict":
-        return b"".join([
-            _hiredis_pack(("DEL", *command.keys)) if command.kind == "delete"
-            else _hiredis_pack(
-                ("EVALSHA", _SHA[command.kind], len(command.keys), *command.keys, *command.argv)
-            )
-            for command in commands
-        ])
+        parts: list[bytes] = []
+        for command in commands:
+            if command.kind == "get" and (packed := _pack_get(command)) is not None:
+                parts.append(packed)
+            elif command.kind == "delete":
+                parts.append(_hiredis_pack(("DEL", *command.keys)))
+            else:
+                parts.append(_hiredis_pack(
+                    ("EVALSHA", _SHA[command.kind], len(command.keys), *command.keys,
+                     *command.argv)
+                ))
+        return b"".join(parts)
     out = bytearray()
     for command in commands:
         if command.kind == "delete":
@@ -177,16 +209,6 @@ def _settle(future: asyncio.Future[Any], reply: Any) -> None:
         future.set_exception(TransportError(f"redis hot tier: {reply}"))
     else:
         future.set_result(reply)
-
-
-def _decode(data: Any) -> Memory | None:
-    if data is None:
-        return None
-    try:
-        return _decoder.decode(data)
-    except msgspec.DecodeError:
-        # A foreign or corrupt value is a cache miss, not an outage.
-        return None
 
 
 class RedisHotTier:
@@ -324,12 +346,29 @@ class RedisHotTier:
                     odd = RedisError(f"unexpected reply to {command.kind}: {reply!r}")
                     for future in command.futures:
                         _settle(future, odd)
+                elif command.kind == "get":
+                    # Decoded here, so a caller awaits the future itself (no
+                    # coroutine of the tier's own per get); _decode inlined.
+                    decode = _decoder.decode
+                    for future, one in zip(command.futures, reply, strict=True):
+                        if future.done():  # its caller was cancelled
+                            continue
+                        if one is None:
+                            future.set_result(None)
+                        elif isinstance(one, Exception):
+                            _settle(future, one)
+                        else:
+                            try:
+                                future.set_result(decode(one))
+                            except msgspec.DecodeError:
+                                # A foreign or corrupt value is a cache miss, not an outage.
+                                future.set_result(None)
                 else:
                     for future, one in zip(command.futures, reply, strict=True):
                         if isinstance(one, Exception):
                             _settle(future, one)
-                        elif not future.done():  # else its caller was cancelled
-                            future.set_result(one)
+                        elif not future.done():
+                            future.set_result(None)
 
     async def _execute(self, commands: list[_Command]) -> list[Any]:
         """Run commands in one round trip; reload the scripts once if Redis lost them."""
@@ -401,20 +440,31 @@ class RedisHotTier:
         finally:
             await pool.release(conn)
 
-    async def get(self, memory_id: str) -> Memory | None:
-        """The cached memory or None; a hit refreshes its TTL."""
-        key = self.key(memory_id)
-        near = self.near
-        if near is None:
-            data = await self._submit("get", key, self._get_args, self._get_group)
-            return None if data is None else _decode(data)
+    def get(self, memory_id: str) -> Awaitable[Memory | None]:
+        """The cached memory or None; a hit refreshes its TTL.
+
+        A plain function returning what to await (the batch's future, or with
+        the near-cache a coroutine): one coroutine frame less per get.
+        """
+        key = self._key_head + memory_id
+        if self.near is None:
+            future: asyncio.Future[Memory | None] = self._submit(
+                "get", key, self._get_args, self._get_group
+            )
+            return future
+        return self._get_near(self.near, key)
+
+    async def _get_near(self, near: NearCache, key: str) -> Memory | None:
         memory = near.lookup(key)
         if memory is not None:
             return memory
         near.ensure_started()
         token = near.begin(key)
+        future: asyncio.Future[Memory | None] = self._submit(
+            "get", key, self._get_args, self._get_group
+        )
         try:
-            memory = _decode(await self._submit("get", key, self._get_args, self._get_group))
+            memory = await future
         finally:
             if memory is None:
                 near.abandon(key, token)
@@ -422,8 +472,12 @@ class RedisHotTier:
             near.fill(key, token, memory)
         return memory
 
-    async def put(self, memory: Memory) -> None:
-        """Cache a memory (without its vector) for ``ttl`` seconds."""
+    def put(self, memory: Memory) -> Awaitable[None]:
+        """Cache a memory (without its vector) for ``ttl`` seconds (a plain function, as ``get``).
+
+        Returns:
+            What to await for the write to be done.
+        """
         data = _encoder.encode(strip_vector(memory))
         ttl = self.ttl
         if memory.expires_at is not None:
@@ -434,14 +488,16 @@ class RedisHotTier:
         if self.near is not None:
             # Read-your-writes here; other near-caches hear it from Redis.
             self.near.discard(key)
-        await self._submit("put", key, args, _PUT)
+        future: asyncio.Future[None] = self._submit("put", key, args, _PUT)
+        return future
 
-    async def delete(self, memory_id: str) -> None:
-        """Drop a cached memory."""
+    def delete(self, memory_id: str) -> Awaitable[None]:
+        """Drop a cached memory (a plain function, as ``get``: queued in call order)."""
         key = self.key(memory_id)
         if self.near is not None:
             self.near.discard(key)
-        await self._submit("delete", key, (), _DELETE)
+        future: asyncio.Future[None] = self._submit("delete", key, (), _DELETE)
+        return future
 
     async def close(self) -> None:
         """Stop the flusher; close the client if the tier created it."""

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory import HashingEmbedder, Memory, MemoryFilter, MemoryKind, VectorIndex
+from memory import HashingEmbedder, Memory, MemoryFilter, MemoryKind, RecallHit, VectorIndex
 from memory.records import (
     effective_score,
     validate_confidence,
@@ -160,6 +160,35 @@ def test_the_candidate_cut_keeps_the_largest_values(values: list[float], c: int)
     rows = _top(sims, c)
     assert len(rows) == c == len(set(rows.tolist()))
     assert sorted(sims[rows].tolist()) == sorted(sims.tolist())[-c:]
+
+
+@given(
+    st.lists(st.sampled_from([-math.inf, 0.0, 0.1, 0.25, 0.3, 0.9]) | st.floats(-1, 1),
+             min_size=64, max_size=64),
+    st.integers(1, 40),
+    st.integers(6000, 9000),
+)
+@settings(max_examples=40)
+def test_the_sampled_cut_of_many_rows_keeps_the_largest_values_ties_included(
+    palette: list[float], c: int, n: int
+) -> None:
+    from memory.index import _SAMPLE_FROM, _top
+
+    assert n >= _SAMPLE_FROM  # the sampled path, with its value partition and tie handling
+    # Many rows drawn from few values: ties at the cut are the rule, not the exception.
+    sims = np.asarray(palette, dtype=np.float32)[np.arange(n) * 7919 % 64]
+    rows = _top(sims, c)
+    assert len(rows) == c == len(set(rows.tolist()))
+    assert sorted(sims[rows].tolist()) == sorted(sims.tolist())[-c:]
+
+
+def test_records_are_left_out_of_the_cyclic_collector() -> None:
+    import gc
+
+    m = Memory(id="a", namespace="n", content="x", tags=("t",), sources=("b",))
+    assert not gc.is_tracked(m)
+    assert not gc.is_tracked(RecallHit(memory=m, score=1.0, semantic=1.0, keyword=0.0,
+                                       feedback=0.0))
 
 
 def _reference_embedding(text: str, dim: int, ngrams: int) -> np.ndarray:

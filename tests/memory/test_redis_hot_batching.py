@@ -109,6 +109,19 @@ async def test_a_read_in_a_batch_refreshes_only_hits_and_one_bad_key_fails_only_
         await hot.close()
 
 
+async def test_a_corrupt_cached_value_reads_as_a_miss_beside_good_ones(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    hot = RedisHotTier(redis=redis_client, prefix=redis_prefix, ttl=120)
+    try:
+        await hot.put(Memory(id="good", namespace="n", content="x"))
+        await redis_client.hset(hot.key("bad"), "data", b"{not json")
+        got = await asyncio.gather(hot.get("good"), hot.get("bad"), hot.get("good"))
+        assert [g.content if g else None for g in got] == ["x", None, "x"]
+    finally:
+        await hot.close()
+
+
 async def test_a_plain_client_sends_each_batch_as_one_write_and_reads_every_reply(
     redis_client: Any, redis_prefix: str
 ) -> None:
