@@ -9,6 +9,7 @@ slots, so each task is its own pair of commands.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,57 +59,143 @@ class Intake:
         self.closed = False
         # One STORE_MANY builder per batcher group key (per fence epoch).
         self._builders: dict[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None]] = {}
+        # Routes of addressed tasks resolved from one directory snapshot (the
+        # one in ``_routes_of``): they depend on nothing else.
+        self._routes: dict[tuple[str, str, int], tuple[str, str]] = {}
+        self._routes_of: Mapping[str, RoleInfo] | None = None
 
     async def submit(self, envelope: Envelope) -> str:
         """Queue a task durably and return its id (after close, only local agents' sends)."""
+        queued = self.queue(envelope)
+        if queued is not None:
+            env, reply = queued
+            return self.accepted(env, await reply)
         core = self._core
         if self.closed and envelope.sender not in core.replicas:
             raise RuntimeClosed("runtime is stopping; no new tasks are accepted")
         if core.batcher is None:
             raise RuntimeClosed("runtime is not started")
         env = envelope
-        # Routed from the cached directory without a coroutine of its own.
-        routed = self._route_cached(env)
-        recipient, stream = routed if routed is not None else await self.route(env)
+        recipient, stream = await self.route(env)
         if recipient != env.recipient or env.reply_to is None:
             env = msgspec.structs.replace(
                 env, recipient=recipient, reply_to=env.reply_to or core.node_id
             )
         data = core.codec.encode(env)
-        ledger = core.ledger
         if env.idempotency_key is not None:
-            existing = await ledger.claim(env.idempotency_key, env.id)
+            existing = await core.ledger.claim(env.idempotency_key, env.id)
             if existing is not None:
                 return existing.task_id
-        tracked = env.reply_to == core.node_id
-        if tracked:
+        if env.reply_to == core.node_id:
             self._results.track(env)
-
-        fence = self._fence_key if env.epoch else None
         try:
             if core.cluster:
+                fence = self._fence_key if env.epoch else None
                 await self._store_one(env, TaskRecord.for_task(env), stream, data, fence)
             else:
-                # Shares one script call with the other submits of this loop
-                # turn (of the same epoch, when fenced).
-                op = StoreOp(ledger.key(env.id), stream, ledger.task_fields(env), data)
-                key = ("store", fence, env.epoch) if fence is not None else _STORE_KEY
-                build = self._builders.get(key)
-                if build is None:
-                    build = self._builders[key] = self._store_builder(fence, env.epoch)
-                reply = await core.batch.add(key, build, op)
+                reply = await self._queue_store(env, stream, data)
                 if isinstance(reply, Exception):
                     raise reply
         except (RedisError, OSError) as exc:
-            check_cancelled()
-            if tracked:
-                self._results.untrack(env.id)
-            if isinstance(exc, ResponseError) and str(exc).startswith("FENCED"):
-                FENCED_REFUSED.labels(name=self.fence or "").inc()
-                _log.warning("stale epoch refused", task_id=env.id, detail=str(exc))
-                raise FencingError(f"task {env.id} refused: {exc}") from None
-            raise TransportError(f"could not submit task {env.id}: {exc}") from exc
+            err = self._refused(env, exc)
+            raise err from (None if isinstance(err, FencingError) else exc)
         return env.id
+
+    def queue_watched(self, envelope: Envelope, waiter: asyncio.Future[TaskRecord]) -> bool:
+        """Like :meth:`queue`, with a failed store failing ``waiter`` (the task's result).
+
+        The submitter then awaits only its result: a store error reaches it as
+        :meth:`submit` would raise it. False when the task takes the full path.
+        """
+        prepared = self._prepare(envelope)
+        if prepared is None:
+            return False
+        env, stream, data = prepared
+        key, build, op = self._store_op(env, stream, data)
+        self._core.batch.watch(key, build, op, _StoreWatcher(self, env, waiter))
+        return True
+
+    def queue(self, envelope: Envelope) -> tuple[Envelope, asyncio.Future[Any]] | None:
+        """:meth:`submit`'s common case without a coroutine: the queued task and its reply.
+
+        Pass the reply to :meth:`accepted`. None when the task takes the full
+        path: a directory read, an idempotency claim, Redis Cluster, or a
+        runtime that is stopping or not started.
+        """
+        prepared = self._prepare(envelope)
+        if prepared is None:
+            return None
+        env, stream, data = prepared
+        key, build, op = self._store_op(env, stream, data)
+        return env, self._core.batch.add(key, build, op)
+
+    def _prepare(self, envelope: Envelope) -> tuple[Envelope, str, bytes] | None:
+        # The common case of submit up to the store: routed from the cached
+        # directory, tracked, encoded.
+        core = self._core
+        if (
+            core.cluster
+            or envelope.idempotency_key is not None
+            or core.batcher is None
+            or (self.closed and envelope.sender not in core.replicas)
+        ):
+            return None
+        routed = self._route_cached(envelope)
+        if routed is None:
+            return None
+        recipient, stream = routed
+        env = envelope
+        if recipient != env.recipient or env.reply_to is None:
+            env = msgspec.structs.replace(
+                env, recipient=recipient, reply_to=env.reply_to or core.node_id
+            )
+        data = core.codec.encode(env)
+        if env.reply_to == core.node_id:
+            self._results.track(env)
+        return env, stream, data
+
+    def accepted(self, env: Envelope, reply: Any) -> str:
+        """``env``'s id once its store ``reply`` (from :meth:`queue`) is in.
+
+        Raises:
+            FencingError: The fence refused the task's epoch.
+            TransportError: The task could not be stored.
+        """
+        if isinstance(reply, Exception):
+            if isinstance(reply, (RedisError, OSError)):
+                err = self._refused(env, reply)
+                raise err from (None if isinstance(err, FencingError) else reply)
+            raise reply
+        return env.id
+
+    def _queue_store(self, env: Envelope, stream: str, data: bytes) -> asyncio.Future[Any]:
+        return self._core.batch.add(*self._store_op(env, stream, data))
+
+    def _store_op(
+        self, env: Envelope, stream: str, data: bytes
+    ) -> tuple[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None], StoreOp]:
+        # Shares one script call with the other submits of this loop turn (of
+        # the same epoch, when fenced).
+        ledger = self._core.ledger
+        fence = self._fence_key if env.epoch else None
+        op = StoreOp(ledger.key(env.id), stream, ledger.task_fields(env), data)
+        key = ("store", fence, env.epoch) if fence is not None else _STORE_KEY
+        build = self._builders.get(key)
+        if build is None:
+            build = self._builders[key] = self._store_builder(fence, env.epoch)
+        return key, build, op
+
+    def _refused(self, env: Envelope, exc: BaseException, *, caller: bool = True) -> Exception:
+        """The error a failed store raises (the task is no longer outstanding)."""
+        if caller:
+            check_cancelled()
+        if env.reply_to == self._core.node_id:
+            self._results.untrack(env.id)
+        if isinstance(exc, ResponseError) and str(exc).startswith("FENCED"):
+            FENCED_REFUSED.labels(name=self.fence or "").inc()
+            _log.warning("stale epoch refused", task_id=env.id, detail=str(exc))
+            return FencingError(f"task {env.id} refused: {exc}")
+        return TransportError(f"could not submit task {env.id}: {exc}")
 
     def _store_builder(
         self, fence: str | None, epoch: int
@@ -163,11 +250,23 @@ class Intake:
         roles = self._directory.cached()
         if roles is None:
             return None
+        key = (env.type, env.recipient, env.priority)
+        if roles is self._routes_of:
+            routed = self._routes.get(key)
+            if routed is not None:
+                return routed
+        else:
+            self._routes_of, self._routes = roles, {}
         try:
             recipient = self._router.resolve(env.type, env.recipient, roles)
         except NoRouteError:
             return None
-        return recipient, self._stream_of(recipient, env.priority, roles)
+        routed = recipient, self._stream_of(recipient, env.priority, roles)
+        if env.recipient:
+            # An unaddressed task goes to the role with most free capacity
+            # now (and health may change within a snapshot): not cached.
+            self._routes[key] = routed
+        return routed
 
     def _stream_of(self, recipient: str, priority: int, roles: Mapping[str, RoleInfo]) -> str:
         core = self._core
@@ -182,3 +281,34 @@ class Intake:
         role = recipient[5:]
         core.roles_seen.add(role)
         return C.task_stream(role, band_of(priority), core.prefix)
+
+
+class _StoreWatcher:
+    """A watched store's reply: nothing to do when stored, else fail the waiter."""
+
+    __slots__ = ("env", "intake", "waiter")
+
+    def __init__(self, intake: Intake, env: Envelope, waiter: asyncio.Future[TaskRecord]) -> None:
+        self.intake = intake
+        self.env = env
+        self.waiter = waiter
+
+    def done(self) -> bool:
+        return self.waiter.done()
+
+    def set_result(self, result: Any) -> None:
+        if not isinstance(result, Exception):
+            return  # stored: the waiter waits for the task's result
+        if isinstance(result, (RedisError, OSError)):
+            # Runs in the batcher's task, not the submitter's: no cancel check.
+            err = self.intake._refused(self.env, result, caller=False)
+            if not isinstance(err, FencingError):
+                err.__cause__ = result
+        else:
+            err = result
+        self.waiter.set_exception(err)
+
+    def cancel(self) -> bool:
+        # The batcher stopped before the store's reply: as the submitter's
+        # await of that reply would be.
+        return self.waiter.cancel()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -25,6 +25,9 @@ from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, check_cancelled
 from swarm.redis.ledger import record_from_hash
+
+if TYPE_CHECKING:
+    from swarm.redis.intake import Intake
 
 __all__ = ["Results"]
 
@@ -45,6 +48,8 @@ class Results:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        # expect()'s waiters, one per task and no list each (the send path).
+        self._expected: dict[str, asyncio.Future[TaskRecord]] = {}
         self.pending: dict[str, Envelope] = {}
         self.idle = asyncio.Event()
         self.idle.set()
@@ -65,6 +70,9 @@ class Results:
             for fut in waiters:
                 if not fut.done():
                     fut.cancel()
+        for fut in self._expected.values():
+            if not fut.done():
+                fut.cancel()
 
     async def read_inbox(self, last: bytes) -> None:
         """Read this node's inbox from after ``last`` until cancelled."""
@@ -127,6 +135,9 @@ class Results:
 
     def _resolve(self, record: TaskRecord) -> None:
         self.untrack(record.task_id)
+        expected = self._expected.pop(record.task_id, None)
+        if expected is not None and not expected.done():
+            expected.set_result(record)
         for fut in self._waiters.pop(record.task_id, ()):
             if not fut.done():
                 fut.set_result(record)
@@ -158,6 +169,7 @@ class Results:
         submit: Callable[[Envelope], Awaitable[str]],
         *,
         timeout: float | None = None,
+        queue: Intake | None = None,
     ) -> TaskRecord:
         """Submit ``env`` with ``submit`` and wait for its final record.
 
@@ -167,12 +179,23 @@ class Results:
         submit would then find the task settled and read its record from the
         ledger, one round trip more.
 
+        With ``queue``, a task that :meth:`Intake.queue` takes is submitted
+        without a coroutine of its own (``submit`` takes the others).
+
         Raises:
             SwarmTimeout: No final record within ``timeout`` seconds of the submit.
         """
         fut = self.expect(env.id)
         try:
-            task_id = await submit(env)
+            if timeout is None and queue is not None and queue.queue_watched(env, fut):
+                # A store error fails ``fut`` too: one await, not two.
+                return await fut
+            queued = queue.queue(env) if queue is not None else None
+            if queue is None or queued is None:
+                task_id = await submit(env)
+            else:
+                # Awaits the store's reply itself: no submit coroutine per task.
+                task_id = queue.accepted(queued[0], await queued[1])
             if task_id != env.id:
                 # An idempotent duplicate: the earlier task's result.
                 return await self.wait(task_id, timeout=timeout)
@@ -193,11 +216,17 @@ class Results:
         submitter resumes still finds it. Pair with :meth:`forget`.
         """
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(task_id, []).append(fut)
+        if task_id in self._expected:
+            self._waiters.setdefault(task_id, []).append(fut)
+        else:
+            self._expected[task_id] = fut
         return fut
 
     def forget(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
         """Drop a waiter from :meth:`expect` (resolved, or the submit failed)."""
+        if self._expected.get(task_id) is fut:
+            del self._expected[task_id]
+            return
         waiters = self._waiters.get(task_id)
         if waiters and fut in waiters:
             waiters.remove(fut)

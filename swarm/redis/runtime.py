@@ -428,7 +428,10 @@ class RedisRuntime:
             idempotency_key=idempotency_key,
             reply_to=self._core.node_id,
         )
-        record = await self._results.submit_and_wait(env, self._intake.submit, timeout=timeout)
+        intake = self._intake
+        record = await self._results.submit_and_wait(
+            env, intake.submit, timeout=timeout, queue=intake
+        )
         return result_of(codec, record)
 
     # -- broadcast --------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from redis.exceptions import ResponseError
@@ -49,6 +49,7 @@ __all__ = [
     "TRIM",
     "HiredisPackConnection",
     "PipelineBatcher",
+    "ReplyWatcher",
     "StreamEntry",
     "band_of",
     "ensure_group",
@@ -301,6 +302,19 @@ def _consume(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
+class ReplyWatcher(Protocol):
+    """What :meth:`PipelineBatcher.watch` hands an item's reply to (a future's subset)."""
+
+    def done(self) -> bool:
+        """Whether the reply was taken already."""
+
+    def set_result(self, result: Any) -> None:
+        """Take the reply: the item's reply, or the error (as a value) it got."""
+
+    def cancel(self) -> bool:
+        """The round trip was cancelled (the batcher stops)."""
+
+
 class _Op:
     __slots__ = ("build", "future")
 
@@ -321,7 +335,7 @@ class _Group:
         self.build = build
         self.items: list[Any] = []
         # None for an item added with ``put`` (nobody wants its reply).
-        self.futures: list[asyncio.Future[Any] | None] = []
+        self.futures: list[asyncio.Future[Any] | ReplyWatcher | None] = []
 
 
 class PipelineBatcher:
@@ -375,12 +389,27 @@ class PipelineBatcher:
         """Like :meth:`add` for an item whose reply nobody reads: no future at all."""
         self._group(key, build, item, None)
 
+    def watch(
+        self,
+        key: Hashable,
+        build: Callable[[Pipeline, list[Any]], None],
+        item: Any,
+        watcher: ReplyWatcher,
+    ) -> None:
+        """Like :meth:`add`, with ``watcher`` in place of the future.
+
+        The watcher takes the reply (or error) as a future's result would be
+        set, but the caller need not await it: no loop turn for a reply that
+        only says "stored".
+        """
+        self._group(key, build, item, watcher)
+
     def _group(
         self,
         key: Hashable,
         build: Callable[[Pipeline, list[Any]], None],
         item: Any,
-        fut: asyncio.Future[Any] | None,
+        fut: asyncio.Future[Any] | ReplyWatcher | None,
     ) -> None:
         group = self._open.get(key)
         if group is None or len(group.items) >= self._max_group:

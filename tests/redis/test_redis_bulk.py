@@ -191,11 +191,11 @@ async def test_an_expected_result_that_arrives_before_its_submitter_waits_is_kep
     assert fut.done() and fut.result().task_id == "t1"
     assert results.idle.is_set()
     results.forget("t1", fut)
-    assert "t1" not in results._waiters
+    assert "t1" not in results._waiters and "t1" not in results._expected
     # A submit that failed: the waiter is dropped unresolved.
     other = results.expect("t2")
     results.forget("t2", other)
-    assert not other.done() and "t2" not in results._waiters
+    assert not other.done() and "t2" not in results._waiters and "t2" not in results._expected
 
 
 async def test_settle_many_writes_a_long_note_array_with_a_16_bit_header() -> None:
