@@ -175,15 +175,15 @@ for _, box in ipairs(inboxes) do
   if count == 1 then
     redis.call('XADD', box, 'MAXLEN', '~', maxlen, '*', 'r', n[1])
   else
-    -- The inbox keeps about ``maxlen`` notes, however many an entry holds.
+    -- Trimmed by entries, as single notes are: a limit scaled down by the
+    -- notes per entry would cut the unread single-note entries before it.
     local head
     if count < 16 then
       head = string.char(0x90 + count)
     else
       head = string.char(0xdc, math.floor(count / 256), count % 256)
     end
-    redis.call('XADD', box, 'MAXLEN', '~', math.max(1, math.floor(maxlen / count)), '*',
-               'rs', head .. table.concat(n))
+    redis.call('XADD', box, 'MAXLEN', '~', maxlen, '*', 'rs', head .. table.concat(n))
   end
 end
 for _, s in ipairs(streams) do
@@ -197,7 +197,8 @@ return out
 class StoreOp:
     """One task of a :data:`STORE_MANY` call: its record's fields and its stream entry.
 
-    ``fields`` is :meth:`~swarm.redis.ledger.RedisLedger.flat_fields` of the record.
+    ``fields`` is :meth:`~swarm.redis.ledger.RedisLedger.task_fields` of the task (the
+    record's :meth:`~swarm.redis.ledger.RedisLedger.flat_fields`).
     """
 
     __slots__ = ("data", "fields", "record_key", "stream")
@@ -274,7 +275,7 @@ def queue_settle(
     marks: dict[str, int] = {}
     merged: dict[int, list[Any]] = {}
     for i, op in enumerate(ops):
-        if op.kind == "r":
+        if op.kind == "r" and op.state == "running":
             marks[op.record_key] = i
         else:
             j = marks.pop(op.record_key, -1)
@@ -291,7 +292,7 @@ def queue_settle(
     for i, op in enumerate(ops):
         kind = op.kind
         if merged and i in merged:
-            if kind == "r":
+            if kind == "r" and op.state == "running":
                 args.append("")
                 continue
             fields = merged[i]

@@ -34,9 +34,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import ssl as ssl_module
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -386,10 +387,18 @@ class HiredisPackConnection(Connection):
         socket timeout as before. Health checks and reconnects take redis-py's path.
         """
         writer = getattr(self, "_writer", None)
+        reader = getattr(self, "_reader", None)
+        if writer is not None and (
+            writer.transport.is_closing() or (reader is not None and reader.at_eof())
+        ):
+            # The server closed it while it sat idle (a restart, CLIENT KILL,
+            # an idle timeout): nothing was sent on it, so a fresh connection
+            # is safe, as the pool's check of a connection it lends out.
+            await self.disconnect(nowait=True)
+            writer = None
         if (
             writer is None
-            or getattr(self, "_reader", None) is None
-            or writer.transport.is_closing()
+            or reader is None
             or (
                 check_health
                 and self.health_check_interval
@@ -407,8 +416,8 @@ class HiredisPackConnection(Connection):
             if writer.transport.get_write_buffer_size() and self.socket_timeout:
                 await asyncio.wait_for(writer.drain(), self.socket_timeout)
             else:
-                # Does not suspend (nothing to wait for); raises a connection
-                # error the reader already saw.
+                # Nothing buffered (or no timeout configured, as redis-py):
+                # raises a connection error the reader already saw.
                 await writer.drain()
         except TimeoutError:
             await self.disconnect(nowait=True)
@@ -463,9 +472,10 @@ class _HeldPipeline(Pipeline):
         record, HIMPORT preparation passes and a second packing pass that joins
         the commands into one buffer: more Python than the write and the read
         themselves for the batcher's one or two commands. A held connection
-        that is up runs one attempt directly; should that attempt fail on the
-        connection, redis-py's path (retries with backoff) runs the pipeline
-        again, as its own retry would have.
+        that is up runs its attempts directly; the first is the first of the
+        client's retry policy, so a failed one leaves the policy's remaining
+        attempts (with ``retry_attempts=0``, none: a script whose reply was
+        lost is not run twice).
         """
         conn = self.connection
         stack = self.command_stack
@@ -480,23 +490,27 @@ class _HeldPipeline(Pipeline):
             or not conn.is_connected
         ):
             return await super().execute(raise_on_error)
-        try:
-            chunks: list[bytes] = []
-            pack = conn.pack_command
-            for args, _ in stack:
-                chunks += pack(*args)
+        chunks: list[bytes] = []
+        pack = conn.pack_command
+        for args, _ in stack:
+            chunks += pack(*args)
+        parse = self.parse_response
+
+        async def attempt() -> list[Any]:
             await conn.send_packed_command(chunks)
-            response: list[Any] = []
-            parse = self.parse_response
+            replies: list[Any] = []
             for args, options in stack:
                 try:
-                    response.append(await parse(conn, args[0], **options))
+                    replies.append(await parse(conn, args[0], **options))
                 except ResponseError as exc:
-                    response.append(exc)
-        except (RedisConnectionError, RedisTimeoutError):
-            # As redis-py before a retry: a fresh connection for the next attempt.
-            await conn.disconnect()
-            return await super().execute(raise_on_error)
+                    replies.append(exc)
+            return replies
+
+        try:
+            try:
+                response = await attempt()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                response = await _retry_rest(conn, attempt, exc)
         except BaseException:
             await self.reset()
             raise
@@ -547,7 +561,8 @@ class PipelineConnection:
             return client.pipeline(transaction=False)
         pipe = _HeldPipeline(client.connection_pool, client.response_callbacks, False, None)
         pipe.holder = self
-        pipe.connection = self.held
+        # Taken, not shared: a second pipeline meanwhile gets its own from the pool.
+        pipe.connection, self.held = self.held, None
         return pipe
 
     async def close(self) -> None:
@@ -566,24 +581,48 @@ class _DedicatedRedis(Redis):
         As for the held pipeline: redis-py's retry closure and observability
         record cost more than the read's own parsing, and run after the reply
         arrived, on the path of every task when they come one at a time.
-        After a connection error redis-py's path (retries with backoff) runs
-        the command again, as its own retry would have.
+        The direct attempt is the first of the client's retry policy; after a
+        connection error the policy's remaining attempts run, as redis-py's
+        own retry would.
         """
         lock: asyncio.Lock | None = getattr(self, "_single_conn_lock", None)
-        if lock is None:  # a redis-py without it: its own path, as any client
+        conn = self.connection
+        if lock is None or not isinstance(conn, HiredisPackConnection) or not conn.is_connected:
+            # First use (redis-py connects), or a redis-py without the lock.
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        await lock.acquire()
-        try:
-            conn = self.connection
-            if isinstance(conn, HiredisPackConnection) and conn.is_connected:
-                try:
-                    await conn.send_packed_command(conn.pack_command(*args))
-                    return await self.parse_response(conn, args[0], **options)
-                except (RedisConnectionError, RedisTimeoutError):
-                    await conn.disconnect()
-        finally:
-            lock.release()
-        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        packed = conn.pack_command(*args)
+
+        async def attempt() -> Any:
+            await conn.send_packed_command(packed)
+            return await self.parse_response(conn, args[0], **options)
+
+        # Held across the retries, as redis-py holds it.
+        async with lock:
+            try:
+                return await attempt()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                return await _retry_rest(conn, attempt, exc)
+
+
+async def _retry_rest(conn: Any, attempt: Callable[[], Awaitable[Any]], error: Exception) -> Any:
+    """The attempts ``conn``'s retry policy has left after a failed first one.
+
+    Each failure drops the connection, as redis-py does before a retry; the
+    next attempt reconnects. A policy of no retries raises ``error``.
+    """
+    await conn.disconnect()
+    policy: Retry = conn.retry
+    retries = policy.get_retries()
+    if retries == 0:
+        raise error
+    rest = copy.copy(policy)
+    if retries > 0:  # negative: retry for ever
+        rest.update_retries(retries - 1)
+
+    async def failed(_: Exception) -> None:
+        await conn.disconnect()
+
+    return await rest.call_with_retry(attempt, failed)
 
 
 def dedicated(client: AnyRedis) -> AnyRedis:

@@ -18,6 +18,7 @@ from swarm.errors import ConfigError, TransportError
 from swarm.redis import RedisClients, RedisSettings
 from swarm.redis.connections import (
     HiredisPackConnection,
+    PipelineConnection,
     close_dedicated,
     dedicated,
 )
@@ -206,3 +207,50 @@ async def test_a_dedicated_client_runs_commands_directly_and_retries_a_dropped_c
     finally:
         await base.delete("dedicated-test")
         await close_dedicated(own, base)
+
+
+# Counts its run, then keeps the server busy past the client's socket timeout.
+_SLOW_INCR = """
+redis.call('INCR', KEYS[1])
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 400000 then break end
+end
+return 1
+"""
+
+
+async def test_direct_round_trips_make_exactly_the_attempts_the_retry_policy_allows() -> None:
+    # The direct attempt is the policy's first: with no retries, a reply that
+    # timed out is an error, not a second run of the command (a script whose
+    # reply was lost must not run twice).
+    settings = RedisSettings.from_dsn(require_redis(), socket_timeout=0.2, retry_attempts=0)
+    clients = await RedisClients.connect(settings)
+    base = clients.commands
+    own = dedicated(base)
+    held = PipelineConnection(base)
+    counter = f"attempts-test-{time.monotonic_ns()}"
+    try:
+        await own.ping()  # makes the connection: redis-py's path
+        pipe = held.pipeline()
+        pipe.ping()
+        await pipe.execute()
+        with pytest.raises(RedisTimeoutError):
+            await own.eval(_SLOW_INCR, 1, counter)
+        pipe = held.pipeline()
+        pipe.eval(_SLOW_INCR, 1, counter)
+        with pytest.raises(RedisTimeoutError):
+            await pipe.execute()
+        # Each ran once; the next command (which waits out the script) reconnects.
+        other = Redis.from_url(require_redis(), socket_timeout=5)
+        try:
+            assert int(await other.get(counter)) == 2
+        finally:
+            await other.aclose()
+        assert await own.ping()
+    finally:
+        await base.delete(counter)
+        await held.close()
+        await close_dedicated(own, base)
+        await clients.close()

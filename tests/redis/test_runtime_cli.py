@@ -50,6 +50,7 @@ class Idle(Agent):
     role = "cli_idle"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("freeze", [False, True])
 async def test_a_process_of_its_own_freezes_its_startup_objects(freeze: bool) -> None:
     # ``main`` (a process of its own) moves the objects made at startup out of
