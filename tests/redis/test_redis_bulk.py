@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -198,38 +199,46 @@ async def test_an_expected_result_that_arrives_before_its_submitter_waits_is_kep
     assert not other.done() and "t2" not in results._waiters and "t2" not in results._expected
 
 
+async def _settle_with_notes(
+    redis: Any, ledger: RedisLedger, stream: str, inbox: str, n: int, *, maxlen: int
+) -> list[TaskRecord]:
+    """Store ``n`` tasks, read them, and settle them all in one call with a note each."""
+    await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+    recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(n)]
+    pipe = redis.pipeline(transaction=False)
+    queue_store(
+        pipe,
+        [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
+        ttl=60,
+        fence=None,
+        epoch=0,
+    )
+    (ids,) = await pipe.execute()
+    await redis.xreadgroup("g", "w", {stream: ">"})
+    encoder = msgspec.msgpack.Encoder()
+    ops = [
+        SettleOp(
+            ledger.key(r.task_id),
+            "done",
+            [b"attempts", 1],
+            ack=(stream, ids[i]),
+            notify=(inbox, encoder.encode(r)),
+        )
+        for i, r in enumerate(recs)
+    ]
+    pipe = redis.pipeline(transaction=False)
+    queue_settle(pipe, ops, now=1.0, ttl=60, group="g", maxlen=maxlen)
+    assert await pipe.execute() == [[1] * n]
+    return recs
+
+
 async def test_settle_many_writes_a_long_note_array_with_a_16_bit_header() -> None:
     redis = await redis_client()
     prefix = new_prefix()
     ledger = RedisLedger(redis=redis, prefix=prefix)
     stream, inbox = f"{prefix}:{{r}}:tasks:1", f"{prefix}:{{inbox-q}}:results"
     try:
-        await redis.xgroup_create(stream, "g", id="0", mkstream=True)
-        recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(40)]
-        pipe = redis.pipeline(transaction=False)
-        queue_store(
-            pipe,
-            [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
-            ttl=60,
-            fence=None,
-            epoch=0,
-        )
-        (ids,) = await pipe.execute()
-        await redis.xreadgroup("g", "w", {stream: ">"})
-        encoder = msgspec.msgpack.Encoder()
-        ops = [
-            SettleOp(
-                ledger.key(r.task_id),
-                "done",
-                [b"attempts", 1],
-                ack=(stream, ids[i]),
-                notify=(inbox, encoder.encode(r)),
-            )
-            for i, r in enumerate(recs)
-        ]
-        pipe = redis.pipeline(transaction=False)
-        queue_settle(pipe, ops, now=1.0, ttl=60, group="g", maxlen=1000)
-        assert await pipe.execute() == [[1] * 40]
+        recs = await _settle_with_notes(redis, ledger, stream, inbox, 40, maxlen=1000)
         (entry,) = await redis.xrange(inbox)
         notes = msgspec.msgpack.Decoder(list[TaskRecord]).decode(entry[1][b"rs"])
         assert [n.task_id for n in notes] == [r.task_id for r in recs]
@@ -244,39 +253,14 @@ async def test_a_note_array_entry_does_not_trim_unread_single_notes_below_maxlen
     ledger = RedisLedger(redis=redis, prefix=prefix)
     stream, inbox = f"{prefix}:{{r}}:tasks:1", f"{prefix}:{{inbox-q}}:results"
     try:
-        await redis.xgroup_create(stream, "g", id="0", mkstream=True)
         # A reader that fell behind: 3 000 single notes it has not read yet.
         pipe = redis.pipeline(transaction=False)
         for i in range(3000):
             pipe.xadd(inbox, {"r": f"old{i}"})
         await pipe.execute()
-        recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(200)]
-        pipe = redis.pipeline(transaction=False)
-        queue_store(
-            pipe,
-            [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
-            ttl=60,
-            fence=None,
-            epoch=0,
-        )
-        (ids,) = await pipe.execute()
-        await redis.xreadgroup("g", "w", {stream: ">"})
-        encoder = msgspec.msgpack.Encoder()
-        ops = [
-            SettleOp(
-                ledger.key(r.task_id),
-                "done",
-                [b"attempts", 1],
-                ack=(stream, ids[i]),
-                notify=(inbox, encoder.encode(r)),
-            )
-            for i, r in enumerate(recs)
-        ]
-        pipe = redis.pipeline(transaction=False)
         # 3 001 entries stay within a limit of 10 000 entries, however many
         # notes the new entry holds (10 000 / 200 notes would cut to ~50).
-        queue_settle(pipe, ops, now=1.0, ttl=60, group="g", maxlen=10_000)
-        assert await pipe.execute() == [[1] * 200]
+        await _settle_with_notes(redis, ledger, stream, inbox, 200, maxlen=10_000)
         assert await redis.xlen(inbox) == 3001
         (first,) = await redis.xrange(inbox, count=1)
         assert first[1] == {b"r": b"old0"}
