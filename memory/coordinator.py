@@ -326,10 +326,7 @@ class MemoryCoordinator:
         await self.warm.put(memory)
         light = strip_vector(memory)
         self.index.add(light, vector)
-        try:  # _hot_put inlined: one coroutine less per store
-            await self.hot.put(light)
-        except SwarmError as exc:
-            _log.warning("hot tier put failed", memory_id=light.id, error=repr(exc))
+        await self._hot_put(light)
         # Remote coordinators index the notice, so it carries the vector.
         await self.sync.publish(memory if self.sync.runtime is not None else light)
         return memory.id

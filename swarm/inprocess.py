@@ -665,15 +665,13 @@ class InProcessRuntime:
                             agent.inflight -= 1
                             agent.processed += 1
                             rec = fast.done_nowait(env.id, env.attempt, _NONE_RESULT, "")
-                            if rec is None:
-                                pass
-                            elif self._outstanding > 1 and not self._more_waiters:
+                            if rec is not None and self._outstanding > 1 and not self._more_waiters:
                                 # _settled's common case, inline: a call less per task.
                                 self._outstanding -= 1
                                 fut = waiters.pop(env.id, None)
                                 if fut is not None and not fut.done():
                                     fut.set_result(rec)
-                            else:
+                            elif rec is not None:
                                 self._settled(rec)
                         elif not self._on_result(rep, d, env, value, fast):
                             await self._on_result_slow(rep, d, env, me, value)
@@ -758,16 +756,15 @@ class InProcessRuntime:
     def _on_result(
         self, rep: _Replica, d: _Delivery, env: Envelope, value: Any, fast: InMemoryLedger
     ) -> bool:
-        """Ack a successful delivery on the in-memory ledger; False means take the slow path."""
-        if value is None:
-            result = _NONE_RESULT
-            type_name = ""
-        else:
-            try:
-                result = bytes(self._codec.encode_payload(value))
-            except (EncodeError, MessageTooLarge):
-                return False
-            type_name = value.type_name if isinstance(value, Message) else ""
+        """Ack a successful delivery of a non-None result on the in-memory ledger.
+
+        The worker acks a None result itself; False means take the slow path.
+        """
+        try:
+            result = bytes(self._codec.encode_payload(value))
+        except (EncodeError, MessageTooLarge):
+            return False
+        type_name = value.type_name if isinstance(value, Message) else ""
         d.envelope = None  # the lease ends
         agent = rep.agent
         agent.inflight -= 1
@@ -910,11 +907,7 @@ class InProcessRuntime:
                 raise KeyError(task_id)
             if rec.state in FINAL_STATES:
                 return rec
-        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-        if task_id in self._waiters:
-            self._more_waiters.setdefault(task_id, []).append(fut)
-        else:
-            self._waiters[task_id] = fut
+        fut = self._add_waiter(task_id)
         try:
             if fast is None:
                 # Registered before reading the ledger so a finish in between is not missed.
@@ -951,13 +944,7 @@ class InProcessRuntime:
         if rec is None:
             raise KeyError(task_id)
         if rec.state not in FINAL_STATES:
-            # As in wait: the first waiter of a task goes in a dict without a
-            # list; more are rare.
-            fut: asyncio.Future[TaskRecord] = _Future()
-            if task_id in self._waiters:
-                self._more_waiters.setdefault(task_id, []).append(fut)
-            else:
-                self._waiters[task_id] = fut
+            fut = self._add_waiter(task_id)
             try:
                 rec = await fut
             except BaseException:
@@ -968,6 +955,15 @@ class InProcessRuntime:
         if rec.state is _DONE and rec.result is _NONE_RESULT:
             return None  # the common no-result case, without result_of's call
         return result_of(self._codec, rec)
+
+    def _add_waiter(self, task_id: str) -> asyncio.Future[TaskRecord]:
+        # The first waiter of a task goes in a dict without a list; more are rare.
+        fut: asyncio.Future[TaskRecord] = _Future()
+        if task_id in self._waiters:
+            self._more_waiters.setdefault(task_id, []).append(fut)
+        else:
+            self._waiters[task_id] = fut
+        return fut
 
     def _drop_waiter(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> None:
         more = self._more_waiters.get(task_id)

@@ -265,11 +265,7 @@ class Results:
         except TimeoutError:
             raise SwarmTimeout(f"task {task_id} not finished within {timeout}s") from None
         finally:
-            waiters = self._waiters.get(task_id)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
-                if not waiters:
-                    del self._waiters[task_id]
+            self.forget(task_id, fut)
 
     async def _get_record(self, task_id: str) -> TaskRecord | None:
         key = self._core.ledger.key(task_id)
