@@ -25,7 +25,6 @@ from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
 from swarm.messages import Kind
 from swarm.metrics import REJECTED
-from swarm.redis.bulk import SettleOp
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
@@ -292,13 +291,8 @@ class Consumer:
         else:
             # No future: nothing reads the mark's reply (the completion's,
             # which follows in order, is awaited).
-            self._settler.put(
-                SettleOp(
-                    ledger.key(env.id),
-                    TaskState.RUNNING.value,
-                    [b"attempts", 1, b"agent_id", agent_id],
-                )
-            )
+            d.record_key = ledger.key(env.id)
+            self._settler.mark(d)
 
     async def _start_again(self, rep: Replica, d: Delivery) -> bool:
         """Record "running" for a redelivery; False when it duplicates a finished task."""

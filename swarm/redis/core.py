@@ -81,6 +81,11 @@ class Delivery:
     lease_until: float = 0.0
     worker: asyncio.Task[Any] | None = None
     interrupted: str | None = None
+    #: Ledger key, set when a "running" mark was queued for a first delivery.
+    record_key: str = ""
+    #: Set while a settle script holding that mark is built
+    #: (see :func:`~swarm.redis.bulk.queue_settle`).
+    mark: object = None
 
 
 @dataclass(slots=True, eq=False)

@@ -106,6 +106,35 @@ async def test_send_returns_the_result_and_ledger_records_it(runtime: RedisRunti
     assert counts[TaskState.DONE] == 2
 
 
+async def test_a_running_task_shows_running_until_it_finishes(runtime: RedisRuntime) -> None:
+    agent = Squarer()
+    await runtime.register(agent)
+    key = new_id()
+    started = _STARTED.setdefault(key, asyncio.Event())
+    task_id = await runtime.submit(_env(runtime, Slow(key=key)))
+    await asyncio.wait_for(started.wait(), 10)
+    # The "running" mark goes out in the agent's next settle script.
+    deadline = time.monotonic() + 10
+    rec = await runtime.ledger.get(task_id)
+    while rec is not None and rec.state is TaskState.QUEUED and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        rec = await runtime.ledger.get(task_id)
+    assert rec is not None and rec.state is TaskState.RUNNING
+    assert (rec.attempts, rec.agent_id, rec.finished_at) == (1, agent.agent_id, None)
+    assert rec.started_at is not None
+    _RELEASE.setdefault(key, asyncio.Event()).set()
+    done = await runtime.wait(task_id, timeout=10)
+    assert (done.state, done.attempts, done.agent_id, done.executions) == (
+        TaskState.DONE,
+        1,
+        agent.agent_id,
+        1,
+    )
+    final = await runtime.ledger.get(task_id)
+    assert final is not None and final.started_at == rec.started_at
+    assert final.finished_at is not None and final.finished_at >= rec.started_at
+
+
 async def test_failures_retry_then_succeed(runtime: RedisRuntime) -> None:
     await runtime.register(Squarer())
     key = new_id()
