@@ -28,7 +28,14 @@ from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
-from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
+from swarm.redis.streams import (
+    FETCH,
+    REJECT,
+    REQUEUE,
+    StreamEntry,
+    parse_entries,
+    parse_read,
+)
 from swarm.tracing import handler_span, tracing_enabled
 
 __all__ = ["Consumer"]
@@ -90,7 +97,7 @@ class Consumer:
             )
             for entry in parse_entries(raw):
                 stream = rep.streams[entry.key_index]
-                data = entry.fields.get(b"e")
+                data = entry.get(b"e")
                 if data is None:
                     continue
                 await redis.eval(REQUEUE, 2, stream, stream, C.TASK_GROUP, entry.entry_id, data)
@@ -100,7 +107,9 @@ class Consumer:
     # -- reading ------------------------------------------------------------
     async def _reader(self, rep: Replica) -> None:
         # One connection for this reader's blocking reads, kept across them.
-        blocking = dedicated(self._core.blocking)
+        # Its reads' replies are parsed here (see ``parse_read``): redis-py
+        # would first turn every entry's fields into a dict.
+        blocking = dedicated(self._core.blocking, raw=("XREADGROUP",))
         try:
             await self._read(rep, blocking)
         finally:
@@ -187,14 +196,18 @@ class Consumer:
             count=count,
             block=self._core.block_ms,
         )
-        out: list[StreamEntry] = []
-        index = {s.encode(): i for i, s in enumerate(rep.streams)}
-        for key, items in reply or ():
-            i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
-            for entry_id, fields in items:
-                if fields:
-                    out.append(StreamEntry(i, entry_id, fields, 1))
-        out.sort(key=lambda e: e.key_index)
+        if blocking is self._core.blocking:
+            # A Cluster client (not dedicated): redis-py parsed the reply.
+            index = {s.encode(): i for i, s in enumerate(rep.streams)}
+            out = []
+            for key, items in reply or ():
+                i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
+                for entry_id, fields in items:
+                    if fields:
+                        out.append(StreamEntry(i, entry_id, _flat(fields), 1))
+            out.sort(key=lambda e: e.key_index)
+        else:
+            out = parse_read(reply, rep.streams)
         return out, len(out) < count
 
     async def accept(self, rep: Replica, stream: str, entry: StreamEntry) -> None:
@@ -212,9 +225,9 @@ class Consumer:
         stream reader once per batch rather than per entry.
         """
         fields = entry.fields
-        data = fields.get(b"e")
-        if data is None or len(fields) != 1:
+        if len(fields) != 2 or fields[0] != b"e":
             return "foreign"
+        data = fields[1]
         try:
             env = self._core.codec.decode(data)
         except MessageTooLarge:
@@ -402,3 +415,7 @@ class Consumer:
     def _settle(rep: Replica, d: Delivery) -> None:
         rep.inflight.pop(d.envelope.id, None)
         rep.agent.inflight -= 1
+
+
+def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    return [x for pair in fields.items() for x in pair]

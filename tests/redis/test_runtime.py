@@ -274,15 +274,18 @@ async def test_malformed_oversized_and_foreign_entries_are_moved_aside(
     await redis.xadd(stream, {"e": b"\x00" * (runtime.codec.max_bytes + 1)})
     foreign = _env(runtime, Square(n=1), recipient="role:other")
     await redis.xadd(stream, {"e": runtime.codec.encode(foreign)})
+    # A valid task with a field besides "e" is not ours either.
+    extra = _env(runtime, Square(n=2), recipient="role:squarer")
+    await redis.xadd(stream, {"e": runtime.codec.encode(extra), "x": b"1"})
     assert await runtime.send(Square(n=5), sender="t", timeout=10) == 25
     rejected = C.rejected_stream("squarer", prefix)
     deadline = time.monotonic() + 10
-    while await redis.xlen(rejected) < 4:
+    while await redis.xlen(rejected) < 5:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     after = {r: REJECTED.labels(reason=r)._value.get() for r in before}
     assert after["malformed"] - before["malformed"] == 1
-    assert after["foreign"] - before["foreign"] == 2
+    assert after["foreign"] - before["foreign"] == 3
     assert after["oversized"] - before["oversized"] == 1
     assert await redis.xpending(stream, C.TASK_GROUP) == {
         "pending": 0,
