@@ -140,7 +140,13 @@ class Settler:
             inbox = C.inbox_stream(reply_to, core.prefix)
             if d.record is None:
                 note = self._first_note(d, state, error, result, result_type)
-                if first and state is _DONE and error is None and result is not None:
+                if (
+                    first
+                    and state is _DONE
+                    and error is None
+                    and result is not None
+                    and result_type is not None
+                ):
                     # The common case, as a tuple: no op object per task.
                     item: FirstDone = (
                         d,
@@ -150,7 +156,7 @@ class Settler:
                         inbox,
                         note,
                         result,
-                        result_type or "",
+                        result_type,
                     )
                     return self.add(item)
             else:

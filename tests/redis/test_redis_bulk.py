@@ -11,9 +11,10 @@ import pytest
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope, Kind, new_id
 from swarm.redis.bulk import SettleOp, StoreOp, queue_settle, queue_store
-from swarm.redis.core import Core
+from swarm.redis.core import Core, Delivery
 from swarm.redis.ledger import RedisLedger
 from swarm.redis.results import Results
+from swarm.redis.settle import Settler, _Note
 from tests.redis.runtime_support import cleanup, new_prefix, redis_client
 
 pytestmark = pytest.mark.integration
@@ -369,3 +370,38 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+def test_a_first_delivery_note_is_the_projected_record() -> None:
+    # The note is built positionally (a twin struct of TaskRecord): the
+    # submitter must decode the very record ``project`` describes.
+    assert _Note.__struct_fields__ == TaskRecord.__struct_fields__
+    settler = Settler(Core.__new__(Core))
+    decoder = msgspec.msgpack.Decoder(TaskRecord)
+    for extra in ({}, {"priority": 3, "attempt": 2}, {"epoch": 7, "idempotency_key": "k"}):
+        env = Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type="T",
+            sender="s",
+            recipient="role:r",
+            payload=b"\xc0",
+            created_at=1234.5,
+            reply_to="q",
+            **extra,  # type: ignore[arg-type]
+        )
+        for started in (0.0, 1240.0):
+            d = Delivery(env, b"1-1", "s", started_at=started, agent_id="w")
+            for state, error, result, result_type in (
+                (TaskState.DONE, None, b"\xc0", "NoneType"),
+                (TaskState.FAILED, "boom", None, None),
+            ):
+                note = decoder.decode(settler._first_note(d, state, error, result, result_type))
+                want = settler.project(
+                    d, state, error=error, result=result, result_type=result_type
+                )
+                assert note.finished_at is not None and want.finished_at is not None
+                assert abs(note.finished_at - want.finished_at) < 60
+                assert msgspec.structs.replace(note, finished_at=0.0) == msgspec.structs.replace(
+                    want, finished_at=0.0
+                )
