@@ -43,6 +43,10 @@ __all__ = ["Consumer"]
 _log = structlog.get_logger("swarm.redis.consumer")
 
 _REJECTED_MAXLEN = 10_000
+# Module globals: an enum member read through its class costs ~0.1 us, and
+# these are read several times per task.
+_TASK = Kind.TASK
+_BUSY, _READY = AgentState.BUSY, AgentState.READY
 
 
 class Consumer:
@@ -234,8 +238,8 @@ class Consumer:
             return "oversized"
         except DecodeError:
             return "malformed"
-        expected = f"agent:{rep.agent.agent_id}" if stream == rep.streams[0] else f"role:{rep.role}"
-        if env.kind is not Kind.TASK or env.recipient != expected:
+        expected = rep.direct if stream == rep.streams[0] else rep.shared
+        if env.kind is not _TASK or env.recipient != expected:
             return "foreign"
         if entry.deliveries > 1:
             # Crash redeliveries count as attempts, as Redis's delivery counter does.
@@ -279,8 +283,8 @@ class Consumer:
                 rep.assigned -= 1
                 if rep.assigned == 0:
                     rep.settled.set()
-                if agent.state is AgentState.BUSY and agent.inflight == 0:
-                    agent.state = AgentState.READY
+                if agent.state is _BUSY and agent.inflight == 0:
+                    agent.state = _READY
                 self._core.wake_role(rep.role)
             if rep.dead:
                 return
@@ -304,7 +308,7 @@ class Consumer:
         else:
             # No future: nothing reads the mark's reply (the completion's,
             # which follows in order, is awaited).
-            d.record_key = ledger.key(env.id)
+            d.record_key = core.ledger_prefix + env.id
             self._settler.mark(d)
 
     async def _start_again(self, rep: Replica, d: Delivery) -> bool:
@@ -348,8 +352,8 @@ class Consumer:
             self._start_first(rep, d)
         elif not await self._start_again(rep, d):
             return
-        if agent.state is AgentState.READY:
-            agent.state = AgentState.BUSY
+        if agent.state is _READY:
+            agent.state = _BUSY
         d.worker = me
         d.lease_until = time.monotonic() + core.visibility_timeout
         rep.inflight[env.id] = d
@@ -390,7 +394,8 @@ class Consumer:
             agent.failed += 1
             await settler.fail(d, f"{type(exc).__name__}: {exc}")
             return
-        self._settle(rep, d)
+        rep.inflight.pop(env.id, None)
+        agent.inflight -= 1
         if d.interrupted is not None:
             me.uncancel()
             if d.interrupted != "killed":

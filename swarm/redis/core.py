@@ -104,6 +104,14 @@ class Replica:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     dead: bool = False
     subscriptions: list[Subscription] = field(default_factory=list)
+    #: The recipient of a task sent to this agent (its own stream's entries).
+    direct: str = field(init=False)
+    #: The recipient of a task sent to the role (the band streams' entries).
+    shared: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.direct = f"agent:{self.agent.agent_id}"
+        self.shared = f"role:{self.agent.role}"
 
     @property
     def free(self) -> int:
@@ -151,6 +159,8 @@ class Core:
         self.node_id = node_id
         self.ledger_ttl = ledger_ttl
         self.block_ms = block_ms
+        #: A task's ledger key is this plus its id (as ``RedisLedger.key`` makes it).
+        self.ledger_prefix = C.ledger_key("", prefix)
         self._ledger: RedisLedger | None = None
         if clients is not None:
             self._ledger = RedisLedger(redis=clients.commands, prefix=prefix, ttl=ledger_ttl)
