@@ -27,6 +27,7 @@ __all__ = [
     "SETTLE_MANY",
     "STORE_MANY",
     "FirstDone",
+    "MarkBatch",
     "RunningMark",
     "SettleOp",
     "StoreOp",
@@ -268,6 +269,22 @@ class RunningMark(Protocol):
     mark: object
 
 
+class MarkBatch(list[RunningMark]):
+    """Marks queued as one item of a :func:`queue_settle` call (one reply for all).
+
+    Attributes:
+        taken: Set once a call holding the batch is built: it takes no more marks.
+        owner: Whatever queued it (a batcher), for the queuer to tell its own batches.
+    """
+
+    __slots__ = ("owner", "taken")
+
+    def __init__(self, owner: object = None) -> None:
+        super().__init__()
+        self.owner = owner
+        self.taken = False
+
+
 #: A first delivery's "done" move with its note, for the task whose
 #: :class:`RunningMark` is the first element: (mark, record key, stream, entry
 #: id, inbox, note, result, result_type). A tuple, not an object: one per task.
@@ -332,7 +349,7 @@ def queue_store(
 
 def queue_settle(
     pipe: Pipeline,
-    ops: list[SettleOp | RunningMark | FirstDone],
+    ops: list[SettleOp | RunningMark | MarkBatch | FirstDone],
     *,
     now: float,
     ttl: int,
@@ -342,15 +359,15 @@ def queue_settle(
     """Add one :data:`SETTLE_MANY` call for ``ops`` to ``pipe``.
 
     ``ops`` holds ledger moves, "running" marks (a :class:`RunningMark`: the
-    record goes to "running" at ``now``, attempt 1, with the mark's agent id)
-    and first-delivery completions (:data:`FirstDone`). A mark whose own
-    completion (a :data:`FirstDone` or a :class:`SettleOp` naming it as
-    ``mark``) is in the same call becomes part of that one write: nobody could
-    observe the state between the two. Each mark of the call is stamped (its
-    ``mark`` attribute) while the call is built, and cleared once it is.
-    The reply has one entry per item of ``ops``, then one per mark written on
-    its own (after all of them). Notes must be MessagePack objects (the
-    submitter reads several as one array).
+    record goes to "running" at ``now``, attempt 1, with the mark's agent id;
+    or a :class:`MarkBatch` of them) and first-delivery completions
+    (:data:`FirstDone`). A mark whose own completion (a :data:`FirstDone`, or
+    a :class:`SettleOp` naming it as ``mark``) is in the same call becomes part
+    of that one write: nobody could observe the state between the two. Each
+    mark of the call is stamped (its ``mark`` attribute) while the call is
+    built, and cleared once it is. The reply has one entry per item of
+    ``ops``, then one per mark written on its own (after all of them). Notes
+    must be MessagePack objects (the submitter reads several as one array).
     """
     keys: list[Any] = []
     args: list[Any] = [repr(now), ttl, group, maxlen]
@@ -361,7 +378,8 @@ def queue_settle(
     for op in ops:
         cls = op.__class__
         if cls is tuple:
-            d, key, ack_stream, entry, to, note, result, result_type = op  # type: ignore[misc]
+            done: FirstDone = op  # type: ignore[assignment]
+            d, key, ack_stream, entry, to, note, result, result_type = done
             if d.mark is ops:
                 d.mark = None
                 keys.append(key)
@@ -381,12 +399,20 @@ def queue_settle(
                 ack=(ack_stream, entry),
                 notify=(to, note),
             )
+        elif cls is MarkBatch:
+            batch: MarkBatch = op  # type: ignore[assignment]
+            batch.taken = True
+            for mark in batch:
+                mark.mark = ops
+            marks += batch
+            # A placeholder keeps the replies in step with ``ops``; the marks
+            # are written with their completions, or after the last move.
+            append("")
+            continue
         elif cls is not SettleOp:
-            mark: RunningMark = op  # type: ignore[assignment]
-            # A placeholder keeps the replies in step with ``ops``; the mark
-            # itself is written with its completion, or after the last move.
-            mark.mark = ops
-            marks.append(mark)
+            one: RunningMark = op  # type: ignore[assignment]
+            one.mark = ops
+            marks.append(one)
             append("")
             continue
         assert isinstance(op, SettleOp)

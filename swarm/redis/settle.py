@@ -19,7 +19,7 @@ from swarm import constants as C
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.metrics import TASK_RETRIES, TASKS_DEAD
-from swarm.redis.bulk import FirstDone, RunningMark, SettleOp, queue_settle
+from swarm.redis.bulk import FirstDone, MarkBatch, RunningMark, SettleOp, queue_settle
 from swarm.redis.core import INBOX_MAXLEN, Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
 
@@ -66,6 +66,9 @@ class Settler:
 
     def __init__(self, core: Core) -> None:
         self._core = core
+        # The marks queued for the next settle script: one batcher item for
+        # all of them rather than one per task.
+        self._marks: MarkBatch | None = None
 
     async def complete(
         self,
@@ -193,9 +196,19 @@ class Settler:
         Nobody waits for its reply. When the delivery's completion joins the
         same settle script, both are one write (see :func:`queue_settle`).
         """
-        self._core.batch.put(_SETTLE_KEY, self._build, d)
+        marks = self._marks
+        batch = self._core.batcher
+        # A batch already built, or queued on a batcher since replaced (the
+        # runtime restarted), takes no more marks.
+        if marks is None or marks.taken or marks.owner is not batch:
+            assert batch is not None
+            marks = self._marks = MarkBatch(batch)
+            batch.put(_SETTLE_KEY, self._build, marks)
+        marks.append(d)
 
-    def _build(self, pipe: Pipeline, ops: list[SettleOp | RunningMark | FirstDone]) -> None:
+    def _build(
+        self, pipe: Pipeline, ops: list[SettleOp | RunningMark | MarkBatch | FirstDone]
+    ) -> None:
         queue_settle(
             pipe,
             ops,

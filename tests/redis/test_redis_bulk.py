@@ -10,7 +10,7 @@ import pytest
 
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope, Kind, new_id
-from swarm.redis.bulk import SettleOp, StoreOp, queue_settle, queue_store
+from swarm.redis.bulk import MarkBatch, SettleOp, StoreOp, queue_settle, queue_store
 from swarm.redis.core import Core, Delivery
 from swarm.redis.ledger import RedisLedger
 from swarm.redis.results import Results
@@ -320,7 +320,10 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
         def done(t: str, note: bytes) -> Any:
             return (marks[t], ledger.key(t), stream, ids[t], inbox, note, b"\xc0", "NoneType")
 
-        first = [marks[t] for t in names]
+        # Most marks come as one batch (one item, one reply), some alone.
+        batch = MarkBatch()
+        batch += [marks[t] for t in ("quick", "slow", "late", "failed")]
+        first: list[Any] = [batch, marks["gone"], marks["twice"]]
         first += [
             done("quick", b"\xa1q"),
             done("gone", b"\xa1g"),
@@ -336,8 +339,8 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
         ]
         # Replies in step with the items (the marks' placeholders say 1), then
         # those of the marks written on their own ("slow" and "late").
-        assert await _settle(redis, first, 1000.0) == [1] * 6 + [1, 0, 1, 1] + [1, 1]
-        assert all(m.mark is None for m in marks.values())
+        assert await _settle(redis, first, 1000.0) == [1] * 3 + [1, 0, 1, 1] + [1, 1]
+        assert all(m.mark is None for m in marks.values()) and batch.taken
         # "late" finishes in a later call: its mark was written on its own.
         assert await _settle(redis, [done("late", b"\xa1l")], 2000.0) == [1]
         got = {t: await ledger.get(t) for t in names}
@@ -405,3 +408,28 @@ def test_a_first_delivery_note_is_the_projected_record() -> None:
                 assert msgspec.structs.replace(note, finished_at=0.0) == msgspec.structs.replace(
                     want, finished_at=0.0
                 )
+
+
+def test_marks_share_one_batch_until_it_is_built_or_the_batcher_changes() -> None:
+    class Batcher:
+        def __init__(self) -> None:
+            self.items: list[Any] = []
+
+        def put(self, key: Any, build: Any, item: Any) -> None:
+            self.items.append(item)
+
+    core = Core.__new__(Core)
+    core.batcher = first = Batcher()  # type: ignore[assignment]
+    settler = Settler(core)
+    env = Envelope(id="t", kind=Kind.TASK, type="T", sender="s", recipient="role:r")
+    ds = [Delivery(env, b"1-1", "s") for _ in range(5)]
+    settler.mark(ds[0])
+    settler.mark(ds[1])
+    assert first.items == [[ds[0], ds[1]]]
+    first.items[0].taken = True  # a settle script holding it was built
+    settler.mark(ds[2])
+    assert first.items[1:] == [[ds[2]]]
+    core.batcher = second = Batcher()  # type: ignore[assignment]
+    settler.mark(ds[3])
+    settler.mark(ds[4])
+    assert second.items == [[ds[3], ds[4]]] and len(first.items) == 2
