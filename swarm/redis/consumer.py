@@ -337,7 +337,8 @@ class Consumer:
         settler = self._settler
         env = d.envelope
         agent = rep.agent
-        if time.monotonic() - d.read_at > core.visibility_timeout:
+        now = time.monotonic()
+        if now - d.read_at > core.visibility_timeout:
             # Waited here past the visibility timeout: another replica may have
             # claimed it meanwhile. Leave it pending; a reaper hands it on.
             _log.warning("stale delivery left to the reaper", task_id=env.id)
@@ -345,17 +346,19 @@ class Consumer:
         if env.attempt > env.max_attempts:
             await settler.dead_letter(d, f"delivered {env.attempt} times (agent crashes?)")
             return
-        if env.expired():
+        if env.deadline is not None and env.expired():
             await settler.complete(d, TaskState.EXPIRED, error="deadline passed before start")
             return
         if env.attempt == 1:
             self._start_first(rep, d)
-        elif not await self._start_again(rep, d):
-            return
+        else:
+            if not await self._start_again(rep, d):
+                return
+            now = time.monotonic()
         if agent.state is _READY:
             agent.state = _BUSY
         d.worker = me
-        d.lease_until = time.monotonic() + core.visibility_timeout
+        d.lease_until = now + core.visibility_timeout
         rep.inflight[env.id] = d
         agent.inflight += 1
         codec = core.codec
@@ -412,7 +415,7 @@ class Consumer:
             await settler.complete(d, TaskState.DONE, result=result, result_type=result_type)
             return
         # Straight on the settle script's future: one coroutine less per task.
-        reply = await settler.finish(d, TaskState.DONE, result=result, result_type=result_type)
+        reply = await settler.done(d, result, result_type)
         if isinstance(reply, Exception):
             raise reply
 

@@ -143,25 +143,6 @@ class Settler:
             inbox = C.inbox_stream(reply_to, core.prefix)
             if d.record is None:
                 note = self._first_note(d, state, error, result, result_type)
-                if (
-                    first
-                    and state is _DONE
-                    and error is None
-                    and result is not None
-                    and result_type is not None
-                ):
-                    # The common case, as a tuple: no op object per task.
-                    item: FirstDone = (
-                        d,
-                        key,
-                        d.stream,
-                        d.entry_id,
-                        inbox,
-                        note,
-                        result,
-                        result_type,
-                    )
-                    return self.add(item)
             else:
                 note = _RECORD_ENCODER.encode(
                     self.project(d, state, error=error, result=result, result_type=result_type)
@@ -185,6 +166,27 @@ class Settler:
             mark=d if first else None,
         )
         return self.add(op)
+
+    def done(self, d: Delivery, result: bytes, result_type: str) -> asyncio.Future[Any]:
+        """:meth:`finish` of a handler's result, the common case as a :data:`FirstDone`."""
+        env = d.envelope
+        key = d.record_key
+        reply_to = env.reply_to
+        if not key or not reply_to:
+            return self.finish(d, _DONE, result=result, result_type=result_type)
+        # A first delivery (its "running" mark queued) whose submitter wants
+        # the result: a tuple, not an op object, per task.
+        item: FirstDone = (
+            d,
+            key,
+            d.stream,
+            d.entry_id,
+            C.inbox_stream(reply_to, self._core.prefix),
+            self._first_note(d, _DONE, None, result, result_type),
+            result,
+            result_type,
+        )
+        return self.add(item)
 
     def add(self, op: SettleOp | FirstDone) -> asyncio.Future[Any]:
         """Queue a ledger move (standalone servers) for the next shared settle script."""

@@ -135,6 +135,31 @@ async def test_a_running_task_shows_running_until_it_finishes(runtime: RedisRunt
     assert final.finished_at is not None and final.finished_at >= rec.started_at
 
 
+async def test_a_task_nobody_waits_for_is_recorded_done(runtime: RedisRuntime) -> None:
+    # No reply_to: no note, the completion takes the general settle path.
+    agent = Squarer()
+    await runtime.register(agent)
+    env = task_envelope(
+        runtime.codec, Square(n=4), sender="test", to="role:squarer", max_attempts=3
+    )
+    assert env.reply_to is None
+    task_id = await runtime.submit(env)
+    deadline = time.monotonic() + 10
+    rec = await runtime.ledger.get(task_id)
+    while rec is not None and rec.state is not TaskState.DONE and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        rec = await runtime.ledger.get(task_id)
+    assert rec is not None and rec.state is TaskState.DONE
+    assert (rec.attempts, rec.agent_id, rec.executions, rec.result_type) == (
+        1,
+        agent.agent_id,
+        1,
+        "",
+    )
+    assert rec.started_at is not None and rec.finished_at is not None
+    assert rec.started_at <= rec.finished_at
+
+
 async def test_failures_retry_then_succeed(runtime: RedisRuntime) -> None:
     await runtime.register(Squarer())
     key = new_id()
