@@ -80,7 +80,8 @@ return out
 # KEYS: per operation its record, and the stream (kinds "A", "N", "F") and
 # inbox (kinds "N", "F") it switches to. ARGV: now, ttl, group, inbox max
 # length, then per operation one of:
-# * "" (a "running" mark merged into a later operation of this call: nothing to do);
+# * "" (the place of "running" marks, which are written with their own
+#   completion in this call, or as "r" operations after all the others);
 # * kind ("r": record only, "a": and ack on the current stream, "n": and ack
 #   and notify the current inbox, "A"/"N": as "a"/"n" after switching), state,
 #   the number n of field/value elements (-n - 1: and started_at is now, for a

@@ -26,7 +26,6 @@ from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
 __all__ = ["Settler"]
 
 _RECORD_ENCODER = msgspec.msgpack.Encoder()
-_NOTE_ENCODER = msgspec.msgpack.Encoder()
 _SETTLE_KEY = ("settle",)
 # A module global: an enum member read through its class costs ~0.1 us.
 _DONE = TaskState.DONE
@@ -230,7 +229,7 @@ class Settler:
     ) -> bytes:
         """:meth:`project`, encoded, for a first delivery (the queued record plus this run)."""
         env = d.envelope
-        return _NOTE_ENCODER.encode(
+        return _RECORD_ENCODER.encode(
             _Note(
                 env.id,
                 env.type,
