@@ -18,12 +18,22 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from swarm.ledger import FINAL_STATES
 from swarm.redis.streams import Pipeline
 
-__all__ = ["SETTLE_MANY", "STORE_MANY", "SettleOp", "StoreOp", "queue_settle", "queue_store"]
+__all__ = [
+    "SETTLE_MANY",
+    "STORE_MANY",
+    "FirstDone",
+    "MarkBatch",
+    "RunningMark",
+    "SettleOp",
+    "StoreOp",
+    "queue_settle",
+    "queue_store",
+]
 
 # A Lua table constructor: the final states as keys.
 _FINALS = ", ".join(f"[{s.value!r}] = true" for s in sorted(FINAL_STATES, key=str))
@@ -67,15 +77,21 @@ end
 return out
 """
 
-# KEYS: per operation its record, and the stream (kinds "A", "N") and inbox
-# (kind "N") it switches to. ARGV: now, ttl, group, inbox max length, then per
-# operation: "" (merged into a later operation of this call: nothing to do),
-# or kind ("r": record only, "a": and ack on the current stream, "n": and ack
-# and notify the current inbox, "A"/"N": as "a"/"n" after switching), state,
-# the number n of field/value elements (-n - 1: and started_at is now, for a
-# "running" mark merged into this move), the elements, then (acking kinds)
-# the entry id and (notifying kinds) the note. Streams and inboxes are named only when
-# they change: a call's operations mostly share one of each.
+# KEYS: per operation its record, and the stream (kinds "A", "N", "F") and
+# inbox (kinds "N", "F") it switches to. ARGV: now, ttl, group, inbox max
+# length, then per operation one of:
+# * "" (the place of "running" marks, which are written with their own
+#   completion in this call, or as "r" operations after all the others);
+# * kind ("r": record only, "a": and ack on the current stream, "n": and ack
+#   and notify the current inbox, "A"/"N": as "a"/"n" after switching), state,
+#   the number n of field/value elements (-n - 1: and started_at is now, for a
+#   "running" mark merged into this move), the elements, then (acking kinds)
+#   the entry id and (notifying kinds) the note;
+# * "f" (or "F" after switching): a first delivery's "running" mark and its
+#   "done" move with note in one, with fixed fields: agent_id, result,
+#   result_type, entry id, note (attempts 1, started_at now).
+# Streams and inboxes are named only when they change: a call's operations
+# mostly share one of each.
 # Per operation as the ledger's update script with ``quiet``: an unknown
 # record is left alone and its entry not acked (reply 0, else 1). Notes and
 # acks run last: per inbox one entry holding all its notes (field "r": one
@@ -88,11 +104,57 @@ local acks, streams = {}, {}
 local notes, inboxes = {}, {}
 local stream, inbox
 local ki, ai = 1, 5
+local function settled(entry, note)
+  if note then
+    local n = notes[inbox]
+    if not n then
+      n = {}
+      notes[inbox] = n
+      inboxes[#inboxes + 1] = inbox
+    end
+    n[#n + 1] = note
+  end
+  if entry then
+    local ids = acks[stream]
+    if not ids then
+      ids = {}
+      acks[stream] = ids
+      streams[#streams + 1] = stream
+    end
+    ids[#ids + 1] = entry
+  end
+end
 while ai <= #ARGV do
   local kind = ARGV[ai]
   if kind == '' then
     out[#out + 1] = 1
     ai = ai + 1
+  elseif kind == 'f' or kind == 'F' then
+    local rec = KEYS[ki]
+    ki = ki + 1
+    if kind == 'F' then
+      stream, inbox = KEYS[ki], KEYS[ki + 1]
+      ki = ki + 2
+    end
+    local cur = redis.call('HMGET', rec, 'state', 'executions')
+    if not cur[1] then
+      out[#out + 1] = 0
+    else
+      local executions = (tonumber(cur[2]) or 0) + 1
+      if finals[cur[1]] then
+        redis.call('HSET', rec, 'state', 'done', 'started_at', now, 'executions', executions,
+                   'attempts', 1, 'agent_id', ARGV[ai + 1], 'result', ARGV[ai + 2],
+                   'result_type', ARGV[ai + 3])
+      else
+        redis.call('HSET', rec, 'state', 'done', 'started_at', now, 'executions', executions,
+                   'finished_at', now, 'attempts', 1, 'agent_id', ARGV[ai + 1],
+                   'result', ARGV[ai + 2], 'result_type', ARGV[ai + 3])
+      end
+      redis.call('EXPIRE', rec, ttl)
+      settled(ARGV[ai + 4], ARGV[ai + 5])
+      out[#out + 1] = 1
+    end
+    ai = ai + 6
   else
     local state, nf = ARGV[ai + 1], tonumber(ARGV[ai + 2])
     local started = state == 'running'
@@ -147,24 +209,7 @@ while ai <= #ARGV do
       for i = first, first + nf - 1 do set[#set + 1] = ARGV[i] end
       redis.call('HSET', rec, unpack(set))
       redis.call('EXPIRE', rec, ttl)
-      if note then
-        local n = notes[inbox]
-        if not n then
-          n = {}
-          notes[inbox] = n
-          inboxes[#inboxes + 1] = inbox
-        end
-        n[#n + 1] = note
-      end
-      if entry then
-        local ids = acks[stream]
-        if not ids then
-          ids = {}
-          acks[stream] = ids
-          streams[#streams + 1] = stream
-        end
-        ids[#ids + 1] = entry
-      end
+      settled(entry, note)
       out[#out + 1] = 1
     end
   end
@@ -210,6 +255,43 @@ class StoreOp:
         self.data = data
 
 
+class RunningMark(Protocol):
+    """A first delivery's "running" mark in a :func:`queue_settle` call.
+
+    Attributes:
+        record_key: The task's ledger key.
+        agent_id: The agent running it.
+        mark: Set by :func:`queue_settle` while it builds the call holding
+            the mark; None otherwise.
+    """
+
+    record_key: str
+    agent_id: str | None
+    mark: object
+
+
+class MarkBatch(list[RunningMark]):
+    """Marks queued as one item of a :func:`queue_settle` call (one reply for all).
+
+    Attributes:
+        taken: Set once a call holding the batch is built: it takes no more marks.
+        owner: Whatever queued it (a batcher), for the queuer to tell its own batches.
+    """
+
+    __slots__ = ("owner", "taken")
+
+    def __init__(self, owner: object = None) -> None:
+        super().__init__()
+        self.owner = owner
+        self.taken = False
+
+
+#: A first delivery's "done" move with its note, for the task whose
+#: :class:`RunningMark` is the first element: (mark, record key, stream, entry
+#: id, inbox, note, result, result_type). A tuple, not an object: one per task.
+FirstDone = tuple[RunningMark, str, str, bytes, str, bytes, bytes, str]
+
+
 class SettleOp:
     """One ledger move of a :data:`SETTLE_MANY` call, with its entry's ack and note.
 
@@ -219,9 +301,11 @@ class SettleOp:
         fields: Field/value elements to set besides the state and timings.
         ack: (stream, entry id) to ack and delete, if any.
         notify: (inbox stream, note) to append, if any (needs ``ack``).
+        mark: The task's "running" mark, if it may be in the same call (it is
+            then written with this move; ``fields`` must set the attempts).
     """
 
-    __slots__ = ("ack", "fields", "kind", "notify", "record_key", "state")
+    __slots__ = ("ack", "fields", "kind", "mark", "notify", "record_key", "state")
 
     def __init__(
         self,
@@ -230,12 +314,14 @@ class SettleOp:
         fields: list[Any],
         ack: tuple[str, bytes] | None = None,
         notify: tuple[str, bytes] | None = None,
+        mark: RunningMark | None = None,
     ) -> None:
         self.record_key = record_key
         self.state = state
         self.fields = fields
         self.ack = ack
         self.notify = notify
+        self.mark = mark
         self.kind = "r" if ack is None else "a" if notify is None else "n"
 
 
@@ -263,43 +349,82 @@ def queue_store(
 
 
 def queue_settle(
-    pipe: Pipeline, ops: list[SettleOp], *, now: float, ttl: int, group: str, maxlen: int
+    pipe: Pipeline,
+    ops: list[SettleOp | RunningMark | MarkBatch | FirstDone],
+    *,
+    now: float,
+    ttl: int,
+    group: str,
+    maxlen: int,
 ) -> None:
     """Add one :data:`SETTLE_MANY` call for ``ops`` to ``pipe``.
 
-    A "running" mark followed by a final move of the same record in ``ops``
-    becomes one write (nobody could observe the state between the two).
-    Notes must be MessagePack objects (the submitter reads several as one array).
+    ``ops`` holds ledger moves, "running" marks (a :class:`RunningMark`: the
+    record goes to "running" at ``now``, attempt 1, with the mark's agent id;
+    or a :class:`MarkBatch` of them) and first-delivery completions
+    (:data:`FirstDone`). A mark whose own completion (a :data:`FirstDone`, or
+    a :class:`SettleOp` naming it as ``mark``) is in the same call becomes part
+    of that one write: nobody could observe the state between the two. Each
+    mark of the call is stamped (its ``mark`` attribute) while the call is
+    built, and cleared once it is. The reply has one entry per item of
+    ``ops``, then one per mark written on its own (after all of them). Notes
+    must be MessagePack objects (the submitter reads several as one array).
     """
-    stamp = repr(now)
-    marks: dict[str, int] = {}
-    merged: dict[int, list[Any]] = {}
-    for i, op in enumerate(ops):
-        if op.kind == "r" and op.state == "running":
-            marks[op.record_key] = i
-        else:
-            j = marks.pop(op.record_key, -1)
-            if j >= 0:
-                run, fields = ops[j].fields, op.fields
-                if run[:1] == fields[:1] == [b"attempts"]:
-                    # The final move sets the attempt count again.
-                    run = run[2:]
-                merged[j] = merged[i] = [*run, *fields]
     keys: list[Any] = []
-    args: list[Any] = [stamp, ttl, group, maxlen]
+    args: list[Any] = [repr(now), ttl, group, maxlen]
+    append = args.append
     stream: str | None = None
     inbox: str | None = None
-    for i, op in enumerate(ops):
-        kind = op.kind
-        if merged and i in merged:
-            if kind == "r" and op.state == "running":
-                args.append("")
+    marks: list[RunningMark] = []
+    for op in ops:
+        cls = op.__class__
+        if cls is tuple:
+            done: FirstDone = op  # type: ignore[assignment]
+            d, key, ack_stream, entry, to, note, result, result_type = done
+            if d.mark is ops:
+                d.mark = None
+                keys.append(key)
+                if ack_stream != stream or to != inbox:
+                    stream, inbox = ack_stream, to
+                    keys += (stream, inbox)
+                    append("F")
+                else:
+                    append("f")
+                args += (d.agent_id, result, result_type, entry, note)
                 continue
-            fields = merged[i]
+            # Its mark went out in an earlier call: a plain "done" move.
+            op = SettleOp(
+                key,
+                "done",
+                [b"attempts", 1, b"result", result, b"result_type", result_type],
+                ack=(ack_stream, entry),
+                notify=(to, note),
+            )
+        elif cls is MarkBatch:
+            batch: MarkBatch = op  # type: ignore[assignment]
+            batch.taken = True
+            for mark in batch:
+                mark.mark = ops
+            marks += batch
+            # A placeholder keeps the replies in step with ``ops``; the marks
+            # are written with their completions, or after the last move.
+            append("")
+            continue
+        elif cls is not SettleOp:
+            one: RunningMark = op  # type: ignore[assignment]
+            one.mark = ops
+            marks.append(one)
+            append("")
+            continue
+        assert isinstance(op, SettleOp)
+        kind = op.kind
+        fields = op.fields
+        count = len(fields)
+        mine = op.mark
+        if mine is not None and mine.mark is ops:
+            mine.mark = None
+            fields = [b"agent_id", mine.agent_id, *fields]
             count = -len(fields) - 1  # and started_at: the mark's time
-        else:
-            fields = op.fields
-            count = len(fields)
         keys.append(op.record_key)
         ack = op.ack
         if ack is None:
@@ -318,7 +443,13 @@ def queue_settle(
             kind = "N"
         args += (kind, op.state, count)
         args += fields
-        args.append(ack[1])
+        append(ack[1])
         if notify is not None:
-            args.append(notify[1])
+            append(notify[1])
+    for mark in marks:
+        if mark.mark is ops:
+            # Still running (or settled in a later call).
+            mark.mark = None
+            keys.append(mark.record_key)
+            args += ("r", "running", 4, b"attempts", 1, b"agent_id", mark.agent_id)
     pipe.eval(SETTLE_MANY, len(keys), *keys, *args)

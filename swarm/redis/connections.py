@@ -625,17 +625,26 @@ async def _retry_rest(conn: Any, attempt: Callable[[], Awaitable[Any]], error: E
     return await rest.call_with_retry(attempt, failed)
 
 
-def dedicated(client: AnyRedis) -> AnyRedis:
+def dedicated(client: AnyRedis, *, raw: tuple[str, ...] = ()) -> AnyRedis:
     """A client of ``client``'s pool that keeps one connection for all its commands.
 
     For a loop of blocking reads, one at a time: it skips taking a connection
     from the pool and handing it back around every read. Hand the connection
     back with :func:`close_dedicated`. A Cluster client is returned as is.
+
+    Args:
+        client: The client whose pool to use.
+        raw: Commands whose replies the dedicated client returns unparsed (as
+            the server sent them: no redis-py response callback).
     """
     if isinstance(client, Redis):
-        return _DedicatedRedis(
+        own = _DedicatedRedis(
             connection_pool=client.connection_pool, single_connection_client=True
         )
+        for command in raw:
+            if command in own.response_callbacks:
+                del own.response_callbacks[command]
+        return own
     return client
 
 

@@ -25,11 +25,17 @@ from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
 from swarm.messages import Kind
 from swarm.metrics import REJECTED
-from swarm.redis.bulk import SettleOp
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
 from swarm.redis.settle import Settler
-from swarm.redis.streams import FETCH, REJECT, REQUEUE, StreamEntry, parse_entries
+from swarm.redis.streams import (
+    FETCH,
+    REJECT,
+    REQUEUE,
+    StreamEntry,
+    parse_entries,
+    parse_read,
+)
 from swarm.tracing import handler_span, tracing_enabled
 
 __all__ = ["Consumer"]
@@ -37,6 +43,10 @@ __all__ = ["Consumer"]
 _log = structlog.get_logger("swarm.redis.consumer")
 
 _REJECTED_MAXLEN = 10_000
+# Module globals: an enum member read through its class costs ~0.1 us, and
+# these are read several times per task.
+_TASK = Kind.TASK
+_BUSY, _READY = AgentState.BUSY, AgentState.READY
 
 
 class Consumer:
@@ -91,7 +101,7 @@ class Consumer:
             )
             for entry in parse_entries(raw):
                 stream = rep.streams[entry.key_index]
-                data = entry.fields.get(b"e")
+                data = entry.get(b"e")
                 if data is None:
                     continue
                 await redis.eval(REQUEUE, 2, stream, stream, C.TASK_GROUP, entry.entry_id, data)
@@ -101,7 +111,9 @@ class Consumer:
     # -- reading ------------------------------------------------------------
     async def _reader(self, rep: Replica) -> None:
         # One connection for this reader's blocking reads, kept across them.
-        blocking = dedicated(self._core.blocking)
+        # Its reads' replies are parsed here (see ``parse_read``): redis-py
+        # would first turn every entry's fields into a dict.
+        blocking = dedicated(self._core.blocking, raw=("XREADGROUP",))
         try:
             await self._read(rep, blocking)
         finally:
@@ -188,14 +200,18 @@ class Consumer:
             count=count,
             block=self._core.block_ms,
         )
-        out: list[StreamEntry] = []
-        index = {s.encode(): i for i, s in enumerate(rep.streams)}
-        for key, items in reply or ():
-            i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
-            for entry_id, fields in items:
-                if fields:
-                    out.append(StreamEntry(i, entry_id, fields, 1))
-        out.sort(key=lambda e: e.key_index)
+        if blocking is self._core.blocking:
+            # A Cluster client (not dedicated): redis-py parsed the reply.
+            index = {s.encode(): i for i, s in enumerate(rep.streams)}
+            out = []
+            for key, items in reply or ():
+                i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
+                for entry_id, fields in items:
+                    if fields:
+                        out.append(StreamEntry(i, entry_id, _flat(fields), 1))
+            out.sort(key=lambda e: e.key_index)
+        else:
+            out = parse_read(reply, rep.streams)
         return out, len(out) < count
 
     async def accept(self, rep: Replica, stream: str, entry: StreamEntry) -> None:
@@ -213,17 +229,17 @@ class Consumer:
         stream reader once per batch rather than per entry.
         """
         fields = entry.fields
-        data = fields.get(b"e")
-        if data is None or len(fields) != 1:
+        if len(fields) != 2 or fields[0] != b"e":
             return "foreign"
+        data = fields[1]
         try:
             env = self._core.codec.decode(data)
         except MessageTooLarge:
             return "oversized"
         except DecodeError:
             return "malformed"
-        expected = f"agent:{rep.agent.agent_id}" if stream == rep.streams[0] else f"role:{rep.role}"
-        if env.kind is not Kind.TASK or env.recipient != expected:
+        expected = rep.direct if stream == rep.streams[0] else rep.shared
+        if env.kind is not _TASK or env.recipient != expected:
             return "foreign"
         if entry.deliveries > 1:
             # Crash redeliveries count as attempts, as Redis's delivery counter does.
@@ -267,8 +283,8 @@ class Consumer:
                 rep.assigned -= 1
                 if rep.assigned == 0:
                     rep.settled.set()
-                if agent.state is AgentState.BUSY and agent.inflight == 0:
-                    agent.state = AgentState.READY
+                if agent.state is _BUSY and agent.inflight == 0:
+                    agent.state = _READY
                 self._core.wake_role(rep.role)
             if rep.dead:
                 return
@@ -292,13 +308,8 @@ class Consumer:
         else:
             # No future: nothing reads the mark's reply (the completion's,
             # which follows in order, is awaited).
-            self._settler.put(
-                SettleOp(
-                    ledger.key(env.id),
-                    TaskState.RUNNING.value,
-                    [b"attempts", 1, b"agent_id", agent_id],
-                )
-            )
+            d.record_key = core.ledger_prefix + env.id
+            self._settler.mark(d)
 
     async def _start_again(self, rep: Replica, d: Delivery) -> bool:
         """Record "running" for a redelivery; False when it duplicates a finished task."""
@@ -326,7 +337,8 @@ class Consumer:
         settler = self._settler
         env = d.envelope
         agent = rep.agent
-        if time.monotonic() - d.read_at > core.visibility_timeout:
+        now = time.monotonic()
+        if now - d.read_at > core.visibility_timeout:
             # Waited here past the visibility timeout: another replica may have
             # claimed it meanwhile. Leave it pending; a reaper hands it on.
             _log.warning("stale delivery left to the reaper", task_id=env.id)
@@ -334,17 +346,19 @@ class Consumer:
         if env.attempt > env.max_attempts:
             await settler.dead_letter(d, f"delivered {env.attempt} times (agent crashes?)")
             return
-        if env.expired():
+        if env.deadline is not None and env.expired():
             await settler.complete(d, TaskState.EXPIRED, error="deadline passed before start")
             return
         if env.attempt == 1:
             self._start_first(rep, d)
-        elif not await self._start_again(rep, d):
-            return
-        if agent.state is AgentState.READY:
-            agent.state = AgentState.BUSY
+        else:
+            if not await self._start_again(rep, d):
+                return
+            now = time.monotonic()
+        if agent.state is _READY:
+            agent.state = _BUSY
         d.worker = me
-        d.lease_until = time.monotonic() + core.visibility_timeout
+        d.lease_until = now + core.visibility_timeout
         rep.inflight[env.id] = d
         agent.inflight += 1
         codec = core.codec
@@ -383,7 +397,8 @@ class Consumer:
             agent.failed += 1
             await settler.fail(d, f"{type(exc).__name__}: {exc}")
             return
-        self._settle(rep, d)
+        rep.inflight.pop(env.id, None)
+        agent.inflight -= 1
         if d.interrupted is not None:
             me.uncancel()
             if d.interrupted != "killed":
@@ -400,7 +415,7 @@ class Consumer:
             await settler.complete(d, TaskState.DONE, result=result, result_type=result_type)
             return
         # Straight on the settle script's future: one coroutine less per task.
-        reply = await settler.finish(d, TaskState.DONE, result=result, result_type=result_type)
+        reply = await settler.done(d, result, result_type)
         if isinstance(reply, Exception):
             raise reply
 
@@ -408,3 +423,7 @@ class Consumer:
     def _settle(rep: Replica, d: Delivery) -> None:
         rep.inflight.pop(d.envelope.id, None)
         rep.agent.inflight -= 1
+
+
+def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    return [x for pair in fields.items() for x in pair]

@@ -81,6 +81,11 @@ class Delivery:
     lease_until: float = 0.0
     worker: asyncio.Task[Any] | None = None
     interrupted: str | None = None
+    #: Ledger key, set when a "running" mark was queued for a first delivery.
+    record_key: str = ""
+    #: Set while a settle script holding that mark is built
+    #: (see :func:`~swarm.redis.bulk.queue_settle`).
+    mark: object = None
 
 
 @dataclass(slots=True, eq=False)
@@ -99,6 +104,14 @@ class Replica:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     dead: bool = False
     subscriptions: list[Subscription] = field(default_factory=list)
+    #: The recipient of a task sent to this agent (its own stream's entries).
+    direct: str = field(init=False)
+    #: The recipient of a task sent to the role (the band streams' entries).
+    shared: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.direct = f"agent:{self.agent.agent_id}"
+        self.shared = f"role:{self.agent.role}"
 
     @property
     def free(self) -> int:
@@ -146,6 +159,8 @@ class Core:
         self.node_id = node_id
         self.ledger_ttl = ledger_ttl
         self.block_ms = block_ms
+        #: A task's ledger key is this plus its id (as ``RedisLedger.key`` makes it).
+        self.ledger_prefix = C.ledger_key("", prefix)
         self._ledger: RedisLedger | None = None
         if clients is not None:
             self._ledger = RedisLedger(redis=clients.commands, prefix=prefix, ttl=ledger_ttl)

@@ -19,7 +19,7 @@ from swarm import constants as C
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.metrics import TASK_RETRIES, TASKS_DEAD
-from swarm.redis.bulk import SettleOp, queue_settle
+from swarm.redis.bulk import FirstDone, MarkBatch, RunningMark, SettleOp, queue_settle
 from swarm.redis.core import INBOX_MAXLEN, Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
 
@@ -27,6 +27,33 @@ __all__ = ["Settler"]
 
 _RECORD_ENCODER = msgspec.msgpack.Encoder()
 _SETTLE_KEY = ("settle",)
+# A module global: an enum member read through its class costs ~0.1 us.
+_DONE = TaskState.DONE
+
+
+class _Note(msgspec.Struct, gc=False):
+    """A :class:`~swarm.ledger.TaskRecord` built from positional arguments.
+
+    Same fields in the same order, so it encodes to the same MessagePack map;
+    a keyword-only struct of sixteen fields costs twice as much to build.
+    """
+
+    task_id: str
+    type: str
+    recipient: str
+    state: TaskState
+    attempts: int
+    priority: int
+    idempotency_key: str | None
+    agent_id: str | None
+    error: str | None
+    result: bytes | None
+    result_type: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    executions: int
+    epoch: int
 
 
 class Settler:
@@ -38,6 +65,9 @@ class Settler:
 
     def __init__(self, core: Core) -> None:
         self._core = core
+        # The marks queued for the next settle script: one batcher item for
+        # all of them rather than one per task.
+        self._marks: MarkBatch | None = None
 
     async def complete(
         self,
@@ -100,8 +130,23 @@ class Settler:
         env = d.envelope
         # Not waiting for the "running" mark of a first delivery: the batcher
         # runs calls in order, so it lands before this, often in the same
-        # round trip. A first delivery has no earlier execution to count.
-        final = self.project(d, state, error=error, result=result, result_type=result_type)
+        # script call, which then writes both at once. A first delivery has
+        # no earlier execution to count.
+        key = d.record_key
+        first = bool(key)
+        if not first:
+            key = core.ledger.key(env.id)
+        reply_to = env.reply_to
+        notify: tuple[str, bytes] | None = None
+        if reply_to:
+            inbox = C.inbox_stream(reply_to, core.prefix)
+            if d.record is None:
+                note = self._first_note(d, state, error, result, result_type)
+            else:
+                note = _RECORD_ENCODER.encode(
+                    self.project(d, state, error=error, result=result, result_type=result_type)
+                )
+            notify = (inbox, note)
         # One script for the ledger, the note and the ack, shared with the
         # other completions and "running" marks of this loop turn.
         fields: list[Any] = [b"attempts", env.attempt]
@@ -111,29 +156,60 @@ class Settler:
             fields += (b"result", result)
         if result_type is not None:
             fields += (b"result_type", result_type)
-        reply_to = env.reply_to
         op = SettleOp(
-            core.ledger.key(env.id),
+            key,
             state.value,
             fields,
             ack=(d.stream, d.entry_id),
-            notify=(
-                (C.inbox_stream(reply_to, core.prefix), _RECORD_ENCODER.encode(final))
-                if reply_to
-                else None
-            ),
+            notify=notify,
+            mark=d if first else None,
         )
         return self.add(op)
 
-    def add(self, op: SettleOp) -> asyncio.Future[Any]:
+    def done(self, d: Delivery, result: bytes, result_type: str) -> asyncio.Future[Any]:
+        """:meth:`finish` of a handler's result, the common case as a :data:`FirstDone`."""
+        env = d.envelope
+        key = d.record_key
+        reply_to = env.reply_to
+        if not key or not reply_to:
+            return self.finish(d, _DONE, result=result, result_type=result_type)
+        # A first delivery (its "running" mark queued) whose submitter wants
+        # the result: a tuple, not an op object, per task.
+        item: FirstDone = (
+            d,
+            key,
+            d.stream,
+            d.entry_id,
+            C.inbox_stream(reply_to, self._core.prefix),
+            self._first_note(d, _DONE, None, result, result_type),
+            result,
+            result_type,
+        )
+        return self.add(item)
+
+    def add(self, op: SettleOp | FirstDone) -> asyncio.Future[Any]:
         """Queue a ledger move (standalone servers) for the next shared settle script."""
         return self._core.batch.add(_SETTLE_KEY, self._build, op)
 
-    def put(self, op: SettleOp) -> None:
-        """Like :meth:`add` without a reply (a "running" mark nobody waits for)."""
-        self._core.batch.put(_SETTLE_KEY, self._build, op)
+    def mark(self, d: Delivery) -> None:
+        """Queue the "running" mark of a first delivery (``record_key`` and ``agent_id`` set).
 
-    def _build(self, pipe: Pipeline, ops: list[SettleOp]) -> None:
+        Nobody waits for its reply. When the delivery's completion joins the
+        same settle script, both are one write (see :func:`queue_settle`).
+        """
+        marks = self._marks
+        batch = self._core.batcher
+        # A batch already built, or queued on a batcher since replaced (the
+        # runtime restarted), takes no more marks.
+        if marks is None or marks.taken or marks.owner is not batch:
+            assert batch is not None
+            marks = self._marks = MarkBatch(batch)
+            batch.put(_SETTLE_KEY, self._build, marks)
+        marks.append(d)
+
+    def _build(
+        self, pipe: Pipeline, ops: list[SettleOp | RunningMark | MarkBatch | FirstDone]
+    ) -> None:
         queue_settle(
             pipe,
             ops,
@@ -141,6 +217,37 @@ class Settler:
             ttl=self._core.ledger.ttl,
             group=C.TASK_GROUP,
             maxlen=INBOX_MAXLEN,
+        )
+
+    @staticmethod
+    def _first_note(
+        d: Delivery,
+        state: TaskState,
+        error: str | None,
+        result: bytes | None,
+        result_type: str | None,
+    ) -> bytes:
+        """:meth:`project`, encoded, for a first delivery (the queued record plus this run)."""
+        env = d.envelope
+        return _RECORD_ENCODER.encode(
+            _Note(
+                env.id,
+                env.type,
+                env.recipient,
+                state,
+                env.attempt,
+                env.priority,
+                env.idempotency_key,
+                d.agent_id,
+                error,
+                result,
+                result_type or "",
+                env.created_at,
+                d.started_at or None,
+                time.time(),
+                1 if state is _DONE else 0,
+                env.epoch,
+            )
         )
 
     def project(

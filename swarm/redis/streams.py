@@ -54,6 +54,7 @@ __all__ = [
     "band_of",
     "ensure_group",
     "parse_entries",
+    "parse_read",
     "use_hiredis_packer",
 ]
 
@@ -268,24 +269,56 @@ class StreamEntry:
     Attributes:
         key_index: Index of the stream in the key list the read used.
         entry_id: The stream entry id.
-        fields: The entry's field/value pairs.
+        fields: The entry's field/value pairs, flat (as Redis sends them: no
+            dict per entry on the read path).
         deliveries: How many times the group delivered it (1 on first read).
     """
 
     key_index: int
     entry_id: bytes
-    fields: dict[bytes, bytes]
+    fields: list[bytes]
     deliveries: int
+
+    def get(self, name: bytes) -> bytes | None:
+        """The value of field ``name``, or None."""
+        fields = self.fields
+        for j in range(0, len(fields) - 1, 2):
+            if fields[j] == name:
+                return fields[j + 1]
+        return None
 
 
 def parse_entries(raw: list[Any]) -> list[StreamEntry]:
     """Parse the flat reply of :data:`FETCH` or :data:`RECLAIM`."""
+    return [
+        StreamEntry(int(raw[i]) - 1, raw[i + 1], raw[i + 2], int(raw[i + 3]))
+        for i in range(0, len(raw), 4)
+    ]
+
+
+def parse_read(reply: Any, streams: list[str]) -> list[StreamEntry]:
+    """Parse a raw ``XREADGROUP`` reply (no redis-py callback) for the keys ``streams``.
+
+    RESP2 sends a list of (stream, entries) pairs, RESP3 a map. Entries come
+    in the order of ``streams`` (best band first), as from :data:`FETCH`.
+    """
+    if not reply:
+        return []
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    index = {s.encode(): i for i, s in enumerate(streams)}
     out: list[StreamEntry] = []
-    for i in range(0, len(raw), 4):
-        flat = raw[i + 2]
-        fields = {flat[j]: flat[j + 1] for j in range(0, len(flat) - 1, 2)}
-        out.append(StreamEntry(int(raw[i]) - 1, raw[i + 1], fields, int(raw[i + 3])))
+    for key, items in pairs:
+        i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
+        for entry_id, fields in items:
+            if fields:
+                out.append(StreamEntry(i, entry_id, fields, 1))
+    if len(pairs) > 1:
+        out.sort(key=_key_index)
     return out
+
+
+def _key_index(entry: StreamEntry) -> int:
+    return entry.key_index
 
 
 async def ensure_group(redis: AnyRedis, stream: str, group: str) -> None:

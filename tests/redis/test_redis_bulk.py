@@ -10,10 +10,11 @@ import pytest
 
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope, Kind, new_id
-from swarm.redis.bulk import SettleOp, StoreOp, queue_settle, queue_store
-from swarm.redis.core import Core
+from swarm.redis.bulk import MarkBatch, SettleOp, StoreOp, queue_settle, queue_store
+from swarm.redis.core import Core, Delivery
 from swarm.redis.ledger import RedisLedger
 from swarm.redis.results import Results
+from swarm.redis.settle import Settler, _Note
 from tests.redis.runtime_support import cleanup, new_prefix, redis_client
 
 pytestmark = pytest.mark.integration
@@ -267,3 +268,168 @@ async def test_a_note_array_entry_does_not_trim_unread_single_notes_below_maxlen
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+class _Mark:
+    """A :class:`~swarm.redis.bulk.RunningMark` (the runtime uses its Delivery)."""
+
+    def __init__(self, record_key: str, agent_id: str = "w") -> None:
+        self.record_key = record_key
+        self.agent_id = agent_id
+        self.mark: object = None
+
+
+async def _stored(redis: Any, ledger: RedisLedger, stream: str, names: list[str]) -> list[bytes]:
+    """Store and read tasks ``names``; return their entry ids."""
+    await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+    recs = [TaskRecord(task_id=t, type="T", recipient="role:r") for t in names]
+    pipe = redis.pipeline(transaction=False)
+    queue_store(
+        pipe,
+        [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
+        ttl=60,
+        fence=None,
+        epoch=0,
+    )
+    (ids,) = await pipe.execute()
+    await redis.xreadgroup("g", "w", {stream: ">"})
+    return list(ids)
+
+
+async def _settle(redis: Any, ops: list[Any], now: float) -> list[Any]:
+    pipe = redis.pipeline(transaction=False)
+    queue_settle(pipe, ops, now=now, ttl=60, group="g", maxlen=100)
+    (reply,) = await pipe.execute()
+    return list(reply)
+
+
+async def test_running_marks_are_written_with_their_completion_or_on_their_own() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix)
+    stream, inbox = f"{prefix}:{{r}}:tasks:1", f"{prefix}:{{inbox}}:results"
+    names = ["quick", "slow", "late", "failed", "gone", "twice"]
+    try:
+        ids = dict(zip(names, await _stored(redis, ledger, stream, names), strict=True))
+        marks = {t: _Mark(ledger.key(t)) for t in names}
+        await redis.delete(ledger.key("gone"))  # expired meanwhile: left alone, not acked
+        # Already done once (a duplicate run): executions count up, finished_at stays.
+        await redis.hset(ledger.key("twice"), mapping={"state": "done", "finished_at": "5.0"})
+        await redis.hset(ledger.key("twice"), "executions", 1)
+
+        def done(t: str, note: bytes) -> Any:
+            return (marks[t], ledger.key(t), stream, ids[t], inbox, note, b"\xc0", "NoneType")
+
+        # Most marks come as one batch (one item, one reply), some alone.
+        batch = MarkBatch()
+        batch += [marks[t] for t in ("quick", "slow", "late", "failed")]
+        first: list[Any] = [batch, marks["gone"], marks["twice"]]
+        first += [
+            done("quick", b"\xa1q"),
+            done("gone", b"\xa1g"),
+            done("twice", b"\xa1t"),
+            SettleOp(
+                ledger.key("failed"),
+                "failed",
+                [b"attempts", 1, b"error", "boom"],
+                ack=(stream, ids["failed"]),
+                notify=(inbox, b"\xa1f"),
+                mark=marks["failed"],
+            ),
+        ]
+        # Replies in step with the items (the marks' placeholders say 1), then
+        # those of the marks written on their own ("slow" and "late").
+        assert await _settle(redis, first, 1000.0) == [1] * 3 + [1, 0, 1, 1] + [1, 1]
+        assert all(m.mark is None for m in marks.values()) and batch.taken
+        # "late" finishes in a later call: its mark was written on its own.
+        assert await _settle(redis, [done("late", b"\xa1l")], 2000.0) == [1]
+        got = {t: await ledger.get(t) for t in names}
+        quick, slow, late = got["quick"], got["slow"], got["late"]
+        failed, twice = got["failed"], got["twice"]
+        assert got["gone"] is None
+        assert quick is not None and slow is not None and late is not None
+        assert failed is not None and twice is not None
+        assert (quick.state, quick.attempts, quick.agent_id, quick.executions) == (
+            TaskState.DONE,
+            1,
+            "w",
+            1,
+        )
+        assert (quick.result, quick.result_type) == (b"\xc0", "NoneType")
+        assert (quick.started_at, quick.finished_at) == (1000.0, 1000.0)
+        assert (slow.state, slow.attempts, slow.agent_id) == (TaskState.RUNNING, 1, "w")
+        assert (slow.started_at, slow.finished_at, slow.executions) == (1000.0, None, 0)
+        assert (late.state, late.agent_id, late.executions) == (TaskState.DONE, "w", 1)
+        assert (late.started_at, late.finished_at) == (1000.0, 2000.0)
+        assert (failed.state, failed.error, failed.agent_id) == (TaskState.FAILED, "boom", "w")
+        assert (failed.started_at, failed.finished_at, failed.executions) == (1000.0, 1000.0, 0)
+        assert (twice.state, twice.executions, twice.agent_id) == (TaskState.DONE, 2, "w")
+        assert (twice.started_at, twice.finished_at) == (1000.0, 5.0)
+        notes = [f[b"rs"] if b"rs" in f else f[b"r"] for _, f in await redis.xrange(inbox)]
+        assert notes == [b"\x93\xa1q\xa1t\xa1f", b"\xa1l"]
+        pending = await redis.xpending_range(stream, "g", min="-", max="+", count=10)
+        assert sorted(p["message_id"] for p in pending) == sorted([ids["slow"], ids["gone"]])
+        assert await redis.ttl(ledger.key("slow")) > 0
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+def test_a_first_delivery_note_is_the_projected_record() -> None:
+    # The note is built positionally (a twin struct of TaskRecord): the
+    # submitter must decode the very record ``project`` describes.
+    assert _Note.__struct_fields__ == TaskRecord.__struct_fields__
+    settler = Settler(Core.__new__(Core))
+    decoder = msgspec.msgpack.Decoder(TaskRecord)
+    for extra in ({}, {"priority": 3, "attempt": 2}, {"epoch": 7, "idempotency_key": "k"}):
+        env = Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type="T",
+            sender="s",
+            recipient="role:r",
+            payload=b"\xc0",
+            created_at=1234.5,
+            reply_to="q",
+            **extra,  # type: ignore[arg-type]
+        )
+        for started in (0.0, 1240.0):
+            d = Delivery(env, b"1-1", "s", started_at=started, agent_id="w")
+            for state, error, result, result_type in (
+                (TaskState.DONE, None, b"\xc0", "NoneType"),
+                (TaskState.FAILED, "boom", None, None),
+            ):
+                note = decoder.decode(settler._first_note(d, state, error, result, result_type))
+                want = settler.project(
+                    d, state, error=error, result=result, result_type=result_type
+                )
+                assert note.finished_at is not None and want.finished_at is not None
+                assert abs(note.finished_at - want.finished_at) < 60
+                assert msgspec.structs.replace(note, finished_at=0.0) == msgspec.structs.replace(
+                    want, finished_at=0.0
+                )
+
+
+def test_marks_share_one_batch_until_it_is_built_or_the_batcher_changes() -> None:
+    class Batcher:
+        def __init__(self) -> None:
+            self.items: list[Any] = []
+
+        def put(self, key: Any, build: Any, item: Any) -> None:
+            self.items.append(item)
+
+    core = Core.__new__(Core)
+    core.batcher = first = Batcher()  # type: ignore[assignment]
+    settler = Settler(core)
+    env = Envelope(id="t", kind=Kind.TASK, type="T", sender="s", recipient="role:r")
+    ds = [Delivery(env, b"1-1", "s") for _ in range(5)]
+    settler.mark(ds[0])
+    settler.mark(ds[1])
+    assert first.items == [[ds[0], ds[1]]]
+    first.items[0].taken = True  # a settle script holding it was built
+    settler.mark(ds[2])
+    assert first.items[1:] == [[ds[2]]]
+    core.batcher = second = Batcher()  # type: ignore[assignment]
+    settler.mark(ds[3])
+    settler.mark(ds[4])
+    assert second.items == [[ds[3], ds[4]]] and len(first.items) == 2

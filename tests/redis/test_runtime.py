@@ -106,6 +106,60 @@ async def test_send_returns_the_result_and_ledger_records_it(runtime: RedisRunti
     assert counts[TaskState.DONE] == 2
 
 
+async def test_a_running_task_shows_running_until_it_finishes(runtime: RedisRuntime) -> None:
+    agent = Squarer()
+    await runtime.register(agent)
+    key = new_id()
+    started = _STARTED.setdefault(key, asyncio.Event())
+    task_id = await runtime.submit(_env(runtime, Slow(key=key)))
+    await asyncio.wait_for(started.wait(), 10)
+    # The "running" mark goes out in the agent's next settle script.
+    deadline = time.monotonic() + 10
+    rec = await runtime.ledger.get(task_id)
+    while rec is not None and rec.state is TaskState.QUEUED and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        rec = await runtime.ledger.get(task_id)
+    assert rec is not None and rec.state is TaskState.RUNNING
+    assert (rec.attempts, rec.agent_id, rec.finished_at) == (1, agent.agent_id, None)
+    assert rec.started_at is not None
+    _RELEASE.setdefault(key, asyncio.Event()).set()
+    done = await runtime.wait(task_id, timeout=10)
+    assert (done.state, done.attempts, done.agent_id, done.executions) == (
+        TaskState.DONE,
+        1,
+        agent.agent_id,
+        1,
+    )
+    final = await runtime.ledger.get(task_id)
+    assert final is not None and final.started_at == rec.started_at
+    assert final.finished_at is not None and final.finished_at >= rec.started_at
+
+
+async def test_a_task_nobody_waits_for_is_recorded_done(runtime: RedisRuntime) -> None:
+    # No reply_to: no note, the completion takes the general settle path.
+    agent = Squarer()
+    await runtime.register(agent)
+    env = task_envelope(
+        runtime.codec, Square(n=4), sender="test", to="role:squarer", max_attempts=3
+    )
+    assert env.reply_to is None
+    task_id = await runtime.submit(env)
+    deadline = time.monotonic() + 10
+    rec = await runtime.ledger.get(task_id)
+    while rec is not None and rec.state is not TaskState.DONE and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        rec = await runtime.ledger.get(task_id)
+    assert rec is not None and rec.state is TaskState.DONE
+    assert (rec.attempts, rec.agent_id, rec.executions, rec.result_type) == (
+        1,
+        agent.agent_id,
+        1,
+        "",
+    )
+    assert rec.started_at is not None and rec.finished_at is not None
+    assert rec.started_at <= rec.finished_at
+
+
 async def test_failures_retry_then_succeed(runtime: RedisRuntime) -> None:
     await runtime.register(Squarer())
     key = new_id()
@@ -245,15 +299,18 @@ async def test_malformed_oversized_and_foreign_entries_are_moved_aside(
     await redis.xadd(stream, {"e": b"\x00" * (runtime.codec.max_bytes + 1)})
     foreign = _env(runtime, Square(n=1), recipient="role:other")
     await redis.xadd(stream, {"e": runtime.codec.encode(foreign)})
+    # A valid task with a field besides "e" is not ours either.
+    extra = _env(runtime, Square(n=2), recipient="role:squarer")
+    await redis.xadd(stream, {"e": runtime.codec.encode(extra), "x": b"1"})
     assert await runtime.send(Square(n=5), sender="t", timeout=10) == 25
     rejected = C.rejected_stream("squarer", prefix)
     deadline = time.monotonic() + 10
-    while await redis.xlen(rejected) < 4:
+    while await redis.xlen(rejected) < 5:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     after = {r: REJECTED.labels(reason=r)._value.get() for r in before}
     assert after["malformed"] - before["malformed"] == 1
-    assert after["foreign"] - before["foreign"] == 2
+    assert after["foreign"] - before["foreign"] == 3
     assert after["oversized"] - before["oversized"] == 1
     assert await redis.xpending(stream, C.TASK_GROUP) == {
         "pending": 0,
