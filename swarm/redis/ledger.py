@@ -1,4 +1,10 @@
-"""The task ledger in Redis: one hash per task, with a TTL.
+"""The task ledger in Redis: one hash per task; a finished task's expires.
+
+A record expires ``ttl`` seconds after the write that made it final (done,
+failed, dead, expired). The record of a live task (queued, running, waiting
+for a retry) has no TTL: however long a backlog waits, its ledger is there
+when it runs. A move out of a final state (a re-driven dead letter) drops the
+TTL again.
 
 Every write is one Lua script on the task's own key, so a state move and its
 timings (``started_at``, ``finished_at``, ``executions``) change together. An
@@ -38,13 +44,14 @@ from swarm.redis.streams import Pipeline
 
 __all__ = ["DEFAULT_LEDGER_TTL", "RedisLedger", "record_from_hash"]
 
-#: Seconds a task record is kept after its last write.
+#: Seconds a finished task's record is kept after its last write.
 DEFAULT_LEDGER_TTL = 7 * 24 * 3600
 
 _FINALS = " ".join(s.value for s in FINAL_STATES)
 _QUEUED = TaskState.QUEUED.value
 
-# KEYS: record [, stream to ack in [, inbox to notify]]. ARGV: state, now, ttl,
+# KEYS: record [, stream to ack in [, inbox to notify]]. ARGV: state, now, ttl
+# (set on a move to a final state; a move out of one drops it),
 # flags ("g": leave a final record alone; "q": reply {"ok", executions} instead
 # of the record), then field/value pairs to set, then (with a stream) group,
 # entry id, note, inbox max length. The stream and inbox keys are in other
@@ -75,7 +82,11 @@ redis.call('HSET', KEYS[1], 'state', state)
 local n = #ARGV
 if #KEYS >= 2 then n = n - 4 end
 for i = 5, n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+if final then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+elseif prev_final then
+  redis.call('PERSIST', KEYS[1])
+end
 if #KEYS >= 3 then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[#ARGV], '*', 'r', ARGV[#ARGV - 1])
 end
@@ -90,21 +101,23 @@ return redis.call('HGETALL', KEYS[1])
 """.replace("FINALS", _FINALS)
 
 
-# KEYS: record [, task stream]. ARGV: ttl, [envelope,] then field/value pairs.
-# One command instead of HSET + EXPIRE (+ XADD of the task, standalone only:
-# the stream is in another slot).
+# KEYS: record [, task stream]. ARGV: ttl (0: a live record, no TTL), [envelope,]
+# then field/value pairs. One command instead of HSET + EXPIRE (+ XADD of the
+# task, standalone only: the stream is in another slot).
 _STORE = """
+local ttl = tonumber(ARGV[1])
 if #KEYS >= 2 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
   return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
 """
 
 
-# KEYS: record, task stream, fence (a leadership's epoch key). ARGV: ttl, envelope,
+# KEYS: record, task stream, fence (a leadership's epoch key). ARGV: ttl (0: none), envelope,
 # epoch, then field/value pairs. The store and the XADD happen only if the writer's
 # epoch is not older than the fence: a deposed Queen's dispatch is refused where it
 # lands, atomically (standalone servers only; the keys are in different slots).
@@ -114,7 +127,7 @@ if tonumber(ARGV[3]) < fence then
   return redis.error_reply('FENCED epoch ' .. ARGV[3] .. ' is older than ' .. fence)
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 """
 
@@ -151,12 +164,15 @@ def record_from_hash(raw: dict[bytes, bytes] | list[Any]) -> TaskRecord:
 
 
 class RedisLedger:
-    """Task records in Redis hashes that expire ``ttl`` seconds after their last write.
+    """Task records in Redis hashes; a finished task's expires ``ttl`` seconds after its last write.
+
+    A live task's record (queued, running, waiting for a retry) does not
+    expire, so a backlog older than ``ttl`` keeps its ledger.
 
     Args:
         redis: Client (with ``decode_responses=False``).
         prefix: Key prefix (see :mod:`swarm.constants`).
-        ttl: Seconds a record outlives its last write.
+        ttl: Seconds a finished task's record outlives its last write.
     """
 
     def __init__(self, *, redis: AnyRedis, prefix: str = KEY_PREFIX, ttl: int = DEFAULT_LEDGER_TTL):
@@ -249,15 +265,16 @@ class RedisLedger:
         write with a ``FENCED`` error when ``record.epoch`` is older than it.
         """
         flat = self.flat_fields(record)
+        ttl = self.ttl if record.state in FINAL_STATES else 0
         if then_add is not None and fence is not None:
             stream, data = then_add
             key = self.key(record.task_id)
-            pipe.eval(_STORE_FENCED, 3, key, stream, fence, self.ttl, data, record.epoch, *flat)
+            pipe.eval(_STORE_FENCED, 3, key, stream, fence, ttl, data, record.epoch, *flat)
         elif then_add is not None:
             stream, data = then_add
-            pipe.eval(_STORE, 2, self.key(record.task_id), stream, self.ttl, data, *flat)
+            pipe.eval(_STORE, 2, self.key(record.task_id), stream, ttl, data, *flat)
         else:
-            pipe.eval(_STORE, 1, self.key(record.task_id), self.ttl, *flat)
+            pipe.eval(_STORE, 1, self.key(record.task_id), ttl, *flat)
 
     def queue_update(
         self,

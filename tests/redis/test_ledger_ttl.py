@@ -1,0 +1,48 @@
+"""The Redis ledger's TTL rules: a live task's record never expires; a finished one's does."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarm.ledger import TaskRecord, TaskState
+from swarm.redis.ledger import RedisLedger
+from tests.redis.runtime_support import cleanup, new_prefix, redis_client
+
+pytestmark = pytest.mark.integration
+
+TTL = 600
+
+
+async def test_records_expire_only_once_final() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix, ttl=TTL)
+    key = ledger.key("t1")
+    try:
+        await ledger.create(TaskRecord(task_id="t1", type="T", recipient="role:r"))
+        assert await redis.ttl(key) == -1  # queued: however long the backlog waits
+        await ledger.update("t1", TaskState.RUNNING, attempts=1, agent_id="w")
+        assert await redis.ttl(key) == -1
+        await ledger.update("t1", TaskState.DONE, attempts=1)
+        assert 0 < await redis.ttl(key) <= TTL
+        # A move out of a final state (a re-driven dead letter) is live again.
+        await ledger.update("t1", TaskState.QUEUED, error="re-driven")
+        assert await redis.ttl(key) == -1
+        assert (await ledger.get("t1")).finished_at is None  # type: ignore[union-attr]
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+async def test_a_record_created_final_expires() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix, ttl=TTL)
+    try:
+        await ledger.create(
+            TaskRecord(task_id="t2", type="T", recipient="role:r", state=TaskState.EXPIRED)
+        )
+        assert 0 < await redis.ttl(ledger.key("t2")) <= TTL
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
