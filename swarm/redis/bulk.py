@@ -39,25 +39,24 @@ __all__ = [
 _FINALS = ", ".join(f"[{s.value!r}] = true" for s in sorted(FINAL_STATES, key=str))
 
 # KEYS: [fence,] then per task its record, preceded by its stream when that
-# differs from the previous task's. ARGV: ttl, epoch ("" when not fenced),
+# differs from the previous task's. ARGV: epoch ("" when not fenced),
 # then per task: the number n of further field/value elements (-n - 1 when
 # its stream comes first in KEYS), the values of task_id, type, recipient,
 # state and created_at, the n elements, the envelope. Returns the stream entry
 # id of each task, or the FENCED error (for all of them: they share the epoch)
-# when the fence is newer.
+# when the fence is newer. The records are live (queued): no TTL.
 STORE_MANY = """
 local ki = 1
-if ARGV[2] ~= '' then
+if ARGV[1] ~= '' then
   local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if tonumber(ARGV[2]) < fence then
-    return redis.error_reply('FENCED epoch ' .. ARGV[2] .. ' is older than ' .. fence)
+  if tonumber(ARGV[1]) < fence then
+    return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is older than ' .. fence)
   end
   ki = 2
 end
-local ttl = ARGV[1]
 local out = {}
 local stream
-local ai = 3
+local ai = 2
 while ai <= #ARGV do
   local nf = tonumber(ARGV[ai])
   if nf < 0 then
@@ -69,7 +68,6 @@ while ai <= #ARGV do
   redis.call('HSET', rec, 'task_id', ARGV[ai + 1], 'type', ARGV[ai + 2],
              'recipient', ARGV[ai + 3], 'state', ARGV[ai + 4], 'created_at', ARGV[ai + 5],
              unpack(ARGV, ai + 6, ai + 5 + nf))
-  redis.call('EXPIRE', rec, ttl)
   out[#out + 1] = redis.call('XADD', stream, '*', 'e', ARGV[ai + 6 + nf])
   ki = ki + 1
   ai = ai + 7 + nf
@@ -208,7 +206,12 @@ while ai <= #ARGV do
       end
       for i = first, first + nf - 1 do set[#set + 1] = ARGV[i] end
       redis.call('HSET', rec, unpack(set))
-      redis.call('EXPIRE', rec, ttl)
+      -- A finished task's record expires; a live one's never does.
+      if final then
+        redis.call('EXPIRE', rec, ttl)
+      elseif prev_final then
+        redis.call('PERSIST', rec)
+      end
       settled(entry, note)
       out[#out + 1] = 1
     end
@@ -326,11 +329,11 @@ class SettleOp:
 
 
 def queue_store(
-    pipe: Pipeline, ops: list[StoreOp], *, ttl: int, fence: str | None, epoch: int
+    pipe: Pipeline, ops: list[StoreOp], *, fence: str | None, epoch: int
 ) -> None:
     """Add one :data:`STORE_MANY` call for ``ops`` to ``pipe`` (``fence``: an epoch key)."""
     keys: list[str] = [] if fence is None else [fence]
-    args: list[Any] = [ttl, "" if fence is None else epoch]
+    args: list[Any] = ["" if fence is None else epoch]
     stream = None
     for op in ops:
         fields = op.fields

@@ -200,10 +200,8 @@ class Intake:
     def _store_builder(
         self, fence: str | None, epoch: int
     ) -> Callable[[Pipeline, list[StoreOp]], None]:
-        ttl = self._core.ledger.ttl
-
         def build(pipe: Pipeline, ops: list[StoreOp]) -> None:
-            queue_store(pipe, ops, ttl=ttl, fence=fence, epoch=epoch)
+            queue_store(pipe, ops, fence=fence, epoch=epoch)
 
         return build
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swarm.ledger import TaskRecord, TaskState
+from swarm.redis.bulk import SettleOp, queue_settle
 from swarm.redis.ledger import RedisLedger
 from tests.redis.runtime_support import cleanup, new_prefix, redis_client
 
@@ -43,6 +44,31 @@ async def test_a_record_created_final_expires() -> None:
             TaskRecord(task_id="t2", type="T", recipient="role:r", state=TaskState.EXPIRED)
         )
         assert 0 < await redis.ttl(ledger.key("t2")) <= TTL
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+async def test_the_settle_script_keeps_the_same_rules() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix, ttl=TTL)
+    key = ledger.key("t3")
+    try:
+        await ledger.create(TaskRecord(task_id="t3", type="T", recipient="role:r"))
+        for state, live in (("running", True), ("failed", False), ("queued", True)):
+            pipe = redis.pipeline(transaction=False)
+            queue_settle(
+                pipe,
+                [SettleOp(key, state, [b"attempts", 1])],
+                now=1.0,
+                ttl=TTL,
+                group="g",
+                maxlen=10,
+            )
+            assert await pipe.execute() == [[1]]
+            ttl = await redis.ttl(key)
+            assert ttl == -1 if live else 0 < ttl <= TTL, (state, ttl)
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()

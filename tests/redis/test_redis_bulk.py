@@ -32,14 +32,14 @@ async def test_store_then_settle_many_matches_the_ledger_rules() -> None:
         queue_store(
             pipe,
             [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"env") for r in recs],
-            ttl=60,
             fence=None,
             epoch=0,
         )
         (ids,) = await pipe.execute()
         assert len(ids) == 3
+        assert await redis.ttl(ledger.key("a")) == -1  # live: no TTL
         await redis.xreadgroup("g", "w", {stream: ">"})
-        await redis.delete(ledger.key("c"))  # expired meanwhile: left alone, not acked
+        await redis.delete(ledger.key("c"))  # deleted meanwhile: left alone, not acked
         pipe = redis.pipeline(transaction=False)
         queue_settle(
             pipe,
@@ -66,6 +66,8 @@ async def test_store_then_settle_many_matches_the_ledger_rules() -> None:
         assert (a.state, a.executions, a.agent_id, a.result) == (TaskState.DONE, 1, "w", b"\xc0")
         assert (a.started_at, a.finished_at) == (1000.0, 1000.0)
         assert (b.state, b.started_at, b.finished_at) == (TaskState.RUNNING, 1000.0, None)
+        assert 0 < await redis.ttl(ledger.key("a")) <= 60  # finished: expires
+        assert await redis.ttl(ledger.key("b")) == -1
         assert [f[b"r"] for _, f in await redis.xrange(inbox)] == [b"note-a"]
         pending = await redis.xpending_range(stream, "g", min="-", max="+", count=10)
         assert sorted(p["message_id"] for p in pending) == sorted([ids[1], ids[2]])
@@ -111,7 +113,6 @@ async def test_settle_many_over_streams_and_inboxes_sends_one_note_entry_per_inb
                 StoreOp(ledger.key(r.task_id), s, ledger.flat_fields(r), r.task_id.encode())
                 for r, s in zip(recs, where, strict=True)
             ],
-            ttl=60,
             fence=None,
             epoch=0,
         )
@@ -210,7 +211,6 @@ async def _settle_with_notes(
     queue_store(
         pipe,
         [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
-        ttl=60,
         fence=None,
         epoch=0,
     )
@@ -287,7 +287,6 @@ async def _stored(redis: Any, ledger: RedisLedger, stream: str, names: list[str]
     queue_store(
         pipe,
         [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
-        ttl=60,
         fence=None,
         epoch=0,
     )
@@ -369,7 +368,8 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
         assert notes == [b"\x93\xa1q\xa1t\xa1f", b"\xa1l"]
         pending = await redis.xpending_range(stream, "g", min="-", max="+", count=10)
         assert sorted(p["message_id"] for p in pending) == sorted([ids["slow"], ids["gone"]])
-        assert await redis.ttl(ledger.key("slow")) > 0
+        assert await redis.ttl(ledger.key("slow")) == -1  # still running: live, no TTL
+        assert await redis.ttl(ledger.key("quick")) > 0
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()
