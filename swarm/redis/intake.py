@@ -63,6 +63,9 @@ class Intake:
         # one in ``_routes_of``): they depend on nothing else.
         self._routes: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._routes_of: Mapping[str, RoleInfo] | None = None
+        # A task's record key is this and its id (RedisLedger.key, without
+        # two calls per task).
+        self._record_keys = C.ledger_key("", core.prefix)
 
     async def submit(self, envelope: Envelope) -> str:
         """Queue a task durably and return its id (after close, only local agents' sends)."""
@@ -115,14 +118,19 @@ class Intake:
             return None
         env, stream, data = prepared
         core = self._core
-        waiter = self._results.expect(env.id)
+        results = self._results
+        waiter = (
+            results.expect_tracked(env)
+            if env.reply_to == core.node_id
+            else results.expect(env.id)
+        )
         if env.epoch and self._fence_key is not None:
             key, build = self._group_of(env.epoch)
         else:
             key = _STORE_KEY
             build = self._builders.get(key) or self._group_of(0)[1]
         # One object is both the store's operation and its watcher.
-        op = _WatchedStore(core.ledger.key(env.id), stream, env, data, self, waiter)
+        op = _WatchedStore(self._record_keys + env.id, stream, env, data, self, waiter)
         batcher = core.batcher
         assert batcher is not None  # _prepare checked
         batcher.watch(key, build, op, op)
@@ -139,12 +147,14 @@ class Intake:
         if prepared is None:
             return None
         env, stream, data = prepared
+        if env.reply_to == self._core.node_id:
+            self._results.track(env)
         key, build, op = self._store_op(env, stream, data)
         return env, self._core.batch.add(key, build, op)
 
     def _prepare(self, envelope: Envelope) -> tuple[Envelope, str, bytes] | None:
         # The common case of submit up to the store: routed from the cached
-        # directory, tracked, encoded.
+        # directory and encoded (the caller tracks it).
         core = self._core
         if (
             core.cluster
@@ -153,19 +163,25 @@ class Intake:
             or (self.closed and envelope.sender not in core.replicas)
         ):
             return None
-        routed = self._route_cached(envelope)
-        if routed is None:
+        roles = self._directory.cached()
+        if roles is None:
             return None
+        routed = (
+            self._routes.get((envelope.type, envelope.recipient, envelope.priority))
+            if roles is self._routes_of
+            else None
+        )
+        if routed is None:
+            routed = self._route_uncached(envelope, roles)
+            if routed is None:
+                return None
         recipient, stream = routed
         env = envelope
         if recipient != env.recipient or env.reply_to is None:
             env = msgspec.structs.replace(
                 env, recipient=recipient, reply_to=env.reply_to or core.node_id
             )
-        data = core.codec.encode(env)
-        if env.reply_to == core.node_id:
-            self._results.track(env)
-        return env, stream, data
+        return env, stream, core.codec.encode(env)
 
     def accepted(self, env: Envelope, reply: Any) -> str:
         """``env``'s id once its store ``reply`` (from :meth:`queue`) is in.
@@ -188,7 +204,7 @@ class Intake:
         self, env: Envelope, stream: str, data: bytes
     ) -> tuple[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None], StoreOp]:
         key, build = self._group_of(env.epoch)
-        return key, build, StoreOp(self._core.ledger.key(env.id), stream, None, data, env)
+        return key, build, StoreOp(self._record_keys + env.id, stream, None, data, env)
 
     def _group_of(
         self, epoch: int
@@ -262,17 +278,16 @@ class Intake:
             return recipient, self._stream_of(recipient, env.priority, roles)
         raise NoRouteError(f"no route for {env.type!r}")  # pragma: no cover - loop returns
 
-    def _route_cached(self, env: Envelope) -> tuple[str, str] | None:
-        """:meth:`route` from the cached directory; None when that takes a read or fails."""
-        roles = self._directory.cached()
-        if roles is None:
-            return None
+    def _route_uncached(
+        self, env: Envelope, roles: Mapping[str, RoleInfo]
+    ) -> tuple[str, str] | None:
+        """:meth:`route` from the cached directory ``roles``; None when that fails.
+
+        The route of an addressed task is kept for later tasks (``_prepare``
+        looks it up first).
+        """
         key = (env.type, env.recipient, env.priority)
-        if roles is self._routes_of:
-            routed = self._routes.get(key)
-            if routed is not None:
-                return routed
-        else:
+        if roles is not self._routes_of:
             self._routes_of, self._routes = roles, {}
         try:
             recipient = self._router.resolve(env.type, env.recipient, roles)

@@ -19,7 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from swarm.errors import DecodeError, SwarmTimeout
-from swarm.ledger import TaskRecord
+from swarm.ledger import FINAL_STATES, TaskRecord
 from swarm.messages import Envelope
 from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
@@ -132,9 +132,10 @@ class Results:
             REJECTED.labels(reason="malformed_result").inc()
             _log.warning("rejected inbox entry", error=repr(exc))
             return
+        resolve = self._resolve
         for record in records:
-            if record.final:
-                self._resolve(record)
+            if record.state in FINAL_STATES:  # record.final, without a call per task
+                resolve(record)
 
     def _resolve(self, record: TaskRecord) -> None:
         # A waiter resolved with a record is no longer registered (its
@@ -223,6 +224,20 @@ class Results:
         submitter resumes still finds it. Pair with :meth:`forget`.
         """
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        if task_id in self._expected:
+            self._waiters.setdefault(task_id, []).append(fut)
+        else:
+            self._expected[task_id] = fut
+        return fut
+
+    def expect_tracked(self, env: Envelope) -> asyncio.Future[TaskRecord]:
+        """:meth:`track` and :meth:`expect` of a task about to be submitted here, in one call."""
+        pending = self.pending
+        if not pending:
+            self.idle.clear()
+        pending[env.id] = env
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        task_id = env.id
         if task_id in self._expected:
             self._waiters.setdefault(task_id, []).append(fut)
         else:
