@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
 from swarm.ledger import FINAL_STATES, TaskState
 from swarm.messages import Envelope
 from swarm.redis.ledger import RedisLedger
@@ -29,6 +31,9 @@ from swarm.redis.streams import Pipeline
 __all__ = ["SETTLE_MANY", "STORE_MANY", "SettleOp", "StoreOp", "queue_settle", "queue_store"]
 
 _QUEUED = TaskState.QUEUED.value
+# A float's shortest round-trip text, as repr() writes it for timestamps (and
+# parsed back to the same float for any), at a tenth of repr()'s cost.
+_float_text = msgspec.json.Encoder().encode
 
 # A Lua table constructor: the final states as keys.
 _FINALS = ", ".join(f"[{s.value!r}] = true" for s in sorted(FINAL_STATES, key=str))
@@ -283,7 +288,7 @@ def queue_store(
                 keys.append(stream)
                 extra = -extra - 1
             keys.append(op.record_key)
-            created = repr(env.created_at or time.time())
+            created = _float_text(env.created_at or time.time())
             if more:
                 args += (extra, env.id, env.type, env.recipient, _QUEUED, created, *more)
                 args.append(op.data)

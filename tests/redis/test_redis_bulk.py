@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -113,7 +114,8 @@ async def test_store_ops_of_new_tasks_write_their_queued_records() -> None:
             sender="s",
             recipient="role:r",
             payload=b"\xc0",
-            created_at=1234.5 + i,
+            # A clock reading: all its digits must survive the round trip.
+            created_at=time.time() + i / 7,
             **extra,
         )
         for i, extra in enumerate(extras)
