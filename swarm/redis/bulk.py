@@ -18,9 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
-from swarm.ledger import FINAL_STATES
+import msgspec
+
+from swarm.ledger import FINAL_STATES, TaskState
+from swarm.messages import Envelope
+from swarm.redis.ledger import RedisLedger
 from swarm.redis.streams import Pipeline
 
 __all__ = [
@@ -34,6 +39,11 @@ __all__ = [
     "queue_settle",
     "queue_store",
 ]
+
+_QUEUED = TaskState.QUEUED.value
+# A float's shortest round-trip text, as repr() writes it for timestamps (and
+# parsed back to the same float for any), at a tenth of repr()'s cost.
+_float_text = msgspec.json.Encoder().encode
 
 # A Lua table constructor: the final states as keys.
 _FINALS = ", ".join(f"[{s.value!r}] = true" for s in sorted(FINAL_STATES, key=str))
@@ -245,17 +255,32 @@ return out
 class StoreOp:
     """One task of a :data:`STORE_MANY` call: its record's fields and its stream entry.
 
-    ``fields`` is :meth:`~swarm.redis.ledger.RedisLedger.task_fields` of the task (the
-    record's :meth:`~swarm.redis.ledger.RedisLedger.flat_fields`).
+    Args:
+        record_key: The task's ledger key.
+        stream: The stream the task goes to.
+        fields: The record's :meth:`~swarm.redis.ledger.RedisLedger.flat_fields`,
+            or None for a new task's (those of ``env``).
+        data: The encoded envelope.
+        env: The task, when ``fields`` is None.
     """
 
-    __slots__ = ("data", "fields", "record_key", "stream")
+    __slots__ = ("data", "env", "fields", "record_key", "stream")
 
-    def __init__(self, record_key: str, stream: str, fields: list[Any], data: bytes) -> None:
+    def __init__(
+        self,
+        record_key: str,
+        stream: str,
+        fields: list[Any] | None,
+        data: bytes,
+        env: Envelope | None = None,
+    ) -> None:
+        if fields is None and env is None:
+            raise ValueError("a StoreOp needs the record's fields or the task")
         self.record_key = record_key
         self.stream = stream
         self.fields = fields
         self.data = data
+        self.env = env
 
 
 class RunningMark(Protocol):
@@ -337,6 +362,29 @@ def queue_store(
     stream = None
     for op in ops:
         fields = op.fields
+        env = op.env
+        if fields is None and env is not None:
+            # A new task: the values of RedisLedger.task_fields, without
+            # building that list (and slicing it) per task.
+            more: list[Any] | tuple[()] = (
+                RedisLedger.task_fields(env)[10:]
+                if env.priority or env.epoch or env.idempotency_key
+                else ()
+            )
+            extra = len(more)
+            if op.stream != stream:
+                stream = op.stream
+                keys.append(stream)
+                extra = -extra - 1
+            keys.append(op.record_key)
+            created = _float_text(env.created_at or time.time())
+            if more:
+                args += (extra, env.id, env.type, env.recipient, _QUEUED, created, *more)
+                args.append(op.data)
+            else:
+                args += (extra, env.id, env.type, env.recipient, _QUEUED, created, op.data)
+            continue
+        assert fields is not None  # checked by StoreOp
         # The first five pairs have fixed names (see RedisLedger.flat_fields).
         extra = len(fields) - 10
         if op.stream != stream:

@@ -63,6 +63,9 @@ class Intake:
         # one in ``_routes_of``): they depend on nothing else.
         self._routes: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._routes_of: Mapping[str, RoleInfo] | None = None
+        # A task's record key is this and its id (RedisLedger.key, without
+        # two calls per task).
+        self._record_keys = C.ledger_key("", core.prefix)
 
     async def submit(self, envelope: Envelope) -> str:
         """Queue a task durably and return its id (after close, only local agents' sends)."""
@@ -101,19 +104,37 @@ class Intake:
             raise err from (None if isinstance(err, FencingError) else exc)
         return env.id
 
-    def queue_watched(self, envelope: Envelope, waiter: asyncio.Future[TaskRecord]) -> bool:
-        """Like :meth:`queue`, with a failed store failing ``waiter`` (the task's result).
+    def queue_watched(self, envelope: Envelope) -> asyncio.Future[TaskRecord] | None:
+        """Queue a task as :meth:`queue` does, returning the waiter of its result.
 
-        The submitter then awaits only its result: a store error reaches it as
-        :meth:`submit` would raise it. False when the task takes the full path.
+        A failed store fails the waiter as :meth:`submit` would raise it, so
+        the submitter awaits only its result. The waiter is registered with
+        :meth:`Results.expect <swarm.redis.results.Results.expect>`: pair it
+        with :meth:`Results.forget <swarm.redis.results.Results.forget>` unless
+        it got a record. None when the task takes the full path.
         """
         prepared = self._prepare(envelope)
         if prepared is None:
-            return False
+            return None
         env, stream, data = prepared
-        key, build, op = self._store_op(env, stream, data)
-        self._core.batch.watch(key, build, op, _StoreWatcher(self, env, waiter))
-        return True
+        core = self._core
+        results = self._results
+        waiter = (
+            results.expect_tracked(env)
+            if env.reply_to == core.node_id
+            else results.expect(env.id)
+        )
+        if env.epoch and self._fence_key is not None:
+            key, build = self._group_of(env.epoch)
+        else:
+            key = _STORE_KEY
+            build = self._builders.get(key) or self._group_of(0)[1]
+        # One object is both the store's operation and its watcher.
+        op = _WatchedStore(self._record_keys + env.id, stream, env, data, self, waiter)
+        batcher = core.batcher
+        assert batcher is not None  # _prepare checked
+        batcher.watch(key, build, op, op)
+        return waiter
 
     def queue(self, envelope: Envelope) -> tuple[Envelope, asyncio.Future[Any]] | None:
         """:meth:`submit`'s common case without a coroutine: the queued task and its reply.
@@ -126,12 +147,14 @@ class Intake:
         if prepared is None:
             return None
         env, stream, data = prepared
+        if env.reply_to == self._core.node_id:
+            self._results.track(env)
         key, build, op = self._store_op(env, stream, data)
         return env, self._core.batch.add(key, build, op)
 
     def _prepare(self, envelope: Envelope) -> tuple[Envelope, str, bytes] | None:
         # The common case of submit up to the store: routed from the cached
-        # directory, tracked, encoded.
+        # directory and encoded (the caller tracks it).
         core = self._core
         if (
             core.cluster
@@ -140,19 +163,25 @@ class Intake:
             or (self.closed and envelope.sender not in core.replicas)
         ):
             return None
-        routed = self._route_cached(envelope)
-        if routed is None:
+        roles = self._directory.cached()
+        if roles is None:
             return None
+        routed = (
+            self._routes.get((envelope.type, envelope.recipient, envelope.priority))
+            if roles is self._routes_of
+            else None
+        )
+        if routed is None:
+            routed = self._route_uncached(envelope, roles)
+            if routed is None:
+                return None
         recipient, stream = routed
         env = envelope
         if recipient != env.recipient or env.reply_to is None:
             env = msgspec.structs.replace(
                 env, recipient=recipient, reply_to=env.reply_to or core.node_id
             )
-        data = core.codec.encode(env)
-        if env.reply_to == core.node_id:
-            self._results.track(env)
-        return env, stream, data
+        return env, stream, core.codec.encode(env)
 
     def accepted(self, env: Envelope, reply: Any) -> str:
         """``env``'s id once its store ``reply`` (from :meth:`queue`) is in.
@@ -174,16 +203,20 @@ class Intake:
     def _store_op(
         self, env: Envelope, stream: str, data: bytes
     ) -> tuple[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None], StoreOp]:
-        # Shares one script call with the other submits of this loop turn (of
-        # the same epoch, when fenced).
-        ledger = self._core.ledger
-        fence = self._fence_key if env.epoch else None
-        op = StoreOp(ledger.key(env.id), stream, ledger.task_fields(env), data)
-        key = ("store", fence, env.epoch) if fence is not None else _STORE_KEY
+        key, build = self._group_of(env.epoch)
+        return key, build, StoreOp(self._record_keys + env.id, stream, None, data, env)
+
+    def _group_of(
+        self, epoch: int
+    ) -> tuple[tuple[Any, ...], Callable[[Pipeline, list[StoreOp]], None]]:
+        # A task shares one script call with the other submits of this loop
+        # turn (of the same epoch, when fenced).
+        fence = self._fence_key if epoch else None
+        key = ("store", fence, epoch) if fence is not None else _STORE_KEY
         build = self._builders.get(key)
         if build is None:
-            build = self._builders[key] = self._store_builder(fence, env.epoch)
-        return key, build, op
+            build = self._builders[key] = self._store_builder(fence, epoch)
+        return key, build
 
     def _refused(self, env: Envelope, exc: BaseException, *, caller: bool = True) -> Exception:
         """The error a failed store raises (the task is no longer outstanding)."""
@@ -243,17 +276,16 @@ class Intake:
             return recipient, self._stream_of(recipient, env.priority, roles)
         raise NoRouteError(f"no route for {env.type!r}")  # pragma: no cover - loop returns
 
-    def _route_cached(self, env: Envelope) -> tuple[str, str] | None:
-        """:meth:`route` from the cached directory; None when that takes a read or fails."""
-        roles = self._directory.cached()
-        if roles is None:
-            return None
+    def _route_uncached(
+        self, env: Envelope, roles: Mapping[str, RoleInfo]
+    ) -> tuple[str, str] | None:
+        """:meth:`route` from the cached directory ``roles``; None when that fails.
+
+        The route of an addressed task is kept for later tasks (``_prepare``
+        looks it up first).
+        """
         key = (env.type, env.recipient, env.priority)
-        if roles is self._routes_of:
-            routed = self._routes.get(key)
-            if routed is not None:
-                return routed
-        else:
+        if roles is not self._routes_of:
             self._routes_of, self._routes = roles, {}
         try:
             recipient = self._router.resolve(env.type, env.recipient, roles)
@@ -281,32 +313,45 @@ class Intake:
         return C.task_stream(role, band_of(priority), core.prefix)
 
 
-class _StoreWatcher:
-    """A watched store's reply: nothing to do when stored, else fail the waiter."""
+class _WatchedStore(StoreOp):
+    """A task's store that is its own watcher: a failed store fails the task's waiter."""
 
-    __slots__ = ("env", "intake", "waiter")
+    __slots__ = ("intake", "waiter")
 
-    def __init__(self, intake: Intake, env: Envelope, waiter: asyncio.Future[TaskRecord]) -> None:
-        self.intake = intake
+    def __init__(
+        self,
+        record_key: str,
+        stream: str,
+        env: Envelope,
+        data: bytes,
+        intake: Intake,
+        waiter: asyncio.Future[TaskRecord],
+    ) -> None:
+        # Not StoreOp.__init__: its check is moot here, and this runs per task.
+        self.record_key = record_key
+        self.stream = stream
+        self.fields = None
+        self.data = data
         self.env = env
+        self.intake = intake
         self.waiter = waiter
 
-    def done(self) -> bool:
-        return self.waiter.done()
-
-    def set_result(self, result: Any) -> None:
-        if not isinstance(result, Exception):
-            return  # stored: the waiter waits for the task's result
-        if isinstance(result, (RedisError, OSError)):
+    def failed(self, error: Exception) -> None:
+        waiter = self.waiter
+        if waiter.done():
+            return  # the submitter is gone (cancelled)
+        if isinstance(error, (RedisError, OSError)):
             # Runs in the batcher's task, not the submitter's: no cancel check.
-            err = self.intake._refused(self.env, result, caller=False)
+            env = self.env
+            assert env is not None
+            err = self.intake._refused(env, error, caller=False)
             if not isinstance(err, FencingError):
-                err.__cause__ = result
+                err.__cause__ = error
         else:
-            err = result
-        self.waiter.set_exception(err)
+            err = error
+        waiter.set_exception(err)
 
-    def cancel(self) -> bool:
+    def cancel(self) -> None:
         # The batcher stopped before the store's reply: as the submitter's
         # await of that reply would be.
-        return self.waiter.cancel()
+        self.waiter.cancel()

@@ -19,7 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from swarm.errors import DecodeError, SwarmTimeout
-from swarm.ledger import TaskRecord
+from swarm.ledger import FINAL_STATES, TaskRecord
 from swarm.messages import Envelope
 from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
@@ -56,8 +56,11 @@ class Results:
 
     def track(self, env: Envelope) -> None:
         """Count ``env`` as outstanding until its result arrives."""
-        self.pending[env.id] = env
-        self.idle.clear()
+        pending = self.pending
+        if not pending:
+            # Set exactly while nothing is pending: clear it only when that ends.
+            self.idle.clear()
+        pending[env.id] = env
 
     def untrack(self, task_id: str) -> None:
         """Stop counting a task as outstanding."""
@@ -129,18 +132,25 @@ class Results:
             REJECTED.labels(reason="malformed_result").inc()
             _log.warning("rejected inbox entry", error=repr(exc))
             return
+        resolve = self._resolve
         for record in records:
-            if record.final:
-                self._resolve(record)
+            if record.state in FINAL_STATES:  # record.final, without a call per task
+                resolve(record)
 
     def _resolve(self, record: TaskRecord) -> None:
-        self.untrack(record.task_id)
-        expected = self._expected.pop(record.task_id, None)
+        # A waiter resolved with a record is no longer registered (its
+        # submitter need not forget it).
+        task_id = record.task_id
+        pending = self.pending
+        if pending.pop(task_id, None) is not None and not pending:
+            self.idle.set()
+        expected = self._expected.pop(task_id, None)
         if expected is not None and not expected.done():
             expected.set_result(record)
-        for fut in self._waiters.pop(record.task_id, ()):
-            if not fut.done():
-                fut.set_result(record)
+        if self._waiters:
+            for fut in self._waiters.pop(task_id, ()):
+                if not fut.done():
+                    fut.set_result(record)
 
     async def _sweep(self) -> None:
         # Results are notes in a stream that a server restart may have lost:
@@ -181,15 +191,13 @@ class Results:
 
         With ``queue``, a task that :meth:`Intake.queue` takes is submitted
         without a coroutine of its own (``submit`` takes the others).
+        (Without a timeout, :meth:`Intake.queue_watched` is cheaper still.)
 
         Raises:
             SwarmTimeout: No final record within ``timeout`` seconds of the submit.
         """
         fut = self.expect(env.id)
         try:
-            if timeout is None and queue is not None and queue.queue_watched(env, fut):
-                # A store error fails ``fut`` too: one await, not two.
-                return await fut
             queued = queue.queue(env) if queue is not None else None
             if queue is None or queued is None:
                 task_id = await submit(env)
@@ -216,6 +224,20 @@ class Results:
         submitter resumes still finds it. Pair with :meth:`forget`.
         """
         fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        if task_id in self._expected:
+            self._waiters.setdefault(task_id, []).append(fut)
+        else:
+            self._expected[task_id] = fut
+        return fut
+
+    def expect_tracked(self, env: Envelope) -> asyncio.Future[TaskRecord]:
+        """:meth:`track` and :meth:`expect` of a task about to be submitted here, in one call."""
+        pending = self.pending
+        if not pending:
+            self.idle.clear()
+        pending[env.id] = env
+        fut: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        task_id = env.id
         if task_id in self._expected:
             self._waiters.setdefault(task_id, []).append(fut)
         else:

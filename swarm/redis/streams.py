@@ -336,15 +336,12 @@ def _consume(fut: asyncio.Future[Any]) -> None:
 
 
 class ReplyWatcher(Protocol):
-    """What :meth:`PipelineBatcher.watch` hands an item's reply to (a future's subset)."""
+    """What :meth:`PipelineBatcher.watch` tells of an item whose command or round trip failed."""
 
-    def done(self) -> bool:
-        """Whether the reply was taken already."""
+    def failed(self, error: Exception) -> None:
+        """The item's command, or the round trip, failed with ``error``."""
 
-    def set_result(self, result: Any) -> None:
-        """Take the reply: the item's reply, or the error (as a value) it got."""
-
-    def cancel(self) -> bool:
+    def cancel(self) -> None:
         """The round trip was cancelled (the batcher stops)."""
 
 
@@ -355,20 +352,37 @@ class _Op:
         self.build = build
         self.future = future
 
-    @property
-    def futures(self) -> tuple[asyncio.Future[list[Any]]]:
-        return (self.future,)
+    def cancel(self) -> None:
+        if not self.future.done():
+            self.future.cancel()
 
 
 class _Group:
-    __slots__ = ("build", "futures", "items", "key")
+    __slots__ = ("build", "futures", "items", "key", "watchers")
 
     def __init__(self, key: Hashable, build: Callable[[Pipeline, list[Any]], None]) -> None:
         self.key = key
         self.build = build
         self.items: list[Any] = []
-        # None for an item added with ``put`` (nobody wants its reply).
-        self.futures: list[asyncio.Future[Any] | ReplyWatcher | None] = []
+        # None for an item added with ``put`` or ``watch`` (no future to set).
+        self.futures: list[asyncio.Future[Any] | None] = []
+        # Told only of a failure: a success costs them nothing.
+        self.watchers: list[ReplyWatcher] = []
+
+    def fail(self, exc: Exception) -> None:
+        # Grouped items get errors as values (see ``PipelineBatcher.add``).
+        for fut in self.futures:
+            if fut is not None and not fut.done():
+                fut.set_result(exc)
+        for watcher in self.watchers:
+            watcher.failed(exc)
+
+    def cancel(self) -> None:
+        for fut in self.futures:
+            if fut is not None and not fut.done():
+                fut.cancel()
+        for watcher in self.watchers:
+            watcher.cancel()
 
 
 class PipelineBatcher:
@@ -429,28 +443,38 @@ class PipelineBatcher:
         item: Any,
         watcher: ReplyWatcher,
     ) -> None:
-        """Like :meth:`add`, with ``watcher`` in place of the future.
+        """Like :meth:`put`, with ``watcher`` told if the item's command or round trip fails.
 
-        The watcher takes the reply (or error) as a future's result would be
-        set, but the caller need not await it: no loop turn for a reply that
-        only says "stored".
+        The caller need not await anything, and a success costs no call at
+        all: no loop turn and no callback for a reply that only says "stored".
+        So the command's reply must hold no per-item errors, only per-item
+        values (or be an error as a whole).
         """
-        self._group(key, build, item, watcher)
+        group = self._open.get(key)
+        if group is None or len(group.items) >= self._max_group:
+            group = self._new_group(key, build)
+        group.items.append(item)
+        group.futures.append(None)
+        group.watchers.append(watcher)
 
     def _group(
         self,
         key: Hashable,
         build: Callable[[Pipeline, list[Any]], None],
         item: Any,
-        fut: asyncio.Future[Any] | ReplyWatcher | None,
+        fut: asyncio.Future[Any] | None,
     ) -> None:
         group = self._open.get(key)
         if group is None or len(group.items) >= self._max_group:
-            group = self._open[key] = _Group(key, build)
-            self._queue.append(group)
-            self._wake.set()
+            group = self._new_group(key, build)
         group.items.append(item)
         group.futures.append(fut)
+
+    def _new_group(self, key: Hashable, build: Callable[[Pipeline, list[Any]], None]) -> _Group:
+        group = self._open[key] = _Group(key, build)
+        self._queue.append(group)
+        self._wake.set()
+        return group
 
     def enqueue(self, build: Callable[[Pipeline], None]) -> asyncio.Future[list[Any]]:
         """Queue ``build``'s commands and return the future of their replies, without waiting.
@@ -530,9 +554,7 @@ class PipelineBatcher:
         finally:
             self._release_written()
             for op in self._queue:
-                for fut in op.futures:
-                    if fut is not None and not fut.done():
-                        fut.cancel()
+                op.cancel()
             self._queue.clear()
             self._open.clear()
             await self._conn.close()
@@ -554,25 +576,25 @@ class PipelineBatcher:
             replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
             for op, _, _ in spans:
-                for fut in op.futures:
-                    if fut is not None and not fut.done():
-                        fut.cancel()
+                op.cancel()
             raise
         except Exception as exc:
             for op, _, _ in spans:
                 if isinstance(op, _Group):
-                    # Grouped items get errors as values (see ``add``).
-                    for item_fut in op.futures:
-                        if item_fut is not None and not item_fut.done():
-                            item_fut.set_result(exc)
+                    op.fail(exc)
                 elif not op.future.done():
                     op.future.set_exception(exc)
             return
         for op, start, end in spans:
             if isinstance(op, _Group):
                 reply = replies[start]
+                if isinstance(reply, Exception):
+                    op.fail(reply)
+                    continue
+                if len(op.watchers) == len(op.items):
+                    continue  # all watched: nothing to hand a success to
                 for i, item_fut in enumerate(op.futures):
                     if item_fut is not None and not item_fut.done():
-                        item_fut.set_result(reply if isinstance(reply, Exception) else reply[i])
+                        item_fut.set_result(reply[i])
             elif not op.future.done():
                 op.future.set_result(list(replies[start:end]))

@@ -202,3 +202,50 @@ async def test_a_held_pipeline_runs_directly_and_retries_a_dropped_connection(
         await redis.delete("held-test")
         await redis.aclose()
         await other.aclose()
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.failures: list[Exception] = []
+        self.cancelled = False
+
+    def failed(self, error: Exception) -> None:
+        self.failures.append(error)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+async def test_watchers_hear_of_failures_and_cancellation_only() -> None:
+    redis = await redis_client()
+    tasks = TaskSet("batcher-watch")
+    batcher = PipelineBatcher(redis)
+    task = tasks.spawn(batcher.run(), name="batcher")
+
+    def echo(pipe: Pipeline, items: list[Any]) -> None:
+        pipe.eval(ECHO, 0, *items)
+
+    def fail(pipe: Pipeline, items: list[Any]) -> None:
+        pipe.eval(FAIL, 0, *items)
+
+    try:
+        ok, bad = _Watcher(), _Watcher()
+        batcher.watch("echo", echo, "w", ok)
+        fut = batcher.add("echo", echo, "a")
+        batcher.watch("fail", fail, "w", bad)
+        failed = batcher.add("fail", fail, "b")
+        # Items of one group keep their places: the future gets its own entry.
+        assert await fut == b"a"
+        assert ok.failures == [] and not ok.cancelled
+        error = await failed
+        assert isinstance(error, ResponseError)
+        assert bad.failures == [error]
+        # The batcher stops with a watched item queued: its watcher hears of it.
+        late = _Watcher()
+        batcher.watch("echo", echo, "late", late)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert late.cancelled and late.failures == []
+    finally:
+        await tasks.close()
+        await redis.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -91,6 +92,62 @@ def test_task_fields_are_the_flat_fields_of_the_queued_record() -> None:
         )
         record = TaskRecord.for_task(env)
         assert RedisLedger.task_fields(env) == RedisLedger.flat_fields(record)
+
+
+async def test_store_ops_of_new_tasks_write_their_queued_records() -> None:
+    # A StoreOp may carry the task instead of its record's fields: the hash
+    # written must be the queued record's, whatever optional fields it has,
+    # mixed with field-list ops and stream switches in one call.
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix)
+    streams = [f"{prefix}:{{r}}:tasks:{band}" for band in (0, 1)]
+    extras: list[dict[str, Any]] = [
+        {},
+        {"priority": 3},
+        {"epoch": 7, "idempotency_key": "k"},
+        {},
+        {"priority": -1, "epoch": 2},
+    ]
+    envs = [
+        Envelope(
+            id=new_id(),
+            kind=Kind.TASK,
+            type="T",
+            sender="s",
+            recipient="role:r",
+            payload=b"\xc0",
+            # A clock reading: all its digits must survive the round trip.
+            created_at=time.time() + i / 7,
+            **extra,
+        )
+        for i, extra in enumerate(extras)
+    ]
+    try:
+        ops = [
+            StoreOp(ledger.key(env.id), streams[i // 2 % 2], None, env.id.encode(), env)
+            if i != 3
+            else StoreOp(
+                ledger.key(env.id),
+                streams[i // 2 % 2],
+                ledger.flat_fields(TaskRecord.for_task(env)),
+                env.id.encode(),
+            )
+            for i, env in enumerate(envs)
+        ]
+        pipe = redis.pipeline(transaction=False)
+        queue_store(pipe, ops, fence=None, epoch=0)
+        (ids,) = await pipe.execute()
+        assert len(ids) == len(envs)
+        for i, env in enumerate(envs):
+            assert await ledger.get(env.id) == TaskRecord.for_task(env)
+            (entry,) = await redis.xrange(streams[i // 2 % 2], ids[i], ids[i])
+            assert entry[1] == {b"e": env.id.encode()}
+        with pytest.raises(ValueError):
+            StoreOp("k", streams[0], None, b"e")
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
 
 
 async def test_settle_many_over_streams_and_inboxes_sends_one_note_entry_per_inbox() -> None:

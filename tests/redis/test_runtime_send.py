@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -39,6 +40,36 @@ async def test_send_gets_results_and_a_failed_store_raises_transport_error() -> 
         assert not runtime._results._expected and not runtime._results._waiters
         intake._builders.update(stored)
         assert await runtime.send(Work(n=5), to="role:worker", sender="t") == 10
+    finally:
+        await runtime.stop(drain=False)
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+async def test_a_cancelled_send_leaves_no_waiter_and_its_task_still_finishes() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    runtime = make_runtime(redis, prefix)
+    board = Board()
+    try:
+        await runtime.start()
+        await runtime.register(Worker(board))
+        # Warm routing: the next send takes the watched store.
+        assert await runtime.send(Work(n=1), to="role:worker", sender="t") == 2
+        sending = asyncio.create_task(
+            runtime.send(Work(n=2, mode="block"), to="role:worker", sender="t")
+        )
+        await board.wait_for(lambda b: any(r.n == 2 for r in b.started))
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        results = runtime._results
+        assert not results._expected and not results._waiters
+        assert runtime.outstanding == 1  # still running: its result is still ours
+        board.release.set()
+        async with asyncio.timeout(10):
+            await results.idle.wait()
+        assert runtime.outstanding == 0
     finally:
         await runtime.stop(drain=False)
         await cleanup(redis, prefix)
