@@ -79,8 +79,10 @@ class Results:
 
     async def read_inbox(self, last: bytes) -> None:
         """Read this node's inbox from after ``last`` until cancelled."""
-        # One connection for the blocking reads, kept across them.
-        blocking = dedicated(self._core.blocking)
+        # One connection for the blocking reads, kept across them; replies as
+        # the server sent them (redis-py's XREAD callback changes shape with
+        # the protocol, and builds a dict per entry).
+        blocking = dedicated(self._core.blocking, raw=("XREAD",))
         try:
             await self._read_inbox(last, blocking)
         finally:
@@ -103,7 +105,8 @@ class Results:
                 _log.warning("inbox read failed", error=repr(exc))
                 await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
-            for _key, items in reply or ():
+            # RESP2 sends (stream, entries) pairs, RESP3 a map.
+            for _key, items in reply.items() if isinstance(reply, dict) else reply or ():
                 for entry_id, fields in items:
                     last = entry_id
                     on_result(fields)
@@ -117,14 +120,19 @@ class Results:
                 last_sweep = time.monotonic()
                 await self._sweep()
 
-    def _on_result(self, fields: dict[bytes, bytes]) -> None:
+    def _on_result(self, fields: list[bytes] | dict[bytes, bytes]) -> None:
         # An entry holds one note ("r") or, from a settle script that
-        # finished several of our tasks, an array of them ("rs").
-        data = fields.get(b"r")
+        # finished several of our tasks, an array of them ("rs"). Its fields
+        # come flat from a raw read, as a dict from redis-py's (Cluster).
+        if isinstance(fields, dict):
+            fields = [x for pair in fields.items() for x in pair]
         try:
-            if data is not None:
+            if len(fields) != 2:
+                raise DecodeError(f"{len(fields) // 2} fields, not one")
+            name, data = fields
+            if name == b"r":
                 records: list[TaskRecord] | tuple[TaskRecord] = (_RECORD_DECODER.decode(data),)
-            elif (data := fields.get(b"rs")) is not None:
+            elif name == b"rs":
                 records = _RECORDS_DECODER.decode(data)
             else:
                 raise DecodeError("no record field")
