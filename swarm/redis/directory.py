@@ -27,6 +27,9 @@ _log = structlog.get_logger("swarm.redis.directory")
 _HEARTBEAT = 1.0
 _STALE_AFTER = 5.0
 _CACHE_FOR = 0.5
+# Past _CACHE_FOR and up to this age the snapshot still routes while one
+# background read refreshes it; older, a submit waits for a fresh read.
+_SERVE_STALE_FOR = 2.0
 
 
 class ReplicaBeat(msgspec.Struct, array_like=True):
@@ -51,6 +54,7 @@ class Directory:
         self._cache: dict[str, RoleInfo] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
 
     def invalidate(self) -> None:
         """Forget the cached snapshot (a local replica came or went)."""
@@ -75,10 +79,32 @@ class Directory:
         return {r.decode() for r in raw} | self._core.roles_seen
 
     def cached(self) -> dict[str, RoleInfo] | None:
-        """The cached snapshot if it is recent enough for routing, else None."""
-        if self._cache is not None and time.monotonic() - self._at < _CACHE_FOR:
-            return self._cache
+        """The cached snapshot if it is recent enough for routing, else None.
+
+        A snapshot past its half second still routes for a while, as a
+        read in the background refreshes it: a busy submitter's tasks then
+        never wait for the directory (every half second a burst of them did).
+        """
+        cache = self._cache
+        if cache is None:
+            return None
+        age = time.monotonic() - self._at
+        if age < _CACHE_FOR:
+            return cache
+        if age < _SERVE_STALE_FOR and self._core.batcher is not None:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = self._core.tasks.spawn(self._refresh(), name="directory")
+            return cache
         return None
+
+    async def _refresh(self) -> None:
+        try:
+            await self.snapshot(fresh=False)
+        except (RedisError, OSError) as exc:
+            check_cancelled()
+            # The next submit past the stale window reads it itself, and fails
+            # as a submit does when Redis is down.
+            _log.warning("directory refresh failed", error=repr(exc))
 
     async def snapshot(self, *, fresh: bool) -> dict[str, RoleInfo]:
         """The directory; unless ``fresh``, a copy up to half a second old will do."""
