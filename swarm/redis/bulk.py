@@ -216,10 +216,11 @@ while ai <= #ARGV do
       end
       for i = first, first + nf - 1 do set[#set + 1] = ARGV[i] end
       redis.call('HSET', rec, unpack(set))
-      -- A finished task's record expires; a live one's never does.
+      -- A finished task's record expires; a live one's never does (PERSIST
+      -- also clears the TTL that earlier releases gave every record).
       if final then
         redis.call('EXPIRE', rec, ttl)
-      elseif prev_final then
+      else
         redis.call('PERSIST', rec)
       end
       settled(entry, note)

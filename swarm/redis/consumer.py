@@ -35,6 +35,7 @@ from swarm.redis.streams import (
     StreamEntry,
     parse_entries,
     parse_read,
+    stream_pairs,
 )
 from swarm.tracing import handler_span, tracing_enabled
 
@@ -204,7 +205,7 @@ class Consumer:
             # A Cluster client (not dedicated): redis-py parsed the reply.
             index = {s.encode(): i for i, s in enumerate(rep.streams)}
             out = []
-            for key, items in reply or ():
+            for key, items in stream_pairs(reply):
                 i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
                 for entry_id, fields in items:
                     if fields:

@@ -55,6 +55,7 @@ class Directory:
         self._at = 0.0
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_failed_at = -_CACHE_FOR
 
     def invalidate(self) -> None:
         """Forget the cached snapshot (a local replica came or went)."""
@@ -92,7 +93,11 @@ class Directory:
         if age < _CACHE_FOR:
             return cache
         if age < _SERVE_STALE_FOR and self._core.batcher is not None:
-            if self._refreshing is None or self._refreshing.done():
+            if (self._refreshing is None or self._refreshing.done()) and (
+                time.monotonic() - self._refresh_failed_at >= _CACHE_FOR
+            ):
+                # (Not again at once after a failed one: one warning per half
+                # second while Redis is down, not one per submit.)
                 self._refreshing = self._core.tasks.spawn(self._refresh(), name="directory")
             return cache
         return None
@@ -104,6 +109,7 @@ class Directory:
             check_cancelled()
             # The next submit past the stale window reads it itself, and fails
             # as a submit does when Redis is down.
+            self._refresh_failed_at = time.monotonic()
             _log.warning("directory refresh failed", error=repr(exc))
 
     async def snapshot(self, *, fresh: bool) -> dict[str, RoleInfo]:

@@ -218,12 +218,15 @@ class Intake:
             build = self._builders[key] = self._store_builder(fence, epoch)
         return key, build
 
+    def _untrack(self, env: Envelope) -> None:
+        if env.reply_to == self._core.node_id:
+            self._results.untrack(env.id)
+
     def _refused(self, env: Envelope, exc: BaseException, *, caller: bool = True) -> Exception:
         """The error a failed store raises (the task is no longer outstanding)."""
         if caller:
             check_cancelled()
-        if env.reply_to == self._core.node_id:
-            self._results.untrack(env.id)
+        self._untrack(env)
         if isinstance(exc, ResponseError) and str(exc).startswith("FENCED"):
             FENCED_REFUSED.labels(name=self.fence or "").inc()
             _log.warning("stale epoch refused", task_id=env.id, detail=str(exc))
@@ -337,19 +340,20 @@ class _WatchedStore(StoreOp):
         self.waiter = waiter
 
     def failed(self, error: Exception) -> None:
-        waiter = self.waiter
-        if waiter.done():
-            return  # the submitter is gone (cancelled)
+        env = self.env
+        assert env is not None
+        # The task was not stored: it is no longer outstanding, even when its
+        # submitter is gone (cancelled) and nobody hears of the error.
         if isinstance(error, (RedisError, OSError)):
             # Runs in the batcher's task, not the submitter's: no cancel check.
-            env = self.env
-            assert env is not None
             err = self.intake._refused(env, error, caller=False)
             if not isinstance(err, FencingError):
                 err.__cause__ = error
         else:
+            self.intake._untrack(env)
             err = error
-        waiter.set_exception(err)
+        if not self.waiter.done():
+            self.waiter.set_exception(err)
 
     def cancel(self) -> None:
         # The batcher stopped before the store's reply: as the submitter's

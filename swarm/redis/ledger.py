@@ -51,13 +51,14 @@ _FINALS = " ".join(s.value for s in FINAL_STATES)
 _QUEUED = TaskState.QUEUED.value
 
 # KEYS: record [, stream to ack in [, inbox to notify]]. ARGV: state, now, ttl
-# (set on a move to a final state; a move out of one drops it),
-# flags ("g": leave a final record alone; "q": reply {"ok", executions} instead
-# of the record), then field/value pairs to set, then (with a stream) group,
+# (set on a move to a final state; any other move drops a TTL),
+# flags ("g": leave a final record alone; "d": leave a record that is not dead
+# alone; "q": reply {"ok", executions} instead of the record), then field/value
+# pairs to set, then (with a stream) group,
 # entry id, note, inbox max length. The stream and inbox keys are in other
 # slots than the record, so that form is for standalone servers only. Returns
 # the record as a flat hash, or {"final", hash} when the guard kept a final
-# record, or nil when unknown.
+# record, or {"alive"} when "d" kept one, or nil when unknown.
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local finals = ' FINALS '
@@ -65,6 +66,9 @@ local prev = redis.call('HGET', KEYS[1], 'state') or ''
 local prev_final = string.find(finals, ' ' .. prev .. ' ', 1, true) ~= nil
 if string.find(ARGV[4], 'g', 1, true) and prev_final then
   return {'final', redis.call('HGETALL', KEYS[1])}
+end
+if string.find(ARGV[4], 'd', 1, true) and prev ~= 'dead' then
+  return {'alive'}
 end
 local state = ARGV[1]
 local final = string.find(finals, ' ' .. state .. ' ', 1, true) ~= nil
@@ -84,7 +88,7 @@ if #KEYS >= 2 then n = n - 4 end
 for i = 5, n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if final then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-elseif prev_final then
+else
   redis.call('PERSIST', KEYS[1])
 end
 if #KEYS >= 3 then
@@ -367,6 +371,27 @@ class RedisLedger:
             await self.redis.set(ikey, task_id, ex=self.ttl)
             return None
         return None
+
+    async def requeue_dead(self, task_id: str) -> bool | None:
+        """Move a dead task's record back to "queued" (attempts 0) for a re-drive.
+
+        Returns:
+            True when moved; False when the record is not dead (another
+            re-drive took it first: its run must not be overwritten); None when
+            there is no record.
+        """
+        args: list[str | bytes | int | float] = [
+            TaskState.QUEUED.value,
+            repr(time.time()),
+            self.ttl,
+            "d",
+            "attempts",
+            0,
+        ]
+        reply = await self.redis.eval(_UPDATE, 1, self.key(task_id), *args)
+        if not reply:
+            return None
+        return bool(reply != [b"alive"])
 
     async def update(
         self,

@@ -25,6 +25,7 @@ from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, check_cancelled
 from swarm.redis.ledger import record_from_hash
+from swarm.redis.streams import stream_pairs
 
 if TYPE_CHECKING:
     from swarm.redis.intake import Intake
@@ -105,8 +106,7 @@ class Results:
                 _log.warning("inbox read failed", error=repr(exc))
                 await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
-            # RESP2 sends (stream, entries) pairs, RESP3 a map.
-            for _key, items in reply.items() if isinstance(reply, dict) else reply or ():
+            for _key, items in stream_pairs(reply):
                 for entry_id, fields in items:
                     last = entry_id
                     on_result(fields)

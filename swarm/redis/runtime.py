@@ -524,14 +524,23 @@ class RedisRuntime:
                     stream = C.agent_stream(role, env.recipient[6:], self.prefix)
                 else:
                     stream = C.task_stream(role, band_of(env.priority), self.prefix)
+                # Only a dead record is re-queued: a re-drive racing this one
+                # may have run the task already (a record that expired is
+                # re-driven without one, as before).
+                requeued = await self.ledger.requeue_dead(task_id)
+                if requeued is False:
+                    return False
                 if env.reply_to == self.node_id:
                     self._results.track(env)
-                await self.ledger.update(task_id, TaskState.QUEUED, attempts=0)
                 moved = await self._redis.eval(
                     REDRIVE, 2, dead, stream, entry_id, self.codec.encode(env)
                 )
                 if not moved:
                     self._results.untrack(env.id)
+                    if requeued:
+                        # The dead letter went meanwhile: the record stays dead
+                        # (and expires) rather than "queued" for ever.
+                        await self.ledger.update(task_id, TaskState.DEAD)
                 return bool(moved)
         return False
 

@@ -55,6 +55,7 @@ __all__ = [
     "ensure_group",
     "parse_entries",
     "parse_read",
+    "stream_pairs",
     "use_hiredis_packer",
 ]
 
@@ -296,6 +297,25 @@ def parse_entries(raw: list[Any]) -> list[StreamEntry]:
     ]
 
 
+def stream_pairs(reply: Any) -> list[tuple[Any, list[Any]]]:
+    """The (stream, entries) pairs of an ``XREAD``/``XREADGROUP`` reply, whatever its shape.
+
+    RESP2 sends a list of pairs, RESP3 a map; redis-py's RESP3 callback (a
+    Cluster client, whose replies come parsed) wraps each stream's entries in
+    one more list.
+    """
+    if not reply:
+        return []
+    pairs = list(reply.items()) if isinstance(reply, dict) else reply
+    for i, (key, items) in enumerate(pairs):
+        if len(items) == 1 and isinstance(items[0], list):
+            inner = items[0]
+            # An entry is (id, fields); a wrapped list holds entries (or none).
+            if not inner or isinstance(inner[0], (list, tuple)):
+                pairs[i] = (key, inner)
+    return pairs
+
+
 def parse_read(reply: Any, streams: list[str]) -> list[StreamEntry]:
     """Parse a raw ``XREADGROUP`` reply (no redis-py callback) for the keys ``streams``.
 
@@ -304,7 +324,7 @@ def parse_read(reply: Any, streams: list[str]) -> list[StreamEntry]:
     """
     if not reply:
         return []
-    pairs = reply.items() if isinstance(reply, dict) else reply
+    pairs = stream_pairs(reply)
     index = {s.encode(): i for i, s in enumerate(streams)}
     out: list[StreamEntry] = []
     for key, items in pairs:

@@ -72,3 +72,54 @@ async def test_the_settle_script_keeps_the_same_rules() -> None:
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+async def test_a_live_move_clears_a_ttl_from_an_earlier_release() -> None:
+    # Earlier releases set a TTL on every write: a record they queued must not
+    # expire while it runs or waits for a retry under this one.
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix, ttl=TTL)
+    key = ledger.key("t4")
+    try:
+        await ledger.create(TaskRecord(task_id="t4", type="T", recipient="role:r"))
+        await redis.expire(key, 30)
+        pipe = redis.pipeline(transaction=False)
+        queue_settle(
+            pipe,
+            [SettleOp(key, "running", [b"attempts", 1])],
+            now=1.0,
+            ttl=TTL,
+            group="g",
+            maxlen=10,
+        )
+        assert await pipe.execute() == [[1]]
+        assert await redis.ttl(key) == -1
+        await redis.expire(key, 30)
+        await ledger.update("t4", TaskState.QUEUED, error="retry")
+        assert await redis.ttl(key) == -1
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+async def test_requeue_dead_moves_only_a_dead_record() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    ledger = RedisLedger(redis=redis, prefix=prefix, ttl=TTL)
+    try:
+        assert await ledger.requeue_dead("nope") is None
+        await ledger.create(TaskRecord(task_id="t5", type="T", recipient="role:r"))
+        await ledger.update("t5", TaskState.DEAD, attempts=3, error="boom")
+        assert await ledger.requeue_dead("t5") is True
+        rec = await ledger.get("t5")
+        assert rec is not None and (rec.state, rec.attempts) == (TaskState.QUEUED, 0)
+        assert await redis.ttl(ledger.key("t5")) == -1
+        # A racing second re-drive finds it running (or done): left alone.
+        await ledger.update("t5", TaskState.DONE, attempts=1)
+        assert await ledger.requeue_dead("t5") is False
+        rec = await ledger.get("t5")
+        assert rec is not None and rec.state is TaskState.DONE
+    finally:
+        await cleanup(redis, prefix)
+        await redis.aclose()

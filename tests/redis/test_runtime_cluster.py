@@ -102,3 +102,22 @@ async def test_fencing_on_cluster_refuses_stale_epochs(cluster: RedisClusterServ
     finally:
         await rt.stop(drain=False)
         await clients.close()
+
+
+async def test_send_over_resp3_on_a_cluster(cluster: RedisClusterServers) -> None:
+    # A Cluster client's blocking reads come back parsed by redis-py, whose RESP3
+    # XREAD/XREADGROUP shape differs from RESP2's (one more list per stream).
+    settings = RedisSettings.from_dsn(cluster.url, block_time=0.5, protocol=3)
+    rt = RedisRuntime(
+        settings=settings,
+        retry_policy=fast_retry(),
+        visibility_timeout=2.0,
+        prefix=f"c3{time.time_ns()}",
+    )
+    await rt.start()
+    try:
+        await rt.register(Cuber(concurrency=2))
+        assert await rt.send(Cube(n=3), sender="t", timeout=10) == 27
+        assert await rt.send(Cube(n=4), sender="t", timeout=10) == 64
+    finally:
+        await rt.stop(drain=False)

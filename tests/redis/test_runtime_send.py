@@ -74,3 +74,35 @@ async def test_a_cancelled_send_leaves_no_waiter_and_its_task_still_finishes() -
         await runtime.stop(drain=False)
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+async def test_a_cancelled_send_whose_store_fails_is_not_left_outstanding() -> None:
+    redis = await redis_client()
+    prefix = new_prefix()
+    runtime = make_runtime(redis, prefix)
+    try:
+        await runtime.start()
+        await runtime.register(Worker(Board()))
+        assert await runtime.send(Work(n=3), to="role:worker", sender="t") == 6  # warm routing
+        intake = runtime._intake
+
+        def broken(pipe: Pipeline, ops: list[StoreOp]) -> None:
+            pipe.execute_command("NO-SUCH-COMMAND")
+
+        stored: dict[Any, Any] = dict(intake._builders)
+        intake._builders.update({key: broken for key in stored})
+        sending = asyncio.create_task(runtime.send(Work(n=4), to="role:worker", sender="t"))
+        await asyncio.sleep(0)  # queued for the next store script
+        assert runtime.outstanding == 1
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        # The store fails with nobody left to tell: the task exists nowhere, so it
+        # must not stay outstanding (a drain would wait for it for ever).
+        await asyncio.wait_for(runtime._results.idle.wait(), timeout=10)
+        assert runtime.outstanding == 0
+        intake._builders.update(stored)
+    finally:
+        await runtime.stop(drain=False)
+        await cleanup(redis, prefix)
+        await redis.aclose()
