@@ -262,17 +262,8 @@ async def _settle_with_notes(
     redis: Any, ledger: RedisLedger, stream: str, inbox: str, n: int, *, maxlen: int
 ) -> list[TaskRecord]:
     """Store ``n`` tasks, read them, and settle them all in one call with a note each."""
-    await redis.xgroup_create(stream, "g", id="0", mkstream=True)
     recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(n)]
-    pipe = redis.pipeline(transaction=False)
-    queue_store(
-        pipe,
-        [StoreOp(ledger.key(r.task_id), stream, ledger.flat_fields(r), b"e") for r in recs],
-        fence=None,
-        epoch=0,
-    )
-    (ids,) = await pipe.execute()
-    await redis.xreadgroup("g", "w", {stream: ">"})
+    ids = await _stored(redis, ledger, stream, [r.task_id for r in recs])
     encoder = msgspec.msgpack.Encoder()
     ops = [
         SettleOp(

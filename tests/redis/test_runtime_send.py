@@ -16,6 +16,18 @@ from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis
 pytestmark = pytest.mark.integration
 
 
+def _break_stores(runtime: Any) -> dict[Any, Any]:
+    """Make the runtime's store scripts fail; return the builders that restore them."""
+    intake = runtime._intake
+
+    def broken(pipe: Pipeline, ops: list[StoreOp]) -> None:
+        pipe.execute_command("NO-SUCH-COMMAND")
+
+    stored: dict[Any, Any] = dict(intake._builders)
+    intake._builders.update({key: broken for key in stored})
+    return stored
+
+
 async def test_send_gets_results_and_a_failed_store_raises_transport_error() -> None:
     redis = await redis_client()
     prefix = new_prefix()
@@ -27,12 +39,7 @@ async def test_send_gets_results_and_a_failed_store_raises_transport_error() -> 
         # Warm routing: the next sends take the watched store.
         assert await runtime.send(Work(n=3), to="role:worker", sender="t") == 6
         intake = runtime._intake
-
-        def broken(pipe: Pipeline, ops: list[StoreOp]) -> None:
-            pipe.execute_command("NO-SUCH-COMMAND")
-
-        stored: dict[Any, Any] = dict(intake._builders)
-        intake._builders.update({key: broken for key in stored})
+        stored = _break_stores(runtime)
         with pytest.raises(TransportError, match="could not submit task"):
             await runtime.send(Work(n=4), to="role:worker", sender="t")
         # Not left outstanding, no waiter left behind.
@@ -84,13 +91,7 @@ async def test_a_cancelled_send_whose_store_fails_is_not_left_outstanding() -> N
         await runtime.start()
         await runtime.register(Worker(Board()))
         assert await runtime.send(Work(n=3), to="role:worker", sender="t") == 6  # warm routing
-        intake = runtime._intake
-
-        def broken(pipe: Pipeline, ops: list[StoreOp]) -> None:
-            pipe.execute_command("NO-SUCH-COMMAND")
-
-        stored: dict[Any, Any] = dict(intake._builders)
-        intake._builders.update({key: broken for key in stored})
+        stored = _break_stores(runtime)
         sending = asyncio.create_task(runtime.send(Work(n=4), to="role:worker", sender="t"))
         await asyncio.sleep(0)  # queued for the next store script
         assert runtime.outstanding == 1
@@ -101,7 +102,7 @@ async def test_a_cancelled_send_whose_store_fails_is_not_left_outstanding() -> N
         # must not stay outstanding (a drain would wait for it for ever).
         await asyncio.wait_for(runtime._results.idle.wait(), timeout=10)
         assert runtime.outstanding == 0
-        intake._builders.update(stored)
+        runtime._intake._builders.update(stored)
     finally:
         await runtime.stop(drain=False)
         await cleanup(redis, prefix)
