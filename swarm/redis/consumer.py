@@ -35,7 +35,6 @@ from swarm.redis.streams import (
     StreamEntry,
     parse_entries,
     parse_read,
-    stream_pairs,
 )
 from swarm.tracing import handler_span, tracing_enabled
 
@@ -201,18 +200,7 @@ class Consumer:
             count=count,
             block=self._core.block_ms,
         )
-        if blocking is self._core.blocking:
-            # A Cluster client (not dedicated): redis-py parsed the reply.
-            index = {s.encode(): i for i, s in enumerate(rep.streams)}
-            out = []
-            for key, items in stream_pairs(reply):
-                i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
-                for entry_id, fields in items:
-                    if fields:
-                        out.append(StreamEntry(i, entry_id, _flat(fields), 1))
-            out.sort(key=lambda e: e.key_index)
-        else:
-            out = parse_read(reply, rep.streams)
+        out = parse_read(reply, rep.streams)
         return out, len(out) < count
 
     async def accept(self, rep: Replica, stream: str, entry: StreamEntry) -> None:
@@ -425,6 +413,3 @@ class Consumer:
         rep.inflight.pop(d.envelope.id, None)
         rep.agent.inflight -= 1
 
-
-def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
-    return [x for pair in fields.items() for x in pair]

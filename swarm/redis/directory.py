@@ -89,12 +89,13 @@ class Directory:
         cache = self._cache
         if cache is None:
             return None
-        age = time.monotonic() - self._at
+        now = time.monotonic()
+        age = now - self._at
         if age < _CACHE_FOR:
             return cache
         if age < _SERVE_STALE_FOR and self._core.batcher is not None:
             if (self._refreshing is None or self._refreshing.done()) and (
-                time.monotonic() - self._refresh_failed_at >= _CACHE_FOR
+                now - self._refresh_failed_at >= _CACHE_FOR
             ):
                 # (Not again at once after a failed one: one warning per half
                 # second while Redis is down, not one per submit.)

@@ -124,11 +124,7 @@ class Intake:
             if env.reply_to == core.node_id
             else results.expect(env.id)
         )
-        if env.epoch and self._fence_key is not None:
-            key, build = self._group_of(env.epoch)
-        else:
-            key = _STORE_KEY
-            build = self._builders.get(key) or self._group_of(0)[1]
+        key, build = self._group_of(env.epoch)
         # One object is both the store's operation and its watcher.
         op = _WatchedStore(self._record_keys + env.id, stream, env, data, self, waiter)
         batcher = core.batcher

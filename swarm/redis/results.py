@@ -25,7 +25,7 @@ from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, check_cancelled
 from swarm.redis.ledger import record_from_hash
-from swarm.redis.streams import stream_pairs
+from swarm.redis.streams import flat_fields, stream_pairs
 
 if TYPE_CHECKING:
     from swarm.redis.intake import Intake
@@ -124,8 +124,7 @@ class Results:
         # An entry holds one note ("r") or, from a settle script that
         # finished several of our tasks, an array of them ("rs"). Its fields
         # come flat from a raw read, as a dict from redis-py's (Cluster).
-        if isinstance(fields, dict):
-            fields = [x for pair in fields.items() for x in pair]
+        fields = flat_fields(fields)
         try:
             if len(fields) != 2:
                 raise DecodeError(f"{len(fields) // 2} fields, not one")

@@ -87,9 +87,7 @@ class Settler:
         core = self._core
         env = d.envelope
         ledger = core.ledger
-        note = _RECORD_ENCODER.encode(
-            self.project(d, state, error=error, result=result, result_type=result_type)
-        )
+        note = self.note(d, state, error=error, result=result, result_type=result_type)
         inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
 
         def build(pipe: Pipeline) -> None:
@@ -139,14 +137,10 @@ class Settler:
         reply_to = env.reply_to
         notify: tuple[str, bytes] | None = None
         if reply_to:
-            inbox = C.inbox_stream(reply_to, core.prefix)
-            if d.record is None:
-                note = self._first_note(d, state, error, result, result_type)
-            else:
-                note = _RECORD_ENCODER.encode(
-                    self.project(d, state, error=error, result=result, result_type=result_type)
-                )
-            notify = (inbox, note)
+            notify = (
+                C.inbox_stream(reply_to, core.prefix),
+                self.note(d, state, error=error, result=result, result_type=result_type),
+            )
         # One script for the ledger, the note and the ack, shared with the
         # other completions and "running" marks of this loop turn.
         fields: list[Any] = [b"attempts", env.attempt]
@@ -181,7 +175,7 @@ class Settler:
             d.stream,
             d.entry_id,
             C.inbox_stream(reply_to, self._core.prefix),
-            self._first_note(d, _DONE, None, result, result_type),
+            self.note(d, _DONE, error=None, result=result, result_type=result_type),
             result,
             result_type,
         )
@@ -220,86 +214,59 @@ class Settler:
         )
 
     @staticmethod
-    def _first_note(
-        d: Delivery,
-        state: TaskState,
-        error: str | None,
-        result: bytes | None,
-        result_type: str | None,
-    ) -> bytes:
-        """:meth:`project`, encoded, for a first delivery (the queued record plus this run)."""
-        env = d.envelope
-        return _RECORD_ENCODER.encode(
-            _Note(
-                env.id,
-                env.type,
-                env.recipient,
-                state,
-                env.attempt,
-                env.priority,
-                env.idempotency_key,
-                d.agent_id,
-                error,
-                result,
-                result_type or "",
-                env.created_at,
-                d.started_at or None,
-                time.time(),
-                1 if state is _DONE else 0,
-                env.epoch,
-            )
-        )
-
-    def project(
-        self,
+    def note(
         d: Delivery,
         state: TaskState,
         *,
         error: str | None,
         result: bytes | None,
         result_type: str | None,
-    ) -> TaskRecord:
-        """The final record as the ledger script will write it (sent to the submitter)."""
+    ) -> bytes:
+        """The final record as the ledger script will write it, encoded for the submitter."""
         env = d.envelope
         base = d.record
         now = time.time()
         if base is None:
             # A first delivery: the record is the queued one plus this run.
-            return TaskRecord(
-                task_id=env.id,
-                type=env.type,
-                recipient=env.recipient,
+            return _RECORD_ENCODER.encode(
+                _Note(
+                    env.id,
+                    env.type,
+                    env.recipient,
+                    state,
+                    env.attempt,
+                    env.priority,
+                    env.idempotency_key,
+                    d.agent_id,
+                    error,
+                    result,
+                    result_type or "",
+                    env.created_at,
+                    d.started_at or None,
+                    now,
+                    1 if state is _DONE else 0,
+                    env.epoch,
+                )
+            )
+        return _RECORD_ENCODER.encode(
+            TaskRecord(
+                task_id=base.task_id,
+                type=base.type,
+                recipient=base.recipient,
                 state=state,
                 attempts=env.attempt,
-                priority=env.priority,
-                idempotency_key=env.idempotency_key,
-                agent_id=d.agent_id,
-                error=error,
+                priority=base.priority,
+                idempotency_key=base.idempotency_key,
+                agent_id=base.agent_id,
+                error=error if error is not None else base.error,
                 result=result,
                 result_type=result_type or "",
-                created_at=env.created_at,
-                started_at=d.started_at or None,
+                created_at=base.created_at,
+                started_at=base.started_at,
                 finished_at=now,
-                executions=1 if state is TaskState.DONE else 0,
-                epoch=env.epoch,
+                executions=base.executions + (1 if state is _DONE else 0),
+                epoch=base.epoch,
             )
-        return TaskRecord(
-            task_id=base.task_id,
-            type=base.type,
-            recipient=base.recipient,
-            state=state,
-            attempts=env.attempt,
-            priority=base.priority,
-            idempotency_key=base.idempotency_key,
-            agent_id=base.agent_id,
-            error=error if error is not None else base.error,
-            result=result,
-            result_type=result_type or "",
-            created_at=base.created_at,
-            started_at=base.started_at,
-            finished_at=now,
-            executions=base.executions + (1 if state is TaskState.DONE else 0),
-            epoch=base.epoch,
         )
 
     async def settle_duplicate(self, d: Delivery, record: TaskRecord) -> None:
@@ -380,8 +347,7 @@ class Settler:
         env = d.envelope
         role = role_of(d.stream)
         data = core.codec.encode(env)
-        final = self.project(d, TaskState.DEAD, error=error, result=None, result_type=None)
-        note = _RECORD_ENCODER.encode(final)
+        note = self.note(d, TaskState.DEAD, error=error, result=None, result_type=None)
         ledger = core.ledger
 
         def build(pipe: Pipeline) -> None:

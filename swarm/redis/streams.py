@@ -53,6 +53,7 @@ __all__ = [
     "StreamEntry",
     "band_of",
     "ensure_group",
+    "flat_fields",
     "parse_entries",
     "parse_read",
     "stream_pairs",
@@ -316,11 +317,19 @@ def stream_pairs(reply: Any) -> list[tuple[Any, list[Any]]]:
     return pairs
 
 
-def parse_read(reply: Any, streams: list[str]) -> list[StreamEntry]:
-    """Parse a raw ``XREADGROUP`` reply (no redis-py callback) for the keys ``streams``.
+def flat_fields(fields: list[bytes] | dict[bytes, bytes]) -> list[bytes]:
+    """An entry's fields as Redis sends them (flat), also from redis-py's dict."""
+    if isinstance(fields, dict):
+        return [x for pair in fields.items() for x in pair]
+    return fields
 
-    RESP2 sends a list of (stream, entries) pairs, RESP3 a map. Entries come
-    in the order of ``streams`` (best band first), as from :data:`FETCH`.
+
+def parse_read(reply: Any, streams: list[str]) -> list[StreamEntry]:
+    """Parse an ``XREADGROUP`` reply for the keys ``streams``.
+
+    Raw (no redis-py callback) or parsed by redis-py (a Cluster client), in any
+    shape :func:`stream_pairs` takes. Entries come in the order of ``streams``
+    (best band first), as from :data:`FETCH`.
     """
     if not reply:
         return []
@@ -331,7 +340,7 @@ def parse_read(reply: Any, streams: list[str]) -> list[StreamEntry]:
         i = index.get(key if isinstance(key, bytes) else str(key).encode(), 0)
         for entry_id, fields in items:
             if fields:
-                out.append(StreamEntry(i, entry_id, fields, 1))
+                out.append(StreamEntry(i, entry_id, flat_fields(fields), 1))
     if len(pairs) > 1:
         out.sort(key=_key_index)
     return out
@@ -470,12 +479,7 @@ class PipelineBatcher:
         So the command's reply must hold no per-item errors, only per-item
         values (or be an error as a whole).
         """
-        group = self._open.get(key)
-        if group is None or len(group.items) >= self._max_group:
-            group = self._new_group(key, build)
-        group.items.append(item)
-        group.futures.append(None)
-        group.watchers.append(watcher)
+        self._group(key, build, item, None).watchers.append(watcher)
 
     def _group(
         self,
@@ -483,17 +487,14 @@ class PipelineBatcher:
         build: Callable[[Pipeline, list[Any]], None],
         item: Any,
         fut: asyncio.Future[Any] | None,
-    ) -> None:
+    ) -> _Group:
         group = self._open.get(key)
         if group is None or len(group.items) >= self._max_group:
-            group = self._new_group(key, build)
+            group = self._open[key] = _Group(key, build)
+            self._queue.append(group)
+            self._wake.set()
         group.items.append(item)
         group.futures.append(fut)
-
-    def _new_group(self, key: Hashable, build: Callable[[Pipeline, list[Any]], None]) -> _Group:
-        group = self._open[key] = _Group(key, build)
-        self._queue.append(group)
-        self._wake.set()
         return group
 
     def enqueue(self, build: Callable[[Pipeline], None]) -> asyncio.Future[list[Any]]:

@@ -425,7 +425,7 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
 
 def test_a_first_delivery_note_is_the_projected_record() -> None:
     # The note is built positionally (a twin struct of TaskRecord): the
-    # submitter must decode the very record ``project`` describes.
+    # submitter must decode the very record the ledger script writes.
     assert _Note.__struct_fields__ == TaskRecord.__struct_fields__
     settler = Settler(Core.__new__(Core))
     decoder = msgspec.msgpack.Decoder(TaskRecord)
@@ -447,9 +447,27 @@ def test_a_first_delivery_note_is_the_projected_record() -> None:
                 (TaskState.DONE, None, b"\xc0", "NoneType"),
                 (TaskState.FAILED, "boom", None, None),
             ):
-                note = decoder.decode(settler._first_note(d, state, error, result, result_type))
-                want = settler.project(
-                    d, state, error=error, result=result, result_type=result_type
+                note = decoder.decode(
+                    settler.note(d, state, error=error, result=result, result_type=result_type)
+                )
+                # The queued record plus this run.
+                want = TaskRecord(
+                    task_id=env.id,
+                    type=env.type,
+                    recipient=env.recipient,
+                    state=state,
+                    attempts=env.attempt,
+                    priority=env.priority,
+                    idempotency_key=env.idempotency_key,
+                    agent_id="w",
+                    error=error,
+                    result=result,
+                    result_type=result_type or "",
+                    created_at=env.created_at,
+                    started_at=started or None,
+                    finished_at=time.time(),
+                    executions=1 if state is TaskState.DONE else 0,
+                    epoch=env.epoch,
                 )
                 assert note.finished_at is not None and want.finished_at is not None
                 assert abs(note.finished_at - want.finished_at) < 60
