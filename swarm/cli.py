@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Environment (read only here; options win): SWARM_REDIS_URL, SWARM_CONSUL_URL, "
-            "SWARM_AGENTS, SWARM_LOG_LEVEL, SWARM_LOG_JSON. Exit codes: 0 success, 1 job "
+            "SWARM_AGENTS, SWARM_LOG_LEVEL, SWARM_LOG_JSON, SWARM_REDIS_FASTPATH. Exit codes: "
+            "0 success, 1 job "
             "failed, 2 usage or configuration error, 130 interrupted."
         ),
     )
@@ -396,6 +397,14 @@ async def _serve(
     return 0 if not swarm.leftovers else 1
 
 
+def _fastpath_from(environ: Mapping[str, str]) -> None:
+    """``SWARM_REDIS_FASTPATH``: the default of the Redis settings' ``fastpath``."""
+    if environ.get("SWARM_REDIS_FASTPATH"):  # the Redis modules load only when asked for
+        from swarm.redis import fastpath
+
+        fastpath.configure_from(environ)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m swarm.queen`` and the ``queenswarm`` script.
 
@@ -407,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     display = _ProgressDisplay(err, enabled=not args.no_progress)
     try:
         settings = settings_from(args, os.environ)
+        _fastpath_from(os.environ)
         configure_logging(level=settings.log_level, json=settings.log_json)
         agents = load_agents(settings.agents)
         _check_options(settings)

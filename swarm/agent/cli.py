@@ -37,6 +37,7 @@ from swarm import __version__
 from swarm.agent.base import Agent
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
+from swarm.redis import fastpath
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
 from swarm.retry import RetryPolicy
@@ -123,6 +124,7 @@ async def run(
     """
     cls = load_role(args.role)
     url = args.redis or os.environ.get("SWARM_REDIS_URL") or DEFAULT_REDIS_URL
+    fastpath.configure_from(os.environ)
     settings = RedisSettings.from_dsn(url)
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else None
     consul_url = args.consul or os.environ.get("SWARM_CONSUL_URL")
