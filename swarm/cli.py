@@ -217,10 +217,10 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
             if not service.leadership.leading:
                 from swarm.service.leadership import describe_leader
 
+                reads = " and answers reads meanwhile" if service.url else ""
                 display.message(
-                    f"standing by: {await describe_leader(service.leadership)}; this Queen "
-                    "takes over when it stops" + (" and answers reads meanwhile"
-                                                  if service.url else "")
+                    f"waiting for leadership: {await describe_leader(service.leadership)}; "
+                    f"this Queen stands by, takes over when it stops{reads}"
                 )
             display.message(f"ready: serving {service.describe()}; SIGINT/SIGTERM stops")
             await stop.wait()
