@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,8 @@ class SwarmService:
         # Tasks submitted through this Queen's API, oldest first (bounded).
         self._recent: dict[str, None] = {}
         self._idempotency: dict[str, str] = {}
+        self._types: dict[str, type[Message]] = {}
+        self._types_at = -1e9
 
     async def __aenter__(self) -> SwarmService:
         await self.start()
@@ -383,6 +386,20 @@ class SwarmService:
             roles = await self.runtime.directory()
             return await redis_queue_stats(self._redis.commands, self._redis_prefix, roles)
         return {}
+
+    async def message_class(self, name: str) -> type[Message] | None:
+        """The class of a submittable message type, from a snapshot at most 1 s old.
+
+        A name the snapshot lacks refreshes it (at most every 50 ms): a role
+        that just joined is submittable at once, and a flood of unknown names
+        cannot turn every request into a directory read.
+        """
+        now = time.monotonic()
+        age = now - self._types_at
+        if age > 1.0 or (name not in self._types and age > 0.05):
+            self._types = await self.submittable()
+            self._types_at = now
+        return self._types.get(name)
 
     async def submittable(self) -> dict[str, type[Message]]:
         """Message types some role handles, by wire name, that this process can decode."""

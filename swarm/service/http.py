@@ -228,7 +228,7 @@ async def _submit_task(request: web.Request) -> web.Response:
         )
     raw = await _raw_body(request)
     req = _decode_body(raw, api.SubmitRequest)
-    cls = (await service.submittable()).get(req.type)
+    cls = await service.message_class(req.type)
     if cls is None:
         raise _bad("type", f"no agent handles message type {req.type!r} (see GET /v1/roles)",
                    code="unknown-type")
