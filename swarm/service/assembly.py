@@ -60,7 +60,7 @@ from swarm.tasks import TaskSet
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ROUTES_ENTRY_POINT_GROUP", "RouteInstaller", "SwarmService"]
+__all__ = ["ROUTES_ENTRY_POINT_GROUP", "RouteInstaller", "SwarmService", "UntypedPayload"]
 
 _log = structlog.get_logger("swarm.service")
 
@@ -79,6 +79,22 @@ def _optional(module: str, names: tuple[str, ...], what: str) -> list[Any]:
         raise ConfigError(
             f"{what} needs the {module!r} module, which this installation lacks: {exc}"
         ) from exc
+
+
+class UntypedPayload(dict[str, Any]):
+    """The fields of a message whose class this process lacks, under its wire name."""
+
+    type_name = ""
+
+
+_UNTYPED: dict[str, type[Any]] = {}
+
+
+def _untyped(name: str) -> type[Message]:
+    cls = _UNTYPED.get(name)
+    if cls is None:
+        cls = _UNTYPED[name] = type(f"Untyped[{name}]", (UntypedPayload,), {"type_name": name})
+    return cls
 
 
 class SwarmService:
@@ -402,13 +418,17 @@ class SwarmService:
         return self._types.get(name)
 
     async def submittable(self) -> dict[str, type[Message]]:
-        """Message types some role handles, by wire name, that this process can decode."""
+        """Message types some role handles, by wire name.
+
+        A type whose class this process cannot import (its agents run in
+        other processes) is an :class:`UntypedPayload` subclass: its fields
+        are forwarded as given, and the agent that decodes them validates them.
+        """
         out: dict[str, type[Message]] = {}
         for info in (await self.runtime.directory()).values():
             for name in info.types:
-                cls = lookup_message_type(name)
-                if cls is not None:
-                    out[name] = cls
+                cls = lookup_message_type(name) or _untyped(name)
+                out[name] = cls
         return out
 
     def ready(self) -> bool:
