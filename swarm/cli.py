@@ -34,6 +34,7 @@ from typing import TextIO
 
 import msgspec
 
+from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.logging import configure_logging
 from swarm.service.assembly import SwarmService
@@ -99,6 +100,7 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
                    help=f"longest wait for in-flight work on shutdown "
                    f"(default: {_DEFAULTS.drain_timeout:g})")
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     if bundle is not None and bundle.add_arguments is not None:
         bundle.add_arguments(p.add_argument_group(f"options of the {bundle.name!r} bundle"))  # type: ignore[arg-type]
     return p

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from swarm import __version__
 from swarm.client.errors import ApiRequestError, BadRequest, NotLeader
 from swarm.client.http import SwarmClient, result_of
 from swarm.errors import SwarmError, TaskError, TransportError
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token ($SWARM_TOKEN)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("submit", help="submit a task: TYPE and its fields as JSON")
