@@ -268,3 +268,19 @@ async def test_openapi_lists_submittable_types_with_their_schemas(serve: ServeFa
     assert variants["Echo"]["properties"]["payload"] == {"$ref": "#/components/schemas/Echo"}
     problem = doc["paths"]["/v1/tasks"]["post"]["responses"]["409"]["content"]
     assert problem["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
+async def test_draining_refuses_writes_and_is_not_ready(serve: ServeFactory) -> None:
+    served = await serve()
+    task_id = await hold(served, "drain")
+    served.service.begin_drain()
+    status, body, headers = await served.call("POST", "/v1/tasks", json=ECHO)
+    assert_problem(status, body, 503, "draining")
+    assert headers["Retry-After"]
+    status, ready, _ = await served.call("GET", "/readyz")
+    assert status == 503 and ready["status"] == "draining"
+    status, view, _ = await served.call("GET", f"/v1/tasks/{task_id}")
+    assert status == 200  # reads still answer while in-flight work finishes
+    HoldAgent.gate("drain").set()
+    status, view, _ = await served.call("GET", f"/v1/tasks/{task_id}/result?wait=10")
+    assert status == 200 and view["state"] == "done"
