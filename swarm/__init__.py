@@ -72,6 +72,7 @@ from swarm.routing import Router
 from swarm.runtime import (
     DeadLetter,
     EventCallback,
+    QueueStats,
     ReplicaInfo,
     RoleInfo,
     Runtime,
@@ -84,7 +85,9 @@ from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
-_NAMESPACE_MODULES = ("cli", "constants", "metrics", "redis", "settings", "testing", "tracing")
+_NAMESPACE_MODULES = (
+    "cli", "client", "constants", "metrics", "redis", "service", "settings", "testing", "tracing",
+)
 
 __all__ = [
     "FINAL_STATES",
@@ -118,6 +121,7 @@ __all__ = [
     "MessageTooLarge",
     "NoRouteError",
     "Queen",
+    "QueueStats",
     "Reject",
     "ReplicaInfo",
     "RetryPolicy",

@@ -82,6 +82,16 @@ def test_the_environment_sets_the_default_of_the_settings(
         fastpath.configure_from({"SWARM_REDIS_FASTPATH": "maybe"})
 
 
+def test_the_cli_settings_read_swarm_redis_fastpath() -> None:
+    from swarm.settings import SwarmSettings
+
+    assert SwarmSettings.from_env({}).redis_fastpath is True
+    assert SwarmSettings.from_env({"SWARM_REDIS_FASTPATH": "0"}).redis_fastpath is False
+    assert SwarmSettings.from_env({"SWARM_REDIS_FASTPATH": "yes"}).redis_fastpath is True
+    with pytest.raises(ConfigError, match="SWARM_REDIS_FASTPATH"):
+        SwarmSettings.from_env({"SWARM_REDIS_FASTPATH": "sometimes"})
+
+
 @pytest.mark.integration
 async def test_an_unverified_redis_py_runs_the_runtime_on_the_public_api(
     monkeypatch: pytest.MonkeyPatch, fresh_warnings: None
