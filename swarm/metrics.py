@@ -10,9 +10,16 @@ Example:
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
-__all__ = ["FENCED_REFUSED", "REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
+__all__ = [
+    "FENCED_REFUSED",
+    "FENCE_RECONCILED",
+    "LEADER_EPOCH",
+    "REJECTED",
+    "TASKS_DEAD",
+    "TASK_RETRIES",
+]
 
 REJECTED = Counter(
     "swarm_messages_rejected_total",
@@ -25,4 +32,11 @@ FENCED_REFUSED = Counter(
     "swarm_fenced_writes_refused_total",
     "Writes refused because they carried a stale leadership epoch",
     ["name"],
+)
+# Leadership epochs (issue 17); the same definitions as the observe branch's.
+FENCE_RECONCILED = Counter(
+    "swarm_fence_reconciled_total", "Fenced writes reconciled after a leadership change"
+)
+LEADER_EPOCH = Gauge(
+    "swarm_leader_epoch", "Leadership epoch held by this process (0: not leading)", ["name"]
 )

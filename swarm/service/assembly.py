@@ -278,9 +278,10 @@ class SwarmService:
         if not s.shared:
             self.leadership = SoloLeadership(queen_id=self.queen.queen_id, url=self.url)
             return
-        names = ("QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter")
-        queen_discovery, leader_elector, redis_lease, fenced_writer = _optional(
-            "discovery", names, "leadership"
+        names = ("QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter",
+                 "EpochReconciler")
+        queen_discovery, leader_elector, redis_lease, fenced_writer, epoch_reconciler = (
+            _optional("discovery", names, "leadership")
         )
         fence: Any = None
         lease: Any = None
@@ -299,25 +300,37 @@ class SwarmService:
             say=self.say,
         )
 
-        async def on_elected(lease_held: Any) -> None:
-            if fence is not None:
-                await fence.advance(lease_held.epoch)
-            await elected.announce(lease_held.epoch)
+        async def announced() -> int:
+            info = await elected.leader()
+            return info.epoch if info is not None else 0
+
+        # One epoch per leadership: the election's, raised past the fence and
+        # the last announced leader's (a reset Consul KV starts again at 1).
+        reconciler = epoch_reconciler(
+            name=LEADERSHIP, fences=[fence] if fence is not None else [], floors=[announced],
+            counted_by_election=not consul,
+        )
+
+        async def on_elected(lease_held: Any) -> int:
+            epoch: int = await reconciler.on_elected(lease_held)
+            await elected.announce(epoch)
+            return epoch
 
         async def on_lost(lease_held: Any) -> None:
+            await reconciler.on_lost(lease_held)
             self.say(f"leadership lost (epoch {lease_held.epoch}); standing by")
 
         if consul:
             self._wired = queen_discovery(
                 queen=self.queen, registry=self.registry, ttl=s.lease_ttl, live_config=True,
-                on_elected=on_elected, on_lost=on_lost,
+                on_elected=on_elected, on_lost=on_lost, on_renewed=reconciler.on_renewed,
             )
             elected.elector = self._wired.elector
             await self._wired.start()
         else:
             self._elector = leader_elector(
                 election=lease, name=LEADERSHIP, holder=self.queen.queen_id, ttl=s.lease_ttl,
-                on_elected=on_elected, on_lost=on_lost,
+                on_elected=on_elected, on_lost=on_lost, on_renewed=reconciler.on_renewed,
             )
             elected.elector = self._elector
             self.queen.set_dispatch(epoch=self._elector.current)
