@@ -18,6 +18,7 @@ import argparse
 import msgspec
 
 from agents import default_swarm
+from agents.corpus import load_input
 from agents.job import run_tge_job
 from agents.report import render_text
 from swarm.service.bundle import Bundle, JobOutcome, Progress
@@ -27,14 +28,27 @@ __all__ = ["bundle"]
 
 
 async def _job(swarm: Swarm, options: argparse.Namespace, progress: Progress) -> JobOutcome:
+    path = getattr(options, "input", None)
+    corpus = load_input(path) if path else None
     report = await run_tge_job(
-        swarm, progress=progress, task_timeout=getattr(options, "task_timeout", 60.0)
+        swarm, corpus=corpus, progress=progress,
+        task_timeout=getattr(options, "task_timeout", 60.0),
     )
     return JobOutcome(ok=report.ok, text=render_text(report), data=msgspec.to_builtins(report))
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The TGE job's own options (none yet: the corpus is bundled)."""
+    """The TGE job's own options."""
+    parser.add_argument(
+        "--input",
+        metavar="FILE",
+        help=(
+            "JSON Lines documents to search instead of the bundled excerpts: one object a "
+            'line, {"id", "text"} or {"id", "title", "body"}, optional "source", "url", '
+            '"published" (and "label" to be scored against); malformed lines are reported '
+            "by number and skipped"
+        ),
+    )
 
 
 #: The stock TGE pipeline: five specialists and the job that drives them.

@@ -1,8 +1,9 @@
 """Scraping efficiency: fetches and parses sources, with per-source stats and dedupe.
 
-Each :class:`~agents.messages.ScrapeSource` task fetches one source of the
-bundled corpus, asks the API-reliability role whether the source's circuit is
-closed, reports the fetch outcome to it, parses raw entries into
+Each :class:`~agents.messages.ScrapeSource` task fetches one source (the
+task carries it: inline posts, or a live source's URL), asks the
+API-reliability role whether the source's circuit is closed, reports the
+fetch outcome to it, parses raw entries into
 :class:`~agents.messages.Document` values (counting malformed ones), and drops
 exact re-posts by content hash. A failed fetch raises, so the runtime retries
 it with backoff; a source whose circuit is open is skipped, not hammered.
@@ -19,7 +20,7 @@ import hashlib
 import time
 from typing import Any, ClassVar
 
-from agents.corpus import Corpus, SourceUnavailable, load_corpus
+from agents.corpus import SourceSpec, SourceUnavailable
 from agents.messages import (
     CheckCircuit,
     CircuitStatus,
@@ -66,10 +67,9 @@ def _parse(source_id: str, index: int, entry: Any) -> Document | str:
 
 
 class ScrapingEfficiencyAgent(Agent):
-    """Fetches and parses corpus sources.
+    """Fetches and parses sources.
 
     Args:
-        corpus: Sources to scrape (default: the bundled corpus).
         reliability_role: Role consulted for circuit state and told of fetch
             outcomes; ``None`` to scrape without one.
         **kwargs: Passed to :class:`~swarm.agent.Agent`.
@@ -83,12 +83,10 @@ class ScrapingEfficiencyAgent(Agent):
     def __init__(
         self,
         *,
-        corpus: Corpus | None = None,
         reliability_role: str | None = "api_reliability",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.corpus = corpus or load_corpus()
         self.reliability_role = reliability_role
         self.stats: dict[str, SourceStats] = {}
 
@@ -96,10 +94,12 @@ class ScrapingEfficiencyAgent(Agent):
     async def scrape(self, msg: ScrapeSource, ctx: TaskContext) -> ScrapeResult:
         """Fetch, parse and dedupe one source."""
         started = time.perf_counter()
-        try:
-            spec = self.corpus.source(msg.source_id)
-        except KeyError:
-            raise Reject(f"unknown source {msg.source_id!r}") from None
+        if msg.kind != "inline":
+            raise Reject(f"source {msg.source_id!r}: unsupported kind {msg.kind!r}")
+        spec = SourceSpec(
+            id=msg.source_id, name=msg.source_id, posts=tuple(msg.posts),
+            flaky_failures=msg.flaky_failures, down=msg.down,
+        )
         if self.reliability_role is not None:
             status: CircuitStatus = await ctx.send(
                 CheckCircuit(source_id=spec.id), to=f"role:{self.reliability_role}"

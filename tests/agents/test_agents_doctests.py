@@ -10,7 +10,9 @@ import pytest
 MODULES = [
     "agents", "agents.corpus", "agents.job", "agents.keywords", "agents.messages",
     "agents.performance", "agents.quality", "agents.reliability", "agents.report",
-    "agents.scraping", "swarm.cli", "swarm.logging", "swarm.settings",
+    "agents.scraping", "agents.detect", "agents.detect.detector", "agents.detect.dates",
+    "agents.detect.extract", "agents.detect.evaluate", "agents.detect.lexicon",
+    "agents.detect._keys", "swarm.cli", "swarm.logging", "swarm.settings",
 ]
 
 
