@@ -4,8 +4,8 @@ The job drives the five specialists through the Queen over one corpus (the
 bundled real excerpts, or :func:`agents.corpus.load_input` of your file),
 given here and only here: one scrape task per source (retried on failure;
 the reliability role opens a source's circuit after repeated failures), one
-scoring task per scraped source as soon as it arrives, one validation task over every candidate, then the reliability and
-performance reports. It returns a :class:`JobReport`; when documents carry
+scoring task per scraped source as soon as it arrives, one validation task
+over every candidate, then the reliability and performance reports. It returns a :class:`JobReport`; when documents carry
 labels, it scores the run against them (:class:`Evaluation`).
 
 Example:
