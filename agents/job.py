@@ -6,7 +6,8 @@ given here and only here: one scrape task per source (retried on failure;
 the reliability role opens a source's circuit after repeated failures), one
 scoring task per scraped source as soon as it arrives, one validation task
 over every candidate, then the reliability and performance reports. It
-returns a :class:`JobReport`; when documents carry labels, it scores the run against them (:class:`Evaluation`).
+returns a :class:`JobReport`; when documents carry labels, it scores the
+run against them (:class:`Evaluation`).
 
 Example:
     >>> import asyncio, structlog
