@@ -47,7 +47,7 @@ UNCERTAIN_BAND = (0.25, 0.75)
 #: Score units per e-fold of the confidence curve.
 _SCALE = 1.2
 #: Most that launch cues may add up to, so one strong cue against still counts.
-_POSITIVE_CAP = 7.0
+_POSITIVE_CAP = 6.0
 _SCANNER = CueScanner(POSITIVE + NEGATIVE)
 #: Most the extracted fields can add to the score.
 _MAX_FIELD_BONUS = 1.0
@@ -168,7 +168,7 @@ def detect(
         # An announcement is of something: without a name it is at best background.
         against.append("no project named")
         score = min(score - 3.0, THRESHOLD - 1.0)
-    elif date is not None and pub is not None and (pub - date).days > 14:
+    elif date is not None and pub is not None and (pub - date).days > 5:
         # Told well after the event: background, not news of it.
         against.append("event long before publication")
         score -= 2.0

@@ -216,14 +216,34 @@ def extract_project(text: str, ticker: str | None, anchors: tuple[int, ...]) -> 
             run = _RUN_AT_START.match(text, m.end())
             if run is not None:
                 add(keep(_clean_run(run.group(1))), m.end(), near(m.end()))
-    if not names:
-        return ticker
-    best = max(names, key=lambda n: (names[n], -first[n]))
-    if ticker and best.upper() == ticker:
+    best = max(names, key=lambda n: (names[n], -first[n])) if names else None
+    if ticker and best is not None and best.upper() == ticker:
         others = [n for n in names if n.upper() != ticker]
-        if others:
-            best = max(others, key=lambda n: (names[n], -first[n]))
-    return best
+        best = max(others, key=lambda n: (names[n], -first[n])) if others else None
+    if best is None:
+        best = _most_named(text, ticker)
+    return best or ticker
+
+
+_PROPER = re.compile(r"(?<![\w$])([A-Z][a-z]+[A-Za-z]*(?: [A-Z][a-z]+[A-Za-z]*){0,2})")
+
+
+def _most_named(text: str, ticker: str | None) -> str | None:
+    """The proper name a text repeats most (not a venue, a month or the ticker)."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for m in _PROPER.finditer(text):
+        name = _clean_run(m.group(1))
+        if not name or _is_month(name) or (ticker and name.upper() == ticker):
+            continue
+        at = m.start()
+        sentence_start = at == 0 or text[max(0, at - 2) : at].strip() in {".", "!", "?", ""}
+        counts[name] = counts.get(name, 0) + (1 if not sentence_start else 0) + 1
+        first.setdefault(name, at)
+    if not counts:
+        return None
+    best = max(counts, key=lambda n: (counts[n], -first[n]))
+    return best if counts[best] >= 3 else None
 
 
 #: A byline or dateline: "Published on March 3, 2025", "Updated: ...", "Mar 3, 2025 |".

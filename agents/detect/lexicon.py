@@ -102,7 +102,7 @@ POSITIVE: tuple[Cue, ...] = (
          1.5, event=True),
     _cue("claim live", r"\bclaim(?:ing|s)? (?:is |are )?(?:now )?(?:live|open)\b|"
          r"\bclaim (?:portal|page|window)\b|\bclaim (?:your|their) \$?[A-Z]", 2.0, event=True),
-    _cue("airdrop", r"\bairdrops?\b", 1.0),
+    _cue("airdrop", r"\bairdrops?\b|\baidrop\w*|\bairdrop\w+", 1.5),
     _cue("will launch", r"\b(?:will|to|set to|plans? to|is set to|prepares? (?:for|to)) "
          r"(?:launch|list|debut|hold (?:its|a|the) (?:tge|token generation)|release|airdrop|"
          r"distribute)\b|\blaunch(?:es|ing)? (?:on|this|next|tomorrow|today)\b|"
@@ -111,6 +111,27 @@ POSITIVE: tuple[Cue, ...] = (
          r"\bupcoming (?:tge|token generation|token launch|launch|listing)\b|"
          r"\b(?:tokens?|airdrop) (?:will be|are expected to be|to be) distributed\b|"
          r"\bgenesis event\b|\bdeposits? open\b|\bcall auction\b|\bfirst exchange to list\b",
+         2.0, event=True),
+    _cue("trading starts", r"\b(?:become|becomes|will be|be|is|are) "
+         r"(?:tradable|tradeable|claimable)\b|"
+         r"\bbe(?:gin|gins|gan|ginning) trading\b|\bstart(?:s|ed)? trading\b|"
+         r"\bcan (?:now )?claim\b|\bclaimable\b|\bavailable for (?:spot )?trading\b|"
+         r"\binto its spot trading\b|\bspot trading (?:pairs?|marketplace|lineup|launch)\b|"
+         r"\bwill go live\b|\bnewly (?:issued|minted|launched)\b|\bfreshly minted\b|"
+         r"\b(?:announced|unveiled|introduced) (?:a|its|the) (?:new |native |governance )?token\b|"
+         r"\blaunched (?:a|its|the) (?:new |native |governance )?(?:\$?\w+ )?token\b",
+         2.0, event=True),
+    _cue("distribution", r"\b(?:will |to )?(?:distribute|allocate|airdrop)s? (?:\w+ ){0,3}"
+         r"(?:million|billion|tokens?)\b|\bdistribution of (?:the )?\$?\w+ (?:tokens?)?|"
+         r"\bairdrop (?:of|date|distribution|claim)|\bclaim process\b|\bdate for the\b",
+         1.5, event=True),
+    _cue("other languages: launch, trading, distribution",
+         r"\bkündigte\b|\bangekündigt\b|\binanspruchnahme\b|\bverteilt\b|\bhandelbar\b|"
+         r"\bfue lanzado\b|\bha sido lanzado\b|\bdistribución\b|\banunció la fecha\b|"
+         r"\ba officialisé\b|\ba lancé\b|\bdate de distribution\b|\bdistribution\b|"
+         r"\blancerà\b|\bdistribuire\b|\bsimbolo ticker\b|\blanciat[oa]\b|"
+         r"\bcomeça a ser negociad[oa]\b|\bnegociad[oa]s?\b|\bcompra e venda\b|"
+         r"\bestreia no mercado\b|\bdistribuição\b|распредел\w+|начнутся",
          2.0, event=True),
     _cue("ru: листинг", r"листинг\w*|торги[^.]{0,40}начнутся|запуск\w* токен\w*|"
          r"раздач\w* токен\w*|аирдроп\w*|эйрдроп\w*", 2.5, event=True),
@@ -165,7 +186,8 @@ NEGATIVE: tuple[Cue, ...] = (
          r"\bqué es\b|\bwas ist\b|\bleitfaden\b|\banleitung\b|\bcomment\b(?= \w+ (?:un|le|les))",
          3.0),
     _cue("rumour", r"\brumou?rs?\b|\brumou?red\b|\bspeculat\w*\b|\bunconfirmed\b|\bleak(?:ed|s)?\b|"
-         r"\breportedly\b|\bcould launch\b|\bmight launch\b|\bmay launch\b|\bhints? at\b|"
+         r"\bwhisper\w*|\bconsidering\b|\bexploring\b|\bcryptic\b|\breportedly\b|"
+         r"\bcould launch\b|\bmight launch\b|\bmay launch\b|\bhints? at\b|"
          r"\bteas(?:es|ed|ing)\b|\bno official (?:date|announcement)\b|\bvoci\b|\bindiscrezion\w+|"
          r"\brumores?\b|\bboatos?\b|\brumeurs?\b|\bgerüchte?\b|\bspekulation\w*",
          2.5),
@@ -178,18 +200,20 @@ NEGATIVE: tuple[Cue, ...] = (
          r"\bhalt(?:s|ed)\b|\brinviat\w+|\bposticipat\w+|\bannullat\w+|\badiad\w+|\bcancelad\w+|"
          r"\breport(?:é|ée)\b|\bannulé\w*|\bpospuest\w+|\bverschoben\b|\babgesagt\b", 4.0),
     _cue("scam", r"\bscam\w*\b|\bphishing\b|\bfake\b|\bimpersonat\w+|\bbeware\b|\bfraud\w*\b|"
-         r"\bdrainer\b|\bmalicious\b|\bdo not (?:click|connect)\b|\bwarns?\b|\bwarning\b|"
+         r"\bdrainer\b|\bmalicious\b|\blegit\b|\bred flags?\b|\bdo not (?:click|connect)\b|"
+         r"\bwarns?\b|\bwarning\b|"
          r"\btruffa\b|\bgolpe\b|\barnaque\b|\bestafa\b|\bbetrug\b", 4.0),
     _cue("later listing", r"\bperpetual\b|\bperps?\b|\bfutures\b|\bmargin\b|\bsimple earn\b|"
          r"\bconvert\b|\btrading bots?\b|\bcopy trading\b|\bloans?\b|\bauto-invest\b|"
          r"\bbuy crypto\b|\bleverage\b|\bcontract\b|\brelist\w*\b|\bdelist\w*\b|"
-         r"\bseed tag removed\b|\bmonitoring tag\b|\bnew (?:trading )?pairs?\b|"
+         r"\bseed tag removed\b|\bexpansion of\b|\baddition of (?:the )?\w+/\w+|"
+         r"\bmonitoring tag\b|\bnew (?:trading )?pairs?\b|"
          r"\bnetwork upgrade\b|\bhard fork\b|\btoken swap\b|\bmigration\b|\bredenominat\w+",
          2.0),
     _cue("price talk", r"\bprice (?:prediction|analysis|action)\b|\bsurg(?:es|ed|ing)\b|"
          r"\bsoar(?:s|ed|ing)\b|\bplung(?:es|ed)\b|\bral+ies\b|\brallied\b|\btumbl\w+|"
          r"\bdump(?:s|ed)?\b|\bslump\w*|\bsell-off\b|\bmarket cap(?:italisation|italization)?\b|"
-         r"\ball-time high\b|\bchart\b|\bbearish\b|\bbullish\b|\bwhales?\b", 1.5),
+         r"\ball-time high\b|\bchart\b|\bbearish\b|\bbullish\b|\bwhales?\b", 1.0),
     _cue("price move", r"\b\d+(?:\.\d+)?% (?:gain|drop|rise|fall|jump|increase|decrease|up|down)\b",
          1.5),
     _cue("retrospective", r"\b(?:since|after|post|following) (?:its|the|their) (?:tge|token "
@@ -202,6 +226,11 @@ NEGATIVE: tuple[Cue, ...] = (
          r"(?:january|february|march|april|may|june|july|august|september|october|november|"
          r"december|20\d\d|late|early|the (?:end|start|beginning))|lancé en|lanciato nel|"
          r"lançado em|lanzado en|gestartet im|marked|went on to|has since|at the time,)\b", 3.0),
+    _cue("controversy", r"\baccus\w+|\bbacklash\b|\bcriticism\b|\bcontrovers\w+|"
+         r"\bpump-and-dump\b|\bconcerns? (?:over|about)\b|\blook back\b|\ba day after\b|"
+         r"\bprice (?:drop|depreciation|decline)\b|\bcalo del\b|\blast year'?s\b|"
+         r"\bcurrently stands\b|\bwas (?:the|a|one of the) (?:major |largest )?\w+ "
+         r"(?:distribution|event|airdrop)\b|\bexecuted\b", 2.5),
     _cue("opinion", r"\bshould you\b|\bis it worth\b|\bwhy i\b|\bmy thoughts\b|\bopinion\b|"
          r"\banyone (?:know|else)\b|\bwhen (?:is|will) (?:the )?(?:tge|token)\b|\bwen\b|"
          r"\bpredictions?\b|\bthoughts\?", 2.0),

@@ -21,8 +21,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "tests" / "data" / "tge_real" / "dev.jsonl"
-CORPUS = ROOT / "agents" / "data" / "tge_real_corpus.jsonl"
-LABELS = ROOT / "agents" / "data" / "tge_real_labels.json"
 
 CATEGORIES = {
     "announcement",
@@ -140,24 +138,3 @@ def test_split_is_by_source_page_and_near_sixty_forty(dev: list[dict[str, Any]])
         assert any(row["label"]["is_announcement"] for row in rows)
         assert {row["label"]["category"] for row in rows} == CATEGORIES, split
         assert any(row["language"] != "en" and row["label"]["is_announcement"] for row in rows)
-
-
-def test_bundled_real_corpus_is_a_labelled_train_subset(dev: list[dict[str, Any]]) -> None:
-    by_id = {row["id"]: row for row in dev}
-    docs = _load(CORPUS)
-    labels = json.loads(LABELS.read_text(encoding="utf-8"))
-    assert 40 <= len(docs) <= 60
-    assert [doc["id"] for doc in docs] == sorted(labels)
-    for doc in docs:
-        row = by_id[doc["id"]]
-        assert row["split"] == "train", doc["id"]
-        assert doc.keys() <= {"id", "text", "title", "body", "source", "url", "published"}
-        text = doc["body"] if "title" in doc else doc["text"]
-        assert text == row["text"]
-        assert doc.get("title") == row.get("title")
-        assert doc["url"] == row["url"] and doc["source"] in row["url"]
-        assert doc.get("published") == row["published"]
-        expected = dict(row["label"], language=row["language"])
-        assert labels[doc["id"]] == expected
-    announced = sum(label["is_announcement"] for label in labels.values())
-    assert 0.3 * len(docs) <= announced <= 0.6 * len(docs)
