@@ -122,6 +122,8 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
         malformed_lines: Input lines skipped as malformed (``line N: reason``).
         evaluation: Precision, recall and field accuracy against the labels,
             when the corpus has labelled documents.
+        from_memory: Announcements memory already held (reported as updates),
+            as ``key (first reported TIME)``.
     """
 
     ok: bool
@@ -142,6 +144,7 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
     elapsed_s: float
     malformed_lines: list[str] = msgspec.field(default_factory=list)
     evaluation: Evaluation | None = None
+    from_memory: list[str] = msgspec.field(default_factory=list)
 
 
 #: Every task type the job submits (directly or from a handler).
@@ -280,6 +283,10 @@ async def run_tge_job(
         elapsed_s=round(time.perf_counter() - started, 3),
         malformed_lines=[str(m) for m in corpus.malformed],
         evaluation=_evaluate(corpus, quality.announcements, candidates),
+        from_memory=[
+            f"{a.key} (first reported {a.first_reported})"
+            for a in quality.announcements if a.status == "update"
+        ],
     )
 
 

@@ -177,6 +177,8 @@ class ValidateCandidates(Message, frozen=True, kw_only=True):
 
     type_name: ClassVar[str] = "tge.validate"
     candidates: list[Candidate]
+    #: Store the announcements in memory and mark the ones it already held.
+    remember: bool = True
 
 
 class Announcement(msgspec.Struct, frozen=True, kw_only=True):

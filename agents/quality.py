@@ -10,6 +10,13 @@ project name) into one :class:`~agents.messages.Announcement` whose date is
 the one most sources agree on, with a confidence that grows with agreeing
 sources and the detector's confidence and drops when sources disagree.
 
+With a memory coordinator in the agent's context, every announcement is
+stored as a finding in the ``research.tge`` namespace (content with its
+documents and sources, the task and agent as provenance, tagged by its
+identity), and one memory already held is reported as ``status="update"``
+with the time it was first reported: a later run, or another Queen sharing
+the memory, does not report it as new.
+
 Example:
     >>> from agents.quality import normalise_date
     >>> normalise_date("March 14, 2025"), normalise_date("--03-14")
@@ -26,6 +33,8 @@ import time
 from collections import Counter, defaultdict
 from typing import ClassVar
 
+import msgspec
+
 from agents.messages import (
     Announcement,
     Candidate,
@@ -33,9 +42,11 @@ from agents.messages import (
     RejectedCandidate,
     ValidateCandidates,
 )
-from swarm.agent import Agent, handler
+from memory.records import MemoryFilter
+from swarm.agent import Agent, TaskContext, handler
+from swarm.errors import SwarmError
 
-__all__ = ["DataQualityAgent", "confidence", "normalise_date", "normalise_ticker"]
+__all__ = ["NAMESPACE", "DataQualityAgent", "confidence", "normalise_date", "normalise_ticker"]
 
 _MONTHS = {
     name: i + 1
@@ -104,8 +115,8 @@ class DataQualityAgent(Agent):
     role: ClassVar[str] = "data_quality"
 
     @handler
-    async def validate(self, msg: ValidateCandidates) -> QualityReport:
-        """Validate, normalise and merge ``msg.candidates``."""
+    async def validate(self, msg: ValidateCandidates, ctx: TaskContext) -> QualityReport:
+        """Validate, normalise and merge ``msg.candidates``; remember them (see the module)."""
         started = time.perf_counter()
         rejected: list[RejectedCandidate] = []
         seen_hashes: set[str] = set()
@@ -134,6 +145,8 @@ class DataQualityAgent(Agent):
             if pkey in groups and pkey != ticker:
                 groups[ticker] += groups.pop(pkey)
         announcements = [_merge(group) for _, group in sorted(groups.items())]
+        if ctx.memory is not None and msg.remember:
+            announcements = [await _remember(ctx, a) for a in announcements]
         return QualityReport(
             announcements=announcements, rejected=rejected, duplicates=duplicates,
             elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),
@@ -171,3 +184,52 @@ def _merge(group: list[tuple[Candidate, str | None, str | None]]) -> Announcemen
         evidence=strongest.evidence, sources=sources,
         doc_ids=sorted(c.doc_id for c, _, _ in group), conflicting_dates=conflicts,
     )
+
+
+#: Memory namespace of the pipeline's findings.
+NAMESPACE = "research.tge"
+
+
+def _tag(a: Announcement) -> str:
+    key = a.key.lower()
+    return "tge-" + "".join(ch if ch.isalnum() or ch in "_.:-" else "-" for ch in key)[:56]
+
+
+async def _remember(ctx: TaskContext, a: Announcement) -> Announcement:
+    """Mark ``a`` an update when memory already holds it; store it either way.
+
+    The memory carries its provenance: the documents and sources, the task and
+    the agent that learnt it. A memory failure never fails the validation.
+    """
+    memory = ctx.memory
+    tag = _tag(a)
+    try:
+        hits = await memory.recall(
+            a.project or a.ticker or "", k=1,
+            filters=MemoryFilter(namespaces=(NAMESPACE,), tags=(tag,)),
+        )
+    except SwarmError as exc:
+        ctx.log.warning("memory recall failed", error=str(exc))
+        hits = []
+    if hits:
+        first = hits[0].memory
+        a = msgspec.structs.replace(
+            a, status="update",
+            first_reported=dt.datetime.fromtimestamp(first.created_at, dt.UTC).isoformat(
+                timespec="seconds"
+            ),
+        )
+    content = (
+        f"TGE announcement: {a.project or '?'} ({a.ticker or 'no ticker'}), event date "
+        f"{a.date or 'unknown'}. Evidence: {a.evidence[:400]} Documents: "
+        f"{', '.join(a.doc_ids[:20])}. Sources: {', '.join(a.sources[:20])}."
+    )
+    try:
+        await memory.store(
+            namespace=NAMESPACE, content=content, author=ctx.agent.agent_id,
+            task_id=ctx.task_id, tags=(tag, "tge", a.status),
+            confidence=a.confidence,
+        )
+    except SwarmError as exc:
+        ctx.log.warning("memory store failed", error=str(exc))
+    return a

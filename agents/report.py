@@ -37,6 +37,11 @@ def render_text(report: JobReport) -> str:
             f"project {ev.project_accuracy:.3f} date {ev.date_accuracy:.3f} "
             f"project+date {ev.project_and_date_accuracy:.3f} of true positives"
         )
+    fresh = len(report.announcements) - len(report.from_memory)
+    lines.append(
+        f"From memory: {len(report.from_memory)} already reported (updates), {fresh} new"
+    )
+    lines += [f"  {m}" for m in report.from_memory]
     if report.malformed_lines:
         lines.append(f"Malformed input lines skipped: {len(report.malformed_lines)}")
         lines += [f"  {m}" for m in report.malformed_lines]
