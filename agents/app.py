@@ -18,9 +18,10 @@ import argparse
 import msgspec
 
 from agents import default_swarm
-from agents.corpus import load_input
+from agents.corpus import load_input, load_sources
 from agents.job import run_tge_job
 from agents.report import render_text
+from swarm.errors import ConfigError
 from swarm.service.bundle import Bundle, JobOutcome, Progress
 from swarm.swarm import Swarm
 
@@ -28,8 +29,10 @@ __all__ = ["bundle"]
 
 
 async def _job(swarm: Swarm, options: argparse.Namespace, progress: Progress) -> JobOutcome:
-    path = getattr(options, "input", None)
-    corpus = load_input(path) if path else None
+    path, sources = getattr(options, "input", None), getattr(options, "sources", None)
+    if path and sources:
+        raise ConfigError("--input and --sources are exclusive: give one corpus")
+    corpus = load_input(path) if path else load_sources(sources) if sources else None
     report = await run_tge_job(
         swarm, corpus=corpus, progress=progress,
         task_timeout=getattr(options, "task_timeout", 60.0),
@@ -47,6 +50,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
             'line, {"id", "text"} or {"id", "title", "body"}, optional "source", "url", '
             '"published" (and "label" to be scored against); malformed lines are reported '
             "by number and skipped"
+        ),
+    )
+    parser.add_argument(
+        "--sources",
+        metavar="FILE",
+        help=(
+            "TOML file of live sources to scrape instead: [[source]] tables with id, kind "
+            "(rss, json, html), url (json: items, fields) and an optional [fetch] table "
+            "(per_host_rate, per_host_concurrency, caps; allow = local networks, off by default)"
         ),
     )
 

@@ -40,6 +40,7 @@ __all__ = [
     "SourceUnavailable",
     "load_corpus",
     "load_input",
+    "load_sources",
     "parse_lines",
 ]
 
@@ -64,6 +65,7 @@ class SourceSpec:
         url: Where a live source is fetched from.
         flaky_failures: The first this many fetch attempts fail (demonstration).
         down: Every fetch fails (demonstration).
+        options: Kind-specific options (JSON: ``items``, ``fields``).
     """
 
     id: str
@@ -73,6 +75,7 @@ class SourceSpec:
     url: str = ""
     flaky_failures: int = 0
     down: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def fetch(self, attempt: int) -> tuple[Any, ...]:
         """Return the inline entries, failing as the demonstration flags say.
@@ -107,11 +110,13 @@ class Corpus:
         labels: Document id -> label (``is_announcement``, ``project``,
             ``ticker``, ``date``, ``date_partial``).
         malformed: Input lines skipped as malformed.
+        fetch: Fetch limits of live sources (a ``[fetch]`` table of a sources file).
     """
 
     sources: tuple[SourceSpec, ...]
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     malformed: tuple[MalformedLine, ...] = ()
+    fetch: dict[str, Any] = field(default_factory=dict)
 
     def source(self, source_id: str) -> SourceSpec:
         """Return a source by id.
@@ -249,3 +254,51 @@ def load_corpus() -> Corpus:
         SourceSpec(id="down-mirror", name="down-mirror", down=True),
     )
     return _corpus(dict(sorted(grouped.items())), malformed, demo)
+
+
+_KINDS = ("rss", "json", "html")
+
+
+def load_sources(path: str | Path) -> Corpus:
+    """Live sources from a TOML file, with its ``[fetch]`` table.
+
+    The file has one ``[[source]]`` table per source: ``id``, ``kind``
+    (``rss`` for RSS/Atom feeds, ``json`` for JSON APIs, ``html`` for pages),
+    ``url``, and for JSON ``items`` and ``fields``. The optional ``[fetch]``
+    table sets :class:`~agents.fetch.FetchSettings` fields (per-host rate and
+    concurrency, caps, ``allow`` for local networks, off by default).
+
+    Raises:
+        ConfigError: The file cannot be read or a source is invalid.
+    """
+    import tomllib
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read sources file {str(path)!r}: {exc}") from exc
+    sources: list[SourceSpec] = []
+    for n, entry in enumerate(raw.get("source", []), start=1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: source #{n} is not a table")
+        sid, kind, url = entry.get("id"), entry.get("kind"), entry.get("url")
+        if not isinstance(sid, str) or not sid:
+            raise ConfigError(f"{path}: source #{n} needs an id")
+        if kind not in _KINDS:
+            raise ConfigError(f"{path}: source {sid!r}: kind must be one of {', '.join(_KINDS)}")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: source {sid!r}: url must be an http(s) URL")
+        options = {k: entry[k] for k in ("items", "fields") if k in entry}
+        sources.append(SourceSpec(id=sid, name=entry.get("name", sid), kind=kind, url=url,
+                                  options=options))
+    if not sources:
+        raise ConfigError(f"{path}: no [[source]] table")
+    if len({s.id for s in sources}) != len(sources):
+        raise ConfigError(f"{path}: source ids must be unique")
+    fetch = raw.get("fetch", {})
+    if not isinstance(fetch, dict):
+        raise ConfigError(f"{path}: [fetch] must be a table")
+    from agents.fetch import fetch_settings
+
+    fetch_settings(fetch)  # refuse a bad table here, not in every scrape task
+    return Corpus(tuple(sources), fetch=fetch)

@@ -200,7 +200,8 @@ async def run_tge_job(
         source_id = spec.id
         task = ScrapeSource(
             source_id=spec.id, kind=spec.kind, posts=list(spec.posts), url=spec.url,
-            flaky_failures=spec.flaky_failures, down=spec.down,
+            flaky_failures=spec.flaky_failures, down=spec.down, options=spec.options,
+            fetch=corpus.fetch,
         )
         try:
             h = await swarm.submit(task, max_attempts=_SCRAPE_ATTEMPTS)

@@ -114,6 +114,10 @@ class ScrapeSource(Message, frozen=True, kw_only=True):
     url: str = ""
     flaky_failures: int = 0
     down: bool = False
+    #: JSON sources: ``items`` (dotted path to the list) and ``fields`` (post field -> path).
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Fetch limits of the job (a ``[fetch]`` table), so every scraper replica applies them.
+    fetch: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class ScrapeResult(Message, frozen=True, kw_only=True):

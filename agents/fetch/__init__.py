@@ -6,7 +6,14 @@ Example:
     'address 127.0.0.1 is loopback'
 """
 
-from agents.fetch.fetcher import Fetcher, FetchError, FetchResult, FetchSettings, HostLimiter
+from agents.fetch.fetcher import (
+    Fetcher,
+    FetchError,
+    FetchResult,
+    FetchSettings,
+    HostLimiter,
+    fetch_settings,
+)
 from agents.fetch.guard import FetchRefused, GuardedResolver, GuardSettings, SsrfGuard
 
 __all__ = [
@@ -19,4 +26,5 @@ __all__ = [
     "GuardedResolver",
     "HostLimiter",
     "SsrfGuard",
+    "fetch_settings",
 ]

@@ -48,9 +48,11 @@ from agents.fetch.guard import (
     SsrfGuard,
     refused_reason,
 )
-from swarm.errors import TransportError
+from swarm.errors import ConfigError, TransportError
 
-__all__ = ["FetchError", "FetchResult", "FetchSettings", "Fetcher", "HostLimiter"]
+__all__ = [
+    "FetchError", "FetchResult", "FetchSettings", "Fetcher", "HostLimiter", "fetch_settings",
+]
 
 _TEXT_TYPES = (
     "text/", "application/json", "application/feed+json", "application/rss+xml",
@@ -95,6 +97,32 @@ class FetchSettings:
     max_redirects: int = 5
     attempts: int = 3
     obey_robots: bool = True
+
+
+def fetch_settings(table: dict[str, Any]) -> FetchSettings:
+    """Settings from a ``[fetch]`` table (``allow`` is the guard's allow-list).
+
+    Raises:
+        ConfigError: An unknown key or a value of the wrong type.
+    """
+    known = {f for f in FetchSettings.__dataclass_fields__ if f != "guard"}
+    unknown = set(table) - known - {"allow"}
+    if unknown:
+        raise ConfigError(f"[fetch]: unknown settings {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "allow":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError("[fetch] allow must be a list of networks, e.g. ['10.0.0.0/8']")
+            values["guard"] = GuardSettings(allow=tuple(value))
+            continue
+        default = getattr(FetchSettings(), key)
+        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(
+            value, (type(default), int) if isinstance(default, float) else type(default)
+        ):
+            raise ConfigError(f"[fetch] {key} must be a {type(default).__name__}")
+        values[key] = value
+    return FetchSettings(**values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from agents.messages import ScrapeSource
+from tests.agents.web_server import Site
 
 
 def post(pid: str, title: str, body: str) -> dict[str, Any]:
@@ -29,3 +31,14 @@ def sources() -> dict[str, ScrapeSource]:
         "flaky": ScrapeSource(source_id="flaky", posts=list(GOOD[:2]), flaky_failures=2),
         "down": ScrapeSource(source_id="down", posts=list(GOOD[:2]), down=True),
     }
+
+
+@pytest.fixture
+async def sites() -> AsyncIterator[list[Site]]:
+    """Ten local sites, one per loopback address 127.0.0.1-10 (ten hosts)."""
+    made = [Site(host=f"127.0.0.{n}") for n in range(1, 11)]
+    for s in made:
+        await s.start()
+    yield made
+    for s in made:
+        await s.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -87,16 +86,6 @@ async def test_resolver_refuses_a_name_that_resolves_to_a_private_address() -> N
         await resolver.resolve("rebind.example", 80)
     ok = await GuardedResolver(SsrfGuard(), _FixedDns("93.184.215.14")).resolve("a.example", 80)
     assert ok[0]["host"] == "93.184.215.14"
-
-
-@pytest.fixture
-async def sites() -> AsyncIterator[list[Site]]:
-    made = [Site(host=f"127.0.0.{n}") for n in range(1, 11)]
-    for s in made:
-        await s.start()
-    yield made
-    for s in made:
-        await s.stop()
 
 
 def local(**kw: object) -> FetchSettings:
