@@ -44,7 +44,7 @@ from yarl import URL
 
 from swarm.errors import TransportError
 
-__all__ = ["FetchRefused", "GuardSettings", "GuardedResolver", "SsrfGuard"]
+__all__ = ["FetchRefused", "GuardSettings", "GuardedResolver", "SsrfGuard", "refused_reason"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
