@@ -38,6 +38,7 @@ def candidate(doc: Document) -> Candidate | None:
         doc_id=doc.doc_id, source_id=doc.source_id, score=d.score, confidence=d.confidence,
         project=d.project, ticker=d.ticker, date=d.date, evidence=d.evidence,
         phrases=list(d.cues), content_hash=doc.content_hash, url=doc.url,
+        simhash=doc.simhash,
     )
 
 

@@ -56,6 +56,7 @@ class Document(msgspec.Struct, frozen=True, kw_only=True):
         published: Publication timestamp as given by the source.
         url: Link to the post.
         content_hash: SHA-256 of the normalised title and body (dedupe key).
+        simhash: SimHash of title and body (near-duplicate key, :mod:`agents.neardup`).
     """
 
     doc_id: str
@@ -65,6 +66,7 @@ class Document(msgspec.Struct, frozen=True, kw_only=True):
     published: str = ""
     url: str = ""
     content_hash: str = ""
+    simhash: int = 0
 
 
 class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,6 +153,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
         phrases: Launch cues that matched.
         content_hash: The document's content hash.
         url: The document's address, if known.
+        simhash: The document's SimHash.
     """
 
     doc_id: str
@@ -164,6 +167,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     phrases: list[str] = msgspec.field(default_factory=list)
     content_hash: str = ""
     url: str = ""
+    simhash: int = 0
 
 
 class ScoreResult(Message, frozen=True, kw_only=True):

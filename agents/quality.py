@@ -35,6 +35,7 @@ from typing import ClassVar
 
 import msgspec
 
+from agents import neardup
 from agents.messages import (
     Announcement,
     Candidate,
@@ -120,6 +121,7 @@ class DataQualityAgent(Agent):
         started = time.perf_counter()
         rejected: list[RejectedCandidate] = []
         seen_hashes: set[str] = set()
+        kept_prints: list[tuple[int, str]] = []
         duplicates = 0
         groups: dict[str, list[tuple[Candidate, str | None, str | None]]] = defaultdict(list)
         by_project: dict[str, str] = {}
@@ -129,6 +131,15 @@ class DataQualityAgent(Agent):
                 continue
             if c.content_hash:
                 seen_hashes.add(c.content_hash)
+            # A near-identical re-post from another source adds no evidence of its own.
+            if c.simhash and any(
+                src != c.source_id and neardup.distance(c.simhash, h) <= neardup.MAX_DISTANCE
+                for h, src in kept_prints
+            ):
+                duplicates += 1
+                continue
+            if c.simhash:
+                kept_prints.append((c.simhash, c.source_id))
             project = " ".join((c.project or "").split()) or None
             ticker = normalise_ticker(c.ticker)
             if project is None and ticker is None:

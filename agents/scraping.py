@@ -35,6 +35,7 @@ from agents.messages import (
     ScrapeSource,
     SourceStats,
 )
+from agents.neardup import simhash
 from swarm.agent import Agent, TaskContext, handler
 from swarm.errors import ConfigError, Reject
 
@@ -70,7 +71,7 @@ def _parse(source_id: str, index: int, entry: Any) -> Document | str:
         doc_id=doc_id, source_id=source_id, title=title.strip(), body=body.strip(),
         published=published if isinstance(published, str) else "",
         url=url if isinstance(url, str) else "",
-        content_hash=content_hash(title, body),
+        content_hash=content_hash(title, body), simhash=simhash(f"{title}\n{body}"),
     )
 
 

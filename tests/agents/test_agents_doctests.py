@@ -12,7 +12,9 @@ MODULES = [
     "agents.performance", "agents.quality", "agents.reliability", "agents.report",
     "agents.scraping", "agents.detect", "agents.detect.detector", "agents.detect.dates",
     "agents.detect.extract", "agents.detect.evaluate", "agents.detect.lexicon",
-    "agents.detect._keys", "swarm.cli", "swarm.logging", "swarm.settings",
+    "agents.detect._keys", "agents.neardup", "agents.breakers", "agents.fetch",
+    "agents.fetch.guard", "agents.fetch.fetcher", "agents.fetch.parse",
+    "swarm.cli", "swarm.logging", "swarm.settings",
 ]
 
 

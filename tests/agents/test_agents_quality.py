@@ -69,3 +69,28 @@ async def test_merges_rejects_and_dedupes() -> None:
     assert (pyxis.ticker, pyxis.date) == ("PYX", None)
     assert report.duplicates == 1
     assert {(r.doc_id, r.reason) for r in report.rejected} == {("x3", "no_subject")}
+
+
+async def test_near_duplicates_across_sources_count_once() -> None:
+    import msgspec
+
+    from agents.neardup import simhash
+
+    text = "Binance will list Lombard (BARD) and open trading for BARD/USDT at 14:00 UTC today."
+    near = text.upper().replace("TODAY.", "TODAY!")
+    other = "Kodiak has announced the upcoming TGE for its native token, $KDK, on December 23."
+    candidates = [
+        msgspec.structs.replace(cand("a1", "a"), simhash=simhash(text)),
+        msgspec.structs.replace(cand("b1", "b"), simhash=simhash(near)),
+        msgspec.structs.replace(
+            cand("b2", "b", project="Kodiak", ticker="KDK"), simhash=simhash(other)
+        ),
+    ]
+    async with Swarm(agents=[DataQualityAgent()]) as swarm:
+        h = await swarm.submit(ValidateCandidates(candidates=candidates))
+        await swarm.run_until_idle(timeout=10)
+        report: QualityReport = await h.result()
+    assert report.duplicates == 1
+    assert [(a.ticker, a.doc_ids) for a in report.announcements] == [
+        ("KDK", ["b2"]), ("LMB", ["a1"]),
+    ]
