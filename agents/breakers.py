@@ -36,7 +36,7 @@ from swarm.errors import TransportError
 __all__ = ["Breaker", "BreakerStore", "LocalBreakers", "RedisBreakers"]
 
 #: The role whose breakers these are (the hash tag of their Redis keys).
-ROLE = "api_reliability"
+_ROLE = "api_reliability"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -179,14 +179,14 @@ class RedisBreakers:
         self.prefix = prefix
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
-        self._index = constants.breakers_key(ROLE, prefix)
+        self._index = constants.breakers_key(_ROLE, prefix)
 
     async def _eval(self, script: str, key: str, *args: Any) -> str:
         from redis.exceptions import RedisError
 
         try:
             got = await self.redis.eval(
-                script, 2, constants.breaker_key(ROLE, key, self.prefix), self._index, *args
+                script, 2, constants.breaker_key(_ROLE, key, self.prefix), self._index, *args
             )
         except RedisError as exc:
             raise TransportError(f"circuit-breaker store unavailable: {exc}") from exc
@@ -205,7 +205,7 @@ class RedisBreakers:
     async def snapshot(self) -> dict[str, Breaker]:
         from redis.exceptions import RedisError
 
-        head = constants.breaker_key(ROLE, "", self.prefix)
+        head = constants.breaker_key(_ROLE, "", self.prefix)
         try:
             keys = sorted(await self.redis.smembers(self._index))
             out: dict[str, Breaker] = {}

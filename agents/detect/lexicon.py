@@ -48,6 +48,13 @@ class Cue:
     event: bool = False
     #: Lower-case strings one of which any match contains (None: no cheap test).
     keys: tuple[str, ...] | None = field(default=None, compare=False)
+    #: The model feature it counts for: a cue in another language shares its English twin's.
+    feature: str = ""
+
+    @property
+    def concept(self) -> str:
+        """Name of the model feature this cue counts for."""
+        return self.feature or self.name
 
     def finditer(self, text: str, lowered: str) -> list[int]:
         """Offsets of the matches in ``text`` (``lowered`` is its lower-case form)."""
@@ -64,8 +71,11 @@ def _cue(
     event: bool = False,
     flags: int = _I,
     keys: tuple[str, ...] | None = None,
+    feature: str = "",
 ) -> Cue:
-    return Cue(name, re.compile(regex, flags), weight, event, keys or literal_keys(regex, flags))
+    return Cue(
+        name, re.compile(regex, flags), weight, event, keys or literal_keys(regex, flags), feature
+    )
 
 
 #: "a TGE", "un launchpad", "eine Token Generation Event": the generic sense, in six languages.
@@ -102,6 +112,9 @@ POSITIVE: tuple[Cue, ...] = (
          1.5, event=True),
     _cue("claim live", r"\bclaim(?:ing|s)? (?:is |are )?(?:now )?(?:live|open)\b|"
          r"\bclaim (?:portal|page|window)\b|\bclaim (?:your|their) \$?[A-Z]", 2.0, event=True),
+    _cue("launch scheduled", r"\b(?:launch|tge|listing|airdrop|distribution|claim)(?:es)? "
+         r"(?:is |was |has been |will be )?(?:scheduled|set|slated|planned|confirmed|tomorrow|"
+         r"today|next week|this week|imminent|live)\b", 2.0, event=True),
     _cue("airdrop", r"\bairdrops?\b|\baidrop\w*|\bairdrop\w+", 1.5),
     _cue("will launch", r"\b(?:will|to|set to|plans? to|is set to|prepares? (?:for|to)) "
          r"(?:launch|list|debut|hold (?:its|a|the) (?:tge|token generation)|release|airdrop|"
@@ -132,9 +145,9 @@ POSITIVE: tuple[Cue, ...] = (
          r"\blancerà\b|\bdistribuire\b|\bsimbolo ticker\b|\blanciat[oa]\b|"
          r"\bcomeça a ser negociad[oa]\b|\bnegociad[oa]s?\b|\bcompra e venda\b|"
          r"\bestreia no mercado\b|\bdistribuição\b|распредел\w+|начнутся",
-         2.0, event=True),
+         2.0, event=True, feature="trading starts"),
     _cue("ru: листинг", r"листинг\w*|торги[^.]{0,40}начнутся|запуск\w* токен\w*|"
-         r"раздач\w* токен\w*|аирдроп\w*|эйрдроп\w*", 2.5, event=True),
+         r"раздач\w* токен\w*|аирдроп\w*|эйрдроп\w*", 2.5, event=True, feature="new listing"),
     _cue("genesis", r"\btoken genesis\b|\bgenesis (?:event|distribution)\b", 2.0, event=True),
     _cue("pre-market", r"\bpre-?market trading\b|\bpremarket\b", 1.0),
     _cue("circulating supply at launch", r"\b(?:initial|launch) circulating supply\b|"
@@ -143,29 +156,31 @@ POSITIVE: tuple[Cue, ...] = (
     _cue("it: lancio del token", r"\blanci(?:o|a|ato|ano|erà) (?:del |il |l'|dei |ufficiale del )?"
          r"(?:suo |proprio )?(?:token|coin)\b|\bevento di generazione (?:del |dei )?token\b|"
          r"\bquotazione\b|\bquoterà\b|\bsarà quotato\b|\bva in diretta\b|\bè live\b|"
-         r"\bnegoziazione (?:inizia|apre|partirà)\b|\bnuovo listing\b", 2.5, event=True),
+         r"\bnegoziazione (?:inizia|apre|partirà)\b|\bnuovo listing\b", 2.5, event=True,
+         feature="token launch"),
     # Portuguese
     _cue("pt: lançamento do token", r"\blança(?:mento|rá|ou|m)? (?:do |o |seu |oficial do )?"
          r"(?:seu |próprio )?(?:token|moeda)\b|\bevento de geração de tokens?\b|\blistagem\b|"
          r"\blistará\b|\bvai listar\b|\bserá listad[oa]\b|\bnegociação (?:começa|abre|inicia)\b|"
-         r"\bestá (?:ao vivo|disponível para negociação)\b", 2.5, event=True),
+         r"\bestá (?:ao vivo|disponível para negociação)\b", 2.5, event=True,
+         feature="token launch"),
     # French
     _cue("fr: lancement du token", r"\blancement (?:du|de son|officiel du|de leur) "
          r"(?:token|jeton)\b|\blance (?:son|le|leur) (?:token|jeton)\b|"
          r"\bévénement de génération de (?:tokens?|jetons?)\b|\bcotation\b|\blistera\b|"
          r"\bsera listé\b|\blisting (?:du|de)\b|\bouverture des échanges\b|"
-         r"\bnégociation (?:commence|ouvre)\b", 2.5, event=True),
+         r"\bnégociation (?:commence|ouvre)\b", 2.5, event=True, feature="token launch"),
     # Spanish
     _cue("es: lanzamiento del token", r"\blanzamiento (?:del|de su|oficial del) (?:token|moneda)\b|"
          r"\blanza(?:rá)? (?:su|el) token\b|\bevento de generación de tokens?\b|\blistará\b|"
          r"\bserá listad[oa]\b|\blistado (?:de|en)\b|\bcotizará\b|"
          r"\b(?:el )?trading (?:comienza|abre)\b", 2.5, event=True,
          keys=("lanza", "evento de generación", "listará", "será listad", "listado", "cotizará",
-               "el trading", "trading")),
+               "el trading", "trading"), feature="token launch"),
     # German
     _cue("de: Token-Launch", r"\btoken-?(?:launch|start|generierung(?:sereignis)?)\b|"
          r"\bbringt (?:seinen|den) token\b|\bwird (?:den token )?\w* ?listen\b|\blistet\b|"
-         r"\bhandel (?:beginnt|startet)\b|\bnotierung\b", 2.5, event=True),
+         r"\bhandel (?:beginnt|startet)\b|\bnotierung\b", 2.5, event=True, feature="token launch"),
 )
 
 #: Cues against: each names why a text that uses launch words is no announcement.
@@ -179,7 +194,7 @@ NEGATIVE: tuple[Cue, ...] = (
          r"|\bis the (?:moment|time|day|process)\b|\bsimply put\b|\bin simple terms\b|"
          r"\bwird als \w+ bezeichnet\b", 4.0),
     _cue("generic sense", rf"\b(?:{_GENERIC})\b", 2.0),
-    _cue("guide", r"\bhow to\b|\bwhat is (?:a |an |the )?(?:tge|token generation)\b|"
+    _cue("guide", r"\bhow to\b|\bwhat (?:is|are)\b|"
          r"\bguide\b|\bexplained\b|\bexplainer\b|\btutorial\b|\bstep[- ]by[- ]step\b|"
          r"\bbeginner'?s?\b|\bwhat are (?:tges|token generation)\b|\b(?:faq|glossary)\b|"
          r"\bcos'è\b|\bche cos'è\b|\bguida\b|\bo que é\b|\bguia\b|\bqu'est-ce qu\b|"
@@ -225,7 +240,7 @@ NEGATIVE: tuple[Cue, ...] = (
          r"rose|fell|dropped|climbed|jumped|crashed|opening price|at launch,|launched in "
          r"(?:january|february|march|april|may|june|july|august|september|october|november|"
          r"december|20\d\d|late|early|the (?:end|start|beginning))|lancé en|lanciato nel|"
-         r"lançado em|lanzado en|gestartet im|marked|went on to|has since|at the time,)\b", 3.0),
+         r"lançado em|lanzado en|gestartet im|marked|went on to|has since|at the time,)\b", 3.5),
     _cue("controversy", r"\baccus\w+|\bbacklash\b|\bcriticism\b|\bcontrovers\w+|"
          r"\bpump-and-dump\b|\bconcerns? (?:over|about)\b|\blook back\b|\ba day after\b|"
          r"\bprice (?:drop|depreciation|decline)\b|\bcalo del\b|\blast year'?s\b|"

@@ -13,8 +13,8 @@ MODULES = [
     "agents.scraping", "agents.detect", "agents.detect.detector", "agents.detect.dates",
     "agents.detect.extract", "agents.detect.evaluate", "agents.detect.lexicon",
     "agents.detect._keys", "agents.neardup", "agents.breakers", "agents.fetch",
-    "agents.fetch.guard", "agents.fetch.fetcher", "agents.fetch.parse",
-    "swarm.cli", "swarm.logging", "swarm.settings",
+    "agents.fetch.guard", "agents.fetch.fetcher", "agents.fetch.parse", "agents.detect.model",
+    "agents.detect.fit", "swarm.cli", "swarm.logging", "swarm.settings",
 ]
 
 

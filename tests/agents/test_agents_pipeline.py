@@ -109,6 +109,8 @@ def test_stock_agents_and_factory() -> None:
     ["agents", "agents.corpus", "agents.job", "agents.keywords", "agents.messages",
      "agents.performance", "agents.quality", "agents.detect", "agents.detect.dates",
      "agents.detect.evaluate", "agents.detect.extract", "agents.detect.lexicon",
+     "agents.detect.model", "agents.detect.fit", "agents.neardup", "agents.breakers",
+     "agents.fetch.guard", "agents.fetch.fetcher", "agents.fetch.parse",
      "agents.reliability", "agents.report", "agents.scraping"],
 )
 def test_all_is_sorted_and_complete(module: str) -> None:
