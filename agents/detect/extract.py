@@ -36,10 +36,9 @@ _TICKER_PATTERNS: tuple[tuple[re.Pattern[str], float], ...] = (
     (re.compile(rf"\(\s*\$?({_SYM})\s*\)"), 3.0),
     (re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{1,11})\b(?![.,]\d)"), 2.5),
     (re.compile(rf"\b({_SYM})\s?/\s?(?:USDT|USDC|FDUSD|USD1|TRY|EUR|BNB|BTC|KRW|USD)\b"), 2.0),
-    (re.compile(rf"\b(?:ticker|symbol|simbolo|símbolo|symbole)\s*[:：]?\s*\$?({_SYM})\b", re.I),
-     3.0),
+    (re.compile(rf"\b(?i:ticker|symbol|simbolo|símbolo|symbole)\s*[:：]?\s*\$?({_SYM})\b"), 3.0),
     (re.compile(rf"\b({_SYM}) (?:tokens?|coins?|airdrop|TGE|token generation)\b"), 1.5),
-    (re.compile(rf"\b(?:tokens?|jetons?|gettone|moeda|criptomoeda|токен\w*),? (?:a |la |o )?\$?"
+    (re.compile(rf"\b(?:tokens?|jetons?|gettone|moeda|criptomoeda|токен\w*)[,:]? (?:a |la |o )?\$?"
                 rf"({_SYM})\b"), 1.5),
     (re.compile(rf"\b({_SYM})\s*\(\s*[A-Z][\w .]{{1,30}}\)"), 1.0),
 )
@@ -66,7 +65,8 @@ _AFTER_NAME = tuple(
     for p in (
         r"(?:'s|’s)? (?:TGE|[Tt]oken [Gg]eneration|[Tt]oken [Ll]aunch|token|[Aa]irdrop|"
         r"[Mm]ainnet)\b",
-        r", (?:the|a|an|which) | \((?:the|a|an) ",
+        r", (?:the|a|an|which|un|una|um|uma|une|ein|eine|der|die|das|el|la|il|lo|o|le) "
+        r"| \((?:the|a|an) ",
         r" (?:has |have )?(?:officially )?(?:announced|announces|launched|launches|unveiled|"
         r"unveils|will hold|will launch|is preparing|prepares|confirmed|revealed|opened|"
         r"ha annunciato|ha lanciato|anunciou|lançou|a annoncé|a lancé|anunció|lanzó|kündigt|"
@@ -119,8 +119,9 @@ def extract_ticker(text: str, title_end: int, anchors: tuple[int, ...]) -> str |
         bracketed = weight >= 3.0
         for m in pattern.finditer(text):
             sym = m.group(1)
-            dollar = m.group(0).startswith("$")
-            if not _is_ticker(sym, bracketed=bracketed, dollar=dollar):
+            # "$IP", "ZK/USDT": the context says ticker, whatever the stop-list says.
+            explicit = m.group(0).startswith("$") or "/" in m.group(0)
+            if not _is_ticker(sym, bracketed=bracketed, dollar=explicit):
                 continue
             if not sym.isupper() and not (m.group(0).startswith("$") and len(sym) >= 3):
                 continue
@@ -150,8 +151,10 @@ def _is_month(name: str) -> bool:
 
 def _clean_run(run: str) -> str | None:
     words = run.split()
-    if words:
-        words[-1] = re.sub(r"(?:'s|’s)$", "", words[-1])
+    for i, w in enumerate(words):
+        if w.endswith(("'s", "’s")):  # "Starknet's STRK": the possessive ends the name
+            words = [*words[:i], w[:-2]]
+            break
     while words and (
         words[0].lower().strip(":") in _FILLER
         or words[0].lower() in lexicon.EXCHANGES
@@ -222,7 +225,28 @@ def extract_project(text: str, ticker: str | None, anchors: tuple[int, ...]) -> 
         best = max(others, key=lambda n: (names[n], -first[n])) if others else None
     if best is None:
         best = _most_named(text, ticker)
+    if ticker and (best is None or best.upper() == ticker):
+        best = _named_like(text, ticker) or best
     return best or ticker
+
+
+def _subsequence(ticker: str, name: str) -> bool:
+    letters = iter(name.lower())
+    return all(ch in letters for ch in ticker.lower())
+
+
+def _named_like(text: str, ticker: str) -> str | None:
+    """A proper name the ticker abbreviates ("Starknet" for STRK), the most mentioned."""
+    counts: dict[str, int] = {}
+    for m in _PROPER.finditer(text):
+        name = _clean_run(m.group(1))
+        if (
+            name and name.upper() != ticker and name[0].lower() == ticker[0].lower()
+            and _subsequence(ticker, name) and not _is_month(name)
+            and name.lower() not in lexicon.EXCHANGES
+        ):
+            counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=lambda n: (counts[n], -len(n))) if counts else None
 
 
 _PROPER = re.compile(r"(?<![\w$])([A-Z][a-z]+[A-Za-z]*(?: [A-Z][a-z]+[A-Za-z]*){0,2})")

@@ -193,3 +193,18 @@ def test_model_weights_match_the_features() -> None:
     weights = dict(zip(MODEL.names, MODEL.weights, strict=True))
     for name in ("delay", "denial", "scam", "rumour", "guide", "definition"):
         assert weights[name] < 0, name
+
+
+def test_fitted_weights_keep_the_sign_of_their_cue() -> None:
+    from agents.detect.fit import signs
+    from agents.detect.model import MODEL
+
+    for sign, weight, name in zip(signs()[:-1], MODEL.weights, MODEL.names, strict=True):
+        assert sign * weight >= 0, (name, weight)
+
+
+def test_exchange_notices_are_confident() -> None:
+    d = detect("Introducing Plasma (XPL) on Binance HODLer Airdrops",
+               "Binance will list XPL at 2025-09-25 13:00 (UTC).", published="2025-09-24")
+    assert d.is_announcement and not d.uncertain
+    assert (d.project, d.ticker, d.date) == ("Plasma", "XPL", "2025-09-25")
