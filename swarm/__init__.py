@@ -16,6 +16,14 @@ Example:
     144
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
+try:
+    __version__ = _dist_version("queenswarm")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
+
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
 from swarm.codec import Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
@@ -64,6 +72,7 @@ from swarm.routing import Router
 from swarm.runtime import (
     DeadLetter,
     EventCallback,
+    QueueStats,
     ReplicaInfo,
     RoleInfo,
     Runtime,
@@ -76,7 +85,9 @@ from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
-_NAMESPACE_MODULES = ("cli", "constants", "metrics", "redis", "settings", "testing", "tracing")
+_NAMESPACE_MODULES = (
+    "cli", "client", "constants", "metrics", "redis", "service", "settings", "testing", "tracing",
+)
 
 __all__ = [
     "FINAL_STATES",
@@ -110,6 +121,7 @@ __all__ = [
     "MessageTooLarge",
     "NoRouteError",
     "Queen",
+    "QueueStats",
     "Reject",
     "ReplicaInfo",
     "RetryPolicy",
