@@ -32,10 +32,14 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """The shipped migrations, by version."""
+def load_migrations(package: str = "memory") -> list[Migration]:
+    """The migrations shipped in ``<package>/migrations``, by version.
+
+    The memory tier's are the default; the task history
+    (:mod:`swarm.history`) ships its own in ``swarm.history``.
+    """
     out = []
-    for entry in resources.files("memory").joinpath("migrations").iterdir():
+    for entry in resources.files(package).joinpath("migrations").iterdir():
         match = _NAME.fullmatch(entry.name)
         if match:
             out.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
@@ -45,8 +49,11 @@ def load_migrations() -> list[Migration]:
     return out
 
 
-async def apply_migrations(conn: Any, schema: str) -> list[int]:
-    """Apply missing migrations to ``schema``; returns the versions applied now.
+async def apply_migrations(conn: Any, schema: str, package: str = "memory") -> list[int]:
+    """Apply ``package``'s missing migrations to ``schema``; returns the versions applied now.
+
+    Each package keeps its own schema (its ``schema_migrations`` table counts
+    its own versions), so two packages never share one.
 
     ``schema`` must already be a validated identifier (see ``PostgresSettings``).
     """
@@ -63,7 +70,7 @@ async def apply_migrations(conn: Any, schema: str) -> list[int]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for migration in load_migrations():
+        for migration in load_migrations(package):
             if migration.version in done:
                 continue
             await conn.execute(migration.sql)

@@ -36,6 +36,7 @@ import structlog
 from swarm.agent.base import Agent
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
+from swarm.history import options as history_options
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
 from swarm.retry import RetryPolicy
@@ -77,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    history_options.add_options(p)
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
@@ -136,6 +138,7 @@ async def run(
         visibility_timeout=args.visibility_timeout,
         node_id=args.node_id,
         discovery=registry,
+        history=history_options.settings_from(args, os.environ),
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
