@@ -129,6 +129,7 @@ class Reaper:
             beat,
             error,
             repr(time.time()),
+            C.DEAD_LETTER_MAXLEN,
         )
         if moved is None:
             return  # it beat again: not dead after all

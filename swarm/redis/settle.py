@@ -412,6 +412,7 @@ class Settler:
                 data,
                 error,
                 repr(time.time()),
+                C.DEAD_LETTER_MAXLEN,
             )
             ledger.queue_update(pipe, env.id, TaskState.DEAD, attempts=env.attempt, error=error)
             if env.reply_to:
