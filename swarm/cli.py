@@ -39,6 +39,7 @@ import msgspec
 
 from swarm.agent.base import Agent
 from swarm.errors import ConfigError, SwarmError
+from swarm.history import options as history_options
 from swarm.logging import configure_logging
 from swarm.runtime import Runtime
 from swarm.settings import DEFAULT_AGENTS, LOG_LEVELS, SwarmSettings
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Environment (read only here; options win): SWARM_REDIS_URL, SWARM_CONSUL_URL, "
-            "SWARM_AGENTS, SWARM_LOG_LEVEL, SWARM_LOG_JSON. Exit codes: 0 success, 1 job "
+            "SWARM_AGENTS, SWARM_LOG_LEVEL, SWARM_LOG_JSON, SWARM_POSTGRES_URL, SWARM_RETENTION, "
+            "SWARM_INBOX_MAXLEN, SWARM_INBOX_TTL, SWARM_HISTORY_KEEP. Exit codes: 0 success, 1 job "
             "failed, 2 usage or configuration error, 130 interrupted."
         ),
     )
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait for in-flight work on shutdown (default: 30)",
     )
+    history_options.add_options(p)
     return p
 
 
@@ -124,7 +127,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Swarm
         value = getattr(args, option)
         if value is not None:
             changes[field] = value
-    return settings.replace(**changes) if changes else settings
+    changes["history"] = history_options.settings_from(args, environ)
+    return settings.replace(**changes)
 
 
 def load_agents(spec: str) -> list[Agent]:
@@ -178,6 +182,7 @@ def make_runtime(settings: SwarmSettings, *, discovery: Any = None) -> Runtime |
             settings=redis_settings.from_dsn(settings.redis_url),
             discovery=discovery,
             fence=LEADERSHIP,
+            history=settings.history,
         )
         return runtime
     if discovery is not None:
@@ -193,6 +198,11 @@ def _check_options(settings: SwarmSettings) -> None:
         _optional("swarm.redis", ("RedisRuntime", "RedisSettings"), "--redis")
     if settings.consul_url is not None:
         _optional("discovery", ("open_registry", "register_agents", "QueenDiscovery"), "--consul")
+    if settings.history.dsn is not None and settings.redis_url is None:
+        raise ConfigError(
+            "--postgres (the task history) needs --redis: the embedded swarm keeps its "
+            "finished tasks in memory"
+        )
 
 
 #: Default TTL of the Consul checks of this process's agents and of the Queen's lease.

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from swarm.errors import ConfigError
+from swarm.history.options import from_env as history_from_env
+from swarm.history.settings import HistorySettings
 
 __all__ = ["SwarmSettings"]
 
@@ -52,6 +54,9 @@ class SwarmSettings:
         agents: ``module:factory`` returning the agents to run.
         log_level: One of :data:`LOG_LEVELS`.
         log_json: Render logs as JSON lines instead of console text.
+        history: Retention of finished tasks in Redis, inbox bounds and the
+            PostgreSQL task history (``SWARM_POSTGRES_URL``, ``SWARM_RETENTION``,
+            ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``).
     """
 
     redis_url: str | None = None
@@ -59,6 +64,7 @@ class SwarmSettings:
     agents: str = DEFAULT_AGENTS
     log_level: str = "warning"
     log_json: bool = False
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -83,7 +89,8 @@ class SwarmSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SwarmSettings:
         """Read ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_AGENTS``,
-        ``SWARM_LOG_LEVEL`` and ``SWARM_LOG_JSON`` from ``environ``; empty means unset.
+        ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON`` and the history's variables
+        (:data:`swarm.history.options.ENVIRONMENT`) from ``environ``; empty means unset.
 
         Raises:
             ConfigError: A value is invalid.
@@ -94,6 +101,7 @@ class SwarmSettings:
             agents=environ.get("SWARM_AGENTS") or DEFAULT_AGENTS,
             log_level=(environ.get("SWARM_LOG_LEVEL") or "warning").lower(),
             log_json=_flag("SWARM_LOG_JSON", environ.get("SWARM_LOG_JSON", "")),
+            history=history_from_env(environ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:

@@ -23,7 +23,7 @@ from typing import Any
 from swarm.errors import ConfigError
 from swarm.history.settings import DEFAULT_INBOX_MAXLEN, DEFAULT_INBOX_TTL, HistorySettings
 
-__all__ = ["ENVIRONMENT", "add_options", "settings_from"]
+__all__ = ["ENVIRONMENT", "add_options", "from_env", "settings_from"]
 
 #: Environment variable of each option (options win).
 ENVIRONMENT = {
@@ -78,6 +78,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="without --postgres: finished records this process keeps in Redis at most "
         "(default: 100000)",
     )
+
+
+def from_env(environ: Mapping[str, str]) -> HistorySettings:
+    """:class:`HistorySettings` from the variables of :data:`ENVIRONMENT` (empty means unset).
+
+    Raises:
+        ConfigError: A value is invalid.
+    """
+    return settings_from(argparse.Namespace(), environ)
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> HistorySettings:

@@ -247,3 +247,53 @@ async def test_without_postgres_redis_keeps_finished_records_by_count_and_age() 
         await runtime.stop(drain=False)
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+def test_both_clis_take_the_retention_and_history_options() -> None:
+    from swarm.agent.cli import parse_args
+    from swarm.cli import _check_options, build_parser
+    from swarm.cli import settings_from as queen_settings
+
+    argv = ["--retention", "42", "--inbox-maxlen", "2000", "--postgres", "postgresql://h/db"]
+    queen = queen_settings(build_parser().parse_args(["--redis", "redis://h:6379/0", *argv]), {})
+    assert (queen.history.retention, queen.history.inbox_maxlen) == (42.0, 2000)
+    assert queen.history.dsn == "postgresql://h/db"
+    agent = settings_from(parse_args(["pkg.mod:Cls", *argv]), {})
+    assert agent == queen.history
+    # The environment is read too; the options win over it.
+    env = {"SWARM_RETENTION": "7", "SWARM_INBOX_TTL": "30"}
+    assert queen_settings(build_parser().parse_args(["--retention", "8"]), env).history == (
+        HistorySettings(retention=8, inbox_ttl=30)
+    )
+    with pytest.raises(ConfigError, match="needs --redis"):
+        _check_options(queen_settings(build_parser().parse_args(argv), {}))
+
+
+@pytest.mark.integration
+async def test_backup_carries_the_task_history(store: PostgresHistory, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from memory import MemoryCoordinator
+    from memory.backup import export_memories, import_memories
+
+    path = Path(str(tmp_path)) / "backup.jsonl.gz"
+    records = [_rec(i) for i in range(5)] + [_rec(9, TaskState.DEAD)]
+    await store.write(records)
+    async with MemoryCoordinator() as a:
+        await a.store(namespace="n", content="kept across restore")
+        report = await export_memories(a, path, history=store)
+    assert (report.count, report.tasks) == (1, 6)
+    target = PostgresHistory(store.settings.replace(schema=store.settings.schema + "_r"))
+    await target.start()
+    try:
+        async with MemoryCoordinator() as b:
+            restored = await import_memories(b, path, history=target)
+            assert (restored.count, restored.added, restored.tasks) == (1, 1, 6)
+        assert await target.get("t0009") == records[-1]
+        assert sorted(r.task_id for r in await target.query(limit=100)) == sorted(
+            r.task_id for r in records
+        )
+    finally:
+        pool = target._pool
+        await pool.execute(f'DROP SCHEMA "{target.settings.schema}" CASCADE')
+        await target.close()
