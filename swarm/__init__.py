@@ -26,6 +26,7 @@ from swarm.errors import (
     DiscoveryError,
     EncodeError,
     FencingError,
+    HistoryUnavailable,
     LeadershipLost,
     MemoryStoreError,
     MemoryUnavailable,
@@ -76,7 +77,16 @@ from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
-_NAMESPACE_MODULES = ("cli", "constants", "metrics", "redis", "settings", "testing", "tracing")
+_NAMESPACE_MODULES = (
+    "cli",
+    "constants",
+    "history",
+    "metrics",
+    "redis",
+    "settings",
+    "testing",
+    "tracing",
+)
 
 __all__ = [
     "FINAL_STATES",
@@ -96,6 +106,7 @@ __all__ = [
     "Envelope",
     "EventCallback",
     "FencingError",
+    "HistoryUnavailable",
     "InMemoryLedger",
     "InProcessRuntime",
     "Intake",

@@ -36,7 +36,7 @@ from swarm.redis.streams import flat_fields, stream_pairs
 if TYPE_CHECKING:
     from swarm.redis.intake import Intake
 
-__all__ = ["Results"]
+__all__ = ["INBOX_KEEP", "Results", "next_id"]
 
 _log = structlog.get_logger("swarm.redis.results")
 
