@@ -43,6 +43,10 @@ _log = structlog.get_logger("swarm.redis.results")
 _RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
 _RECORDS_DECODER = msgspec.msgpack.Decoder(list[TaskRecord])
 _SWEEP_EVERY = 2.0
+# An inbox is trimmed once this many results were read since its last trim,
+# or this many seconds after it: it holds at most about a second of results.
+_TRIM_AFTER = 500
+_TRIM_EVERY = 0.5
 
 # KEYS: inbox. ARGV: first entry id to keep ("": trim nothing), TTL in ms.
 # (Re)creates the inbox empty when it is gone (first start, or it expired
@@ -122,6 +126,7 @@ class Results:
         ttl_ms = core.history.inbox_ttl_ms
         touch_every = core.history.inbox_ttl / 4
         touched = time.monotonic()
+        unkept = 0
         while True:
             check_cancelled()
             try:
@@ -134,22 +139,26 @@ class Results:
                 await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
             for _key, items in stream_pairs(reply):
+                unkept += len(items)
                 for entry_id, fields in items:
                     last = entry_id
                     on_result(fields)
-            if reply:
-                # Read, so trimmed (in the round trip the results' waiters
-                # queue next: no round trip of its own).
+            now = time.monotonic()
+            if unkept and (unkept >= _TRIM_AFTER or now - touched > _TRIM_EVERY):
+                # What was read is trimmed, in the round trip the results'
+                # waiters queue next (no round trip of its own); batched, so
+                # a busy inbox costs one trim per few hundred results.
                 self._keep(inbox, next_id(last), ttl_ms)
-                touched = time.monotonic()
+                touched, unkept = now, 0
+            elif now - touched > touch_every:
+                touched = now
+                self._keep(inbox, "", ttl_ms)
+            if reply:
                 # Let the resolved waiters run, and the round trip they queue
                 # (a sequential submitter's next task) go out before our next
                 # read, which cannot return before that task's result anyway.
                 await asyncio.sleep(0)
                 await core.batch.written()
-            elif time.monotonic() - touched > touch_every:
-                touched = time.monotonic()
-                self._keep(inbox, "", ttl_ms)
             if self.pending and time.monotonic() - last_sweep > _SWEEP_EVERY:
                 last_sweep = time.monotonic()
                 await self._sweep()
