@@ -1,8 +1,9 @@
 """The task history in PostgreSQL (asyncpg): one row per finished task.
 
-Rows are written in batches, one ``INSERT ... SELECT FROM unnest(...)``
-statement per batch (a few thousand rows per round trip). A task finished
-twice (a dead letter re-driven, then done) keeps its latest record. Every
+Rows are written in batches, one binary ``COPY`` per batch (a few thousand
+rows per round trip). A task finished twice (a dead letter re-driven, then
+done) keeps its latest record: a batch that meets an existing row is written
+again as one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE``. Every
 asyncpg or socket error is translated here, at one point, into
 :class:`~swarm.errors.HistoryUnavailable`; none reaches a caller raw.
 
@@ -36,6 +37,7 @@ _TYPES = (
     "text[]", "text[]", "text[]", "text[]", "int4[]", "int4[]", "text[]", "text[]",
     "text[]", "bytea[]", "text[]", "float8[]", "float8[]", "float8[]", "int4[]", "int8[]",
 )
+_NAMES = tuple(c.strip() for c in _COLUMNS.split(","))
 _MAX_LIMIT = 10_000
 
 
@@ -128,7 +130,7 @@ def _record(row: Any) -> TaskRecord:
     )
 
 
-def _columns(records: Iterable[TaskRecord]) -> list[list[Any]]:
+def _rows(records: Iterable[TaskRecord]) -> list[tuple[Any, ...]]:
     # Within one statement a row may be touched once: the latest finish of a
     # task wins here as it does across batches.
     latest: dict[str, TaskRecord] = {}
@@ -136,19 +138,14 @@ def _columns(records: Iterable[TaskRecord]) -> list[list[Any]]:
         prev = latest.get(rec.task_id)
         if prev is None or (prev.finished_at or 0.0) <= (rec.finished_at or 0.0):
             latest[rec.task_id] = rec
-    cols: list[list[Any]] = [[] for _ in _TYPES]
-    for r in latest.values():
-        for col, value in zip(
-            cols,
-            (
-                r.task_id, r.type, r.recipient, r.state.value, r.attempts, r.priority,
-                r.idempotency_key, r.agent_id, r.error, r.result, r.result_type,
-                r.created_at, r.started_at, r.finished_at or r.created_at, r.executions, r.epoch,
-            ),
-            strict=True,
-        ):
-            col.append(value)
-    return cols
+    return [
+        (
+            r.task_id, r.type, r.recipient, r.state.value, r.attempts, r.priority,
+            r.idempotency_key, r.agent_id, r.error, r.result, r.result_type,
+            r.created_at, r.started_at, r.finished_at or r.created_at, r.executions, r.epoch,
+        )
+        for r in latest.values()
+    ]
 
 
 class PostgresHistory:
@@ -209,12 +206,26 @@ class PostgresHistory:
         return self._pool
 
     async def write(self, records: Sequence[TaskRecord]) -> None:
-        """Write finished records in one statement (a task's latest finish wins)."""
+        """Write finished records in one batch (a task's latest finish wins).
+
+        A batch of new tasks (the rule) is one binary ``COPY``; one that
+        finishes a task again (a re-drive, a duplicate run) is one upsert
+        statement instead.
+        """
         if not records:
             return
-        cols = _columns(records)
+        rows = _rows(records)
         with _translated():
-            await self._conn_pool.execute(self._insert, *cols)
+            try:
+                await self._conn_pool.copy_records_to_table(
+                    "task_history",
+                    schema_name=self.settings.schema,
+                    columns=_NAMES,
+                    records=rows,
+                )
+            except asyncpg.UniqueViolationError:
+                cols = [list(c) for c in zip(*rows, strict=True)]
+                await self._conn_pool.execute(self._insert, *cols)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with _translated():
