@@ -39,6 +39,7 @@ import msgspec
 
 from swarm.agent.base import Agent
 from swarm.errors import ConfigError, SwarmError
+from swarm.history import HistorySettings
 from swarm.history import options as history_options
 from swarm.logging import configure_logging
 from swarm.runtime import Runtime
@@ -185,10 +186,19 @@ def make_runtime(settings: SwarmSettings, *, discovery: Any = None) -> Runtime |
             history=settings.history,
         )
         return runtime
-    if discovery is not None:
+    customised = settings.history != HistorySettings()
+    if discovery is not None or customised:
         from swarm.inprocess import InProcessRuntime
+        from swarm.ledger import InMemoryLedger
 
-        return InProcessRuntime(discovery=discovery)
+        # Embedded, finished tasks stay in this process's memory: bounded by
+        # --keep and, when given, --retention.
+        ledger = (
+            InMemoryLedger(max_final=settings.history.keep, max_age=settings.history.retention)
+            if customised
+            else None
+        )
+        return InProcessRuntime(discovery=discovery, ledger=ledger)
     return None
 
 

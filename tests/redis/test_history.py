@@ -297,3 +297,45 @@ async def test_backup_carries_the_task_history(store: PostgresHistory, tmp_path:
         pool = target._pool
         await pool.execute(f'DROP SCHEMA "{target.settings.schema}" CASCADE')
         await target.close()
+
+
+async def test_the_embedded_ledger_keeps_finished_records_by_count_and_age() -> None:
+    from swarm.ledger import InMemoryLedger
+
+    by_count = InMemoryLedger(max_final=3)
+    for i in range(10):
+        await by_count.create(TaskRecord(task_id=f"c{i:02d}", type="T", recipient="r"))
+        await by_count.update(f"c{i:02d}", TaskState.DONE)
+    assert [t for t in (f"c{i:02d}" for i in range(10)) if await by_count.get(t)] == [
+        "c07", "c08", "c09"
+    ]
+    by_age = InMemoryLedger(max_age=60)
+    old = TaskRecord(task_id="old", type="T", recipient="r")
+    await by_age.create(old)
+    await by_age.create(TaskRecord(task_id="live", type="T", recipient="r"))
+    await by_age.update("old", TaskState.DONE)
+    old.finished_at = time.time() - 120  # finished two minutes ago
+    for i in range(10_001):  # the age bound is looked at every 10 000 finished tasks
+        rec = await by_age.create(TaskRecord(task_id=f"n{i:05d}", type="T", recipient="r"))
+        by_age.running_nowait(rec.task_id, 1, "a")
+        by_age.done_nowait(rec.task_id, 1, b"\xc0", "NoneType")
+    assert await by_age.get("old") is None
+    assert await by_age.get("live") is not None  # live records are never evicted
+    assert await by_age.get("n00000") is not None
+    counts = await by_age.counts()
+    assert counts[TaskState.DONE] == 10_001 and counts[TaskState.QUEUED] == 1
+
+
+def test_the_embedded_queen_takes_retention_and_keep_too() -> None:
+    from swarm.cli import build_parser, make_runtime
+    from swarm.cli import settings_from as queen_settings
+    from swarm.inprocess import InProcessRuntime
+    from swarm.ledger import InMemoryLedger
+
+    assert make_runtime(queen_settings(build_parser().parse_args([]), {})) is None
+    args = build_parser().parse_args(["--retention", "60", "--keep", "500"])
+    runtime = make_runtime(queen_settings(args, {}))
+    assert isinstance(runtime, InProcessRuntime)
+    ledger = runtime.ledger
+    assert isinstance(ledger, InMemoryLedger)
+    assert (ledger._max_final, ledger._max_age) == (500, 60.0)
