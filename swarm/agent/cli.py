@@ -9,7 +9,12 @@ run, and leave. SIGKILL loses nothing either: the entries they had read stay
 pending in Redis and a live replica's reaper reclaims them after the
 visibility timeout.
 
-Environment (read here only): ``SWARM_REDIS_URL`` when ``--redis`` is not given.
+``--postgres DSN`` writes the tasks these agents finish to the PostgreSQL task
+history; ``--retention`` says how long their records stay in Redis (see
+:mod:`swarm.history`).
+
+Environment (read here only): ``SWARM_REDIS_URL`` when ``--redis`` is not given,
+and the history's variables (``SWARM_POSTGRES_URL``, ``SWARM_RETENTION``, ...).
 
 Example:
     >>> from swarm.agent.cli import parse_args
