@@ -27,6 +27,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,7 @@ class Agents:
 
     def __init__(self, url: str, prefix: str, count: int, extra: list[str]) -> None:
         self.url, self.prefix, self.extra = url, prefix, extra
+        self.logs = tempfile.mkdtemp(prefix="soak-agents-")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.ids: list[str] = []
         self.departed: list[str] = []
@@ -112,8 +114,12 @@ class Agents:
             [sys.executable, "-m", "swarm.agent", "soak_agent:SoakAgent", "--redis", self.url,
              "--prefix", self.prefix, "--concurrency", "32", "--agent-id", agent_id,
              "--visibility-timeout", "10", *self.extra],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log(agent_id),
         )
+
+    def _log(self, agent_id: str) -> Any:
+        # A file, not a pipe nobody reads: a full pipe would stall the agent.
+        return open(Path(self.logs) / f"{agent_id}.log", "wb")
 
     def kill_and_restart(self, slot: int) -> None:
         proc = self.procs[slot]
@@ -300,6 +306,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     for k in left:
         print(f"  {k}")
     print(f"keys of departed processes left: {len(departed)}")
+    print(f"agent logs: {agents.logs}")
     report["departed_keys_left"] = departed
     return report
 
