@@ -16,6 +16,14 @@ Example:
     144
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
+try:
+    __version__ = _dist_version("queenswarm")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
+
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
 from swarm.codec import Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
@@ -65,6 +73,7 @@ from swarm.routing import Router
 from swarm.runtime import (
     DeadLetter,
     EventCallback,
+    QueueStats,
     ReplicaInfo,
     RoleInfo,
     Runtime,
@@ -79,10 +88,12 @@ from swarm.tasks import TaskSet
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
 _NAMESPACE_MODULES = (
     "cli",
+    "client",
     "constants",
     "history",
     "metrics",
     "redis",
+    "service",
     "settings",
     "testing",
     "tracing",
@@ -121,6 +132,7 @@ __all__ = [
     "MessageTooLarge",
     "NoRouteError",
     "Queen",
+    "QueueStats",
     "Reject",
     "ReplicaInfo",
     "RetryPolicy",

@@ -41,18 +41,23 @@ _KINDS: dict[str, type[int] | type[float]] = {
 }
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--postgres``, ``--retention``, ``--inbox-maxlen``, ``--inbox-ttl`` and ``--keep``."""
+def add_options(parser: argparse.ArgumentParser, *, postgres: bool = True) -> None:
+    """Add ``--retention``, ``--inbox-maxlen``, ``--inbox-ttl``, ``--keep`` (and ``--postgres``).
+
+    ``postgres=False`` for a CLI whose ``--postgres`` exists already (the
+    swarm's one database: memory tier and task history).
+    """
     g = parser.add_argument_group(
         "task history and Redis retention",
-        "Redis holds live work; finished tasks go to the PostgreSQL task history.",
+        "Redis holds live work; finished tasks go to the PostgreSQL task history (--postgres).",
     )
-    g.add_argument(
-        "--postgres",
-        metavar="DSN",
-        help="PostgreSQL task history, postgresql://...[?schema=name] ($SWARM_POSTGRES_URL); "
-        "without it finished tasks are kept in Redis only (by --retention and --keep)",
-    )
+    if postgres:
+        g.add_argument(
+            "--postgres",
+            metavar="DSN",
+            help="PostgreSQL task history, postgresql://...[?schema=name] ($SWARM_POSTGRES_URL);"
+            " without it finished tasks are kept in Redis only (by --retention and --keep)",
+        )
     g.add_argument(
         "--retention",
         type=float,

@@ -14,7 +14,7 @@ from swarm import Agent, Message, handler
 from swarm.errors import ConfigError, HistoryUnavailable, Reject, TaskFailed
 from swarm.history import HistorySettings, HistoryWriter, PostgresHistory
 from swarm.history.options import add_options, settings_from
-from swarm.ledger import TaskRecord, TaskState
+from swarm.ledger import InMemoryLedger, TaskRecord, TaskState
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
 from tests.redis_server import free_port
 from tests.servers import require_postgres
@@ -250,58 +250,32 @@ async def test_without_postgres_redis_keeps_finished_records_by_count_and_age() 
 
 
 def test_both_clis_take_the_retention_and_history_options() -> None:
-    from swarm.agent.cli import parse_args
-    from swarm.cli import _check_options, build_parser
+    from swarm.agent.cli import parse_args, settings_of
+    from swarm.cli import build_parser
     from swarm.cli import settings_from as queen_settings
 
     argv = ["--retention", "42", "--inbox-maxlen", "2000", "--postgres", "postgresql://h/db"]
     queen = queen_settings(build_parser().parse_args(["--redis", "redis://h:6379/0", *argv]), {})
     assert (queen.history.retention, queen.history.inbox_maxlen) == (42.0, 2000)
     assert queen.history.dsn == "postgresql://h/db"
-    agent = settings_from(parse_args(["pkg.mod:Cls", *argv]), {})
-    assert agent == queen.history
+    agent = settings_of(parse_args(["pkg.mod:Cls", *argv]), {})
+    assert agent.history == queen.history
     # The environment is read too; the options win over it.
     env = {"SWARM_RETENTION": "7", "SWARM_INBOX_TTL": "30"}
     assert queen_settings(build_parser().parse_args(["--retention", "8"]), env).history == (
         HistorySettings(retention=8, inbox_ttl=30)
     )
-    with pytest.raises(ConfigError, match="needs --redis"):
-        _check_options(queen_settings(build_parser().parse_args(argv), {}))
-
-
-@pytest.mark.integration
-async def test_backup_carries_the_task_history(store: PostgresHistory, tmp_path: object) -> None:
-    from pathlib import Path
-
-    from memory import MemoryCoordinator
-    from memory.backup import export_memories, import_memories
-
-    path = Path(str(tmp_path)) / "backup.jsonl.gz"
-    records = [_rec(i) for i in range(5)] + [_rec(9, TaskState.DEAD)]
-    await store.write(records)
-    async with MemoryCoordinator() as a:
-        await a.store(namespace="n", content="kept across restore")
-        report = await export_memories(a, path, history=store)
-    assert (report.count, report.tasks) == (1, 6)
-    target = PostgresHistory(store.settings.replace(schema=store.settings.schema + "_r"))
-    await target.start()
-    try:
-        async with MemoryCoordinator() as b:
-            restored = await import_memories(b, path, history=target)
-            assert (restored.count, restored.added, restored.tasks) == (1, 1, 6)
-        assert await target.get("t0009") == records[-1]
-        assert sorted(r.task_id for r in await target.query(limit=100)) == sorted(
-            r.task_id for r in records
-        )
-    finally:
-        pool = target._pool
-        await pool.execute(f'DROP SCHEMA "{target.settings.schema}" CASCADE')
-        await target.close()
+    # One database for memory and history: the memory tier's schema is not the history's.
+    shared = queen_settings(build_parser().parse_args([]), {
+        "SWARM_POSTGRES_URL": "postgresql://h/db?schema=mem&sslmode=disable"
+    })
+    assert shared.history.dsn == "postgresql://h/db?sslmode=disable"
+    assert shared.history.schema == "queenswarm_history"
+    with pytest.raises(ConfigError, match="retention"):
+        queen_settings(build_parser().parse_args(["--retention", "0"]), {})
 
 
 async def test_the_embedded_ledger_keeps_finished_records_by_count_and_age() -> None:
-    from swarm.ledger import InMemoryLedger
-
     by_count = InMemoryLedger(max_final=3)
     for i in range(10):
         await by_count.create(TaskRecord(task_id=f"c{i:02d}", type="T", recipient="r"))
@@ -326,15 +300,13 @@ async def test_the_embedded_ledger_keeps_finished_records_by_count_and_age() -> 
     assert counts[TaskState.DONE] == 10_001 and counts[TaskState.QUEUED] == 1
 
 
-def test_the_embedded_queen_takes_retention_and_keep_too() -> None:
-    from swarm.cli import build_parser, make_runtime
-    from swarm.cli import settings_from as queen_settings
+async def test_the_embedded_swarm_takes_retention_and_keep_too() -> None:
     from swarm.inprocess import InProcessRuntime
-    from swarm.ledger import InMemoryLedger
+    from swarm.service.assembly import SwarmService
+    from swarm.settings import SwarmSettings
 
-    assert make_runtime(queen_settings(build_parser().parse_args([]), {})) is None
-    args = build_parser().parse_args(["--retention", "60", "--keep", "500"])
-    runtime = make_runtime(queen_settings(args, {}))
+    service = SwarmService(SwarmSettings(retention=60, history_keep=500), agents=[])
+    runtime = await service._make_runtime(None)
     assert isinstance(runtime, InProcessRuntime)
     ledger = runtime.ledger
     assert isinstance(ledger, InMemoryLedger)
