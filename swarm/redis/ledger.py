@@ -452,6 +452,34 @@ class RedisLedger:
             return record_from_hash(raw)
         return await self.history.get(task_id) if self.history is not None else None
 
+    async def finished_by(self, agent_id: str, since: float) -> list[TaskRecord]:
+        """Final records in Redis of tasks ``agent_id`` ran, finished at ``since`` or later.
+
+        A ``SCAN`` over every record: for the rare repair after an agent died
+        (see ``Reaper.bury``), not for the hot path.
+        """
+        keys: list[bytes] = [
+            k async for k in self.redis.scan_iter(match=ledger_pattern(self.prefix), count=1000)
+        ]
+        wanted: list[bytes] = []
+        me = agent_id.encode()
+        finals = {s.value.encode() for s in FINAL_STATES}
+        for i in range(0, len(keys), 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys[i : i + 1000]:
+                pipe.hmget(key, "agent_id", "state", "finished_at")
+            replies = await pipe.execute()
+            for key, (agent, state, at) in zip(keys[i : i + 1000], replies, strict=True):
+                if agent == me and state in finals and at is not None and float(at) >= since:
+                    wanted.append(key)
+        out: list[TaskRecord] = []
+        for i in range(0, len(wanted), 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in wanted[i : i + 1000]:
+                pipe.hgetall(key)
+            out += [record_from_hash(raw) for raw in await pipe.execute() if raw]
+        return out
+
     async def evict(self, task_ids: list[str]) -> int:
         """Delete the records of ``task_ids`` that are final (the count bound); returns how many."""
         pipe = self.redis.pipeline(transaction=False)

@@ -18,13 +18,17 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
 import structlog
 from redis.exceptions import RedisError
 
 from swarm import constants as C
+from swarm.errors import HistoryUnavailable
+from swarm.history.store import PostgresHistory
+from swarm.metrics import HISTORY_FAILURES
 from swarm.redis.consumer import Consumer
 from swarm.redis.core import BANDS, Core, Replica, check_cancelled
-from swarm.redis.directory import Directory
+from swarm.redis.directory import BURY_AFTER, Directory, ReplicaBeat
 from swarm.redis.settle import Settler
 from swarm.redis.streams import BURY, ORPHANS, PROMOTE, RECLAIM, TRIM, parse_entries
 
@@ -135,8 +139,36 @@ class Reaper:
             return  # it beat again: not dead after all
         if beat:
             _log.warning("buried a dead agent", role=role, agent_id=agent_id, tasks=len(moved))
+            history = core.ledger.history
+            if isinstance(history, PostgresHistory):
+                core.tasks.spawn(self._recover(history, agent_id, beat), name="history-repair")
         if moved:
             await self._settler.abandon(moved, f"{error}: {agent_id}")
+
+    async def _recover(self, history: PostgresHistory, agent_id: str, beat: bytes) -> None:
+        """Write to the history what a dead agent finished in its last moments.
+
+        Its process wrote its records in batches; those of the batch it died
+        with are still in Redis (within the retention), so they are found
+        there and written (a task already in the history keeps its row).
+        """
+        try:
+            last = msgspec.msgpack.decode(beat, type=ReplicaBeat).at
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            last = time.time() - BURY_AFTER * 2
+        # Its last batch was at most a flush interval (and a heartbeat) old when it died.
+        since = last - 5.0 - self._core.history.flush_interval
+        try:
+            records = await self._core.ledger.finished_by(agent_id, since)
+            for i in range(0, len(records), self._core.history.batch_max):
+                await history.write(records[i : i + self._core.history.batch_max])
+        except (RedisError, OSError, HistoryUnavailable) as exc:
+            check_cancelled()
+            HISTORY_FAILURES.inc()
+            _log.warning("could not repair a dead agent's history", error=repr(exc))
+            return
+        if records:
+            _log.info("wrote a dead agent's last records to the history", count=len(records))
 
     async def _claim(self, rep: Replica, stream: str, what: str, script: str, *args: Any) -> None:
         """Run a claim script (``ORPHANS`` or ``RECLAIM``) for ``rep`` and accept what it took."""

@@ -311,3 +311,44 @@ async def test_the_embedded_swarm_takes_retention_and_keep_too() -> None:
     ledger = runtime.ledger
     assert isinstance(ledger, InMemoryLedger)
     assert (ledger._max_final, ledger._max_age) == (500, 60.0)
+
+
+@pytest.mark.integration
+async def test_what_a_killed_agent_had_not_yet_written_reaches_the_history(
+    store: PostgresHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarm import constants as C
+    from swarm.redis import directory as directory_module
+
+    monkeypatch.setattr(directory_module, "_STALE_AFTER", 2.0)
+    monkeypatch.setattr(directory_module, "BURY_AFTER", 2.5)
+    redis = await redis_client()
+    prefix = new_prefix()
+    # The victim's batches would wait an hour: what it finished is only in its buffer.
+    victim_rt = make_runtime(redis, prefix, history=store.settings.replace(flush_interval=3600))
+    survivor = make_runtime(redis, prefix, history=store.settings)
+    try:
+        await victim_rt.register(Pong(agent_id="victim"))
+        for n in range(10):
+            assert await victim_rt.send(Ping(n=n), to="agent:victim", sender="t") == 2 * n
+        replicas = C.replicas_key("history-pong", prefix)
+        last_beat = await redis.hget(replicas, "victim")
+        writer = victim_rt._core.writer
+        assert writer is not None and writer.buffered == 10
+        writer._notes.clear()  # SIGKILL: the buffer dies with the process
+        await victim_rt.kill("victim")
+        await victim_rt.stop(drain=False)
+        await redis.hset(replicas, "victim", last_beat)  # what a SIGKILL leaves
+        assert await store.count() == 0
+        await survivor.register(Pong(agent_id="survivor"))
+
+        async def recovered() -> bool:
+            return await store.count() == 10
+
+        await _until(recovered, "the survivor to write the victim's last records")
+        assert {r.agent_id for r in await store.query(limit=100)} == {"victim"}
+    finally:
+        await victim_rt.stop(drain=False)
+        await survivor.stop(drain=False)
+        await cleanup(redis, prefix)
+        await redis.aclose()
