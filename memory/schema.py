@@ -52,11 +52,15 @@ def load_migrations(package: str = "memory") -> list[Migration]:
 async def apply_migrations(conn: Any, schema: str, package: str = "memory") -> list[int]:
     """Apply ``package``'s missing migrations to ``schema``; returns the versions applied now.
 
-    Each package keeps its own schema (its ``schema_migrations`` table counts
-    its own versions), so two packages never share one.
+    Each package counts its versions in a table of its own (``schema_migrations``
+    for the memory tier, ``<package>_migrations`` for others, e.g.
+    ``swarm_history_migrations``), so two packages may share one schema.
 
     ``schema`` must already be a validated identifier (see ``PostgresSettings``).
     """
+    table = "schema_migrations" if package == "memory" else (
+        package.replace(".", "_") + "_migrations"
+    )
     applied_now: list[int] = []
     async with conn.transaction():
         await conn.execute(
@@ -65,17 +69,17 @@ async def apply_migrations(conn: Any, schema: str, package: str = "memory") -> l
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET LOCAL search_path TO "{schema}"')
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            f"CREATE TABLE IF NOT EXISTS {table} ("
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {table}")}
         for migration in load_migrations(package):
             if migration.version in done:
                 continue
             await conn.execute(migration.sql)
             await conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                f"INSERT INTO {table} (version, name) VALUES ($1, $2)",
                 migration.version, migration.name,
             )
             applied_now.append(migration.version)
