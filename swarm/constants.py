@@ -143,10 +143,16 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
         True,
     ),
     "memory_key": KeyLifecycle("the memory hot tier", "TTL of the hot tier", True),
+    "api_idempotency_key": KeyLifecycle(
+        "the HTTP API request that claimed it", "TTL (24 h)", True
+    ),
+    "leader_info_key": KeyLifecycle(
+        "the leading Queen", "one per leadership name, overwritten by each new leader", False
+    ),
     "agent_stream": KeyLifecycle(
         "its agent",
-        "deleted when the agent leaves, or when a reaper buries it (no heartbeat for 30 s); "
-        "tasks still in it are dead-lettered",
+        "deleted when the agent leaves, or when a reaper buries it (no heartbeat for 30 s; "
+        "tasks still in it are dead-lettered); a TTL of 90 s its heartbeats renew is the backstop",
         True,
     ),
     "rejected_stream": KeyLifecycle(
@@ -154,8 +160,9 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
     ),
     "replicas_key": KeyLifecycle(
         "the role's agents (one field each, their heartbeat)",
-        "a field leaves with its agent or its burial; Redis deletes the empty hash",
-        False,
+        "a field leaves with its agent or its burial; a TTL of 90 s every heartbeat renews "
+        "ends the hash once no agent of the role is left",
+        True,
     ),
 }
 

@@ -30,6 +30,9 @@ _STALE_AFTER = 5.0
 #: its own stream deleted). Well past ``_STALE_AFTER``: an agent back from a
 #: long pause must not find its stream gone.
 BURY_AFTER = 30.0
+#: TTL (ms) of a role's replicas hash and of each agent's own stream, renewed by
+#: every heartbeat: the backstop when no live replica is left to bury a dead one.
+KEEP_ALIVE_MS = int(BURY_AFTER * 3 * 1000)
 _CACHE_FOR = 0.5
 # Past _CACHE_FOR and up to this age the snapshot still routes while one
 # background read refreshes it; older, a submit waits for a fresh read.
@@ -225,9 +228,8 @@ class Directory:
             beat = ReplicaBeat(
                 rep.agent.state.value, rep.assigned, rep.agent.concurrency, core.node_id, now
             )
-            pipe.hset(
-                C.replicas_key(rep.role, core.prefix),
-                rep.agent.agent_id,
-                msgspec.msgpack.encode(beat),
-            )
+            replicas = C.replicas_key(rep.role, core.prefix)
+            pipe.hset(replicas, rep.agent.agent_id, msgspec.msgpack.encode(beat))
+            pipe.pexpire(replicas, KEEP_ALIVE_MS)
+            pipe.pexpire(C.agent_stream(rep.role, rep.agent.agent_id, core.prefix), KEEP_ALIVE_MS)
         await pipe.execute()
