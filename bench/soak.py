@@ -46,6 +46,7 @@ from swarm.envelopes import task_envelope  # noqa: E402
 from swarm.errors import SwarmError  # noqa: E402
 from swarm.history import HistorySettings  # noqa: E402
 from swarm.redis import RedisRuntime, RedisSettings  # noqa: E402
+from swarm.redis.directory import KEEP_ALIVE_MS  # noqa: E402
 from swarm.runtime import result_of  # noqa: E402
 
 
@@ -251,8 +252,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             )
         finally:
             await conn.close()
-    # One TTL after the run: the inboxes' and the finished records'.
-    wait_for = max(history.inbox_ttl, args.retention) + 10
+    # One TTL after the run: the longest of the inboxes', the finished records'
+    # and the agents' keep-alive (their streams and heartbeats, should no
+    # replica be left to bury the last one killed).
+    wait_for = max(history.inbox_ttl, args.retention, KEEP_ALIVE_MS / 1000) + 10
     print(f"stopped; waiting {wait_for:.0f} s (one TTL) before listing the keys left", flush=True)
     await asyncio.sleep(wait_for)
     left = sorted(k.decode() for k in [k async for k in r.scan_iter(count=2000)])
