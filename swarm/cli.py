@@ -240,6 +240,7 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
                 )
             display.message(f"ready: serving {service.describe()}; SIGINT/SIGTERM stops")
             await stop.wait()
+            service.begin_drain()
             display.message("signal received; draining")
         display.message(f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over")
     finally:
