@@ -12,13 +12,12 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from swarm.constants import KEY_PREFIX
 from swarm.errors import ConfigError
-from swarm.redis.fastpath import default as fastpath_default
 
 __all__ = ["MemorySettings", "PostgresSettings", "RedisHotSettings"]
 
@@ -81,7 +80,8 @@ class RedisHotSettings:
             Redis (see :class:`memory.tiers.near_cache.NearCache`); 0 turns it off.
         near_max_age: Seconds a near-cached memory is served without asking Redis.
         fastpath: Send batches packed by hand (:mod:`swarm.redis.fastpath`) where
-            the installed redis-py is verified; False uses redis-py's pipelines.
+            the installed redis-py is verified; False uses redis-py's pipelines;
+            None takes :func:`swarm.redis.fastpath.default`.
     """
 
     url: str
@@ -89,7 +89,7 @@ class RedisHotSettings:
     ttl: int = 3600
     near_cache: int = 0
     near_max_age: float = 30.0
-    fastpath: bool = field(default_factory=fastpath_default)
+    fastpath: bool | None = None
 
     @classmethod
     def from_dsn(cls, dsn: str, **overrides: Any) -> RedisHotSettings:

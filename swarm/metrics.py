@@ -15,6 +15,9 @@ from prometheus_client import Counter, Gauge
 __all__ = [
     "FENCED_REFUSED",
     "FENCE_RECONCILED",
+    "HISTORY_DROPPED",
+    "HISTORY_FAILURES",
+    "HISTORY_WRITTEN",
     "LEADER_EPOCH",
     "REJECTED",
     "TASKS_DEAD",
@@ -32,6 +35,16 @@ FENCED_REFUSED = Counter(
     "swarm_fenced_writes_refused_total",
     "Writes refused because they carried a stale leadership epoch",
     ["name"],
+)
+HISTORY_WRITTEN = Counter(
+    "swarm_history_records_written_total", "Finished task records written to the task history"
+)
+HISTORY_FAILURES = Counter(
+    "swarm_history_write_failures_total", "Batches of the task history that failed to write"
+)
+HISTORY_DROPPED = Counter(
+    "swarm_history_records_dropped_total",
+    "Finished records dropped from a full history buffer (PostgreSQL down too long)",
 )
 # Leadership epochs (issue 17); the same definitions as the observe branch's.
 FENCE_RECONCILED = Counter(

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -33,8 +33,10 @@ from memory.tiers.base import strip_vector
 from memory.tiers.near_cache import NearCache
 from swarm.constants import KEY_PREFIX, memory_key
 from swarm.errors import ConfigError, TransportError
-from swarm.redis import fastpath
 from swarm.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from swarm.redis.fastpath import PackedCommand, PackedSender
 
 __all__ = ["RedisHotTier"]
 
@@ -130,7 +132,7 @@ def _plan(ops: list[_Op]) -> list[_Command]:
     return commands
 
 
-def _wire(command: _Command) -> fastpath.PackedCommand:
+def _wire(command: _Command) -> PackedCommand:
     """A command as the fast path packs it; a get's keys may share one header."""
     if command.kind == "delete":
         return (("DEL",), command.keys, (), False)
@@ -202,9 +204,14 @@ class RedisHotTier:
         # On the fast path a plain client's batches go out packed in one buffer
         # on a pooled connection; a cluster client, or the public path, through
         # redis-py's pipeline.
+        # Imported here: swarm.redis imports the task history, which imports memory.
+        from swarm.redis import fastpath
+
+        if fast is None and settings is not None:
+            fast = settings.fastpath
         if fast is None:
-            fast = settings.fastpath if settings is not None else fastpath.default()
-        self._packed: fastpath.PackedSender | None = None
+            fast = fastpath.default()
+        self._packed: PackedSender | None = None
         if isinstance(self._redis, aioredis.Redis) and fastpath.select(fast):
             self._packed = fastpath.PackedSender(self._redis)
         size = near_cache if near_cache is not None else (settings.near_cache if settings else 0)

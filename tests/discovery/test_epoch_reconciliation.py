@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from discovery import EpochReconciler, FencedWriter
 from discovery.registry import Leadership
@@ -39,6 +40,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TTL = 1.5
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def logs() -> Iterator[list[dict[str, Any]]]:
+    """The log events of the test, kept in memory (a CLI test may have left
+    structlog writing to a stream pytest has closed since)."""
+    with capture_logs() as captured:
+        yield captured
 
 
 # -- the reconciler on its own -------------------------------------------------------
@@ -69,7 +78,9 @@ def _reconciled() -> float:
     return REGISTRY.get_sample_value("swarm_fence_reconciled_total") or 0.0
 
 
-async def test_the_epoch_goes_past_every_fence_and_every_fence_comes_to_it() -> None:
+async def test_the_epoch_goes_past_every_fence_and_every_fence_comes_to_it(
+    logs: list[dict[str, Any]],
+) -> None:
     before = _reconciled()
     redis_fence, other = _Fence(2), _Fence(5)
     reconciler = EpochReconciler(name="queen", fences=[redis_fence, other])
@@ -77,6 +88,8 @@ async def test_the_epoch_goes_past_every_fence_and_every_fence_comes_to_it() -> 
     assert (redis_fence.value, other.value) == (6, 6)
     assert _reconciled() > before
     assert REGISTRY.get_sample_value("swarm_leader_epoch", {"name": "queen"}) == 6
+    raised = [e for e in logs if e["event"].startswith("fence at or above the election epoch")]
+    assert [(e["fence_epoch"], e["epoch"]) for e in raised] == [(2, 3), (5, 6)]
 
 
 async def test_an_election_counting_the_fence_keeps_its_own_epoch() -> None:
