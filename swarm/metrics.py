@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["FENCED_REFUSED", "REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
+__all__ = [
+    "FENCED_REFUSED",
+    "LLM_CALLS",
+    "LLM_COST",
+    "LLM_FALLBACKS",
+    "LLM_TOKENS",
+    "LLM_TOOLS_REFUSED",
+    "REJECTED",
+    "TASKS_DEAD",
+    "TASK_RETRIES",
+]
 
 REJECTED = Counter(
     "swarm_messages_rejected_total",
@@ -25,4 +35,26 @@ FENCED_REFUSED = Counter(
     "swarm_fenced_writes_refused_total",
     "Writes refused because they carried a stale leadership epoch",
     ["name"],
+)
+
+# Model layer (swarm.llm): tokens and cost per model and role, refused tool calls,
+# fallbacks to the deterministic path.
+LLM_TOKENS = Counter(
+    "swarm_llm_tokens",
+    "Model tokens by kind (input, output, cache_write, cache_read)",
+    ["kind", "model", "role"],
+)
+LLM_COST = Counter("swarm_llm_cost_usd", "Model spend in US dollars", ["model", "role"])
+LLM_CALLS = Counter(
+    "swarm_llm_calls",
+    "Model calls by outcome (ok, budget, rate_limited, overloaded, rejected, invalid)",
+    ["model", "role", "outcome"],
+)
+LLM_TOOLS_REFUSED = Counter(
+    "swarm_llm_tool_calls_refused",
+    "Tool calls the model made outside the call's allow-list (refused, not run)",
+    ["role", "tool"],
+)
+LLM_FALLBACKS = Counter(
+    "swarm_llm_fallbacks", "Call sites that ran their deterministic path", ["site", "reason"]
 )
