@@ -63,6 +63,7 @@ from swarm.llm.errors import (
 from swarm.llm.hygiene import UNTRUSTED_NOTE, Tool, ToolCall, allowed, validate
 from swarm.llm.limiter import LocalRateLimiter, RateLimiter, Rates
 from swarm.llm.settings import LlmSettings
+from swarm.messages import new_id
 
 if TYPE_CHECKING:
     import anthropic
@@ -78,6 +79,8 @@ _log = structlog.get_logger("swarm.llm")
 #: a budget reserves the worst case).
 _CHARS_PER_TOKEN = 3.0
 _CACHE = {"type": "ephemeral"}
+#: Sent with every call: ties a call's retries together (logs, the limiter, the stub).
+CALL_ID_HEADER = "x-swarm-call-id"
 
 
 class Reply(msgspec.Struct, kw_only=True):
@@ -144,6 +147,10 @@ class Llm:
         self.accountant = Accountant()
         self._said: set[str] = set()
         self._cached: dict[str, int] = {}
+        # Tokens the API counts per estimated token (learned; the estimate runs high).
+        self._ratio: dict[str, float] = {}
+        # call id -> (input, output) the limiter holds for the call's answered attempt.
+        self.held: dict[str, tuple[int, int]] = {}
         self.client: anthropic.AsyncAnthropic | None = client
         if client is None and settings.enabled:
             # Imported here: an offline swarm never pays for importing the SDK.
@@ -175,15 +182,23 @@ class Llm:
 
     # -- internals shared by the scopes ------------------------------------------------------
 
-    def limiter_estimate(self, body: dict[str, Any]) -> int:
-        """Input tokens that count against the limit: cache reads do not."""
+    def _uncached(self, body: dict[str, Any]) -> int:
         return max(1, estimate_tokens(body) - self._cached.get(prefix_key(body), 0))
 
+    def limiter_estimate(self, body: dict[str, Any]) -> int:
+        """Input tokens that will count against the limit (cache reads do not)."""
+        ratio = self._ratio.get(body["model"], 1.0)
+        return max(1, math.ceil(self._uncached(body) * ratio))
+
     def _learn(self, body: dict[str, Any], usage: Usage) -> None:
-        if usage.cache_read_tokens or usage.cache_write_tokens:
+        key = prefix_key(body)
+        if usage.cache_read_tokens and key not in self._cached:
             # The cached prefix, in estimate units, so the next estimate leaves it out.
-            est = estimate_tokens({k: body.get(k) for k in ("system", "tools")})
-            self._cached[prefix_key(body)] = est
+            self._cached[key] = estimate_tokens({k: body.get(k) for k in ("system", "tools")})
+        if key in self._cached or not (usage.cache_read_tokens or usage.cache_write_tokens):
+            seen = (usage.input_tokens + usage.cache_write_tokens) / self._uncached(body)
+            old = self._ratio.get(body["model"], 1.0)
+            self._ratio[body["model"]] = min(1.0, 0.8 * old + 0.2 * seen * 1.05)
 
     def fallback_once(self, site: str, reason: str, log: Any) -> None:
         if site not in self._said:
@@ -285,17 +300,15 @@ class LlmScope:
 
     async def _finish(
         self, body: dict[str, Any], message: Any, offered: set[str], reservation: Reservation,
-        *, batch: bool = False,
+        *, batch: bool = False, call_id: str = "",
     ) -> Reply:
         model = body["model"]
         usage = Usage.from_api(self.llm.settings.price(model), message.usage, batch=batch)
         await self.llm.budgets.settle(reservation, usd=usage.cost_usd, tokens=usage.tokens)
         if not batch:
+            held_in, held_out = self.llm.held.pop(call_id, (0, 0))
             counted = usage.input_tokens + usage.cache_write_tokens
-            await self.llm.limiter.settle(
-                model, counted - self.llm.limiter_estimate(body),
-                usage.output_tokens - body["max_tokens"],
-            )
+            await self.llm.limiter.settle(model, counted - held_in, usage.output_tokens - held_out)
             self.llm._learn(body, usage)
         reply = Reply(usage=usage, stop_reason=message.stop_reason or "", model=model)
         texts = []
@@ -351,13 +364,15 @@ class LlmScope:
                                    tool_choice=tool_choice, max_tokens=max_tokens, model=model,
                                    untrusted=untrusted)
         reservation = await self._reserve(body)
+        call_id = new_id()
         try:
             with translate():
-                message = await self.llm.client.messages.create(**body)  # type: ignore[union-attr]
+                message = await self.llm.client.messages.create(  # type: ignore[union-attr]
+                    **body, extra_headers={CALL_ID_HEADER: call_id})
         except LlmError as exc:
             await self._failed(body, reservation, exc)
             raise
-        return await self._finish(body, message, offered, reservation)
+        return await self._finish(body, message, offered, reservation, call_id=call_id)
 
     async def structured(
         self,
@@ -405,9 +420,12 @@ class LlmScope:
                                    tool_choice=None, max_tokens=max_tokens, model=model,
                                    untrusted=untrusted)
         reservation = await self._reserve(body)
+        call_id = new_id()
         try:
             with translate():
-                async with self.llm.client.messages.stream(**body) as stream:  # type: ignore[union-attr]
+                async with self.llm.client.messages.stream(  # type: ignore[union-attr]
+                    **body, extra_headers={CALL_ID_HEADER: call_id}
+                ) as stream:
                     async for text in stream.text_stream:
                         yield text
                     message = await stream.get_final_message()
@@ -417,7 +435,7 @@ class LlmScope:
         except BaseException:
             await self.llm.budgets.settle(reservation, usd=0.0, tokens=0.0)
             raise
-        reply = await self._finish(body, message, offered, reservation)
+        reply = await self._finish(body, message, offered, reservation, call_id=call_id)
         if done is not None:
             done.append(reply)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 import structlog
 
+from swarm.llm.client import CALL_ID_HEADER
 from swarm.llm.limiter import acquire
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ class LimiterMiddleware(anthropic.Middleware):
         await self._observe(model, response.status_code, response.headers)
         if response.status_code != 200:
             await self._llm.limiter.settle(model, -reserved_in, -reserved_out)
+        else:
+            # The call settles this against the usage the API reports.
+            call_id = _header(request.headers, CALL_ID_HEADER)
+            if call_id:
+                self._llm.held[call_id] = (reserved_in, reserved_out)
         return response
 
     async def _observe(self, model: str, status: int, headers: Any) -> None:
@@ -81,3 +87,10 @@ class LimiterMiddleware(anthropic.Middleware):
         if wait > 0:
             _log.info("llm_paused", model=model, seconds=round(wait, 3), status=status)
             await self._llm.limiter.pause(model, wait)
+
+
+def _header(headers: Any, name: str) -> str:
+    for key, value in dict(headers).items():
+        if key.lower() == name:
+            return str(value)
+    return ""
