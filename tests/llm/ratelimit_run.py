@@ -45,8 +45,9 @@ class Outcome:
         return self.max_input_tokens / self.itpm - 1
 
     def line(self) -> str:
-        return (f"{len(self.workers)} processes, period {self.period:g} s, limits {self.rpm} req and "
-                f"{self.itpm} input tokens per period: {self.ok} calls answered; busiest window "
+        return (f"{len(self.workers)} processes, period {self.period:g} s, limits {self.rpm} "
+                f"req and {self.itpm} input tokens per period: {self.ok} calls answered; "
+                f"busiest window "
                 f"{self.max_requests} req ({self.requests_over:+.1%}) and {self.max_input_tokens} "
                 f"input tokens ({self.tokens_over:+.1%}); 429s: {self.too_many} "
                 f"({self.injected} injected), each retried once after its retry-after: "
@@ -87,7 +88,8 @@ def measure(stub: AnthropicStub, period: float, rpm: int, itpm: int) -> Outcome:
                 and after[0].at >= s.answered_at + s.retry_after - 0.01):
             out.retried_once_after_wait += 1
         else:
-            out.bad_retries.append(f"{s.call_id}: {[(a.status, a.at - s.answered_at) for a in after]}")
+            gaps = [(a.status, round(a.at - s.answered_at, 3)) for a in after]
+            out.bad_retries.append(f"{s.call_id}: {gaps}")
         # The whole swarm waits: nothing new starts while the API's pause runs
         # (50 ms of grace for requests already past the limiter when the 429 came).
         out.during_pause += sum(
