@@ -36,6 +36,7 @@ from agents.messages import (
     Announcement,
     Candidate,
     CheckCircuit,
+    ModelUse,
     PerformanceReport,
     QualityReport,
     RecordFetch,
@@ -74,7 +75,7 @@ class DeadLetterInfo(msgspec.Struct, frozen=True, kw_only=True):
     error: str
 
 
-class JobReport(msgspec.Struct, frozen=True, kw_only=True):
+class JobReport(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Outcome of one run of the TGE job.
 
     Attributes:
@@ -94,6 +95,8 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
         dead_letters: Tasks in the dead-letter queue.
         errors: Stage failures (task errors), if any.
         elapsed_s: Wall time of the job.
+        llm: What the model layer did (documents sent, tokens, cost, fallbacks and why);
+            absent when it is offline.
     """
 
     ok: bool
@@ -112,6 +115,7 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
     dead_letters: list[DeadLetterInfo]
     errors: list[str]
     elapsed_s: float
+    llm: ModelUse | None = None
 
 
 #: Every task type the job submits (directly or from a handler).
@@ -244,4 +248,15 @@ async def run_tge_job(
         dead_letters=dead,
         errors=sorted(errors),
         elapsed_s=round(time.perf_counter() - started, 3),
+        llm=_model_use(scored),
     )
+
+
+def _model_use(scored: list[ScoreResult]) -> ModelUse | None:
+    uses = [s.model for s in scored if s.model is not None]
+    if not uses:
+        return None
+    total = uses[0]
+    for use in uses[1:]:
+        total = total + use
+    return total

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import re
 import time
+import typing
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from agents.messages import Candidate, Document, ScoreDocuments, ScoreResult
+from agents.messages import Candidate, Document, ModelUse, ScoreDocuments, ScoreResult
 from swarm.agent import Agent, handler
+from swarm.agent.context import TaskContext
+
+if typing.TYPE_CHECKING:
+    from agents.classify import Classifier, Label
 
 __all__ = ["KeywordPrecisionAgent", "Scored", "score_text"]
 
@@ -145,20 +150,54 @@ def score_text(title: str, body: str) -> Scored:
 
 
 class KeywordPrecisionAgent(Agent):
-    """Scores documents and extracts symbol, project and date from likely announcements."""
+    """Scores documents and extracts symbol, project and date from likely announcements.
+
+    With a model configured (``ctx.llm``), the documents the offline detector is
+    unsure of are classified by Claude (:class:`agents.classify.Classifier`);
+    every other document, and every one the model could not decide, takes the
+    rules' path below. Offline the stage is exactly the rules.
+    """
 
     role: ClassVar[str] = "keyword_precision"
 
+    def __init__(self, *args: Any, classifier: Classifier | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._classifier = classifier
+
     @handler
-    async def score(self, msg: ScoreDocuments) -> ScoreResult:
+    async def score(self, msg: ScoreDocuments, ctx: TaskContext) -> ScoreResult:
         """Return the candidates among ``msg.documents``."""
         started = time.perf_counter()
-        candidates = [c for c in map(_candidate, msg.documents) if c is not None]
+        model: ModelUse | None = None
+        if ctx.agent.llm.available:
+            candidates, model = await self._with_model(msg.documents, ctx)
+        else:
+            candidates = [c for c in map(_candidate, msg.documents) if c is not None]
         return ScoreResult(
             candidates=candidates, scored=len(msg.documents),
             dismissed=len(msg.documents) - len(candidates),
-            elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),
+            elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3), model=model,
         )
+
+    async def _with_model(
+        self, docs: list[Document], ctx: TaskContext
+    ) -> tuple[list[Candidate], ModelUse]:
+        from agents.classify import Classifier
+
+        if self._classifier is None:
+            self._classifier = Classifier()
+        llm = ctx.llm
+        outcome = await self._classifier.classify(llm, docs)
+        candidates = []
+        for doc in docs:
+            label = outcome.labels[doc.doc_id]
+            c = _from_label(doc, label) if label.source == "model" else _candidate(doc)
+            if c is not None:
+                candidates.append(c)
+        use = ModelUse(uncertain=outcome.uncertain, sent=outcome.sent, decided=outcome.by_model,
+                       fallback=outcome.fallback, usage=llm.usage(f"task:{llm.task}"))
+        llm.llm.accountant.forget(f"task:{llm.task}")
+        return candidates, use
 
 
 def _candidate(doc: Document) -> Candidate | None:
@@ -168,5 +207,16 @@ def _candidate(doc: Document) -> Candidate | None:
     return Candidate(
         doc_id=doc.doc_id, source_id=doc.source_id, score=s.score, project=s.project,
         symbol=s.symbol, date_text=s.date_text, phrases=list(s.phrases),
+        content_hash=doc.content_hash,
+    )
+
+
+def _from_label(doc: Document, label: Label) -> Candidate | None:
+    """A candidate from the model's label (None when it is not an announcement)."""
+    if not label.is_announcement:
+        return None
+    return Candidate(
+        doc_id=doc.doc_id, source_id=doc.source_id, score=_MIN_SCORE, project=label.project or "",
+        symbol=label.ticker or "", date_text=label.date or "", phrases=["model"],
         content_hash=doc.content_hash,
     )

@@ -64,7 +64,8 @@ async def main(argv: list[str]) -> None:
     settings = LlmSettings(api_key="sk-ant-test", base_url=args.stub, rpm=args.rpm,
                            itpm=args.itpm, otpm=None, period=args.period, max_retries=2)
     redis = aioredis.Redis.from_url(args.redis)
-    runtime = InProcessRuntime()
+    # A handler may wait a whole period for capacity: the lease must outlast that.
+    runtime = InProcessRuntime(visibility_timeout=args.period * 3 + 30)
     runtime.llm = Llm(settings, limiter=RedisRateLimiter(redis, Rates.of(settings)))  # type: ignore[attr-defined]
     outcomes: dict[str, int] = {}
     async with Swarm(agents=[Asker(concurrency=args.inflight)], runtime=runtime) as swarm:
