@@ -16,9 +16,9 @@ from agents.classify import Classifier
 from agents.detect import detect
 from agents.job import run_tge_job
 from agents.keywords import KeywordPrecisionAgent
-from agents.scraping import ScrapingEfficiencyAgent
 from agents.messages import Document
 from agents.report import render_text
+from agents.scraping import ScrapingEfficiencyAgent
 from swarm import InProcessRuntime, Swarm
 from swarm.llm import Budget, Llm, LlmSettings
 from tests.anthropic_stub import AnthropicStub
