@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from swarm.errors import ConfigError
+from swarm.llm.settings import LlmSettings
 
 __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 
@@ -106,6 +107,7 @@ class SwarmSettings:
         task_timeout: Longest wait for any one task of the bundled job.
         log_level: One of :data:`LOG_LEVELS`.
         log_json: Render logs as JSON lines instead of console text.
+        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
     """
 
     redis_url: str | None = None
@@ -121,6 +123,7 @@ class SwarmSettings:
     task_timeout: float = 60.0
     log_level: str = "warning"
     log_json: bool = False
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -167,7 +170,9 @@ class SwarmSettings:
 
         ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_POSTGRES_URL``,
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
-        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``.
+        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``;
+        the model layer's (``ANTHROPIC_API_KEY``, ``SWARM_LLM*``) through
+        :meth:`~swarm.llm.settings.LlmSettings.from_env`.
 
         Raises:
             ConfigError: A value is invalid.
@@ -183,6 +188,7 @@ class SwarmSettings:
             tokens=tokens,
             log_level=(environ.get("SWARM_LOG_LEVEL") or "warning").lower(),
             log_json=_flag("SWARM_LOG_JSON", environ.get("SWARM_LOG_JSON", "")),
+            llm=LlmSettings.from_env(environ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:

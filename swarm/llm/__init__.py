@@ -19,7 +19,7 @@ from swarm.llm.errors import (
     RateLimited,
 )
 from swarm.llm.hygiene import Tool, ToolCall, document
-from swarm.llm.limiter import LocalRateLimiter, Rates, RedisRateLimiter
+from swarm.llm.limiter import LocalRateLimiter, RateLimiter, Rates, RedisRateLimiter, acquire
 from swarm.llm.settings import DEFAULT_PRICES, Budget, LlmSettings, Price
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "LocalRateLimiter",
     "Price",
     "RateLimited",
+    "RateLimiter",
     "Rates",
     "RedisBudgetStore",
     "RedisRateLimiter",
@@ -48,5 +49,6 @@ __all__ = [
     "Tool",
     "ToolCall",
     "Usage",
+    "acquire",
     "document",
 ]

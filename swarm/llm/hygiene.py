@@ -31,7 +31,7 @@ import msgspec
 
 from swarm.llm.errors import LlmOutputInvalid
 
-__all__ = ["UNTRUSTED_NOTE", "Tool", "ToolCall", "allowed", "document", "validate"]
+__all__ = ["UNTRUSTED_NOTE", "Tool", "ToolCall", "allowed", "document", "documents", "validate"]
 
 T = TypeVar("T")
 

@@ -38,7 +38,7 @@ from swarm.constants import KEY_PREFIX, llm_limit_key
 from swarm.errors import TransportError
 from swarm.llm.settings import LlmSettings
 
-__all__ = ["LocalRateLimiter", "RateLimiter", "Rates", "RedisRateLimiter"]
+__all__ = ["LocalRateLimiter", "RateLimiter", "Rates", "RedisRateLimiter", "acquire"]
 
 _KINDS = ("requests", "input", "output")
 
