@@ -270,10 +270,13 @@ class LlmScope:
         if offered:
             body["tools"] = [t.param() for t in offered]
         text = "\n\n".join(p for p in (system, UNTRUSTED_NOTE if untrusted else None) if p)
+        cache = self.llm.settings.prompt_cache
         if text:
             # One breakpoint after the system prompt caches tools + system (the stable prefix).
-            body["system"] = [{"type": "text", "text": text, "cache_control": _CACHE}]
-        elif offered:
+            body["system"] = [{"type": "text", "text": text}]
+            if cache:
+                body["system"][0]["cache_control"] = _CACHE
+        elif offered and cache:
             body["tools"][-1]["cache_control"] = _CACHE
         if tool_choice is not None:
             body["tool_choice"] = tool_choice

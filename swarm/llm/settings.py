@@ -111,6 +111,7 @@ class LlmSettings:
         prices: Model id -> :class:`Price`.
         budgets: Spending limits.
         job: Id of the current job, for ``per="job"`` budgets.
+        prompt_cache: Mark the stable prefix (tools + system) with ``cache_control``.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -128,6 +129,7 @@ class LlmSettings:
     prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     budgets: tuple[Budget, ...] = ()
     job: str = "default"
+    prompt_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
