@@ -34,6 +34,7 @@ from typing import TextIO
 
 import msgspec
 
+from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, TransportError
 from swarm.logging import configure_logging
 from swarm.service.assembly import SwarmService
@@ -102,6 +103,7 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
                    f"(default: {_DEFAULTS.drain_timeout:g})")
     if bundle is not None and bundle.add_arguments is not None:
         bundle.add_arguments(p.add_argument_group(f"options of the {bundle.name!r} bundle"))  # type: ignore[arg-type]
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     return p
 
 
