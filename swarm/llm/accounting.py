@@ -10,11 +10,15 @@ Example:
     ...              cache_read_tokens=10000)
     >>> u.cost_usd, u.tokens
     (0.0075, 11100)
+    >>> acc = Accountant(max_tasks=1)
+    >>> acc.record(u, model="m", role="r", task="t1"); acc.record(u, model="m", role="r", task="t2")
+    >>> sorted(acc.snapshot("task:")), acc.get("role:r").calls
+    (['task:t2'], 2)
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import msgspec
@@ -106,11 +110,14 @@ class Accountant:
     """Sums usage per scope (``swarm``, ``role:<r>``, ``agent:<a>``, ``task:<t>``) in a process.
 
     Cross-process totals live in the budget store; this is what one process saw,
-    for its metrics, job reports and the API.
+    for its metrics, job reports and the API. Task scopes are kept for the
+    ``max_tasks`` most recent tasks only: a long-running swarm must not grow.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_tasks: int = 10_000) -> None:
         self._totals: dict[str, Usage] = defaultdict(Usage)
+        self._tasks: OrderedDict[str, None] = OrderedDict()
+        self.max_tasks = max_tasks
 
     def record(
         self, usage: Usage, *, model: str, role: str, agent: str = "", task: str = ""
@@ -118,6 +125,12 @@ class Accountant:
         """Add one call's usage to every scope it belongs to, and to the metrics."""
         for scope in self._scopes(role, agent, task):
             self._totals[scope] = self._totals[scope] + usage
+        if task:
+            self._tasks[task] = None
+            self._tasks.move_to_end(task)
+            while len(self._tasks) > self.max_tasks:
+                old, _ = self._tasks.popitem(last=False)
+                self._totals.pop(f"task:{old}", None)
         if usage.calls:
             for kind in ("input", "output", "cache_write", "cache_read"):
                 amount = getattr(usage, f"{kind}_tokens")
@@ -149,3 +162,5 @@ class Accountant:
     def forget(self, scope: str) -> None:
         """Drop one scope (a finished task's, once reported)."""
         self._totals.pop(scope, None)
+        if scope.startswith("task:"):
+            self._tasks.pop(scope[5:], None)

@@ -218,7 +218,7 @@ class Budgets:
         )
         if index >= 0:
             line = lines[index]
-            raise BudgetExceeded(line.scope, line.budget.unit, line.limit, spent)
+            raise BudgetExceeded(line.scope, line.budget.unit, line.limit, spent, line.amount)
         return Reservation(tuple(lines))
 
     async def settle(self, reservation: Reservation, *, usd: float, tokens: float) -> None:

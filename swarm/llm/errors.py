@@ -58,14 +58,18 @@ class BudgetExceeded(LlmError):
         unit: ``usd`` or ``tokens``.
         limit: The budget's limit.
         spent: What was spent (and reserved by calls in flight) when refused.
+        amount: The refused call's worst case.
     """
 
-    def __init__(self, scope: str, unit: str, limit: float, spent: float) -> None:
+    def __init__(
+        self, scope: str, unit: str, limit: float, spent: float, amount: float = 0.0
+    ) -> None:
         super().__init__(
             f"LLM budget of {scope} exceeded: {spent:.6g} of {limit:.6g} {unit} used; "
-            "this call would go past it"
+            f"this call's worst case of {amount:.6g} would go past it"
         )
         self.scope, self.unit, self.limit, self.spent = scope, unit, limit, spent
+        self.amount = amount
 
 
 class RateLimited(LlmError, TransportError):

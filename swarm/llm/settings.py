@@ -19,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -110,7 +112,8 @@ class LlmSettings:
         tolerance: Burst the limiter allows, as a fraction of ``period``.
         prices: Model id -> :class:`Price`.
         budgets: Spending limits.
-        job: Id of the current job, for ``per="job"`` budgets.
+        job: Id of the current job, for ``per="job"`` budgets (``from_env``: this process
+            run, unless ``SWARM_LLM_JOB`` names a job several processes share).
         prompt_cache: Mark the stable prefix (tools + system) with ``cache_control``.
     """
 
@@ -194,7 +197,8 @@ class LlmSettings:
             budgets=tuple(
                 Budget.parse(b) for b in (get("SWARM_LLM_BUDGETS") or "").split(",") if b.strip()
             ),
-            job=get("SWARM_LLM_JOB") or "default",
+            # Each process run is one job unless the processes of a job share an id.
+            job=get("SWARM_LLM_JOB") or f"run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
         )
 
     @classmethod

@@ -20,8 +20,6 @@ from swarm.llm import (
 )
 from tests.anthropic_stub import AnthropicStub
 
-pytestmark = pytest.mark.asyncio
-
 
 @pytest.mark.integration
 async def test_two_processes_never_pass_a_shared_budget(redis_client: aioredis.Redis) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
 
 from memory.records import Memory
 from memory.synthesis import ExtractiveSummarizer, LlmSummarizer
@@ -17,8 +16,6 @@ from swarm.llm import Budget, Llm, LlmSettings
 from swarm.service import SwarmService
 from swarm.settings import SwarmSettings
 from tests.anthropic_stub import AnthropicStub
-
-pytestmark = pytest.mark.asyncio
 
 FINDINGS = [
     ("research.tge", "Aurora Network (AUR) token generation event is set for 2025-03-14."),

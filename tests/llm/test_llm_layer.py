@@ -23,8 +23,6 @@ from swarm.llm import (
 )
 from tests.anthropic_stub import AnthropicStub
 
-pytestmark = pytest.mark.asyncio
-
 SYSTEM = "You classify crypto news. " * 80  # above the stub's 256-token cache minimum
 
 

@@ -16,7 +16,7 @@ import pytest
 from swarm.llm import LocalRateLimiter, Rates, RedisRateLimiter
 from tests.llm.ratelimit_run import run
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 
 def _redis_url() -> str:
