@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -49,6 +50,7 @@ from tenacity import (
 )
 
 from swarm import metrics
+from swarm.errors import TransportError
 from swarm.llm.accounting import Accountant, Usage
 from swarm.llm.budget import Budgets, LocalBudgetStore, Reservation
 from swarm.llm.errors import (
@@ -333,10 +335,24 @@ class LlmScope:
         metrics.LLM_CALLS.labels(model=model, role=self.role, outcome="ok").inc()
         return reply
 
-    async def _failed(self, body: dict[str, Any], reservation: Reservation, exc: LlmError) -> None:
-        await self.llm.budgets.settle(reservation, usd=0.0, tokens=0.0)
-        outcome = "rate_limited" if isinstance(exc, RateLimited) else type(exc).__name__.lower()
-        metrics.LLM_CALLS.labels(model=body["model"], role=self.role, outcome=outcome).inc()
+    @contextlib.asynccontextmanager
+    async def _settling(
+        self, body: dict[str, Any], reservation: Reservation, call_id: str
+    ) -> AsyncIterator[None]:
+        """A failed or abandoned call gives its budget reservation back; the limiter's
+        Redis failing fails the call as an LlmError, so call sites fall back."""
+        try:
+            yield
+        except BaseException as exc:
+            self.llm.held.pop(call_id, None)
+            await self.llm.budgets.settle(reservation, usd=0.0, tokens=0.0)
+            if isinstance(exc, LlmError | TransportError):
+                outcome = "rate_limited" if isinstance(exc, RateLimited) else "failed"
+                metrics.LLM_CALLS.labels(model=body["model"], role=self.role,
+                                         outcome=outcome).inc()
+            if isinstance(exc, TransportError) and not isinstance(exc, LlmError):
+                raise LlmOverloaded(f"model call not made: {exc}") from exc
+            raise
 
     async def create(
         self,
@@ -368,13 +384,10 @@ class LlmScope:
                                    untrusted=untrusted)
         reservation = await self._reserve(body)
         call_id = new_id()
-        try:
+        async with self._settling(body, reservation, call_id):
             with translate():
                 message = await self.llm.client.messages.create(  # type: ignore[union-attr]
                     **body, extra_headers={CALL_ID_HEADER: call_id})
-        except LlmError as exc:
-            await self._failed(body, reservation, exc)
-            raise
         return await self._finish(body, message, offered, reservation, call_id=call_id)
 
     async def structured(
@@ -424,7 +437,7 @@ class LlmScope:
                                    untrusted=untrusted)
         reservation = await self._reserve(body)
         call_id = new_id()
-        try:
+        async with self._settling(body, reservation, call_id):
             with translate():
                 async with self.llm.client.messages.stream(  # type: ignore[union-attr]
                     **body, extra_headers={CALL_ID_HEADER: call_id}
@@ -432,12 +445,6 @@ class LlmScope:
                     async for text in stream.text_stream:
                         yield text
                     message = await stream.get_final_message()
-        except LlmError as exc:
-            await self._failed(body, reservation, exc)
-            raise
-        except BaseException:
-            await self.llm.budgets.settle(reservation, usd=0.0, tokens=0.0)
-            raise
         reply = await self._finish(body, message, offered, reservation, call_id=call_id)
         if done is not None:
             done.append(reply)

@@ -176,3 +176,26 @@ async def test_offline_calls_raise_and_the_fallback_is_said_once(
         scope.fallback("keyword_precision.classify", "no ANTHROPIC_API_KEY")
     assert scope.usage().fallbacks == 3
     assert capsys.readouterr().out.count("llm_fallback") == 1
+
+
+async def test_a_failing_limiter_fails_the_call_as_llm_error_and_frees_the_budget(
+    stub: AnthropicStub,
+) -> None:
+    from swarm.errors import TransportError
+    from swarm.llm import Budget, LlmError
+
+    class DownLimiter:
+        async def try_acquire(self, model: str, i: int, o: int) -> float:
+            raise TransportError("rate limiter: Redis failed: connection refused")
+
+        async def settle(self, model: str, i: int, o: int) -> None: ...
+
+        async def pause(self, model: str, seconds: float) -> None: ...
+
+    settings = LlmSettings(api_key=stub.api_key, base_url=stub.url,
+                           budgets=(Budget("swarm", "usd", 1.0, "job"),))
+    llm = Llm(settings, limiter=DownLimiter())
+    with pytest.raises(LlmError, match="connection refused"):
+        await llm.scope(role="r").create([{"role": "user", "content": "hi"}])
+    assert await llm.budgets.spent("swarm", "usd", "job") == 0.0 and not stub.seen
+    await llm.close()
