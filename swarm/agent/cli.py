@@ -37,6 +37,9 @@ from swarm import __version__
 from swarm.agent.base import Agent
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
+from swarm.llm.client import Llm
+from swarm.llm.settings import LlmSettings
+from swarm.redis.connections import RedisClients
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
 from swarm.retry import RetryPolicy
@@ -78,6 +81,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="ctx.llm: auto (online when ANTHROPIC_API_KEY is set), online, offline")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     args = p.parse_args(argv)
     if args.replicas < 1:
@@ -145,6 +150,12 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     base = args.agent_id or f"{cls.role}-{socket.gethostname()}-{os.getpid()}"
     await runtime.start()
+    # The model layer (ctx.llm), its limiter and budgets shared through the swarm's Redis.
+    llm_settings = LlmSettings.from_env(os.environ, mode=args.llm)
+    llm_clients = await RedisClients.connect(settings) if llm_settings.enabled else None
+    llm = Llm.build(llm_settings, redis=llm_clients.commands if llm_clients else None,
+                    prefix=runtime.prefix)
+    runtime.llm = llm  # type: ignore[attr-defined]
     try:
         agents: list[Agent] = []
         for i in range(args.replicas):
@@ -170,6 +181,9 @@ async def run(
         if registry is not None:
             await registry.close()  # deregisters first: the Queen stops routing here
         leftovers = await runtime.stop(drain=True, timeout=args.drain_timeout)
+        await llm.close()
+        if llm_clients is not None:
+            await llm_clients.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     if leftovers:

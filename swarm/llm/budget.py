@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from swarm.llm.settings import Budget
 __all__ = ["BudgetStore", "Budgets", "LocalBudgetStore", "RedisBudgetStore", "Reservation"]
 
 _DAY = 86_400
+#: The job of a process that was given none: this run of it.
+RUN_ID = f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,17 +174,17 @@ class Budgets:
     Args:
         budgets: The limits (from settings).
         store: Where spend is counted.
-        job: Id of the current job (``per="job"`` budgets).
+        job: Id of the current job (``per="job"`` budgets); default: this process run.
         prefix: Redis key prefix.
     """
 
     def __init__(
-        self, budgets: Sequence[Budget], store: BudgetStore, *, job: str = "default",
+        self, budgets: Sequence[Budget], store: BudgetStore, *, job: str | None = None,
         prefix: str = KEY_PREFIX,
     ) -> None:
         self.budgets = tuple(budgets)
         self.store = store
-        self.job = job
+        self.job = job or RUN_ID
         self.prefix = prefix
 
     def _lines(self, role: str, task: str, usd: float, tokens: float) -> list[_Line]:

@@ -166,6 +166,21 @@ class Llm:
                 middleware=[LimiterMiddleware(self)],
             )
 
+    @classmethod
+    def build(cls, settings: LlmSettings, *, redis: Any = None, prefix: str = "swarm") -> Llm:
+        """The model layer of a process: on a Redis swarm (``redis``: a ``redis.asyncio``
+        client), limiter and budgets live in Redis, shared by every process."""
+        if not settings.enabled or redis is None:
+            return cls(settings)
+        from swarm.llm.budget import RedisBudgetStore
+        from swarm.llm.limiter import RedisRateLimiter
+
+        return cls(
+            settings, limiter=RedisRateLimiter(redis, Rates.of(settings), prefix=prefix),
+            budgets=Budgets(settings.budgets, RedisBudgetStore(redis), job=settings.job,
+                            prefix=prefix),
+        )
+
     @property
     def available(self) -> bool:
         return self.client is not None

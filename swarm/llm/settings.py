@@ -19,9 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -112,8 +110,8 @@ class LlmSettings:
         tolerance: Burst the limiter allows, as a fraction of ``period``.
         prices: Model id -> :class:`Price`.
         budgets: Spending limits.
-        job: Id of the current job, for ``per="job"`` budgets (``from_env``: this process
-            run, unless ``SWARM_LLM_JOB`` names a job several processes share).
+        job: Id of the current job, for ``per="job"`` budgets; ``None``: this process run
+            (``SWARM_LLM_JOB`` names a job several processes share).
         prompt_cache: Mark the stable prefix (tools + system) with ``cache_control``.
     """
 
@@ -131,7 +129,7 @@ class LlmSettings:
     tolerance: float = 0.02
     prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     budgets: tuple[Budget, ...] = ()
-    job: str = "default"
+    job: str | None = None
     prompt_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -197,8 +195,7 @@ class LlmSettings:
             budgets=tuple(
                 Budget.parse(b) for b in (get("SWARM_LLM_BUDGETS") or "").split(",") if b.strip()
             ),
-            # Each process run is one job unless the processes of a job share an id.
-            job=get("SWARM_LLM_JOB") or f"run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
+            job=get("SWARM_LLM_JOB") or None,
         )
 
     @classmethod

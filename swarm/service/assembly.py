@@ -251,18 +251,9 @@ class SwarmService:
         """The model layer: shared limiter and budgets in Redis on a Redis swarm."""
         from swarm.llm.client import Llm
 
-        ls = self.settings.llm
-        if not ls.enabled or self._redis is None:
-            return Llm(ls)
-        from swarm.llm.budget import Budgets, RedisBudgetStore
-        from swarm.llm.limiter import Rates, RedisRateLimiter
-
-        commands = self._redis.commands
-        return Llm(
-            ls, limiter=RedisRateLimiter(commands, Rates.of(ls), prefix=self._redis_prefix),
-            budgets=Budgets(ls.budgets, RedisBudgetStore(commands), job=ls.job,
-                            prefix=self._redis_prefix),
-        )
+        redis = self._redis.commands if self._redis is not None else None
+        return Llm.build(self.settings.llm, redis=redis,
+                         prefix=getattr(self, "_redis_prefix", "swarm"))
 
     async def _start_leadership(self) -> None:
         s = self.settings

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from swarm.llm import Llm, LlmSettings
 from tests.anthropic_stub import AnthropicStub
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> None:
+    # Another test may have configured structlog onto a stream pytest has since closed.
+    structlog.reset_defaults()
 
 
 @pytest.fixture
