@@ -12,13 +12,13 @@ its ``retry-after``, with nothing else started while the swarm waits.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from tests.llm.ratelimit_run import run
+from tests.servers import redis_url
 
 
 async def main() -> None:
-    url = os.environ.get("SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+    url = redis_url()
     out = await run(redis_url=url, processes=4, period=60.0, rpm=60, itpm=20_000,
                     duration=120.0, fail_every=25, retry_after=5.0)
     print(out.line())

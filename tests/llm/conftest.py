@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import structlog
 
 from swarm.llm import Llm, LlmSettings
 from tests.anthropic_stub import AnthropicStub
+from tests.servers import require_redis
 
 
 @pytest.fixture(autouse=True)
@@ -44,14 +44,7 @@ async def make_llm(stub: AnthropicStub) -> AsyncIterator[Callable[..., Llm]]:
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    url = os.environ.get("SWARM_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("SWARM_TEST_REDIS_URL is not set")
-    client = aioredis.Redis.from_url(url)
-    try:
-        await client.ping()
-    except Exception as exc:  # the server is simply not there
-        pytest.skip(f"no Redis at {url}: {exc}")
+    client = aioredis.Redis.from_url(require_redis())
     await client.flushdb()
     yield client
     await client.flushdb()

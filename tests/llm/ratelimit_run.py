@@ -16,6 +16,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from swarm.constants import llm_limit_key
+from swarm.llm import LlmSettings
 from tests.anthropic_stub import AnthropicStub, Limits, Seen
 
 
@@ -111,6 +113,10 @@ async def run(
     redis = aioredis.Redis.from_url(redis_url)
     go = "test:llm:ratelimit:go"
     await redis.delete(go)
+    # A run starts from an idle model (an earlier run's debt or pause may still be in Redis).
+    model = LlmSettings().model
+    await redis.delete(*(llm_limit_key(model, k) for k in ("requests", "input", "output",
+                                                              "pause")))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     procs = [
         await asyncio.create_subprocess_exec(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 
 import pytest
@@ -19,12 +18,13 @@ from swarm.llm import (
     RedisBudgetStore,
 )
 from tests.anthropic_stub import AnthropicStub
+from tests.servers import require_redis
 
 
 @pytest.mark.integration
 async def test_two_processes_never_pass_a_shared_budget(redis_client: aioredis.Redis) -> None:
     # Two "processes": separate clients and Budgets objects over one Redis.
-    other = aioredis.Redis.from_url(os.environ["SWARM_TEST_REDIS_URL"])
+    other = aioredis.Redis.from_url(require_redis())
     spec = [Budget("swarm", "usd", 1.0, "job"), Budget("role", "tokens", 5000, "day")]
     a = Budgets(spec, RedisBudgetStore(redis_client), job="j")
     b = Budgets(spec, RedisBudgetStore(other), job="j")

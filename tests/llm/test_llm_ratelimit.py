@@ -8,22 +8,19 @@ minutes) with the minute scaled down to 6 s, so the test takes ~15 s;
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
 
 from swarm.llm import LocalRateLimiter, Rates, RedisRateLimiter
 from tests.llm.ratelimit_run import run
+from tests.servers import require_redis
 
 pytestmark = pytest.mark.integration
 
 
 def _redis_url() -> str:
-    url = os.environ.get("SWARM_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("SWARM_TEST_REDIS_URL is not set")
-    return url
+    return require_redis()
 
 
 @pytest.mark.timeout(240)
