@@ -169,9 +169,12 @@ class KeywordPrecisionAgent(Agent):
         """Return the candidates among ``msg.documents``."""
         started = time.perf_counter()
         model: ModelUse | None = None
-        if ctx.agent.llm.available:
+        llm = ctx.agent.llm
+        if llm.available:
             candidates, model = await self._with_model(msg.documents, ctx)
         else:
+            # Said once per process; counted per task. Nothing else changes offline.
+            llm.fallback("keyword_precision.classify", llm.llm.offline_reason)
             candidates = [c for c in map(_candidate, msg.documents) if c is not None]
         return ScoreResult(
             candidates=candidates, scored=len(msg.documents),

@@ -81,6 +81,8 @@ _log = structlog.get_logger("swarm.llm")
 #: a budget reserves the worst case).
 _CHARS_PER_TOKEN = 3.0
 _CACHE = {"type": "ephemeral"}
+#: Call sites that said they fell back: once per process, however many swarms it runs.
+_SAID: set[str] = set()
 #: Sent with every call: ties a call's retries together (logs, the limiter, the stub).
 CALL_ID_HEADER = "x-swarm-call-id"
 
@@ -147,7 +149,6 @@ class Llm:
         self.limiter: RateLimiter = limiter or LocalRateLimiter(Rates.of(settings))
         self.budgets = budgets or Budgets(settings.budgets, LocalBudgetStore(), job=settings.job)
         self.accountant = Accountant()
-        self._said: set[str] = set()
         self._cached: dict[str, int] = {}
         # Tokens the API counts per estimated token (learned; the estimate runs high).
         self._ratio: dict[str, float] = {}
@@ -218,8 +219,8 @@ class Llm:
             self._ratio[body["model"]] = min(1.0, 0.8 * old + 0.2 * seen * 1.05)
 
     def fallback_once(self, site: str, reason: str, log: Any) -> None:
-        if site not in self._said:
-            self._said.add(site)
+        if site not in _SAID:
+            _SAID.add(site)
             log.warning("llm_fallback", site=site, reason=reason,
                         detail="running the deterministic path instead of the model")
 

@@ -239,11 +239,9 @@ class SwarmService:
             hot = hot_settings(url="redis://", prefix=self._redis_prefix)
         settings = memory_settings(postgres=postgres, redis=hot)
         redis = self._redis.commands if self._redis is not None else None
-        summarizer = None
-        if self.llm.available:
-            from memory.synthesis import LlmSummarizer
-
-            summarizer = LlmSummarizer(self.llm.scope(role="memory", agent="synthesizer"))
+        # Offline it writes the extractive synthesis, and says so once.
+        summarizer = _optional("memory.synthesis", ("LlmSummarizer",), "memory")[0](
+            self.llm.scope(role="memory", agent="synthesizer"))
         return coordinator(settings=settings, runtime=self.runtime, redis=redis,
                            summarizer=summarizer)
 

@@ -172,8 +172,9 @@ async def test_offline_calls_raise_and_the_fallback_is_said_once(
     with pytest.raises(LlmUnavailable, match="offline"):
         await scope.create([{"role": "user", "content": "hi"}])
     assert not Llm(LlmSettings(api_key="k", mode="offline")).available
+    site = f"test.once.{id(scope)}"  # said once per process: a site no other test used
     for _ in range(3):
-        scope.fallback("keyword_precision.classify", "no ANTHROPIC_API_KEY")
+        scope.fallback(site, "no ANTHROPIC_API_KEY")
     assert scope.usage().fallbacks == 3
     assert capsys.readouterr().out.count("llm_fallback") == 1
 
