@@ -30,7 +30,8 @@ from swarm.agent import Agent
 
 # Modules kept as namespaces (``agents.messages.ScrapeSource``), not re-exported.
 _NAMESPACE_MODULES = (
-    "classify", "corpus", "keywords", "messages", "performance", "quality", "reliability", "report",
+    "app", "classify", "corpus", "keywords", "messages", "performance", "quality", "reliability",
+    "report",
     "scraping",
 )
 

@@ -72,6 +72,7 @@ from swarm.routing import Router
 from swarm.runtime import (
     DeadLetter,
     EventCallback,
+    QueueStats,
     ReplicaInfo,
     RoleInfo,
     Runtime,
@@ -85,7 +86,8 @@ from swarm.tasks import TaskSet
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
 _NAMESPACE_MODULES = (
-    "cli", "constants", "llm", "metrics", "redis", "settings", "testing", "tracing",
+    "cli", "client", "constants", "llm", "metrics", "redis", "service", "settings", "testing",
+    "tracing",
 )
 
 __all__ = [
@@ -120,6 +122,7 @@ __all__ = [
     "MessageTooLarge",
     "NoRouteError",
     "Queen",
+    "QueueStats",
     "Reject",
     "ReplicaInfo",
     "RetryPolicy",

@@ -35,7 +35,7 @@ from typing import TextIO
 import msgspec
 
 from swarm import __version__
-from swarm.errors import ConfigError, SwarmError, TransportError
+from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.logging import configure_logging
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, load_bundle
@@ -48,6 +48,8 @@ PROG = "python -m swarm.queen"
 ENVIRONMENT = (
     "SWARM_REDIS_URL", "SWARM_CONSUL_URL", "SWARM_POSTGRES_URL", "SWARM_AGENTS", "SWARM_HTTP",
     "SWARM_TOKENS_FILE", "SWARM_TOKENS", "SWARM_LOG_LEVEL", "SWARM_LOG_JSON",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWARM_LLM", "SWARM_LLM_MODEL", "SWARM_LLM_RPM",
+    "SWARM_LLM_ITPM", "SWARM_LLM_OTPM", "SWARM_LLM_PERIOD", "SWARM_LLM_BUDGETS", "SWARM_LLM_JOB",
 )
 _DEFAULTS = SwarmSettings()
 
@@ -69,6 +71,8 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--agents", metavar="MODULE:FACTORY",
                    help="bundle or agents to run (default: the 'queenswarm.agents' entry point)")
+    p.add_argument("--no-agents", action="store_true",
+                   help="a Queen alone: its agents run in 'python -m swarm.agent' processes")
     p.add_argument("--redis", metavar="URL",
                    help="run on Redis: redis://, rediss://, redis+cluster:// ($SWARM_REDIS_URL)")
     p.add_argument("--consul", metavar="URL",
@@ -101,9 +105,9 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
                    help=f"longest wait for in-flight work on shutdown "
                    f"(default: {_DEFAULTS.drain_timeout:g})")
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     if bundle is not None and bundle.add_arguments is not None:
         bundle.add_arguments(p.add_argument_group(f"options of the {bundle.name!r} bundle"))  # type: ignore[arg-type]
-    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     return p
 
 
@@ -219,18 +223,25 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        service = SwarmService(settings, agents=bundle.make_agents(), say=display.message)
+        agents = bundle.make_agents() if bundle.name != "queen-only" else []
+        service = SwarmService(settings, agents=agents, say=display.message)
         async with service:
+            try:
+                # A free lease is taken on the first attempt: a Queen alone leads at once.
+                await service.leadership.wait_leading(timeout=min(settings.lease_ttl, 2.0))
+            except SwarmTimeout:
+                pass
             if not service.leadership.leading:
                 from swarm.service.leadership import describe_leader
 
+                reads = " and answers reads meanwhile" if service.url else ""
                 display.message(
-                    f"standing by: {await describe_leader(service.leadership)}; this Queen "
-                    "takes over when it stops" + (" and answers reads meanwhile"
-                                                  if service.url else "")
+                    f"waiting for leadership: {await describe_leader(service.leadership)}; "
+                    f"this Queen stands by, takes over when it stops{reads}"
                 )
             display.message(f"ready: serving {service.describe()}; SIGINT/SIGTERM stops")
             await stop.wait()
+            service.begin_drain()
             display.message("signal received; draining")
         display.message(f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over")
     finally:
@@ -250,9 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     first, _ = build_parser().parse_known_args(argv)
     try:
         spec = first.agents or os.environ.get("SWARM_AGENTS") or None
-        if spec is not None:
-            SwarmSettings(agents=spec)  # the shape is checked before importing anything
-        bundle = load_bundle(spec)
+        if first.no_agents:
+            if first.agents or not first.serve:
+                raise ConfigError("--no-agents serves a Queen alone: use it with --serve, "
+                                  "without --agents")
+            bundle = Bundle(name="queen-only", agents=list)
+        else:
+            if spec is not None:
+                SwarmSettings(agents=spec)  # the shape is checked before importing anything
+            bundle = load_bundle(spec)
     except ConfigError as exc:
         return fail(PROG, exc, err)
     args = build_parser(bundle).parse_args(argv)

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,7 @@ from swarm.tasks import TaskSet
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ROUTES_ENTRY_POINT_GROUP", "RouteInstaller", "SwarmService"]
+__all__ = ["ROUTES_ENTRY_POINT_GROUP", "RouteInstaller", "SwarmService", "UntypedPayload"]
 
 _log = structlog.get_logger("swarm.service")
 
@@ -80,6 +81,22 @@ def _optional(module: str, names: tuple[str, ...], what: str) -> list[Any]:
         ) from exc
 
 
+class UntypedPayload(dict[str, Any]):
+    """The fields of a message whose class this process lacks, under its wire name."""
+
+    type_name = ""
+
+
+_UNTYPED: dict[str, type[Any]] = {}
+
+
+def _untyped(name: str) -> type[Message]:
+    cls = _UNTYPED.get(name)
+    if cls is None:
+        cls = _UNTYPED[name] = type(f"Untyped[{name}]", (UntypedPayload,), {"type_name": name})
+    return cls
+
+
 class SwarmService:
     """A swarm, its Queen, memory, leadership, live config and HTTP API, from settings.
 
@@ -92,6 +109,10 @@ class SwarmService:
         say: Called with one line for people at each step (the CLI's display).
         queen_id: This Queen's id (default: random).
         max_outstanding: Unfinished tasks past which the API answers 429.
+        lead: Whether this process has a Queen that campaigns to lead (False
+            for an agents-only process: ``python -m swarm.agent``).
+        runtime_options: Extra keyword arguments of the runtime (e.g. the
+            Redis runtime's ``visibility_timeout``, ``node_id``, ``prefix``).
 
     Attributes:
         swarm: The :class:`~swarm.swarm.Swarm` (after start).
@@ -113,6 +134,8 @@ class SwarmService:
         say: Callable[[str], None] | None = None,
         queen_id: str | None = None,
         max_outstanding: int = 50_000,
+        lead: bool = True,
+        runtime_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self._agents = list(agents)
@@ -136,9 +159,13 @@ class SwarmService:
         self._tasks = TaskSet("service")
         self._swarm_started = False
         self.max_outstanding = max_outstanding
+        self.lead = lead
+        self.runtime_options = dict(runtime_options or {})
         # Tasks submitted through this Queen's API, oldest first (bounded).
         self._recent: dict[str, None] = {}
         self._idempotency: dict[str, str] = {}
+        self._types: dict[str, type[Message]] = {}
+        self._types_at = -1e9
 
     async def __aenter__(self) -> SwarmService:
         await self.start()
@@ -196,6 +223,12 @@ class SwarmService:
         await self.memory.start()
         for agent in self._agents:
             await self.swarm.add_agent(agent)
+        if s.consul_url is not None:
+            (register_agents,) = _optional("discovery", ("register_agents",), "--consul")
+            # Heartbeats run in the registry's own tasks: handler load cannot starve them.
+            await register_agents(self.registry, self._agents, ttl=s.lease_ttl)
+        if not self.lead:
+            return
         if s.http is not None:
             from swarm.service.http import HttpServer
 
@@ -215,15 +248,17 @@ class SwarmService:
     async def _make_runtime(self, discovery: Any) -> Runtime:
         s = self.settings
         if s.redis_url is None:
-            return InProcessRuntime(discovery=discovery)
+            return InProcessRuntime(discovery=discovery, **self.runtime_options)
         runtime_cls, settings_cls, clients_cls = _optional(
             "swarm.redis", ("RedisRuntime", "RedisSettings", "RedisClients"), "--redis"
         )
         rs = settings_cls.from_dsn(s.redis_url)
         self._redis = await clients_cls.connect(rs)
-        self._redis_prefix = rs.key_prefix
+        self._redis_prefix = self.runtime_options.get("prefix") or rs.key_prefix
         # Fenced: a task this Queen stamps with a stale epoch is refused in Redis.
-        runtime: Runtime = runtime_cls(clients=self._redis, discovery=discovery, fence=LEADERSHIP)
+        options: dict[str, Any] = {"fence": LEADERSHIP} if self.lead else {}
+        options.update(self.runtime_options)
+        runtime: Runtime = runtime_cls(clients=self._redis, discovery=discovery, **options)
         return runtime
 
     def _make_memory(self) -> Any:
@@ -258,8 +293,8 @@ class SwarmService:
         if not s.shared:
             self.leadership = SoloLeadership(queen_id=self.queen.queen_id, url=self.url)
             return
-        names = ("register_agents", "QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter")
-        register_agents, queen_discovery, leader_elector, redis_lease, fenced_writer = _optional(
+        names = ("QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter")
+        queen_discovery, leader_elector, redis_lease, fenced_writer = _optional(
             "discovery", names, "leadership"
         )
         fence: Any = None
@@ -276,6 +311,7 @@ class SwarmService:
             registry=self.registry if consul else None,
             redis=None if consul or self._redis is None else self._redis.commands,
             prefix=getattr(self, "_redis_prefix", "swarm"),
+            say=self.say,
         )
 
         async def on_elected(lease_held: Any) -> None:
@@ -287,7 +323,6 @@ class SwarmService:
             self.say(f"leadership lost (epoch {lease_held.epoch}); standing by")
 
         if consul:
-            await register_agents(self.registry, self.swarm.agents, ttl=s.lease_ttl)
             self._wired = queen_discovery(
                 queen=self.queen, registry=self.registry, ttl=s.lease_ttl, live_config=True,
                 on_elected=on_elected, on_lost=on_lost,
@@ -320,12 +355,18 @@ class SwarmService:
             SwarmTimeout: Not leading within ``timeout`` (the message names the leader).
         """
         await wait_with_hints(self.leadership, self.say, timeout=timeout)
-        if self.settings.shared:
-            self.say(f"leading with epoch {self.leadership.epoch}")
+
+    def begin_drain(self) -> None:
+        """Refuse new writes (503 ``draining``) and report not ready, before :meth:`close`.
+
+        Load balancers watching ``/readyz`` stop sending work while the API
+        still answers reads and long-polls.
+        """
+        self.draining = True
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop the API, step down, drain the swarm, close memory and the registry."""
-        self.draining = True
+        self.begin_drain()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -339,6 +380,13 @@ class SwarmService:
         if self._elector is not None:
             await self._elector.close()
             self._elector = None
+        if not self.lead and self.settings.consul_url is not None and self.registry is not None:
+            # Deregistered first: Queens stop routing here before the agents drain.
+            for agent in self._agents:
+                try:
+                    await self.registry.deregister(agent.agent_id)
+                except SwarmError as exc:
+                    _log.warning("deregistration failed", agent_id=agent.agent_id, error=str(exc))
         if self._swarm_started:
             self._swarm_started = False
             self.swarm.leftovers = await self.runtime.stop(
@@ -381,14 +429,32 @@ class SwarmService:
             return await redis_queue_stats(self._redis.commands, self._redis_prefix, roles)
         return {}
 
+    async def message_class(self, name: str) -> type[Message] | None:
+        """The class of a submittable message type, from a snapshot at most 1 s old.
+
+        A name the snapshot lacks refreshes it (at most every 50 ms): a role
+        that just joined is submittable at once, and a flood of unknown names
+        cannot turn every request into a directory read.
+        """
+        now = time.monotonic()
+        age = now - self._types_at
+        if age > 1.0 or (name not in self._types and age > 0.05):
+            self._types = await self.submittable()
+            self._types_at = now
+        return self._types.get(name)
+
     async def submittable(self) -> dict[str, type[Message]]:
-        """Message types some role handles, by wire name, that this process can decode."""
+        """Message types some role handles, by wire name.
+
+        A type whose class this process cannot import (its agents run in
+        other processes) is an :class:`UntypedPayload` subclass: its fields
+        are forwarded as given, and the agent that decodes them validates them.
+        """
         out: dict[str, type[Message]] = {}
         for info in (await self.runtime.directory()).values():
             for name in info.types:
-                cls = lookup_message_type(name)
-                if cls is not None:
-                    out[name] = cls
+                cls = lookup_message_type(name) or _untyped(name)
+                out[name] = cls
         return out
 
     def ready(self) -> bool:

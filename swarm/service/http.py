@@ -53,19 +53,22 @@ from swarm.service.problems import ApiError, problem_response
 if TYPE_CHECKING:
     from swarm.service.assembly import RouteInstaller, SwarmService
 
-__all__ = ["ROUTES", "SERVICE_KEY", "HttpServer", "Route", "build_app", "guarded"]
+__all__ = [
+    "ERROR_STATUSES", "MAX_WAIT", "ROUTES", "SERVICE_KEY", "HttpServer", "Param", "Route",
+    "build_app", "guarded",
+]
 
 _log = structlog.get_logger("swarm.service.http")
 
 #: Where the app keeps its :class:`~swarm.service.assembly.SwarmService`.
 SERVICE_KEY: web.AppKey[SwarmService] = web.AppKey("service")
 _TOKENS_KEY: web.AppKey[TokenStore] = web.AppKey("tokens")
+# The role of the request's token; a typed key where aiohttp has them (3.12+).
+_ROLE_KEY: Any = web.RequestKey("token_role", str) if hasattr(web, "RequestKey") else "token_role"
 _IDEM_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+(?:\.\d+)?)")
 #: Longest long-poll, in seconds.
 MAX_WAIT = 60.0
-#: Tasks the runtime may hold unfinished before submits get 429.
-DEFAULT_MAX_OUTSTANDING = 50_000
 
 _T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -115,11 +118,13 @@ _PATH_RE = re.compile(r"`\$(?P<path>[^`]*)`")
 
 
 def _field_of(exc: msgspec.ValidationError, prefix: str = "") -> str:
-    m = _PATH_RE.search(str(exc))
+    """The dotted name of the field msgspec's message points at ("body" for the whole)."""
+    text = str(exc)
+    m = _PATH_RE.search(text)
     path = m.group("path").lstrip(".") if m else ""
-    if not path:
-        missing = re.search(r"required field `([^`]+)`", str(exc))
-        path = missing.group(1) if missing else ""
+    named = re.search(r"(?:required|unknown) field `([^`]+)`", text)
+    if named:
+        path = ".".join(p for p in (path, named.group(1)) if p)
     return ".".join(p for p in (prefix, path) if p) or "body"
 
 
@@ -177,11 +182,11 @@ def _leader_view(info: Any) -> api.LeaderView | None:
 
 
 # -- handlers ------------------------------------------------------------------
-async def healthz(request: web.Request) -> web.Response:
+async def _healthz(request: web.Request) -> web.Response:
     return _json(api.Health())
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def _readyz(request: web.Request) -> web.Response:
     service = _service(request)
     leader = _leader_view(await service.leadership.leader())
     state: Literal["leading", "standby", "draining"] = "draining"
@@ -191,14 +196,14 @@ async def readyz(request: web.Request) -> web.Response:
     return _json(body, status=503 if state == "draining" else 200)
 
 
-async def openapi_json(request: web.Request) -> web.Response:
+async def _openapi_json(request: web.Request) -> web.Response:
     from swarm.service.openapi import openapi_document
 
     doc = await openapi_document(_service(request), secured=bool(request.app[_TOKENS_KEY]))
     return web.Response(body=doc, content_type="application/json")
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def _metrics(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
     resp = web.Response(body=generate_latest(REGISTRY))
@@ -214,7 +219,7 @@ def _prefer_wait(request: web.Request) -> float:
     return min(float(m.group(1)), MAX_WAIT) if m else 0.0
 
 
-async def submit_task(request: web.Request) -> web.Response:
+async def _submit_task(request: web.Request) -> web.Response:
     service = _service(request)
     outstanding = getattr(service.runtime, "outstanding", 0)
     if outstanding >= service.max_outstanding:
@@ -225,14 +230,17 @@ async def submit_task(request: web.Request) -> web.Response:
         )
     raw = await _raw_body(request)
     req = _decode_body(raw, api.SubmitRequest)
-    cls = (await service.submittable()).get(req.type)
+    cls = await service.message_class(req.type)
     if cls is None:
         raise _bad("type", f"no agent handles message type {req.type!r} (see GET /v1/roles)",
                    code="unknown-type")
-    try:
-        message = msgspec.convert(req.payload, cls)
-    except msgspec.ValidationError as exc:
-        raise _bad(_field_of(exc, "payload"), str(exc).split(" - at ")[0]) from None
+    if issubclass(cls, dict):  # an UntypedPayload: its agent validates the fields
+        message: Any = cls(req.payload)
+    else:
+        try:
+            message = msgspec.convert(req.payload, cls)
+        except msgspec.ValidationError as exc:
+            raise _bad(_field_of(exc, "payload"), str(exc).split(" - at ")[0]) from None
     key = request.headers.get("Idempotency-Key")
     replayed = False
     if key is not None:
@@ -289,12 +297,12 @@ def _decode_body(raw: bytes, cls: type[_T]) -> _T:
         raise _bad("body", f"not valid JSON: {exc}") from None
 
 
-async def get_task(request: web.Request) -> web.Response:
+async def _get_task(request: web.Request) -> web.Response:
     service = _service(request)
     return _json(_task_view(service, await _record(service, request.match_info["task_id"])))
 
 
-async def task_result(request: web.Request) -> web.Response:
+async def _task_result(request: web.Request) -> web.Response:
     service = _service(request)
     task_id = request.match_info["task_id"]
     wait = _query_number(request, "wait", 30.0, 0, MAX_WAIT)
@@ -312,7 +320,7 @@ async def task_result(request: web.Request) -> web.Response:
     return _json(view, status=202, headers={"Retry-After": "1"})
 
 
-async def cancel_task(request: web.Request) -> web.Response:
+async def _cancel_task(request: web.Request) -> web.Response:
     service = _service(request)
     task_id = request.match_info["task_id"]
     rec = await _record(service, task_id)
@@ -331,7 +339,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     return _json(_task_view(service, await _record(service, task_id)))
 
 
-async def list_tasks(request: web.Request) -> web.Response:
+async def _list_tasks(request: web.Request) -> web.Response:
     service = _service(request)
     state = request.query.get("state")
     states = ("queued", "running", "done", "failed", "dead", "expired")
@@ -347,7 +355,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     return _json(api.TaskList(tasks=out))
 
 
-async def list_roles(request: web.Request) -> web.Response:
+async def _list_roles(request: web.Request) -> web.Response:
     service = _service(request)
     roles = await service.roles()
     stats = await service.queue_stats()
@@ -372,7 +380,7 @@ async def list_roles(request: web.Request) -> web.Response:
     return _json(out)
 
 
-async def list_agents(request: web.Request) -> web.Response:
+async def _list_agents(request: web.Request) -> web.Response:
     service = _service(request)
     roles = await service.roles()
     health = await service.health()
@@ -387,7 +395,7 @@ async def list_agents(request: web.Request) -> web.Response:
     return _json(out)
 
 
-async def list_dead_letters(request: web.Request) -> web.Response:
+async def _list_dead_letters(request: web.Request) -> web.Response:
     service = _service(request)
     limit = int(_query_number(request, "limit", 100, 1, 1000, integer=True))
     out = [
@@ -400,7 +408,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     return _json(out)
 
 
-async def redrive_one(request: web.Request) -> web.Response:
+async def _redrive_one(request: web.Request) -> web.Response:
     service = _service(request)
     task_id = request.match_info["task_id"]
     if len(task_id) > 200 or not await service.queen.redrive(task_id):
@@ -408,7 +416,7 @@ async def redrive_one(request: web.Request) -> web.Response:
     return _json(api.RedriveResult(redriven=[task_id]))
 
 
-async def redrive_all(request: web.Request) -> web.Response:
+async def _redrive_all(request: web.Request) -> web.Response:
     service = _service(request)
     done: list[str] = []
     while True:
@@ -428,13 +436,13 @@ def _memory_view(m: Any) -> api.MemoryView:
     )
 
 
-async def store_memory(request: web.Request) -> web.Response:
+async def _store_memory(request: web.Request) -> web.Response:
     service = _service(request)
     req = _decode_body(await _raw_body(request), api.MemoryStoreRequest)
     try:
         memory_id = await service.memory.store(
             namespace=req.namespace, content=req.content, kind=req.kind,
-            author=f"api:{request.get('token_role', 'open')}", tags=req.tags,
+            author=f"api:{request.get(_ROLE_KEY, 'open')}", tags=req.tags,
             confidence=req.confidence, ttl=req.ttl, sources=req.sources,
         )
     except MemoryValidationError as exc:
@@ -443,7 +451,7 @@ async def store_memory(request: web.Request) -> web.Response:
                  headers={"Location": f"/v1/memory/{memory_id}"})
 
 
-async def recall_memory(request: web.Request) -> web.Response:
+async def _recall_memory(request: web.Request) -> web.Response:
     service = _service(request)
     query = request.query.get("q", "")
     if not query.strip() or len(query) > 2000:
@@ -453,7 +461,7 @@ async def recall_memory(request: web.Request) -> web.Response:
     return _json([api.RecallHitView(memory=_memory_view(h.memory), score=h.score) for h in hits])
 
 
-async def get_memory(request: web.Request) -> web.Response:
+async def _get_memory(request: web.Request) -> web.Response:
     service = _service(request)
     memory_id = request.match_info["memory_id"]
     memory = await service.memory.get(memory_id) if len(memory_id) <= 200 else None
@@ -462,7 +470,7 @@ async def get_memory(request: web.Request) -> web.Response:
     return _json(_memory_view(memory))
 
 
-async def forget_memory(request: web.Request) -> web.Response:
+async def _forget_memory(request: web.Request) -> web.Response:
     service = _service(request)
     memory_id = request.match_info["memory_id"]
     if len(memory_id) > 200 or not await service.memory.forget(memory_id):
@@ -470,11 +478,11 @@ async def forget_memory(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def get_config(request: web.Request) -> web.Response:
+async def _get_config(request: web.Request) -> web.Response:
     return _json(_service(request).config_view())
 
 
-async def change_config(request: web.Request) -> web.Response:
+async def _change_config(request: web.Request) -> web.Response:
     service = _service(request)
     change = _decode_body(await _raw_body(request), api.ConfigChange)
     if change.retry_policy is not None and change.retry_policy.max_delay < (
@@ -506,51 +514,51 @@ _K = Param("k", "query", {"type": "integer", "minimum": 1, "maximum": 100},
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", "healthz", "The process lives", None,
-          responses={200: api.Health}, handler=healthz),
+          responses={200: api.Health}, handler=_healthz),
     Route("GET", "/readyz", "readyz", "The runtime is connected; leads or stands by", None,
-          responses={200: api.Readiness, 503: api.Readiness}, handler=readyz),
+          responses={200: api.Readiness, 503: api.Readiness}, handler=_readyz),
     Route("GET", "/openapi.json", "openapi", "This document", None,
-          responses={200: None}, handler=openapi_json),
+          responses={200: None}, handler=_openapi_json),
     Route("GET", "/metrics", "metrics", "Prometheus metrics", "viewer",
-          responses={200: None}, handler=metrics, content_type="text/plain"),
+          responses={200: None}, handler=_metrics, content_type="text/plain"),
     Route("POST", "/v1/tasks", "submitTask", "Submit a task", "operator", write=True,
           body=api.SubmitRequest, responses={200: api.Submitted, 202: api.Submitted},
-          params=(_IDEM, _PREFER), handler=submit_task),
+          params=(_IDEM, _PREFER), handler=_submit_task),
     Route("GET", "/v1/tasks", "listTasks", "Tasks submitted through this Queen, newest first",
-          "viewer", responses={200: api.TaskList}, params=(_STATE, _LIMIT), handler=list_tasks),
+          "viewer", responses={200: api.TaskList}, params=(_STATE, _LIMIT), handler=_list_tasks),
     Route("GET", "/v1/tasks/{task_id}", "getTask", "A task's record", "viewer",
-          responses={200: api.TaskView}, params=(_TASK_ID,), handler=get_task),
+          responses={200: api.TaskView}, params=(_TASK_ID,), handler=_get_task),
     Route("GET", "/v1/tasks/{task_id}/result", "taskResult",
           "Wait (bounded) for a task to end; 202 if it has not yet", "viewer",
           responses={200: api.TaskView, 202: api.TaskView}, params=(_TASK_ID, _WAIT),
-          handler=task_result),
+          handler=_task_result),
     Route("POST", "/v1/tasks/{task_id}/cancel", "cancelTask",
           "Cancel a task that has not started", "operator", write=True,
-          responses={200: api.TaskView}, params=(_TASK_ID,), handler=cancel_task),
+          responses={200: api.TaskView}, params=(_TASK_ID,), handler=_cancel_task),
     Route("GET", "/v1/roles", "listRoles", "Roles: replicas, health, queue depth", "viewer",
-          responses={200: list[api.RoleView]}, handler=list_roles),
+          responses={200: list[api.RoleView]}, handler=_list_roles),
     Route("GET", "/v1/agents", "listAgents", "Agents", "viewer",
-          responses={200: list[api.ReplicaView]}, handler=list_agents),
+          responses={200: list[api.ReplicaView]}, handler=_list_agents),
     Route("GET", "/v1/dead-letters", "listDeadLetters", "Dead-lettered tasks, oldest first",
           "viewer", responses={200: list[api.DeadLetterView]}, params=(_LIMIT,),
-          handler=list_dead_letters),
+          handler=_list_dead_letters),
     Route("POST", "/v1/dead-letters/redrive", "redriveAll", "Redrive every dead letter",
-          "operator", write=True, responses={200: api.RedriveResult}, handler=redrive_all),
+          "operator", write=True, responses={200: api.RedriveResult}, handler=_redrive_all),
     Route("POST", "/v1/dead-letters/{task_id}/redrive", "redriveOne", "Redrive one dead letter",
           "operator", write=True, responses={200: api.RedriveResult}, params=(_TASK_ID,),
-          handler=redrive_one),
+          handler=_redrive_one),
     Route("POST", "/v1/memory", "storeMemory", "Store a memory", "operator", write=True,
-          body=api.MemoryStoreRequest, responses={201: api.MemoryStored}, handler=store_memory),
+          body=api.MemoryStoreRequest, responses={201: api.MemoryStored}, handler=_store_memory),
     Route("GET", "/v1/memory", "recallMemory", "Recall memories relevant to a query", "viewer",
-          responses={200: list[api.RecallHitView]}, params=(_Q, _K), handler=recall_memory),
+          responses={200: list[api.RecallHitView]}, params=(_Q, _K), handler=_recall_memory),
     Route("GET", "/v1/memory/{memory_id}", "getMemory", "A memory", "viewer",
-          responses={200: api.MemoryView}, params=(_MEMORY_ID,), handler=get_memory),
+          responses={200: api.MemoryView}, params=(_MEMORY_ID,), handler=_get_memory),
     Route("DELETE", "/v1/memory/{memory_id}", "forgetMemory", "Forget a memory", "admin",
-          write=True, responses={204: None}, params=(_MEMORY_ID,), handler=forget_memory),
+          write=True, responses={204: None}, params=(_MEMORY_ID,), handler=_forget_memory),
     Route("GET", "/v1/config", "getConfig", "Live config in force", "viewer",
-          responses={200: api.ConfigView}, handler=get_config),
+          responses={200: api.ConfigView}, handler=_get_config),
     Route("PATCH", "/v1/config", "changeConfig", "Change live config", "admin", write=True,
-          body=api.ConfigChange, responses={200: api.ConfigView}, handler=change_config),
+          body=api.ConfigChange, responses={200: api.ConfigView}, handler=_change_config),
 )
 
 #: Problems any guarded operation may answer, by status.
@@ -583,7 +591,7 @@ def guarded(role: str | None, *, write: bool = False) -> Callable[[Handler], Han
 def _authorize(request: web.Request, role: str) -> None:
     tokens = request.app[_TOKENS_KEY]
     if not tokens:
-        request["token_role"] = "open"
+        request[_ROLE_KEY] = "open"
         return
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -596,7 +604,7 @@ def _authorize(request: web.Request, role: str) -> None:
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if not tokens.allows(found, role):
         raise ApiError(403, "forbidden", f"a {found} token may not do this; it needs {role}")
-    request["token_role"] = found
+    request[_ROLE_KEY] = found
 
 
 async def _check_writable(service: SwarmService) -> None:

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Protocol
 
@@ -36,6 +35,8 @@ __all__ = [
     "LeaderInfo",
     "Leadership",
     "SoloLeadership",
+    "describe_leader",
+    "wait_with_hints",
 ]
 
 _log = structlog.get_logger("swarm.service.leadership")
@@ -108,6 +109,7 @@ class ElectedLeadership:
         registry: Where the announcement goes with Consul.
         redis: Where it goes with only Redis (a ``redis.asyncio`` client).
         prefix: Redis key prefix.
+        say: Told "leading with epoch N" on each win (one line for people).
     """
 
     def __init__(
@@ -119,7 +121,9 @@ class ElectedLeadership:
         registry: Any = None,
         redis: Any = None,
         prefix: str = "swarm",
+        say: Any = None,
     ) -> None:
+        self.say = say
         self.elector = elector
         self.queen_id = queen_id
         self.url = url
@@ -146,6 +150,8 @@ class ElectedLeadership:
         except SwarmError as exc:
             _log.warning("could not announce leadership", error=str(exc))
         _log.info("leading", queen_id=self.queen_id, epoch=epoch, url=self.url)
+        if self.say is not None:
+            self.say(f"leading with epoch {epoch}")
 
     async def leader(self) -> LeaderInfo | None:
         try:
@@ -216,4 +222,3 @@ async def wait_with_hints(
             if left is not None and left <= step:
                 raise
             say(f"still standing by: {await describe_leader(leadership)}")
-        await asyncio.sleep(0)
