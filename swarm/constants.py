@@ -30,6 +30,8 @@ __all__ = [
     "TASK_GROUP",
     "agent_stream",
     "api_idempotency_key",
+    "breaker_key",
+    "breakers_key",
     "channel_name",
     "dead_letter_stream",
     "delayed_key",
@@ -194,3 +196,13 @@ def llm_budget_key(scope: str, period: str, unit: str, prefix: str = KEY_PREFIX)
     """Spend (``unit``: usd or tokens) of one budget scope in one period (a UTC day or a job).
     Every budget key shares the ``{llm-budget}`` hash tag: one call checks several at once."""
     return f"{prefix}:{{llm-budget}}:{scope}:{period}:{unit}"
+
+
+def breaker_key(role: str, name: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash of one circuit breaker of a role (state, counters), shared by its replicas."""
+    return f"{prefix}:{{{role}}}:breaker:{name}"
+
+
+def breakers_key(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Set of the breaker hashes of a role."""
+    return f"{prefix}:{{{role}}}:breakers"

@@ -22,7 +22,7 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["literal_keys"]
+__all__ = ["literal_keys", "trie_pattern"]
 
 _MIN_KEY = 2
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from agents.detect import lexicon
 from agents.detect.dates import DateMention, find_dates
-from agents.detect.lexicon import EXCHANGES, NON_TICKERS, QUOTE_ASSETS
 
 __all__ = ["extract_date", "extract_project", "extract_ticker"]
 
@@ -56,7 +56,9 @@ _FILLER = frozenset(
     une ein eine el la le il lo o os les der die das what before after when once this that these
     its their our his her it they we you if all every each many most some
     native governance utility public sale first initial mainnet
-    crypto airdrop's community users holders""".split()
+    crypto airdrop's community users holders launches launched launching announces announced
+    unveils unveiled debuts debuted goes lists listed question questions confirms confirmed
+    reveals revealed sets set opens opened begins starts kicks plans says""".split()
 )
 #: What follows a project's name: "Name TGE", "Name has announced", "Name, the ...".
 _AFTER_NAME = tuple(
@@ -97,9 +99,9 @@ def _run_before(text: str, end: int) -> tuple[str, int] | None:
 def _is_ticker(sym: str, *, bracketed: bool, dollar: bool = False) -> bool:
     up = sym.upper()
     # "$IP" is a ticker even though "IP" alone is not: the dollar sign says so.
-    if (up in NON_TICKERS and not dollar) or up.isdigit():
+    if (up in lexicon.NON_TICKERS and not dollar) or up.isdigit():
         return False
-    if up in QUOTE_ASSETS and not bracketed:
+    if up in lexicon.QUOTE_ASSETS and not bracketed:
         return False
     return 2 <= len(up) <= 12
 
@@ -128,7 +130,7 @@ def extract_ticker(text: str, title_end: int, anchors: tuple[int, ...]) -> str |
                 w += 1.5
             if anchors and min(abs(m.start() - a) for a in anchors) < 160:
                 w += 1.0
-            if up in QUOTE_ASSETS:
+            if up in lexicon.QUOTE_ASSETS:
                 w -= 2.5
             score[up] = score.get(up, 0.0) + w
     if not score:
@@ -152,17 +154,17 @@ def _clean_run(run: str) -> str | None:
         words[-1] = re.sub(r"(?:'s|’s)$", "", words[-1])
     while words and (
         words[0].lower().strip(":") in _FILLER
-        or words[0].lower() in EXCHANGES
+        or words[0].lower() in lexicon.EXCHANGES
         or _is_month(words[0])
         or words[0].isdigit()
     ):
         words.pop(0)
-    while words and (words[-1].lower() in _FILLER or words[-1].lower() in EXCHANGES):
+    while words and (words[-1].lower() in _FILLER or words[-1].lower() in lexicon.EXCHANGES):
         words.pop()
     if not words:
         return None
     name = " ".join(words).strip(" .,:;-'’\"")
-    if not name or name.upper() in NON_TICKERS or len(name) < 2:
+    if not name or name.upper() in lexicon.NON_TICKERS or len(name) < 2:
         return None
     return name
 
@@ -214,14 +216,34 @@ def extract_project(text: str, ticker: str | None, anchors: tuple[int, ...]) -> 
             run = _RUN_AT_START.match(text, m.end())
             if run is not None:
                 add(keep(_clean_run(run.group(1))), m.end(), near(m.end()))
-    if not names:
-        return ticker
-    best = max(names, key=lambda n: (names[n], -first[n]))
-    if ticker and best.upper() == ticker:
+    best = max(names, key=lambda n: (names[n], -first[n])) if names else None
+    if ticker and best is not None and best.upper() == ticker:
         others = [n for n in names if n.upper() != ticker]
-        if others:
-            best = max(others, key=lambda n: (names[n], -first[n]))
-    return best
+        best = max(others, key=lambda n: (names[n], -first[n])) if others else None
+    if best is None:
+        best = _most_named(text, ticker)
+    return best or ticker
+
+
+_PROPER = re.compile(r"(?<![\w$])([A-Z][a-z]+[A-Za-z]*(?: [A-Z][a-z]+[A-Za-z]*){0,2})")
+
+
+def _most_named(text: str, ticker: str | None) -> str | None:
+    """The proper name a text repeats most (not a venue, a month or the ticker)."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for m in _PROPER.finditer(text):
+        name = _clean_run(m.group(1))
+        if not name or _is_month(name) or (ticker and name.upper() == ticker):
+            continue
+        at = m.start()
+        sentence_start = at == 0 or text[max(0, at - 2) : at].strip() in {".", "!", "?", ""}
+        counts[name] = counts.get(name, 0) + (1 if not sentence_start else 0) + 1
+        first.setdefault(name, at)
+    if not counts:
+        return None
+    best = max(counts, key=lambda n: (counts[n], -first[n]))
+    return best if counts[best] >= 3 else None
 
 
 #: A byline or dateline: "Published on March 3, 2025", "Updated: ...", "Mar 3, 2025 |".

@@ -48,6 +48,13 @@ class Cue:
     event: bool = False
     #: Lower-case strings one of which any match contains (None: no cheap test).
     keys: tuple[str, ...] | None = field(default=None, compare=False)
+    #: The model feature it counts for: a cue in another language shares its English twin's.
+    feature: str = ""
+
+    @property
+    def concept(self) -> str:
+        """Name of the model feature this cue counts for."""
+        return self.feature or self.name
 
     def finditer(self, text: str, lowered: str) -> list[int]:
         """Offsets of the matches in ``text`` (``lowered`` is its lower-case form)."""
@@ -64,8 +71,11 @@ def _cue(
     event: bool = False,
     flags: int = _I,
     keys: tuple[str, ...] | None = None,
+    feature: str = "",
 ) -> Cue:
-    return Cue(name, re.compile(regex, flags), weight, event, keys or literal_keys(regex, flags))
+    return Cue(
+        name, re.compile(regex, flags), weight, event, keys or literal_keys(regex, flags), feature
+    )
 
 
 #: "a TGE", "un launchpad", "eine Token Generation Event": the generic sense, in six languages.
@@ -102,7 +112,10 @@ POSITIVE: tuple[Cue, ...] = (
          1.5, event=True),
     _cue("claim live", r"\bclaim(?:ing|s)? (?:is |are )?(?:now )?(?:live|open)\b|"
          r"\bclaim (?:portal|page|window)\b|\bclaim (?:your|their) \$?[A-Z]", 2.0, event=True),
-    _cue("airdrop", r"\bairdrops?\b", 1.0),
+    _cue("launch scheduled", r"\b(?:launch|tge|listing|airdrop|distribution|claim)(?:es)? "
+         r"(?:is |was |has been |will be )?(?:scheduled|set|slated|planned|confirmed|tomorrow|"
+         r"today|next week|this week|imminent|live)\b", 2.0, event=True),
+    _cue("airdrop", r"\bairdrops?\b|\baidrop\w*|\bairdrop\w+", 1.5),
     _cue("will launch", r"\b(?:will|to|set to|plans? to|is set to|prepares? (?:for|to)) "
          r"(?:launch|list|debut|hold (?:its|a|the) (?:tge|token generation)|release|airdrop|"
          r"distribute)\b|\blaunch(?:es|ing)? (?:on|this|next|tomorrow|today)\b|"
@@ -112,8 +125,29 @@ POSITIVE: tuple[Cue, ...] = (
          r"\b(?:tokens?|airdrop) (?:will be|are expected to be|to be) distributed\b|"
          r"\bgenesis event\b|\bdeposits? open\b|\bcall auction\b|\bfirst exchange to list\b",
          2.0, event=True),
+    _cue("trading starts", r"\b(?:become|becomes|will be|be|is|are) "
+         r"(?:tradable|tradeable|claimable)\b|"
+         r"\bbe(?:gin|gins|gan|ginning) trading\b|\bstart(?:s|ed)? trading\b|"
+         r"\bcan (?:now )?claim\b|\bclaimable\b|\bavailable for (?:spot )?trading\b|"
+         r"\binto its spot trading\b|\bspot trading (?:pairs?|marketplace|lineup|launch)\b|"
+         r"\bwill go live\b|\bnewly (?:issued|minted|launched)\b|\bfreshly minted\b|"
+         r"\b(?:announced|unveiled|introduced) (?:a|its|the) (?:new |native |governance )?token\b|"
+         r"\blaunched (?:a|its|the) (?:new |native |governance )?(?:\$?\w+ )?token\b",
+         2.0, event=True),
+    _cue("distribution", r"\b(?:will |to )?(?:distribute|allocate|airdrop)s? (?:\w+ ){0,3}"
+         r"(?:million|billion|tokens?)\b|\bdistribution of (?:the )?\$?\w+ (?:tokens?)?|"
+         r"\bairdrop (?:of|date|distribution|claim)|\bclaim process\b|\bdate for the\b",
+         1.5, event=True),
+    _cue("other languages: launch, trading, distribution",
+         r"\bkündigte\b|\bangekündigt\b|\binanspruchnahme\b|\bverteilt\b|\bhandelbar\b|"
+         r"\bfue lanzado\b|\bha sido lanzado\b|\bdistribución\b|\banunció la fecha\b|"
+         r"\ba officialisé\b|\ba lancé\b|\bdate de distribution\b|\bdistribution\b|"
+         r"\blancerà\b|\bdistribuire\b|\bsimbolo ticker\b|\blanciat[oa]\b|"
+         r"\bcomeça a ser negociad[oa]\b|\bnegociad[oa]s?\b|\bcompra e venda\b|"
+         r"\bestreia no mercado\b|\bdistribuição\b|распредел\w+|начнутся",
+         2.0, event=True, feature="trading starts"),
     _cue("ru: листинг", r"листинг\w*|торги[^.]{0,40}начнутся|запуск\w* токен\w*|"
-         r"раздач\w* токен\w*|аирдроп\w*|эйрдроп\w*", 2.5, event=True),
+         r"раздач\w* токен\w*|аирдроп\w*|эйрдроп\w*", 2.5, event=True, feature="new listing"),
     _cue("genesis", r"\btoken genesis\b|\bgenesis (?:event|distribution)\b", 2.0, event=True),
     _cue("pre-market", r"\bpre-?market trading\b|\bpremarket\b", 1.0),
     _cue("circulating supply at launch", r"\b(?:initial|launch) circulating supply\b|"
@@ -122,29 +156,31 @@ POSITIVE: tuple[Cue, ...] = (
     _cue("it: lancio del token", r"\blanci(?:o|a|ato|ano|erà) (?:del |il |l'|dei |ufficiale del )?"
          r"(?:suo |proprio )?(?:token|coin)\b|\bevento di generazione (?:del |dei )?token\b|"
          r"\bquotazione\b|\bquoterà\b|\bsarà quotato\b|\bva in diretta\b|\bè live\b|"
-         r"\bnegoziazione (?:inizia|apre|partirà)\b|\bnuovo listing\b", 2.5, event=True),
+         r"\bnegoziazione (?:inizia|apre|partirà)\b|\bnuovo listing\b", 2.5, event=True,
+         feature="token launch"),
     # Portuguese
     _cue("pt: lançamento do token", r"\blança(?:mento|rá|ou|m)? (?:do |o |seu |oficial do )?"
          r"(?:seu |próprio )?(?:token|moeda)\b|\bevento de geração de tokens?\b|\blistagem\b|"
          r"\blistará\b|\bvai listar\b|\bserá listad[oa]\b|\bnegociação (?:começa|abre|inicia)\b|"
-         r"\bestá (?:ao vivo|disponível para negociação)\b", 2.5, event=True),
+         r"\bestá (?:ao vivo|disponível para negociação)\b", 2.5, event=True,
+         feature="token launch"),
     # French
     _cue("fr: lancement du token", r"\blancement (?:du|de son|officiel du|de leur) "
          r"(?:token|jeton)\b|\blance (?:son|le|leur) (?:token|jeton)\b|"
          r"\bévénement de génération de (?:tokens?|jetons?)\b|\bcotation\b|\blistera\b|"
          r"\bsera listé\b|\blisting (?:du|de)\b|\bouverture des échanges\b|"
-         r"\bnégociation (?:commence|ouvre)\b", 2.5, event=True),
+         r"\bnégociation (?:commence|ouvre)\b", 2.5, event=True, feature="token launch"),
     # Spanish
     _cue("es: lanzamiento del token", r"\blanzamiento (?:del|de su|oficial del) (?:token|moneda)\b|"
          r"\blanza(?:rá)? (?:su|el) token\b|\bevento de generación de tokens?\b|\blistará\b|"
          r"\bserá listad[oa]\b|\blistado (?:de|en)\b|\bcotizará\b|"
          r"\b(?:el )?trading (?:comienza|abre)\b", 2.5, event=True,
          keys=("lanza", "evento de generación", "listará", "será listad", "listado", "cotizará",
-               "el trading", "trading")),
+               "el trading", "trading"), feature="token launch"),
     # German
     _cue("de: Token-Launch", r"\btoken-?(?:launch|start|generierung(?:sereignis)?)\b|"
          r"\bbringt (?:seinen|den) token\b|\bwird (?:den token )?\w* ?listen\b|\blistet\b|"
-         r"\bhandel (?:beginnt|startet)\b|\bnotierung\b", 2.5, event=True),
+         r"\bhandel (?:beginnt|startet)\b|\bnotierung\b", 2.5, event=True, feature="token launch"),
 )
 
 #: Cues against: each names why a text that uses launch words is no announcement.
@@ -158,14 +194,15 @@ NEGATIVE: tuple[Cue, ...] = (
          r"|\bis the (?:moment|time|day|process)\b|\bsimply put\b|\bin simple terms\b|"
          r"\bwird als \w+ bezeichnet\b", 4.0),
     _cue("generic sense", rf"\b(?:{_GENERIC})\b", 2.0),
-    _cue("guide", r"\bhow to\b|\bwhat is (?:a |an |the )?(?:tge|token generation)\b|"
+    _cue("guide", r"\bhow to\b|\bwhat (?:is|are)\b|"
          r"\bguide\b|\bexplained\b|\bexplainer\b|\btutorial\b|\bstep[- ]by[- ]step\b|"
          r"\bbeginner'?s?\b|\bwhat are (?:tges|token generation)\b|\b(?:faq|glossary)\b|"
          r"\bcos'è\b|\bche cos'è\b|\bguida\b|\bo que é\b|\bguia\b|\bqu'est-ce qu\b|"
          r"\bqué es\b|\bwas ist\b|\bleitfaden\b|\banleitung\b|\bcomment\b(?= \w+ (?:un|le|les))",
          3.0),
     _cue("rumour", r"\brumou?rs?\b|\brumou?red\b|\bspeculat\w*\b|\bunconfirmed\b|\bleak(?:ed|s)?\b|"
-         r"\breportedly\b|\bcould launch\b|\bmight launch\b|\bmay launch\b|\bhints? at\b|"
+         r"\bwhisper\w*|\bconsidering\b|\bexploring\b|\bcryptic\b|\breportedly\b|"
+         r"\bcould launch\b|\bmight launch\b|\bmay launch\b|\bhints? at\b|"
          r"\bteas(?:es|ed|ing)\b|\bno official (?:date|announcement)\b|\bvoci\b|\bindiscrezion\w+|"
          r"\brumores?\b|\bboatos?\b|\brumeurs?\b|\bgerüchte?\b|\bspekulation\w*",
          2.5),
@@ -178,18 +215,20 @@ NEGATIVE: tuple[Cue, ...] = (
          r"\bhalt(?:s|ed)\b|\brinviat\w+|\bposticipat\w+|\bannullat\w+|\badiad\w+|\bcancelad\w+|"
          r"\breport(?:é|ée)\b|\bannulé\w*|\bpospuest\w+|\bverschoben\b|\babgesagt\b", 4.0),
     _cue("scam", r"\bscam\w*\b|\bphishing\b|\bfake\b|\bimpersonat\w+|\bbeware\b|\bfraud\w*\b|"
-         r"\bdrainer\b|\bmalicious\b|\bdo not (?:click|connect)\b|\bwarns?\b|\bwarning\b|"
+         r"\bdrainer\b|\bmalicious\b|\blegit\b|\bred flags?\b|\bdo not (?:click|connect)\b|"
+         r"\bwarns?\b|\bwarning\b|"
          r"\btruffa\b|\bgolpe\b|\barnaque\b|\bestafa\b|\bbetrug\b", 4.0),
     _cue("later listing", r"\bperpetual\b|\bperps?\b|\bfutures\b|\bmargin\b|\bsimple earn\b|"
          r"\bconvert\b|\btrading bots?\b|\bcopy trading\b|\bloans?\b|\bauto-invest\b|"
          r"\bbuy crypto\b|\bleverage\b|\bcontract\b|\brelist\w*\b|\bdelist\w*\b|"
-         r"\bseed tag removed\b|\bmonitoring tag\b|\bnew (?:trading )?pairs?\b|"
+         r"\bseed tag removed\b|\bexpansion of\b|\baddition of (?:the )?\w+/\w+|"
+         r"\bmonitoring tag\b|\bnew (?:trading )?pairs?\b|"
          r"\bnetwork upgrade\b|\bhard fork\b|\btoken swap\b|\bmigration\b|\bredenominat\w+",
          2.0),
     _cue("price talk", r"\bprice (?:prediction|analysis|action)\b|\bsurg(?:es|ed|ing)\b|"
          r"\bsoar(?:s|ed|ing)\b|\bplung(?:es|ed)\b|\bral+ies\b|\brallied\b|\btumbl\w+|"
          r"\bdump(?:s|ed)?\b|\bslump\w*|\bsell-off\b|\bmarket cap(?:italisation|italization)?\b|"
-         r"\ball-time high\b|\bchart\b|\bbearish\b|\bbullish\b|\bwhales?\b", 1.5),
+         r"\ball-time high\b|\bchart\b|\bbearish\b|\bbullish\b|\bwhales?\b", 1.0),
     _cue("price move", r"\b\d+(?:\.\d+)?% (?:gain|drop|rise|fall|jump|increase|decrease|up|down)\b",
          1.5),
     _cue("retrospective", r"\b(?:since|after|post|following) (?:its|the|their) (?:tge|token "
@@ -201,7 +240,12 @@ NEGATIVE: tuple[Cue, ...] = (
          r"rose|fell|dropped|climbed|jumped|crashed|opening price|at launch,|launched in "
          r"(?:january|february|march|april|may|june|july|august|september|october|november|"
          r"december|20\d\d|late|early|the (?:end|start|beginning))|lancé en|lanciato nel|"
-         r"lançado em|lanzado en|gestartet im|marked|went on to|has since|at the time,)\b", 3.0),
+         r"lançado em|lanzado en|gestartet im|marked|went on to|has since|at the time,)\b", 3.5),
+    _cue("controversy", r"\baccus\w+|\bbacklash\b|\bcriticism\b|\bcontrovers\w+|"
+         r"\bpump-and-dump\b|\bconcerns? (?:over|about)\b|\blook back\b|\ba day after\b|"
+         r"\bprice (?:drop|depreciation|decline)\b|\bcalo del\b|\blast year'?s\b|"
+         r"\bcurrently stands\b|\bwas (?:the|a|one of the) (?:major |largest )?\w+ "
+         r"(?:distribution|event|airdrop)\b|\bexecuted\b", 2.5),
     _cue("opinion", r"\bshould you\b|\bis it worth\b|\bwhy i\b|\bmy thoughts\b|\bopinion\b|"
          r"\banyone (?:know|else)\b|\bwhen (?:is|will) (?:the )?(?:tge|token)\b|\bwen\b|"
          r"\bpredictions?\b|\bthoughts\?", 2.0),

@@ -19,21 +19,20 @@ from agents.job import run_tge_job
 from agents.keywords import KeywordPrecisionAgent
 from agents.messages import Document
 from agents.report import render_text
-from agents.scraping import ScrapingEfficiencyAgent
 from swarm import InProcessRuntime, Swarm
 from swarm.llm import Budget, Llm, LlmSettings
 from tests.anthropic_stub import AnthropicStub
 from tests.llm import tge_model
 
 
-def _swarm(llm: Llm | None, *, classifier: Classifier | None = None) -> Swarm:
+def _swarm(
+    llm: Llm | None, *, classifier: Classifier | None = None, concurrency: int = 4
+) -> Swarm:
     runtime = InProcessRuntime()
     if llm is not None:
         runtime.llm = llm  # type: ignore[attr-defined]
-    replaced = ("keyword_precision", "scraping_efficiency")
-    agents = [a for a in default_swarm() if a.role not in replaced]
-    agents.append(KeywordPrecisionAgent(concurrency=4, classifier=classifier))
-    agents.append(ScrapingEfficiencyAgent(corpus=tge_model.real_corpus()))
+    agents = [a for a in default_swarm() if a.role != "keyword_precision"]
+    agents.append(KeywordPrecisionAgent(concurrency=concurrency, classifier=classifier))
     return Swarm(agents=agents, runtime=runtime)
 
 
@@ -68,7 +67,8 @@ async def test_a_budget_stops_calls_at_the_budget_and_the_rules_take_over(
     stub.min_cache_tokens = 1024
     stub.responder = tge_model.responder
     llm = make_llm(budgets=(Budget("swarm", "usd", 0.05, "job"),), job="budget-test")
-    async with _swarm(llm, classifier=Classifier(concurrency=1)) as swarm:
+    # One model call at a time in the whole swarm, so "to the call" is exact.
+    async with _swarm(llm, classifier=Classifier(concurrency=1), concurrency=1) as swarm:
         report = await run_tge_job(swarm, corpus=tge_model.real_corpus())
     assert report.llm is not None
     use = report.llm.usage

@@ -39,7 +39,7 @@ def test_no_key_and_llm_offline_run_the_rules_without_the_sdk() -> None:
     assert probe == "anthropic-not-imported"
     offline, probe = _run("--llm", "offline", key="sk-ant-unused")
     assert probe == "anthropic-not-imported"
-    assert offline == no_key and "llm" not in no_key
+    assert offline == no_key and no_key.get("llm") is None
     assert no_key["ok"] and no_key["announcements"]
 
 
