@@ -84,12 +84,16 @@ async def test_cancel_a_queued_task(serve: ServeFactory) -> None:
     running = await hold(served, "slot")
     await HoldAgent.started_event("slot").wait()
     queued = await hold(served, "never")  # the hold role has one slot: this one waits
+    waiting = asyncio.create_task(served.call("GET", f"/v1/tasks/{queued}/result?wait=30"))
     status, body, _ = await served.call("POST", f"/v1/tasks/{queued}/cancel")
-    if served.runtime == "redis":
-        # The Redis runtime cannot take a task back out of its stream (yet): said plainly.
-        assert_problem(status, body, 409, "cancel-unsupported")
-        return
     assert status == 200 and body["state"] == "failed" and body["error"] == "cancelled"
+    status, view, _ = await waiting  # a long-poll on it ends at once
+    assert status == 200 and view["state"] == "failed" and view["error"] == "cancelled"
+    also = await hold(served, "later")
+    status, roles, _ = await served.call("GET", "/v1/roles")
+    assert next(r for r in roles if r["role"] == "hold")["queue"] == {"0": 1}  # not 2
+    status, body, _ = await served.call("POST", f"/v1/tasks/{also}/cancel")
+    assert status == 200
     status, body, _ = await served.call("POST", f"/v1/tasks/{running}/cancel")
     assert_problem(status, body, 409, "task-started")
     HoldAgent.gate("slot").set()
