@@ -490,11 +490,14 @@ class LlmScope:
                                        untrusted=True)[0]
             for item in items
         }
-        reservations = {cid: await self._reserve(b, batch=True) for cid, b in bodies.items()}
         client = self.llm.client
-        assert client is not None
+        reservations: dict[str, Reservation] = {}
         out: dict[str, T] = {}
         try:
+            # All or nothing: a batch that does not fit the budget is not sent.
+            for cid, b in bodies.items():
+                reservations[cid] = await self._reserve(b, batch=True)
+            assert client is not None
             with translate():
                 requests: Any = [{"custom_id": cid, "params": b} for cid, b in bodies.items()]
                 created = await client.messages.batches.create(requests=requests)

@@ -200,3 +200,17 @@ async def test_a_failing_limiter_fails_the_call_as_llm_error_and_frees_the_budge
         await llm.scope(role="r").create([{"role": "user", "content": "hi"}])
     assert await llm.budgets.spent("swarm", "usd", "job") == 0.0 and not stub.seen
     await llm.close()
+
+
+async def test_a_batch_over_budget_is_not_sent_and_reserves_nothing(
+    stub: AnthropicStub, make_llm: Callable[..., Llm]
+) -> None:
+    from swarm.llm import Budget, BudgetExceeded
+
+    llm = make_llm(budgets=(Budget("swarm", "usd", 0.01, "job"),), job="batch-budget")
+    items = [BatchItem(f"d{i}", [{"role": "user", "content": [document("TGE " * 50)]}])
+             for i in range(20)]
+    with pytest.raises(BudgetExceeded):
+        await llm.scope(role="r").batch(Verdict, items, system=SYSTEM, max_tokens=200)
+    assert await llm.budgets.spent("swarm", "usd", "job") == 0.0
+    assert not [s for s in stub.seen if s.path == "/v1/messages/batches"]
