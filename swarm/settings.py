@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from swarm.errors import ConfigError
 from swarm.history.options import from_env as history_from_env
 from swarm.history.settings import HistorySettings
+from swarm.llm.settings import LlmSettings
 
 __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 
@@ -115,6 +116,7 @@ class SwarmSettings:
         inbox_ttl: Seconds a result inbox outlives its process.
         history_keep: Without PostgreSQL, finished records a process keeps
             (in Redis, or in its memory when embedded) at most.
+        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
     """
 
     redis_url: str | None = None
@@ -134,6 +136,7 @@ class SwarmSettings:
     inbox_maxlen: int = _HISTORY.inbox_maxlen
     inbox_ttl: float = _HISTORY.inbox_ttl
     history_keep: int = _HISTORY.keep
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -198,6 +201,9 @@ class SwarmSettings:
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
         (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``,
         ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``.
+        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``;
+        the model layer's (``ANTHROPIC_API_KEY``, ``SWARM_LLM*``) through
+        :meth:`~swarm.llm.settings.LlmSettings.from_env`.
 
         Raises:
             ConfigError: A value is invalid.
@@ -218,6 +224,7 @@ class SwarmSettings:
             inbox_maxlen=history.inbox_maxlen,
             inbox_ttl=history.inbox_ttl,
             history_keep=history.keep,
+            llm=LlmSettings.from_env(environ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:
