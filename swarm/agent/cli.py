@@ -77,6 +77,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port)",
+    )
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
@@ -143,7 +149,13 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     base = args.agent_id or f"{cls.role}-{socket.gethostname()}-{os.getpid()}"
     await runtime.start()
+    metrics: Any = None
     try:
+        if args.metrics:
+            from swarm.exposition import serve_metrics
+
+            metrics, url = await serve_metrics(runtime, args.metrics)
+            _log.info("metrics served", url=url)
         agents: list[Agent] = []
         for i in range(args.replicas):
             agent_id = base if args.replicas == 1 else f"{base}-{i}"
@@ -165,6 +177,8 @@ async def run(
         await stop.wait()
         _log.info("draining", role=cls.role)
     finally:
+        if metrics is not None:
+            await metrics.cleanup()
         if registry is not None:
             await registry.close()  # deregisters first: the Queen stops routing here
         leftovers = await runtime.stop(drain=True, timeout=args.drain_timeout)

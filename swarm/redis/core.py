@@ -21,6 +21,7 @@ from swarm.codec import Codec
 from swarm.errors import RuntimeClosed
 from swarm.ledger import TaskRecord
 from swarm.messages import Envelope
+from swarm.metrics import RoleMeters, role_meters
 from swarm.redis.connections import RedisClients
 from swarm.redis.ledger import RedisLedger
 from swarm.redis.settings import RedisSettings
@@ -170,6 +171,14 @@ class Core:
         self.replicas: dict[str, Replica] = {}
         self.roles_seen: set[str] = set()
         self.tasks = TaskSet(f"redis-runtime:{node_id}")
+        self._meters: dict[str, RoleMeters] = {}
+
+    def meters(self, stream: str) -> RoleMeters:
+        """The metrics of the role a task stream belongs to (one dict lookup per task)."""
+        m = self._meters.get(stream)
+        if m is None:
+            m = self._meters[stream] = role_meters(role_of(stream))
+        return m
 
     def connected(self, clients: RedisClients) -> None:
         """Adopt the clients the runtime connected (and make the ledger and batcher)."""

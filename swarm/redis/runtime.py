@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -62,7 +63,13 @@ from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
 from swarm.codec import Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
-from swarm.errors import DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout
+from swarm.errors import (
+    DecodeError,
+    MessageTooLarge,
+    RuntimeClosed,
+    SwarmTimeout,
+    TransportError,
+)
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
 from swarm.metrics import REJECTED
@@ -72,6 +79,7 @@ from swarm.redis.core import BANDS, Core, Replica
 from swarm.redis.directory import Directory
 from swarm.redis.intake import Intake
 from swarm.redis.ledger import DEFAULT_LEDGER_TTL, RedisLedger
+from swarm.redis.queues import QueueStats, read_queues
 from swarm.redis.reaper import Reaper
 from swarm.redis.results import Results
 from swarm.redis.settings import RedisSettings
@@ -546,6 +554,21 @@ class RedisRuntime:
 
     async def directory(self) -> dict[str, RoleInfo]:
         return await self._directory.snapshot(fresh=True)
+
+    async def queues(self, roles: Iterable[str] | None = None) -> list[QueueStats]:
+        """Depth, oldest waiting age, delayed retries and dead letters of each role's queues.
+
+        Read from Redis now (every role in the directory unless ``roles`` is given).
+
+        Raises:
+            TransportError: Redis could not be read.
+        """
+        try:
+            if roles is None:
+                roles = await self._directory.known_roles()
+            return await read_queues(self._redis, self._core.prefix, roles)
+        except (RedisError, OSError) as exc:
+            raise TransportError(f"could not read the queues: {exc}") from exc
 
     def agent(self, agent_id: str) -> Agent:
         """Return a locally registered agent by id."""

@@ -18,7 +18,7 @@ import msgspec
 from swarm import constants as C
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope
-from swarm.metrics import TASK_RETRIES, TASKS_DEAD
+from swarm.metrics import DUPLICATE_SETTLEMENTS, TASK_RETRIES, TASKS_DEAD
 from swarm.redis.bulk import FirstDone, MarkBatch, RunningMark, SettleOp, queue_settle
 from swarm.redis.core import INBOX_MAXLEN, Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
@@ -83,6 +83,7 @@ class Settler:
             reply = await self.finish(d, state, error=error, result=result, result_type=result_type)
             if isinstance(reply, Exception):
                 raise reply
+            self._finished(d, state)
             return
         core = self._core
         env = d.envelope
@@ -109,6 +110,16 @@ class Settler:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        self._finished(d, state)
+
+    def _finished(self, d: Delivery, state: TaskState) -> None:
+        meters = self._core.meters(d.stream)
+        latency = time.time() - d.envelope.created_at
+        if state is _DONE:
+            meters.done += 1
+            meters.latency.observe(latency)
+        else:
+            meters.finish(state.value, latency)
 
     def finish(
         self,
@@ -286,6 +297,7 @@ class Settler:
             pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
 
         await core.batch.call(build)
+        DUPLICATE_SETTLEMENTS.inc()
 
     async def fail(self, d: Delivery, error: str) -> None:
         """A handler failed: schedule the next attempt, or dead-letter the last."""
@@ -378,3 +390,4 @@ class Settler:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        self._finished(d, TaskState.DEAD)

@@ -1,0 +1,130 @@
+"""Queue depth and age of every role, read from Redis in one round trip.
+
+Nothing is counted by hand: a role's waiting tasks are its band streams'
+entries not yet delivered to the consumer group (acked entries are deleted,
+so that is ``XLEN`` less the group's pending count), and the oldest waiting
+task's age comes from the id of the first entry after the group's
+last-delivered id. One script per role (its keys share the role's hash tag,
+so this works on Redis Cluster too), all in one pipeline.
+
+Example:
+    >>> from swarm.redis.queues import QueueStats
+    >>> QueueStats(role="scraper", waiting={9: 2}, oldest_age={9: 0.5}, delayed=0, dead=1).total
+    2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarm import constants as C
+
+__all__ = ["QueueStats", "read_queues"]
+
+# KEYS: a role's band streams (best first), then its delayed set and dead-letter
+# stream. ARGV: group. Returns the server time (s, us), then per band:
+# exists (0/1), waiting, oldest waiting entry id ("" if none); then ZCARD, XLEN.
+QUEUE_STATS = """
+local out = redis.call('TIME')
+local n = #KEYS - 2
+for i = 1, n do
+  local k = KEYS[i]
+  local len = redis.call('XLEN', k)
+  local exists = len > 0 and 1 or redis.call('EXISTS', k)
+  local waiting, oldest = 0, ''
+  if len > 0 then
+    local pending, last = 0, '0-0'
+    local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', k)
+    if ok then
+      for _, g in ipairs(groups) do
+        local f = {}
+        for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+        if f['name'] == ARGV[1] then
+          pending = f['pending']
+          last = f['last-delivered-id']
+        end
+      end
+    end
+    waiting = len - pending
+    if waiting > 0 then
+      local e = redis.call('XRANGE', k, '(' .. last, '+', 'COUNT', 1)
+      if e[1] then oldest = e[1][1] end
+    end
+  end
+  out[#out + 1] = exists
+  out[#out + 1] = waiting
+  out[#out + 1] = oldest
+end
+out[#out + 1] = redis.call('ZCARD', KEYS[n + 1])
+out[#out + 1] = redis.call('XLEN', KEYS[n + 2])
+return out
+"""
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """One role's queues.
+
+    Attributes:
+        role: The role.
+        waiting: Tasks not yet delivered, per priority band that has a stream.
+        oldest_age: Seconds the oldest of them has waited, per band (0 if none).
+        delayed: Tasks waiting for their retry backoff.
+        dead: Tasks in the dead-letter stream.
+    """
+
+    role: str
+    waiting: dict[int, int] = field(default_factory=dict)
+    oldest_age: dict[int, float] = field(default_factory=dict)
+    delayed: int = 0
+    dead: int = 0
+
+    @property
+    def total(self) -> int:
+        """Tasks waiting in every band."""
+        return sum(self.waiting.values())
+
+
+# One Script object per client: redis-py keeps its SHA and loads it on demand.
+_scripts: dict[int, Any] = {}
+
+
+def _ms(entry_id: bytes | str) -> int:
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(raw.partition("-")[0])
+
+
+async def read_queues(redis: Any, prefix: str, roles: Iterable[str]) -> list[QueueStats]:
+    """The queues of ``roles`` (one script per role, pipelined).
+
+    Raises:
+        redis.exceptions.RedisError: The read failed (the caller translates it).
+    """
+    names = sorted(set(roles))
+    if not names:
+        return []
+    bands = C.PRIORITY_BANDS
+    script = _scripts.get(id(redis))
+    if script is None or script.registered_client is not redis:
+        script = _scripts[id(redis)] = redis.register_script(QUEUE_STATS)
+    pipe = redis.pipeline(transaction=False)
+    for role in names:
+        keys = [C.task_stream(role, b, prefix) for b in bands]
+        keys += [C.delayed_key(role, prefix), C.dead_letter_stream(role, prefix)]
+        # EVALSHA (the pipeline loads the script once when the server lacks it).
+        await script(keys=keys, args=[C.TASK_GROUP], client=pipe)
+    replies = await pipe.execute()
+    out = []
+    for role, reply in zip(names, replies, strict=True):
+        now_ms = int(reply[0]) * 1000 + int(reply[1]) // 1000
+        stats = QueueStats(role=role, delayed=int(reply[-2]), dead=int(reply[-1]))
+        for i, band in enumerate(bands):
+            exists, waiting, oldest = reply[2 + 3 * i : 5 + 3 * i]
+            if not int(exists):
+                continue
+            stats.waiting[band] = int(waiting)
+            stats.oldest_age[band] = max(0.0, (now_ms - _ms(oldest)) / 1000) if oldest else 0.0
+        out.append(stats)
+    return out
