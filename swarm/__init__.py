@@ -76,7 +76,17 @@ from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
-_NAMESPACE_MODULES = ("cli", "constants", "metrics", "redis", "settings", "testing", "tracing")
+_NAMESPACE_MODULES = (
+    "cli",
+    "constants",
+    "dashboard",
+    "exposition",
+    "metrics",
+    "redis",
+    "settings",
+    "testing",
+    "tracing",
+)
 
 __all__ = [
     "FINAL_STATES",
