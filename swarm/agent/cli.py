@@ -9,7 +9,9 @@ run, and leave. SIGKILL loses nothing either: the entries they had read stay
 pending in Redis and a live replica's reaper reclaims them after the
 visibility timeout.
 
-Environment (read here only): ``SWARM_REDIS_URL`` when ``--redis`` is not given.
+Environment (read here only): ``SWARM_REDIS_URL`` when ``--redis`` is not given;
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (and the other standard ``OTEL_*`` variables)
+to export traces over OTLP/HTTP.
 
 Example:
     >>> from swarm.agent.cli import parse_args
@@ -39,6 +41,7 @@ from swarm.errors import ConfigError, SwarmError
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
 from swarm.retry import RetryPolicy
+from swarm.tracing import configure_tracing
 
 __all__ = ["load_role", "main", "parse_args", "run"]
 
@@ -126,6 +129,7 @@ async def run(
     move every object made so far to the collector's permanent generation.
     """
     cls = load_role(args.role)
+    tracer_provider = configure_tracing(os.environ, service_name=f"queenswarm-agent-{cls.role}")
     url = args.redis or os.environ.get("SWARM_REDIS_URL") or DEFAULT_REDIS_URL
     settings = RedisSettings.from_dsn(url)
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else None
@@ -184,6 +188,9 @@ async def run(
         leftovers = await runtime.stop(drain=True, timeout=args.drain_timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if tracer_provider is not None:
+            # Flushes the spans still batched (in a thread: the export blocks).
+            await asyncio.to_thread(tracer_provider.shutdown)
     if leftovers:
         _log.warning("stopped with unfinished tasks (they stay in Redis)", count=len(leftovers))
     return 0

@@ -19,6 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from swarm import constants as C
+from swarm import tracing
 from swarm.agent.base import AgentState
 from swarm.codec import Codec
 from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
@@ -36,7 +37,7 @@ from swarm.redis.streams import (
     parse_entries,
     parse_read,
 )
-from swarm.tracing import handler_span, tracing_enabled
+from swarm.tracing import dispatch_span, handler_span, settle_span, tracing_enabled
 
 __all__ = ["Consumer"]
 
@@ -263,7 +264,11 @@ class Consumer:
         while True:
             d = await rep.queue.get()
             try:
-                await self._execute(rep, d, me)
+                if tracing._enabled:
+                    with dispatch_span(d.envelope, agent.agent_id):
+                        await self._execute(rep, d, me)
+                else:
+                    await self._execute(rep, d, me)
             except (RedisError, OSError) as exc:
                 check_cancelled()
                 # The entry stays pending; the reaper redelivers it.
@@ -390,7 +395,8 @@ class Consumer:
             meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             agent.failed += 1
-            await settler.fail(d, f"{type(exc).__name__}: {exc}")
+            with settle_span(env, "failed"):
+                await settler.fail(d, f"{type(exc).__name__}: {exc}")
             return
         rep.inflight.pop(env.id, None)
         agent.inflight -= 1
@@ -412,7 +418,11 @@ class Consumer:
             await settler.complete(d, TaskState.DONE, result=result, result_type=result_type)
             return
         # Straight on the settle script's future: one coroutine less per task.
-        reply = await settler.done(d, result, result_type)
+        if tracing._enabled:
+            with settle_span(env, "done"):
+                reply = await settler.done(d, result, result_type)
+        else:
+            reply = await settler.done(d, result, result_type)
         if isinstance(reply, Exception):
             raise reply
         meters.done += 1
