@@ -84,6 +84,7 @@ _NAMESPACE_MODULES = (
     "metrics",
     "redis",
     "settings",
+    "summary",
     "testing",
     "tracing",
 )

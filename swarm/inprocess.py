@@ -56,6 +56,7 @@ from swarm.errors import (
     SwarmTimeout,
 )
 from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.logging import current_task_id
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
 from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.retry import RetryPolicy
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 __all__ = ["InProcessRuntime"]
 
 _log = structlog.get_logger("swarm.runtime")
+_set_task_id = current_task_id.set
 
 # A heap entry: (-priority, sequence, envelope, replica to avoid). The
 # sequence keeps FIFO order within a priority and makes entries comparable.
@@ -633,6 +635,8 @@ class InProcessRuntime:
                     d.interrupted = None
                     d.tick = self._tick
                     agent.inflight += 1
+                    # Log lines of the handler (any logger) carry the task id.
+                    _set_task_id(env.id)
                     try:
                         # The flag itself, not tracing_enabled(): a call less per task.
                         if tracing._enabled:

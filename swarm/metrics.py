@@ -51,6 +51,7 @@ __all__ = [
     "RoleMeters",
     "memory_histo",
     "role_meters",
+    "task_totals",
 ]
 
 # Handlers run from milliseconds (lookups) to minutes (scrapes, LLM calls).
@@ -173,6 +174,15 @@ def role_meters(role: str) -> RoleMeters:
     if meters is None:
         meters = _ROLES[role] = RoleMeters(role)
     return meters
+
+
+def task_totals() -> tuple[int, int]:
+    """Tasks this process finished: ``(done, in other final states)``, over every role."""
+    done = failed = 0
+    for m in list(_ROLES.values()):
+        done += m.done
+        failed += sum(m.finished.values())
+    return done, failed
 
 
 _MEMORY: dict[tuple[str, str], Histo] = {}

@@ -38,9 +38,11 @@ import structlog
 from swarm.agent.base import Agent
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
+from swarm.logging import configure_logging, redact_text
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
 from swarm.retry import RetryPolicy
+from swarm.summary import print_summaries
 from swarm.tracing import configure_tracing
 
 __all__ = ["load_role", "main", "parse_args", "run"]
@@ -85,6 +87,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port)",
+    )
+    p.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    p.add_argument(
+        "--summary-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="print a one-line summary this often when standard error is a terminal (0: never)",
     )
     args = p.parse_args(argv)
     if args.replicas < 1:
@@ -154,12 +165,18 @@ async def run(
     base = args.agent_id or f"{cls.role}-{socket.gethostname()}-{os.getpid()}"
     await runtime.start()
     metrics: Any = None
+    summary: asyncio.Task[None] | None = None
     try:
         if args.metrics:
             from swarm.exposition import serve_metrics
 
             metrics, url = await serve_metrics(runtime, args.metrics)
             _log.info("metrics served", url=url)
+        if args.summary_every > 0 and _isatty(sys.stderr):
+            summary = asyncio.create_task(
+                print_summaries(runtime, every=args.summary_every, stream=sys.stderr),
+                name="summary",
+            )
         agents: list[Agent] = []
         for i in range(args.replicas):
             agent_id = base if args.replicas == 1 else f"{base}-{i}"
@@ -181,6 +198,9 @@ async def run(
         await stop.wait()
         _log.info("draining", role=cls.role)
     finally:
+        if summary is not None:
+            summary.cancel()
+            await asyncio.gather(summary, return_exceptions=True)
         if metrics is not None:
             await metrics.cleanup()
         if registry is not None:
@@ -200,7 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m swarm.agent``."""
     args = parse_args(argv)
     try:
+        configure_logging(level=args.log_level, json=args.log_json)
         return asyncio.run(run(args, freeze_gc=True))
     except SwarmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

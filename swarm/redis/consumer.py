@@ -24,6 +24,7 @@ from swarm.agent.base import AgentState
 from swarm.codec import Codec
 from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
+from swarm.logging import current_task_id
 from swarm.messages import Kind
 from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
@@ -42,6 +43,7 @@ from swarm.tracing import dispatch_span, handler_span, settle_span, tracing_enab
 __all__ = ["Consumer"]
 
 _log = structlog.get_logger("swarm.redis.consumer")
+_set_task_id = current_task_id.set
 
 _REJECTED_MAXLEN = 10_000
 # Module globals: an enum member read through its class costs ~0.1 us, and
@@ -263,6 +265,8 @@ class Consumer:
         agent = rep.agent
         while True:
             d = await rep.queue.get()
+            # Log lines of the handler (any logger) carry the task id.
+            _set_task_id(d.envelope.id)
             try:
                 if tracing._enabled:
                     with dispatch_span(d.envelope, agent.agent_id):
