@@ -114,7 +114,7 @@ LLM_TOKENS = Counter(
     "swarm_llm_tokens_total", "Model tokens used, by model and kind (input, output)",
     ["model", "kind"],
 )
-LLM_COST = Counter("swarm_llm_cost_dollars_total", "Estimated model cost in US dollars", ["model"])
+LLM_COST = Counter("swarm_llm_cost_usd_total", "Estimated model cost in US dollars", ["model"])
 
 
 class Histo:
