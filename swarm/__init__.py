@@ -64,6 +64,7 @@ from swarm.routing import Router
 from swarm.runtime import (
     DeadLetter,
     EventCallback,
+    QueueStats,
     ReplicaInfo,
     RoleInfo,
     Runtime,
@@ -78,11 +79,14 @@ from swarm.tasks import TaskSet
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
 _NAMESPACE_MODULES = (
     "cli",
+    "client",
     "constants",
     "dashboard",
     "exposition",
+    "logging",
     "metrics",
     "redis",
+    "service",
     "settings",
     "summary",
     "testing",
@@ -121,6 +125,7 @@ __all__ = [
     "MessageTooLarge",
     "NoRouteError",
     "Queen",
+    "QueueStats",
     "Reject",
     "ReplicaInfo",
     "RetryPolicy",

@@ -149,11 +149,43 @@ def test_from_dsn() -> None:
         SwarmSettings.from_dsn("postgres://h/db")
 
 
-def test_agents_without_the_stock_roles_fail_clearly() -> None:
+def test_agents_without_a_job_fail_clearly() -> None:
     proc = run_cli("--agents", "examples.quickstart:make_agents")
-    assert proc.returncode == 1
-    assert "NoRouteError: the TGE job needs the stock agents" in proc.stderr
-    assert "tge.scrape" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2
+    assert "has no job to run; serve its agents with --serve" in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--lease-ttl", "0"), "lease TTL must be a positive number of seconds, not 0"),
+        (("--task-timeout", "-1"), "task timeout must be a positive number of seconds, not -1"),
+        (("--drain-timeout", "nan"), "drain timeout must be a number of seconds >= 0, not nan"),
+        (("--leader-timeout", "inf"), "leader timeout must be a positive number of seconds"),
+        (("--http", "nowhere"), "HTTP address 'nowhere' must look like HOST:PORT"),
+        (("--postgres", "mysql://x"), "postgres URL 'mysql://x' must start with one of"),
+    ],
+)
+def test_bad_options_are_one_line_errors(option: tuple[str, ...], message: str) -> None:
+    proc = run_cli(*option, "--serve")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m swarm.queen: error: ")
+    assert message in lines[0]
+
+
+def test_public_http_without_tokens_refuses_to_start() -> None:
+    proc = run_cli("--serve", "--http", "0.0.0.0:0")
+    assert proc.returncode == 2
+    assert "refusing to serve the HTTP API on 0.0.0.0:0 without tokens" in proc.stderr
+
+
+def test_unreachable_redis_exits_1_naming_it() -> None:
+    proc = run_cli("--redis", "redis://:hunter2@127.0.0.1:1/0", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("python -m swarm.queen: error: unreachable")
+    assert "hunter2" not in proc.stderr
 
 
 def test_progress_rewrites_one_line_on_a_terminal() -> None:
