@@ -1,0 +1,242 @@
+"""deploy/ against a live swarm: promtool lints a real /metrics scrape, and every
+metric the dashboard and the alert rules use exists in it.
+
+Two agent processes (``python -m swarm.agent ... --metrics 127.0.0.1:0``) and a
+Queen-side runtime in this process (served with the same handler) run tasks
+over Redis: some succeed, some fail until they are dead-lettered, and one
+malformed stream entry is rejected, so the task, retry, dead-letter, reject,
+queue, replica and Redis series all have samples, not just declarations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from swarm import constants as C
+from swarm.errors import TaskDeadLettered
+from swarm.exposition import serve_metrics
+from tests.deploy.agents import Doomed, DoomedAgent, Ping, PingAgent
+from tests.deploy.promql import (
+    dashboard_queries,
+    exposed_series,
+    grouping_labels,
+    label_names,
+    metric_names,
+    rule_queries,
+)
+from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
+from tests.servers import require_binary, require_redis
+
+# One live swarm for the module: its fixture and tests share one event loop.
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+#: Series Prometheus makes itself for every target, not in any /metrics.
+SCRAPE_SERIES = {"up": {"job", "instance"}}
+#: Labels Prometheus attaches to every scraped series.
+TARGET_LABELS = {"job", "instance"}
+
+
+@dataclass
+class AgentProcess:
+    proc: asyncio.subprocess.Process
+    url: str
+    output: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+
+async def _start_agent(role: str, prefix: str) -> AgentProcess:
+    """``python -m swarm.agent ROLE --metrics 127.0.0.1:0``, once its agents run."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "swarm.agent", role,
+        "--redis", require_redis(), "--prefix", prefix, "--metrics", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    url = None
+    async with asyncio.timeout(60):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError(f"agent process {role} exited:\n{''.join(output)}")
+            output.append(line)
+            m = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", line)
+            url = url or (m.group(1) if m else None)
+            if "agents running" in line:
+                break
+    assert url, "".join(output)
+    agent = AgentProcess(proc, url, output)
+
+    async def drain() -> None:  # keep the pipe from filling up
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            output.append(line.decode())
+
+    agent.reader = asyncio.create_task(drain())
+    return agent
+
+
+async def _stop(agent: AgentProcess) -> None:
+    if agent.proc.returncode is None:
+        agent.proc.terminate()
+    try:
+        await asyncio.wait_for(agent.proc.wait(), 30)
+    except TimeoutError:
+        agent.proc.kill()
+        await agent.proc.wait()
+    if agent.reader is not None:
+        await agent.reader
+
+
+@dataclass
+class Scrapes:
+    """The text of each endpoint's /metrics, by URL."""
+
+    texts: dict[str, str]
+
+    def series(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for text in self.texts.values():
+            for name, labels in exposed_series(text).items():
+                out.setdefault(name, set()).update(labels)
+        return out
+
+
+async def _scrape(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url) as resp:
+        assert resp.status == 200, url
+        return await resp.text()
+
+
+def _value(text: str, pattern: str) -> float:
+    """Sum of the samples whose line matches ``pattern`` (a regex on name and labels)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line and not line.startswith("#") and re.match(pattern, line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def scrapes() -> AsyncIterator[Scrapes]:
+    redis = await redis_client()
+    prefix = new_prefix()
+    queen = make_runtime(redis, prefix)
+    agents: list[AgentProcess] = []
+    runner = None
+    try:
+        agents = list(await asyncio.gather(
+            _start_agent("tests.deploy.agents:PingAgent", prefix),
+            _start_agent("tests.deploy.agents:DoomedAgent", prefix),
+        ))
+        await queen.start()
+        runner, queen_url = await serve_metrics(queen, "127.0.0.1:0")
+        pings = [queen.send(Ping(text=f"ping {i}"), sender="test", timeout=60) for i in range(20)]
+        assert await asyncio.gather(*pings) == [f"ping {i}"[::-1] for i in range(20)]
+        doomed = [
+            queen.send(Doomed(n=i), sender="test", timeout=60, max_attempts=2) for i in range(3)
+        ]
+        for outcome in await asyncio.gather(*doomed, return_exceptions=True):
+            assert isinstance(outcome, TaskDeadLettered), outcome
+        # A stream entry that is not a task: the agent moves it aside, counted by reason.
+        await redis.xadd(C.task_stream(PingAgent.role, 0, prefix), {"e": b"\xc1 not a task"})
+        urls = [queen_url, *(a.url for a in agents)]
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(30):
+                while True:
+                    text = await _scrape(http, agents[0].url)
+                    if _value(text, r'swarm_messages_rejected_total\{reason="malformed"\}') >= 1:
+                        break
+                    await asyncio.sleep(0.05)  # polling the condition itself, bounded above
+            texts = {url: await _scrape(http, url) for url in urls}
+        yield Scrapes(texts)
+    finally:
+        for agent in agents:
+            await _stop(agent)
+        if runner is not None:
+            await runner.cleanup()
+        await queen.stop()
+        await cleanup(redis, prefix)
+        await redis.aclose()
+
+
+async def test_the_scrapes_show_the_swarm_at_work(scrapes: Scrapes) -> None:
+    queen_text, ping_text, doomed_text = scrapes.texts.values()
+    ping, doomed = PingAgent.role, DoomedAgent.role
+    assert _value(queen_text, rf'swarm_tasks_submitted_total\{{role="{ping}"\}}') == 20
+    assert _value(queen_text, rf'swarm_tasks_submitted_total\{{role="{doomed}"\}}') == 3
+    assert _value(ping_text, rf'swarm_tasks_finished_total\{{role="{ping}",state="done"\}}') == 20
+    assert _value(ping_text, rf'swarm_task_handler_duration_seconds_count\{{role="{ping}"\}}') == 20
+    dead = rf'swarm_tasks_finished_total\{{role="{doomed}",state="dead"\}}'
+    assert _value(doomed_text, dead) == 3
+    assert _value(doomed_text, r"swarm_task_retries_total ") == 3
+    assert _value(doomed_text, r"swarm_tasks_dead_lettered_total ") == 3
+    for text in scrapes.texts.values():
+        # Every process reads the queues and replicas from Redis when scraped.
+        assert _value(text, rf'swarm_dead_letters\{{role="{doomed}"\}}') == 3
+        assert _value(text, rf'swarm_role_healthy_replicas\{{role="{ping}"\}}') == 1
+        assert _value(text, r"swarm_redis_roundtrip_duration_seconds_count ") > 0
+
+
+async def _check_metrics(promtool: str, text: str) -> tuple[int, str]:
+    """``promtool check metrics`` on ``text``: its exit code and what it printed."""
+    proc = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate(text.encode())
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_promtool_check_metrics_passes_on_each_real_scrape(scrapes: Scrapes) -> None:
+    promtool = require_binary("promtool")
+    for url, text in scrapes.texts.items():
+        assert "swarm_tasks_finished_total" in text
+        code, said = await _check_metrics(promtool, text)
+        assert code == 0 and not said.strip(), f"{url}: promtool check metrics:\n{said}"
+
+
+async def test_promtool_check_metrics_finds_lint_problems() -> None:
+    """The check above can fail: promtool flags a counter without ``_total``."""
+    promtool = require_binary("promtool")
+    bad = "# HELP jobs Jobs.\n# TYPE jobs counter\njobs 1\n"
+    code, said = await _check_metrics(promtool, bad)
+    assert code != 0 and "_total" in said
+
+
+@pytest.mark.parametrize(
+    "source", ["dashboard", "alerts"], ids=["grafana dashboard", "alert rules"]
+)
+async def test_every_metric_queried_exists_in_a_real_scrape(
+    scrapes: Scrapes, source: str
+) -> None:
+    queries = dashboard_queries() if source == "dashboard" else rule_queries()
+    series = {**scrapes.series(), **SCRAPE_SERIES}
+    problems = []
+    for where, expr in queries:
+        names = metric_names(expr)
+        for name in sorted(names - series.keys()):
+            problems.append(f"{where}: {name} is in no scrape")
+        # Labels can only be checked on series that have samples.
+        for name, labels in label_names(expr).items():
+            seen = series.get(name)
+            if seen and labels - seen - TARGET_LABELS:
+                missing = sorted(labels - seen - TARGET_LABELS)
+                problems.append(f"{where}: {name} has no label {missing}")
+        sampled = [series[n] for n in names if series.get(n)]
+        if sampled and len(sampled) == len(names):
+            known = set().union(*sampled) | TARGET_LABELS
+            if grouping_labels(expr) - known:
+                problems.append(f"{where}: grouped by {sorted(grouping_labels(expr) - known)}")
+    assert not problems, "\n".join(problems)
