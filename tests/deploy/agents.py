@@ -1,8 +1,10 @@
-"""Agents of the deploy/ tests (loaded by ``python -m swarm.agent`` subprocesses)."""
+"""Agents of the deploy/ tests, run by ``python -m swarm.agent`` and ``python -m swarm.queen``."""
 
 from __future__ import annotations
 
 from swarm import Agent, Message, handler
+from swarm.agent.context import TaskContext
+from swarm.service.bundle import Bundle
 
 
 class Ping(Message):
@@ -29,3 +31,26 @@ class DoomedAgent(Agent):
     @handler
     async def doomed(self, msg: Doomed) -> int:
         raise RuntimeError(f"task {msg.n} cannot succeed")
+
+
+class Note(Message):
+    text: str
+
+
+class MemoAgent(Agent):
+    """Stores each note in the swarm's memory and reads it back."""
+
+    role = "deploy_memo"
+
+    @handler
+    async def note(self, msg: Note, ctx: TaskContext) -> str:
+        memory_id = await ctx.memory.store(
+            namespace="deploy.notes", content=msg.text, author=self.role
+        )
+        found = await ctx.memory.get(memory_id)
+        assert found is not None
+        return str(found.content)
+
+
+#: For ``python -m swarm.queen --agents tests.deploy.agents:bundle``.
+bundle = Bundle(name="deploy", agents=lambda: [MemoAgent(concurrency=4)])

@@ -1,11 +1,13 @@
-"""deploy/ against a live swarm: promtool lints a real /metrics scrape, and every
-metric the dashboard and the alert rules use exists in it.
+"""deploy/ against a live swarm: promtool lints real /metrics scrapes, and every
+metric the dashboard and the alert rules use exists in them.
 
-Two agent processes (``python -m swarm.agent ... --metrics 127.0.0.1:0``) and a
-Queen-side runtime in this process (served with the same handler) run tasks
-over Redis: some succeed, some fail until they are dead-lettered, and one
-malformed stream entry is rejected, so the task, retry, dead-letter, reject,
-queue, replica and Redis series all have samples, not just declarations.
+Two agent processes (``python -m swarm.agent ... --metrics 127.0.0.1:0``), a
+serving Queen with agents that use memory (``python -m swarm.queen --serve
+--http 127.0.0.1:0``, its HTTP API's /metrics) and a sending runtime in this
+process (served with the agents' handler) run tasks over Redis: some succeed,
+some fail until they are dead-lettered, one malformed stream entry is
+rejected. So the task, retry, dead-letter, reject, queue, replica, memory and
+Redis series have samples, not just declarations.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest_asyncio
 from swarm import constants as C
 from swarm.errors import TaskDeadLettered
 from swarm.exposition import serve_metrics
-from tests.deploy.agents import Doomed, DoomedAgent, Ping, PingAgent
+from tests.deploy.agents import Doomed, DoomedAgent, MemoAgent, Note, Ping, PingAgent
 from tests.deploy.promql import (
     dashboard_queries,
     exposed_series,
@@ -45,35 +47,34 @@ TARGET_LABELS = {"job", "instance"}
 
 
 @dataclass
-class AgentProcess:
+class Process:
     proc: asyncio.subprocess.Process
     url: str
     output: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
 
 
-async def _start_agent(role: str, prefix: str) -> AgentProcess:
-    """``python -m swarm.agent ROLE --metrics 127.0.0.1:0``, once its agents run."""
+async def _start(*argv: str, ready: str, url: str) -> Process:
+    """Run ``python -m ARGV``; return it once a line has said ``ready``, with its URL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "swarm.agent", role,
-        "--redis", require_redis(), "--prefix", prefix, "--metrics", "127.0.0.1:0",
+        sys.executable, "-m", *argv,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout is not None
     output: list[str] = []
-    url = None
+    found = None
     async with asyncio.timeout(60):
         while True:
             line = (await proc.stdout.readline()).decode()
             if not line:
-                raise AssertionError(f"agent process {role} exited:\n{''.join(output)}")
+                raise AssertionError(f"{' '.join(argv)} exited:\n{''.join(output)}")
             output.append(line)
-            m = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", line)
-            url = url or (m.group(1) if m else None)
-            if "agents running" in line:
+            m = re.search(url, line)
+            found = found or (m.group(1) if m else None)
+            if ready in line:
                 break
-    assert url, "".join(output)
-    agent = AgentProcess(proc, url, output)
+    assert found, "".join(output)
+    agent = Process(proc, found, output)
 
     async def drain() -> None:  # keep the pipe from filling up
         assert proc.stdout is not None
@@ -84,7 +85,7 @@ async def _start_agent(role: str, prefix: str) -> AgentProcess:
     return agent
 
 
-async def _stop(agent: AgentProcess) -> None:
+async def _stop(agent: Process) -> None:
     if agent.proc.returncode is None:
         agent.proc.terminate()
     try:
@@ -130,13 +131,25 @@ async def scrapes() -> AsyncIterator[Scrapes]:
     redis = await redis_client()
     prefix = new_prefix()
     queen = make_runtime(redis, prefix)
-    agents: list[AgentProcess] = []
+    agents: list[Process] = []
     runner = None
     try:
+        redis_url = require_redis()
+        agent = ("swarm.agent", "--redis", redis_url, "--prefix", prefix)
+        agent += ("--metrics", "127.0.0.1:0")
+        served = r"(http://127\.0\.0\.1:\d+/metrics)"
+        sep = "&" if "?" in redis_url else "?"
         agents = list(await asyncio.gather(
-            _start_agent("tests.deploy.agents:PingAgent", prefix),
-            _start_agent("tests.deploy.agents:DoomedAgent", prefix),
+            _start(*agent, "tests.deploy.agents:PingAgent", ready="agents running", url=served),
+            _start(*agent, "tests.deploy.agents:DoomedAgent", ready="agents running", url=served),
+            _start(
+                "swarm.queen", "--serve", "--http", "127.0.0.1:0",
+                "--redis", f"{redis_url}{sep}prefix={prefix}",
+                "--agents", "tests.deploy.agents:bundle",
+                ready="ready: serving", url=r"HTTP API on (http://127\.0\.0\.1:\d+)",
+            ),
         ))
+        agents[2].url += "/metrics"
         await queen.start()
         runner, queen_url = await serve_metrics(queen, "127.0.0.1:0")
         pings = [queen.send(Ping(text=f"ping {i}"), sender="test", timeout=60) for i in range(20)]
@@ -146,6 +159,8 @@ async def scrapes() -> AsyncIterator[Scrapes]:
         ]
         for outcome in await asyncio.gather(*doomed, return_exceptions=True):
             assert isinstance(outcome, TaskDeadLettered), outcome
+        notes = [queen.send(Note(text=f"note {i}"), sender="test", timeout=60) for i in range(5)]
+        assert await asyncio.gather(*notes) == [f"note {i}" for i in range(5)]
         # A stream entry that is not a task: the agent moves it aside, counted by reason.
         await redis.xadd(C.task_stream(PingAgent.role, 0, prefix), {"e": b"\xc1 not a task"})
         urls = [queen_url, *(a.url for a in agents)]
@@ -169,7 +184,7 @@ async def scrapes() -> AsyncIterator[Scrapes]:
 
 
 async def test_the_scrapes_show_the_swarm_at_work(scrapes: Scrapes) -> None:
-    queen_text, ping_text, doomed_text = scrapes.texts.values()
+    queen_text, ping_text, doomed_text, service_text = scrapes.texts.values()
     ping, doomed = PingAgent.role, DoomedAgent.role
     assert _value(queen_text, rf'swarm_tasks_submitted_total\{{role="{ping}"\}}') == 20
     assert _value(queen_text, rf'swarm_tasks_submitted_total\{{role="{doomed}"\}}') == 3
@@ -179,8 +194,11 @@ async def test_the_scrapes_show_the_swarm_at_work(scrapes: Scrapes) -> None:
     assert _value(doomed_text, dead) == 3
     assert _value(doomed_text, r"swarm_task_retries_total ") == 3
     assert _value(doomed_text, r"swarm_tasks_dead_lettered_total ") == 3
-    for text in scrapes.texts.values():
-        # Every process reads the queues and replicas from Redis when scraped.
+    memo = MemoAgent.role
+    assert _value(service_text, rf'swarm_tasks_finished_total\{{role="{memo}",state="done"\}}') == 5
+    assert _value(service_text, r'swarm_memory_operation_duration_seconds_count\{op="store",') == 5
+    for text in (queen_text, ping_text, doomed_text):
+        # Every runtime served by swarm.exposition reads queues and replicas from Redis.
         assert _value(text, rf'swarm_dead_letters\{{role="{doomed}"\}}') == 3
         assert _value(text, rf'swarm_role_healthy_replicas\{{role="{ping}"\}}') == 1
         assert _value(text, r"swarm_redis_roundtrip_duration_seconds_count ") > 0
