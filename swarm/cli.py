@@ -34,7 +34,8 @@ from typing import TextIO
 
 import msgspec
 
-from swarm.errors import ConfigError, SwarmError, TransportError
+from swarm import __version__
+from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.logging import configure_logging, redact_text
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, load_bundle
@@ -68,6 +69,8 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--agents", metavar="MODULE:FACTORY",
                    help="bundle or agents to run (default: the 'queenswarm.agents' entry point)")
+    p.add_argument("--no-agents", action="store_true",
+                   help="a Queen alone: its agents run in 'python -m swarm.agent' processes")
     p.add_argument("--redis", metavar="URL",
                    help="run on Redis: redis://, rediss://, redis+cluster:// ($SWARM_REDIS_URL)")
     p.add_argument("--consul", metavar="URL",
@@ -97,6 +100,7 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
                    help=f"longest wait for in-flight work on shutdown "
                    f"(default: {_DEFAULTS.drain_timeout:g})")
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     if bundle is not None and bundle.add_arguments is not None:
         bundle.add_arguments(p.add_argument_group(f"options of the {bundle.name!r} bundle"))  # type: ignore[arg-type]
     return p
@@ -109,6 +113,10 @@ _OPTIONS = (
     ("drain_timeout", "drain_timeout"), ("task_timeout", "task_timeout"),
     ("log_level", "log_level"), ("log_json", "log_json"),
 )
+
+
+#: Seconds between the serving Queen's summary lines (on a terminal).
+SUMMARY_EVERY = 10.0
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSettings:
@@ -214,8 +222,14 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        service = SwarmService(settings, agents=bundle.make_agents(), say=display.message)
+        agents = bundle.make_agents() if bundle.name != "queen-only" else []
+        service = SwarmService(settings, agents=agents, say=display.message)
         async with service:
+            try:
+                # A free lease is taken on the first attempt: a Queen alone leads at once.
+                await service.leadership.wait_leading(timeout=min(settings.lease_ttl, 2.0))
+            except SwarmTimeout:
+                pass
             if not service.leadership.leading:
                 from swarm.service.leadership import describe_leader
 
@@ -225,7 +239,21 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
                     f"this Queen stands by, takes over when it stops{reads}"
                 )
             display.message(f"ready: serving {service.describe()}; SIGINT/SIGTERM stops")
-            await stop.wait()
+            summary = None
+            if display.tty:
+                # A person watches: a line of throughput, in-flight and failures now and then.
+                from swarm.summary import print_summaries
+
+                summary = asyncio.create_task(
+                    print_summaries(service.runtime, every=SUMMARY_EVERY, stream=display.stream),
+                    name="summary",
+                )
+            try:
+                await stop.wait()
+            finally:
+                if summary is not None:
+                    summary.cancel()
+                    await asyncio.gather(summary, return_exceptions=True)
             display.message("signal received; draining")
         display.message(f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over")
     finally:
@@ -245,9 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     first, _ = build_parser().parse_known_args(argv)
     try:
         spec = first.agents or os.environ.get("SWARM_AGENTS") or None
-        if spec is not None:
-            SwarmSettings(agents=spec)  # the shape is checked before importing anything
-        bundle = load_bundle(spec)
+        if first.no_agents:
+            if first.agents or not first.serve:
+                raise ConfigError("--no-agents serves a Queen alone: use it with --serve, "
+                                  "without --agents")
+            bundle = Bundle(name="queen-only", agents=list)
+        else:
+            if spec is not None:
+                SwarmSettings(agents=spec)  # the shape is checked before importing anything
+            bundle = load_bundle(spec)
     except ConfigError as exc:
         return fail(PROG, exc, err)
     args = build_parser(bundle).parse_args(argv)

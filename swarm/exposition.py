@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import REGISTRY
 from prometheus_client.aiohttp import make_aiohttp_handler
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from swarm.agent.base import AgentState
@@ -103,6 +103,11 @@ class SwarmCollector(Collector):
         dead = GaugeMetricFamily(
             "swarm_dead_letters", "Tasks in the dead-letter stream, by role", labels=["role"]
         )
+        delivered = CounterMetricFamily(
+            "swarm_queue_delivered",
+            "Tasks ever handed to a role's agents (from Redis: the whole swarm's)",
+            labels=["role"],
+        )
         for q in self._queues:
             # The default band always, others while they hold work: ten bands
             # of fifty roles would otherwise be a thousand series of zeros.
@@ -112,6 +117,7 @@ class SwarmCollector(Collector):
                     age.add_metric([q.role, str(band)], q.oldest_age.get(band, 0.0))
             delayed.add_metric([q.role], q.delayed)
             dead.add_metric([q.role], q.dead)
+            delivered.add_metric([q.role], q.delivered)
         replicas = GaugeMetricFamily(
             "swarm_role_replicas",
             "Replicas with a fresh heartbeat, by role and lifecycle state",
@@ -153,7 +159,19 @@ class SwarmCollector(Collector):
             "Time the scrape-time read of the directory and queues took",
         )
         took.add_metric([], self._took)
-        yield from (depth, age, delayed, dead, replicas, healthy, inflight, local, up, took)
+        yield from (
+            depth,
+            age,
+            delayed,
+            dead,
+            delivered,
+            replicas,
+            healthy,
+            inflight,
+            local,
+            up,
+            took,
+        )
 
 
 def _count_states(replicas: Iterable[Any]) -> dict[str, int]:

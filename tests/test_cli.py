@@ -201,3 +201,40 @@ def test_progress_rewrites_one_line_on_a_terminal() -> None:
     display("scrape", 2, 2, "b")
     display.message("done")
     assert tty.getvalue() == "\r\x1b[K[scrape 1/2] a\r\x1b[K[scrape 2/2] b\nqueenswarm: done\n"
+
+
+def test_unreachable_postgres_exits_1_without_its_password() -> None:
+    proc = run_cli("--serve", "--agents", "examples.quickstart:make_agents",
+                   "--postgres", "postgresql://bee:s3cretpw@127.0.0.1:1/swarm")
+    assert proc.returncode == 1, proc.stderr
+    assert "error: unreachable: PostgreSQL unavailable" in proc.stderr
+    assert "s3cretpw" not in proc.stderr + proc.stdout
+
+
+async def test_serving_with_tokens_never_shows_them() -> None:
+    secret = "admin-secret-never-logged-0123"
+    env = fresh_env(SWARM_TOKENS=f"admin:{secret}", SWARM_LOG_LEVEL="debug")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "swarm.queen", "--serve", "--http", "127.0.0.1:0",
+        "--agents", "examples.quickstart:make_agents", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(30):
+            while not lines or "ready" not in lines[-1]:
+                line = (await proc.stderr.readline()).decode()
+                assert line, f"exited before ready: {''.join(lines)}"
+                lines.append(line)
+        assert any("HTTP API on http://127.0.0.1:" in line and "1 tokens" in line
+                   for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest = (await proc.stderr.read()).decode()
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert secret not in "".join(lines) + rest

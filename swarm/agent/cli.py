@@ -36,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from swarm import __version__
 from swarm.agent.base import Agent
 from swarm.cli import fail
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
@@ -99,8 +100,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port)",
     )
-    p.add_argument("--log-level", default="info", help="debug, info, warning, error")
-    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    p.add_argument(
+        "--log-level", default=None, help="debug, info, warning, error ($SWARM_LOG_LEVEL)"
+    )
+    p.add_argument(
+        "--log-json", action="store_true", default=None, help="one JSON object per log line"
+    )
     p.add_argument(
         "--summary-every",
         type=float,
@@ -108,6 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="print a one-line summary this often when standard error is a terminal (0: never)",
     )
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
@@ -168,6 +174,9 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSe
         lease_ttl=args.check_ttl,
         drain_timeout=args.drain_timeout,
         http=None,
+        # An agent process tells its lifecycle (started, metrics URL, draining) at info.
+        log_level=(args.log_level or environ.get("SWARM_LOG_LEVEL") or "info").lower(),
+        log_json=bool(args.log_json) or base.log_json,
     )
 
 
@@ -255,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_args(argv)
     try:
-        configure_logging(level=args.log_level, json=args.log_json)
+        settings = settings_of(args, os.environ)
+        configure_logging(level=settings.log_level, json=settings.log_json)
         return asyncio.run(run(args, freeze_gc=True))
     except SwarmError as exc:
         return fail(PROG, exc, sys.stderr)

@@ -25,9 +25,10 @@ from typing import Any, TextIO
 
 import msgspec
 
+from swarm import __version__
 from swarm.client.errors import ApiRequestError, BadRequest, NotLeader
 from swarm.client.http import SwarmClient, result_of
-from swarm.errors import SwarmError, TaskError
+from swarm.errors import SwarmError, TaskError, TransportError
 from swarm.service.auth import ROLES, hash_token, new_token
 
 __all__ = ["build_parser", "main"]
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token ($SWARM_TOKEN)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("submit", help="submit a task: TYPE and its fields as JSON")
@@ -83,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("content")
     m.add_argument("--tag", action="append", default=[])
     sub.add_parser("config", help="the live config in force")
-    sub.add_parser("ready", help="whether the Queen leads, and who does")
+    w = sub.add_parser("ready", help="whether the Queen leads, and who does")
+    w.add_argument("--wait", type=float, default=0.0,
+                   help="keep trying up to SECONDS while the API (or --role) is not up yet")
+    w.add_argument("--role", action="append", default=[],
+                   help="also wait until this role has a replica (repeatable)")
+    w.add_argument("--leading", action="store_true",
+                   help="also wait until this Queen leads (not a standby)")
     k = sub.add_parser("token", help="make a token: prints it, and its tokens-file line")
     k.add_argument("role", choices=ROLES)
     k.add_argument("name", nargs="?", default="")
@@ -222,7 +230,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             emit(await client.config())
             return 0
         if cmd == "ready":
-            ready = await client.ready()
+            ready = await _ready(client, args.wait, args.role, leading=args.leading)
             if args.json:
                 emit(ready)
             else:
@@ -231,6 +239,27 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"{ready.status} (queen {ready.queen_id}; leader: {who})\n")
             return 0 if ready.status != "draining" else 1
     raise AssertionError(cmd)
+
+
+async def _ready(client: SwarmClient, wait: float, roles: list[str], *, leading: bool) -> Any:
+    """``client.ready()`` once ``roles`` have replicas (and it leads), for up to ``wait`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            ready = await client.ready()
+            present = {r.role for r in await client.roles() if r.replicas} if roles else set()
+            missing = sorted(set(roles) - present)
+            if not missing and (ready.status == "leading" or not leading):
+                return ready
+            if loop.time() >= deadline:
+                what = f"no replica of {', '.join(missing)}" if missing else "not leading"
+                raise SwarmError(f"{what} after {wait:g} s")
+        except TransportError:
+            if loop.time() >= deadline:
+                raise
+        # A server still starting has no event to wait on from here: retry shortly.
+        await asyncio.sleep(0.2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.write(f"{PROG}: {exc}\n")
         return 1
     except NotLeader as exc:
-        where = f" (the leader is at {exc.leader_url})" if exc.leader_url else ""
+        url = exc.leader_url
+        where = f" (the leader is at {url})" if url and url not in exc.detail else ""
         err.write(f"{PROG}: error: {exc.detail}{where}\n")
         return 1
     except ApiRequestError as exc:

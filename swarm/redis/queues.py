@@ -25,7 +25,8 @@ __all__ = ["QueueStats", "read_queues"]
 
 # KEYS: a role's band streams (best first), then its delayed set and dead-letter
 # stream. ARGV: group. Returns the server time (s, us), then per band:
-# exists (0/1), waiting, oldest waiting entry id ("" if none); then ZCARD, XLEN.
+# exists (0/1), waiting, oldest waiting entry id ("" if none), entries the group
+# was ever handed (its read counter, -1 if Redis does not know it); then ZCARD, XLEN.
 QUEUE_STATS = """
 local out = redis.call('TIME')
 local n = #KEYS - 2
@@ -33,8 +34,8 @@ for i = 1, n do
   local k = KEYS[i]
   local len = redis.call('XLEN', k)
   local exists = len > 0 and 1 or redis.call('EXISTS', k)
-  local waiting, oldest = 0, ''
-  if len > 0 then
+  local waiting, oldest, read = 0, '', -1
+  if exists == 1 then
     local pending, last = 0, '0-0'
     local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', k)
     if ok then
@@ -44,6 +45,7 @@ for i = 1, n do
         if f['name'] == ARGV[1] then
           pending = f['pending']
           last = f['last-delivered-id']
+          if type(f['entries-read']) == 'number' then read = f['entries-read'] end
         end
       end
     end
@@ -56,6 +58,7 @@ for i = 1, n do
   out[#out + 1] = exists
   out[#out + 1] = waiting
   out[#out + 1] = oldest
+  out[#out + 1] = read
 end
 out[#out + 1] = redis.call('ZCARD', KEYS[n + 1])
 out[#out + 1] = redis.call('XLEN', KEYS[n + 2])
@@ -73,6 +76,8 @@ class QueueStats:
         oldest_age: Seconds the oldest of them has waited, per band (0 if none).
         delayed: Tasks waiting for their retry backoff.
         dead: Tasks in the dead-letter stream.
+        delivered: Tasks ever handed to the role's agents (a counter; its rate
+            is the role's throughput), over the bands where Redis knows it.
     """
 
     role: str
@@ -80,6 +85,7 @@ class QueueStats:
     oldest_age: dict[int, float] = field(default_factory=dict)
     delayed: int = 0
     dead: int = 0
+    delivered: int = 0
 
     @property
     def total(self) -> int:
@@ -121,9 +127,11 @@ async def read_queues(redis: Any, prefix: str, roles: Iterable[str]) -> list[Que
         now_ms = int(reply[0]) * 1000 + int(reply[1]) // 1000
         stats = QueueStats(role=role, delayed=int(reply[-2]), dead=int(reply[-1]))
         for i, band in enumerate(bands):
-            exists, waiting, oldest = reply[2 + 3 * i : 5 + 3 * i]
+            exists, waiting, oldest, read = reply[2 + 4 * i : 6 + 4 * i]
             if not int(exists):
                 continue
+            if int(read) > 0:
+                stats.delivered += int(read)
             stats.waiting[band] = int(waiting)
             stats.oldest_age[band] = max(0.0, (now_ms - _ms(oldest)) / 1000) if oldest else 0.0
         out.append(stats)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ from swarm.tasks import TaskSet
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ROUTES_ENTRY_POINT_GROUP", "RouteInstaller", "SwarmService"]
+__all__ = ["ROUTES_ENTRY_POINT_GROUP", "RouteInstaller", "SwarmService", "UntypedPayload"]
 
 _log = structlog.get_logger("swarm.service")
 
@@ -78,6 +79,22 @@ def _optional(module: str, names: tuple[str, ...], what: str) -> list[Any]:
         raise ConfigError(
             f"{what} needs the {module!r} module, which this installation lacks: {exc}"
         ) from exc
+
+
+class UntypedPayload(dict[str, Any]):
+    """The fields of a message whose class this process lacks, under its wire name."""
+
+    type_name = ""
+
+
+_UNTYPED: dict[str, type[Any]] = {}
+
+
+def _untyped(name: str) -> type[Message]:
+    cls = _UNTYPED.get(name)
+    if cls is None:
+        cls = _UNTYPED[name] = type(f"Untyped[{name}]", (UntypedPayload,), {"type_name": name})
+    return cls
 
 
 class SwarmService:
@@ -146,6 +163,8 @@ class SwarmService:
         # Tasks submitted through this Queen's API, oldest first (bounded).
         self._recent: dict[str, None] = {}
         self._idempotency: dict[str, str] = {}
+        self._types: dict[str, type[Message]] = {}
+        self._types_at = -1e9
 
     async def __aenter__(self) -> SwarmService:
         await self.start()
@@ -384,14 +403,32 @@ class SwarmService:
             return await redis_queue_stats(self._redis.commands, self._redis_prefix, roles)
         return {}
 
+    async def message_class(self, name: str) -> type[Message] | None:
+        """The class of a submittable message type, from a snapshot at most 1 s old.
+
+        A name the snapshot lacks refreshes it (at most every 50 ms): a role
+        that just joined is submittable at once, and a flood of unknown names
+        cannot turn every request into a directory read.
+        """
+        now = time.monotonic()
+        age = now - self._types_at
+        if age > 1.0 or (name not in self._types and age > 0.05):
+            self._types = await self.submittable()
+            self._types_at = now
+        return self._types.get(name)
+
     async def submittable(self) -> dict[str, type[Message]]:
-        """Message types some role handles, by wire name, that this process can decode."""
+        """Message types some role handles, by wire name.
+
+        A type whose class this process cannot import (its agents run in
+        other processes) is an :class:`UntypedPayload` subclass: its fields
+        are forwarded as given, and the agent that decodes them validates them.
+        """
         out: dict[str, type[Message]] = {}
         for info in (await self.runtime.directory()).values():
             for name in info.types:
-                cls = lookup_message_type(name)
-                if cls is not None:
-                    out[name] = cls
+                cls = lookup_message_type(name) or _untyped(name)
+                out[name] = cls
         return out
 
     def ready(self) -> bool:

@@ -93,7 +93,11 @@ async def openapi_document(service: Any, *, secured: bool = True) -> bytes:
         service: Asked for :meth:`~swarm.service.assembly.SwarmService.submittable`.
         secured: Whether operations list bearer security and 401/403 answers.
     """
-    messages = await service.submittable()
+    from swarm.service.assembly import UntypedPayload
+
+    every = await service.submittable()
+    untyped = sorted(n for n, cls in every.items() if issubclass(cls, UntypedPayload))
+    messages = {n: cls for n, cls in every.items() if n not in untyped}
     types: list[Any] = [
         api.Problem, api.Health, api.Readiness, api.SubmitRequest, api.Submitted, api.TaskView,
         api.TaskList, api.RoleView, api.ReplicaView, api.DeadLetterView, api.RedriveResult,
@@ -107,7 +111,7 @@ async def openapi_document(service: Any, *, secured: bool = True) -> bytes:
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     schema_of = dict(zip(types, schemas, strict=True))
     submit: dict[str, Any] | None = None
-    if names:
+    if names or untyped:
         variants = []
         for n in names:
             variants.append({
@@ -118,6 +122,13 @@ async def openapi_document(service: Any, *, secured: bool = True) -> bytes:
                 },
                 "required": ["type", "payload"],
                 "title": f"Submit {n}",
+            })
+        for n in untyped:
+            variants.append({
+                "allOf": [schema_of[api.SubmitRequest]],
+                "properties": {"type": {"const": n}, "payload": {"type": "object"}},
+                "required": ["type", "payload"],
+                "title": f"Submit {n} (validated by its agent)",
             })
         submit = {"oneOf": variants}
     paths: dict[str, dict[str, Any]] = {}
@@ -142,5 +153,6 @@ async def openapi_document(service: Any, *, secured: bool = True) -> bytes:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "x-message-types": names,
+        "x-untyped-message-types": untyped,
     }
     return msgspec.json.encode(doc)

@@ -280,8 +280,9 @@ async def test_a_scrape_with_50_roles_and_200_agents_takes_under_50_ms() -> None
                 text = await scrape()
                 took.append(time.perf_counter() - t0)
         s = samples(text)
-        # Two tasks per role wait (an agent may have read one ahead: then one).
-        assert 95 <= sum(v for k, v in s.items() if k[0] == "swarm_queue_depth") <= 100
+        # What waits (about two tasks per role) as Redis itself counts it.
+        depth = sum(v for k, v in s.items() if k[0] == "swarm_queue_depth")
+        assert depth == await _undelivered(redis, prefix) > 0
         assert sum(v for k, v in s.items() if k[0] == "swarm_role_healthy_replicas") == 200
         assert len([k for k in s if k[0] == "swarm_role_healthy_replicas"]) == 50
         median = statistics.median(took)

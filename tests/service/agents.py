@@ -72,3 +72,8 @@ class BoomAgent(Agent):
 def make_agents() -> list[Agent]:
     """The test swarm: one agent of each role (hold with one slot, so tasks queue)."""
     return [EchoAgent(concurrency=16), HoldAgent(concurrency=1), BoomAgent()]
+
+
+def make_quick_agents() -> list[Agent]:
+    """Agents whose tasks all end quickly (for fuzzing: no task waits on a gate)."""
+    return [EchoAgent(concurrency=16), BoomAgent()]

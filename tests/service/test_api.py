@@ -254,3 +254,17 @@ async def test_a_standby_answers_reads_and_names_the_leader() -> None:
             await standby.close()
         await leader.close()
         await _cleanup(url)
+
+
+async def test_openapi_lists_submittable_types_with_their_schemas(serve: ServeFactory) -> None:
+    served = await serve()
+    status, doc, _ = await served.call("GET", "/openapi.json")
+    assert status == 200 and doc["openapi"] == "3.1.0"
+    assert doc["x-message-types"] == ["Boom", "Echo", "Hold"]
+    echo = doc["components"]["schemas"]["Echo"]
+    assert echo["required"] == ["text"] and echo["properties"]["n"]["type"] == "integer"
+    body = doc["paths"]["/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    variants = {v["properties"]["type"]["const"]: v for v in body["schema"]["oneOf"]}
+    assert variants["Echo"]["properties"]["payload"] == {"$ref": "#/components/schemas/Echo"}
+    problem = doc["paths"]["/v1/tasks"]["post"]["responses"]["409"]["content"]
+    assert problem["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
