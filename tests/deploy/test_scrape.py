@@ -63,38 +63,44 @@ async def _start(*argv: str, ready: str, url: str) -> Process:
     assert proc.stdout is not None
     output: list[str] = []
     found = None
-    async with asyncio.timeout(60):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                raise AssertionError(f"{' '.join(argv)} exited:\n{''.join(output)}")
-            output.append(line)
-            m = re.search(url, line)
-            found = found or (m.group(1) if m else None)
-            if ready in line:
-                break
-    assert found, "".join(output)
-    agent = Process(proc, found, output)
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError(f"{' '.join(argv)} exited:\n{''.join(output)}")
+                output.append(line)
+                m = re.search(url, line)
+                found = found or (m.group(1) if m else None)
+                if ready in line:
+                    break
+        assert found, "".join(output)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        raise
+    started = Process(proc, found, output)
 
     async def drain() -> None:  # keep the pipe from filling up
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
             output.append(line.decode())
 
-    agent.reader = asyncio.create_task(drain())
-    return agent
+    started.reader = asyncio.create_task(drain())
+    return started
 
 
-async def _stop(agent: Process) -> None:
-    if agent.proc.returncode is None:
-        agent.proc.terminate()
+async def _stop(p: Process) -> None:
+    if p.proc.returncode is None:
+        p.proc.terminate()
     try:
-        await asyncio.wait_for(agent.proc.wait(), 30)
+        await asyncio.wait_for(p.proc.wait(), 30)
     except TimeoutError:
-        agent.proc.kill()
-        await agent.proc.wait()
-    if agent.reader is not None:
-        await agent.reader
+        p.proc.kill()
+        await p.proc.wait()
+    if p.reader is not None:
+        await p.reader
 
 
 @dataclass
@@ -131,15 +137,15 @@ async def scrapes() -> AsyncIterator[Scrapes]:
     redis = await redis_client()
     prefix = new_prefix()
     queen = make_runtime(redis, prefix)
-    agents: list[Process] = []
+    procs: list[Process] = []
     runner = None
     try:
         redis_url = require_redis()
-        agent = ("swarm.agent", "--redis", redis_url, "--prefix", prefix)
-        agent += ("--metrics", "127.0.0.1:0")
+        agent = ("swarm.agent", "--redis", redis_url, "--prefix", prefix, "--metrics")
+        agent += ("127.0.0.1:0",)
         served = r"(http://127\.0\.0\.1:\d+/metrics)"
         sep = "&" if "?" in redis_url else "?"
-        agents = list(await asyncio.gather(
+        started = await asyncio.gather(
             _start(*agent, "tests.deploy.agents:PingAgent", ready="agents running", url=served),
             _start(*agent, "tests.deploy.agents:DoomedAgent", ready="agents running", url=served),
             _start(
@@ -148,8 +154,13 @@ async def scrapes() -> AsyncIterator[Scrapes]:
                 "--agents", "tests.deploy.agents:bundle",
                 ready="ready: serving", url=r"HTTP API on (http://127\.0\.0\.1:\d+)",
             ),
-        ))
-        agents[2].url += "/metrics"
+            return_exceptions=True,
+        )
+        procs = [p for p in started if isinstance(p, Process)]
+        for failure in started:
+            if isinstance(failure, BaseException):
+                raise failure
+        procs[2].url += "/metrics"
         await queen.start()
         runner, queen_url = await serve_metrics(queen, "127.0.0.1:0")
         pings = [queen.send(Ping(text=f"ping {i}"), sender="test", timeout=60) for i in range(20)]
@@ -163,19 +174,19 @@ async def scrapes() -> AsyncIterator[Scrapes]:
         assert await asyncio.gather(*notes) == [f"note {i}" for i in range(5)]
         # A stream entry that is not a task: the agent moves it aside, counted by reason.
         await redis.xadd(C.task_stream(PingAgent.role, 0, prefix), {"e": b"\xc1 not a task"})
-        urls = [queen_url, *(a.url for a in agents)]
+        urls = [queen_url, *(p.url for p in procs)]
         async with aiohttp.ClientSession() as http:
             async with asyncio.timeout(30):
                 while True:
-                    text = await _scrape(http, agents[0].url)
+                    text = await _scrape(http, procs[0].url)
                     if _value(text, r'swarm_messages_rejected_total\{reason="malformed"\}') >= 1:
                         break
                     await asyncio.sleep(0.05)  # polling the condition itself, bounded above
             texts = {url: await _scrape(http, url) for url in urls}
         yield Scrapes(texts)
     finally:
-        for agent in agents:
-            await _stop(agent)
+        for proc in procs:
+            await _stop(proc)
         if runner is not None:
             await runner.cleanup()
         await queen.stop()
