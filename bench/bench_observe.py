@@ -23,7 +23,6 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from swarm import Agent, Message, handler  # noqa: E402
 from swarm.redis import RedisRuntime, RedisSettings  # noqa: E402
 
 IN_FLIGHT = 100
+AGENT = str(Path(__file__).resolve().parent / "observe_agent.py")
 VARIANTS = ("off", "metrics", "tracing")
 
 
@@ -98,7 +98,7 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
     server, url, directory = start_server()
     await wait_ready(url)
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(__file__).resolve().parent}")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(AGENT).parent}")
     try:
         for r in range(args.rounds):
             order = VARIANTS if r % 2 == 0 else tuple(reversed(VARIANTS))
@@ -107,11 +107,11 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
                 prefix = f"bench-obs-{os.urandom(4).hex()}"
                 queen = RedisRuntime(settings=RedisSettings.from_dsn(url), prefix=prefix)
                 await queen.start()
-                agent = subprocess.Popen(
-                    [sys.executable, str(Path(__file__).parent / "observe_agent.py"), variant,
-                     "bench_observe:WorkAgent", "--redis", url, "--prefix", prefix,
-                     "--concurrency", str(IN_FLIGHT), "--log-level", "warning"],
-                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                agent = await asyncio.create_subprocess_exec(
+                    sys.executable, AGENT, variant, "bench_observe:WorkAgent", "--redis", url,
+                    "--prefix", prefix, "--concurrency", str(IN_FLIGHT), "--log-level", "warning",
+                    cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
                 )
                 try:
                     await _wait_for_agent(queen)
@@ -119,7 +119,7 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
                     rate = await _round(queen, args.tasks)
                 finally:
                     agent.terminate()
-                    agent.wait(60)
+                    await agent.wait()
                     await queen.stop()
                     if provider is not None:
                         provider.shutdown()
