@@ -40,6 +40,7 @@ from swarm.logging import configure_logging, redact_text
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, load_bundle
 from swarm.settings import LOG_LEVELS, SwarmSettings
+from swarm.tracing import configure_tracing
 
 __all__ = ["ENVIRONMENT", "build_parser", "fail", "main", "settings_from"]
 
@@ -291,9 +292,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(level=settings.log_level, json=settings.log_json)
         if settings.http is not None and not args.serve:
             raise ConfigError("--http serves the API of a running swarm: use it with --serve")
-        if args.serve:
-            return asyncio.run(_serve(bundle, settings, display))
-        return asyncio.run(_run_job(bundle, settings, args, sys.stdout, display))
+        # Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise.
+        tracer_provider = configure_tracing(os.environ, service_name="queenswarm-queen")
+        try:
+            if args.serve:
+                return asyncio.run(_serve(bundle, settings, display))
+            return asyncio.run(_run_job(bundle, settings, args, sys.stdout, display))
+        finally:
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans still batched
     except KeyboardInterrupt:
         display.message("interrupted")
         return 130

@@ -37,6 +37,7 @@ __all__ = [
     "LLM_COST",
     "LLM_TOKENS",
     "MEMORY_SECONDS",
+    "RECORD_TASKS",
     "REDIS_ROUNDTRIP_SECONDS",
     "REJECTED",
     "TASKS_DEAD",
@@ -50,6 +51,7 @@ __all__ = [
     "Histo",
     "RoleMeters",
     "memory_histo",
+    "record_task_metrics",
     "role_meters",
     "task_totals",
 ]
@@ -166,6 +168,18 @@ class RoleMeters:
 
 
 _ROLES: dict[str, RoleMeters] = {}
+
+#: Whether runtimes count each task (see :func:`record_task_metrics`).
+RECORD_TASKS = True
+
+
+def record_task_metrics(on: bool) -> None:
+    """Turn per-task counting (submitted, started, finished, durations) on or off.
+
+    On by default; off saves the few hundred nanoseconds per task it costs.
+    """
+    global RECORD_TASKS
+    RECORD_TASKS = on
 
 
 def role_meters(role: str) -> RoleMeters:

@@ -361,7 +361,8 @@ class Consumer:
         agent.inflight += 1
         codec = core.codec
         meters = core.meters(d.stream)
-        meters.started += 1
+        if meters is not None:
+            meters.started += 1
         try:
             # As in the in-process runtime: no span context manager (a
             # generator per task) unless tracing is on; ``dispatch`` makes the
@@ -372,7 +373,8 @@ class Consumer:
             else:
                 value = await agent.dispatch(env, rep.context, codec)
         except asyncio.CancelledError:
-            meters.handler.observe(time.time() - d.started_at)
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             if d.interrupted is None:
                 if me.cancelling():
@@ -385,18 +387,21 @@ class Consumer:
                 await settler.redeliver(d, d.interrupted)
             return
         except Reject as exc:
-            meters.handler.observe(time.time() - d.started_at)
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             await settler.complete(d, TaskState.FAILED, error=f"rejected: {exc}")
             return
         except DecodeError as exc:
-            meters.handler.observe(time.time() - d.started_at)
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             REJECTED.labels(reason="bad_payload").inc()
             await settler.complete(d, TaskState.FAILED, error=str(exc))
             return
         except Exception as exc:
-            meters.handler.observe(time.time() - d.started_at)
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             agent.failed += 1
             with settle_span(env, "failed"):
@@ -405,7 +410,8 @@ class Consumer:
         rep.inflight.pop(env.id, None)
         agent.inflight -= 1
         finished = time.time()
-        meters.handler.observe(finished - d.started_at)
+        if meters is not None:
+            meters.handler.observe(finished - d.started_at)
         if d.interrupted is not None:
             me.uncancel()
             if d.interrupted != "killed":
@@ -429,8 +435,9 @@ class Consumer:
             reply = await settler.done(d, result, result_type)
         if isinstance(reply, Exception):
             raise reply
-        meters.done += 1
-        meters.latency.observe(finished - env.created_at)
+        if meters is not None:
+            meters.done += 1
+            meters.latency.observe(finished - env.created_at)
 
     @staticmethod
     def _settle(rep: Replica, d: Delivery) -> None:

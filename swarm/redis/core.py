@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swarm import constants as C
+from swarm import metrics
 from swarm.codec import Codec
 from swarm.errors import RuntimeClosed
 from swarm.ledger import TaskRecord
@@ -173,8 +174,13 @@ class Core:
         self.tasks = TaskSet(f"redis-runtime:{node_id}")
         self._meters: dict[str, RoleMeters] = {}
 
-    def meters(self, stream: str) -> RoleMeters:
-        """The metrics of the role a task stream belongs to (one dict lookup per task)."""
+    def meters(self, stream: str) -> RoleMeters | None:
+        """The metrics of the role a task stream belongs to (one dict lookup per task).
+
+        None while per-task metrics are off (:func:`swarm.metrics.record_task_metrics`).
+        """
+        if not metrics.RECORD_TASKS:
+            return None
         m = self._meters.get(stream)
         if m is None:
             m = self._meters[stream] = role_meters(role_of(stream))

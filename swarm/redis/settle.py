@@ -114,6 +114,8 @@ class Settler:
 
     def _finished(self, d: Delivery, state: TaskState) -> None:
         meters = self._core.meters(d.stream)
+        if meters is None:
+            return
         latency = time.time() - d.envelope.created_at
         if state is _DONE:
             meters.done += 1

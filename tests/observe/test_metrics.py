@@ -15,14 +15,21 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from swarm import Agent, Message, handler
 from swarm import constants as C
 from swarm.agent.cli import parse_args
 from swarm.envelopes import task_envelope
-from swarm.errors import ConfigError
+from swarm.errors import ConfigError, TaskDeadLettered
 from swarm.exposition import metrics_handler, parse_address
 from swarm.metrics import Histo
 from tests.observe.agents import Echo, EchoAgent, Hold, HoldAgent
-from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
+from tests.redis.runtime_support import (
+    cleanup,
+    fast_retry,
+    make_runtime,
+    new_prefix,
+    redis_client,
+)
 from tests.servers import require_redis
 
 pytestmark = pytest.mark.integration
@@ -298,3 +305,36 @@ async def test_a_scrape_with_50_roles_and_200_agents_takes_under_50_ms() -> None
         await runtime.stop(drain=False)
         await cleanup(redis, prefix)
         await redis.aclose()
+
+
+async def test_the_in_process_runtime_counts_tasks_by_role() -> None:
+    from swarm import InProcessRuntime
+    from swarm.metrics import role_meters
+
+    class Flaky(Message):
+        fail: bool
+
+    class FlakyAgent(Agent):
+        role = "obs_inproc"
+
+        @handler(Flaky)
+        async def run(self, msg: Flaky) -> str:
+            if msg.fail:
+                raise RuntimeError("no")
+            return "ok"
+
+    m = role_meters("obs_inproc")
+    before = (m.started, m.done, m.finished.get("dead", 0), m.latency.counts[:], m.handler.sum)
+    runtime = InProcessRuntime(retry_policy=fast_retry(1))
+    await runtime.start()
+    try:
+        await runtime.register(FlakyAgent())
+        assert await runtime.send(Flaky(fail=False), sender="t") == "ok"
+        with pytest.raises(TaskDeadLettered):
+            await runtime.send(Flaky(fail=True), sender="t")
+    finally:
+        await runtime.stop()
+    assert m.started - before[0] == 2
+    assert m.done - before[1] == 1
+    assert m.finished.get("dead", 0) - before[2] == 1
+    assert sum(m.latency.counts) - sum(before[3]) == 2

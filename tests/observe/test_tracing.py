@@ -226,3 +226,30 @@ async def test_memory_calls_and_in_process_handlers_join_the_trace(
     submit = next(s for s in spans if s.name == "submit Echo")
     assert handle.parent_id == submit.span_id and submit.parent_id == outer.span_id
     assert {s.trace_id for s in spans} == {outer.trace_id}
+
+
+async def test_log_lines_inside_a_task_carry_its_trace(exporter: InMemorySpanExporter) -> None:
+    import io
+    import json
+    import logging
+
+    import structlog
+
+    from swarm.logging import configure_logging
+
+    out = io.StringIO()
+    configure_logging(level="debug", json=True, stream=out, timestamps=False)
+    runtime = InProcessRuntime()
+    await runtime.start()
+    try:
+        await runtime.register(EchoAgent())
+        assert await runtime.send(Echo(text="z"), sender="test") == "Z"
+    finally:
+        await runtime.stop()
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if h.get_name() != "swarm"]
+    line = next(json.loads(raw) for raw in out.getvalue().splitlines() if '"echoing"' in raw)
+    handle = next(s for s in _local(exporter) if s.name == "handle Echo")
+    assert line["trace_id"] == handle.trace_id and line["span_id"] == handle.span_id
+    assert line["task_id"] and line["level"] == "debug"  # per-task lines are DEBUG
