@@ -28,8 +28,10 @@ __all__ = [
     "exposed_series",
     "grafana_to_promql",
     "grouping_labels",
+    "input_series",
     "label_names",
     "metric_names",
+    "render",
     "rule_queries",
 ]
 
@@ -172,3 +174,42 @@ def check_expressions(promtool: str, queries: list[tuple[str, str]], tmp: Path) 
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, f"promtool rejects a dashboard query:\n{run.stdout}{run.stderr}"
+
+
+def input_series(
+    up: dict[str, tuple[str, str]], down: dict[str, str] | None = None, minutes: int = 15
+) -> list[dict[str, str]]:
+    """promtool ``input_series`` holding real scrapes steady for ``minutes``.
+
+    Args:
+        up: ``{instance: (job, /metrics text)}``: targets that answer (``up``
+            1), their ``swarm_*`` samples labelled as Prometheus labels them.
+        down: ``{instance: job}``: targets that no longer answer (``up`` 0).
+    """
+    out = []
+    for instance, (job, text) in up.items():
+        target = {"job": job, "instance": instance}
+        out.append({"series": _series("up", target), "values": f"1x{minutes}"})
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name.startswith("swarm_"):
+                    value = format(s.value, ".9f").rstrip("0").rstrip(".")
+                    out.append({
+                        "series": _series(s.name, {**s.labels, **target}),
+                        "values": f"{value}x{minutes}",
+                    })
+    for instance, job in (down or {}).items():
+        target = {"job": job, "instance": instance}
+        out.append({"series": _series("up", target), "values": f"0x{minutes}"})
+    return out
+
+
+def _series(name: str, labels: dict[str, str]) -> str:
+    return name + "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "}"
+
+
+def render(template: str, labels: dict[str, str]) -> str:
+    """An alert annotation as Prometheus renders it, for templates using only ``$labels``."""
+    out = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], template)
+    assert "{{" not in out, f"template needs more than $labels: {template}"
+    return out

@@ -17,21 +17,26 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
+import yaml
 
 from swarm import constants as C
 from swarm.errors import TaskDeadLettered
 from swarm.exposition import serve_metrics
 from tests.deploy.agents import Doomed, DoomedAgent, MemoAgent, Note, Ping, PingAgent
 from tests.deploy.promql import (
+    ALERTS,
     dashboard_queries,
     exposed_series,
     grouping_labels,
+    input_series,
     label_names,
     metric_names,
+    render,
     rule_queries,
 )
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
@@ -105,9 +110,12 @@ async def _stop(p: Process) -> None:
 
 @dataclass
 class Scrapes:
-    """The text of each endpoint's /metrics, by URL."""
+    """The text of each endpoint's /metrics by URL, and again once the ping agent stopped."""
 
     texts: dict[str, str]
+    jobs: dict[str, str]
+    stopped: str = ""
+    after: dict[str, str] = field(default_factory=dict)
 
     def series(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
@@ -183,7 +191,18 @@ async def scrapes() -> AsyncIterator[Scrapes]:
                         break
                     await asyncio.sleep(0.05)  # polling the condition itself, bounded above
             texts = {url: await _scrape(http, url) for url in urls}
-        yield Scrapes(texts)
+            jobs = {url: "queenswarm-queen" for url in urls}
+            jobs.update({p.url: "queenswarm-agents" for p in procs[:2]})
+            scrapes = Scrapes(texts, jobs)
+            # The ping role's only agent drains and leaves (its heartbeat goes with it).
+            await _stop(procs[0])
+            scrapes.stopped = procs[0].url
+            healthy = rf'swarm_role_healthy_replicas\{{role="{PingAgent.role}"\}} 0'
+            async with asyncio.timeout(30):
+                while not re.search(healthy, await _scrape(http, procs[1].url)):
+                    await asyncio.sleep(0.05)  # polling the condition itself, bounded above
+            scrapes.after = {url: await _scrape(http, url) for url in urls if url != procs[0].url}
+        yield scrapes
     finally:
         for proc in procs:
             await _stop(proc)
@@ -269,3 +288,72 @@ async def test_every_metric_queried_exists_in_a_real_scrape(
             if grouping_labels(expr) - known:
                 problems.append(f"{where}: grouped by {sorted(grouping_labels(expr) - known)}")
     assert not problems, "\n".join(problems)
+
+
+# -- the alert rules evaluated over the real scrapes -----------------------------------
+
+
+def _instance(url: str) -> str:
+    return url.split("//", 1)[1].split("/", 1)[0]
+
+
+async def _evaluate(
+    series: list[dict[str, str]], expected: dict[str, list[dict[str, str]]], tmp: Any
+) -> str:
+    """Run every alert of alerts.yml over ``series`` held for 15 minutes, as promtool does.
+
+    ``expected`` maps alert names to the label sets that must fire at the end
+    (others: none); annotations are rendered from the rule's templates.
+    """
+    rules = {
+        r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]
+    }
+    checks = []
+    for name, rule in rules.items():
+        alerts = []
+        for labels in expected.get(name, []):
+            full = {**labels, **rule["labels"]}
+            alerts.append({
+                "exp_labels": full,
+                "exp_annotations": {k: render(v, full) for k, v in rule["annotations"].items()},
+            })
+        checks.append({"eval_time": "14m", "alertname": name, "exp_alerts": alerts})
+    doc = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
+    }
+    path = tmp / "live_test.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = await asyncio.create_subprocess_exec(
+        require_binary("promtool"), "test", "rules", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(120):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_no_alert_fires_on_a_healthy_swarm(scrapes: Scrapes, tmp_path: Any) -> None:
+    """Three dead letters long ago, every role served: the rules stay quiet."""
+    up = {_instance(u): (scrapes.jobs[u], text) for u, text in scrapes.texts.items()}
+    await _evaluate(input_series(up), {}, tmp_path)
+
+
+async def test_alerts_fire_when_a_roles_only_agent_is_gone(
+    scrapes: Scrapes, tmp_path: Any
+) -> None:
+    """The ping agent stopped: its target is down and its role has no healthy replica."""
+    up = {_instance(u): (scrapes.jobs[u], text) for u, text in scrapes.after.items()}
+    gone = _instance(scrapes.stopped)
+    series = input_series(up, {gone: scrapes.jobs[scrapes.stopped]})
+    expected = {
+        "SwarmAgentDown": [{"job": scrapes.jobs[scrapes.stopped], "instance": gone}],
+        "SwarmRoleNoHealthyReplica": [{"role": PingAgent.role}],
+    }
+    await _evaluate(series, expected, tmp_path)
+    # Without the stop, the same evaluation expecting those alerts fails.
+    before = {_instance(u): (scrapes.jobs[u], text) for u, text in scrapes.texts.items()}
+    with pytest.raises(AssertionError, match="SwarmRoleNoHealthyReplica"):
+        await _evaluate(input_series(before), expected, tmp_path)
