@@ -251,6 +251,7 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
                 )
             try:
                 await stop.wait()
+                service.begin_drain()
             finally:
                 if summary is not None:
                     summary.cancel()
