@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from swarm import Agent, Message, handler
 from swarm.agent.context import TaskContext
 from swarm.service.bundle import Bundle
 
 
+# Wire names are global: explicit ones keep these apart from other tests' Ping and Note.
 class Ping(Message):
+    type_name: ClassVar[str] = "deploy.ping"
     text: str
 
 
 class Doomed(Message):
+    type_name: ClassVar[str] = "deploy.doomed"
     n: int
 
 
@@ -34,6 +39,7 @@ class DoomedAgent(Agent):
 
 
 class Note(Message):
+    type_name: ClassVar[str] = "deploy.note"
     text: str
 
 
