@@ -255,6 +255,7 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
                 if summary is not None:
                     summary.cancel()
                     await asyncio.gather(summary, return_exceptions=True)
+            service.begin_drain()
             display.message("signal received; draining")
         display.message(f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over")
     finally:

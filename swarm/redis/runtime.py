@@ -73,6 +73,7 @@ from swarm.errors import (
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
 from swarm.metrics import REJECTED
+from swarm.redis.cancel import cancel_queued
 from swarm.redis.connections import AnyRedis, RedisClients
 from swarm.redis.consumer import Consumer
 from swarm.redis.core import BANDS, Core, Replica
@@ -410,6 +411,22 @@ class RedisRuntime:
     # -- tasks and results --------------------------------------------------
     async def submit(self, envelope: Envelope) -> str:
         return await self._intake.submit(envelope)
+
+    async def cancel(self, task_id: str) -> bool:
+        """End a task no agent has read yet as ``failed`` ("cancelled").
+
+        Returns:
+            Whether it was still waiting in its role's stream and is now
+            cancelled; False once an agent read it (or it ended).
+        """
+        record = await self._core.ledger.get(task_id)
+        if record is None:
+            return False
+        cancelled = await cancel_queued(self._core, record)
+        if cancelled is None:
+            return False
+        self._results.resolve_final(cancelled)
+        return True
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         return await self._results.wait(task_id, timeout=timeout)

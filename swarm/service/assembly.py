@@ -341,9 +341,17 @@ class SwarmService:
         """
         await wait_with_hints(self.leadership, self.say, timeout=timeout)
 
+    def begin_drain(self) -> None:
+        """Refuse new writes (503 ``draining``) and report not ready, before :meth:`close`.
+
+        Load balancers watching ``/readyz`` stop sending work while the API
+        still answers reads and long-polls.
+        """
+        self.draining = True
+
     async def close(self, *, drain: bool = True) -> None:
         """Stop the API, step down, drain the swarm, close memory and the registry."""
-        self.draining = True
+        self.begin_drain()
         if self._http is not None:
             await self._http.close()
             self._http = None

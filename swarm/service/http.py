@@ -64,6 +64,8 @@ _log = structlog.get_logger("swarm.service.http")
 SERVICE_KEY: web.AppKey[SwarmService] = web.AppKey("service")
 _TOKENS_KEY: web.AppKey[TokenStore] = web.AppKey("tokens")
 _METRICS_KEY: web.AppKey[list[Any]] = web.AppKey("metrics_handler", list)
+# The role of the request's token; a typed key where aiohttp has them (3.12+).
+_ROLE_KEY: Any = web.RequestKey("token_role", str) if hasattr(web, "RequestKey") else "token_role"
 _IDEM_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+(?:\.\d+)?)")
 #: Longest long-poll, in seconds.
@@ -445,7 +447,7 @@ async def _store_memory(request: web.Request) -> web.Response:
     try:
         memory_id = await service.memory.store(
             namespace=req.namespace, content=req.content, kind=req.kind,
-            author=f"api:{request.get('token_role', 'open')}", tags=req.tags,
+            author=f"api:{request.get(_ROLE_KEY, 'open')}", tags=req.tags,
             confidence=req.confidence, ttl=req.ttl, sources=req.sources,
         )
     except MemoryValidationError as exc:
@@ -594,7 +596,7 @@ def guarded(role: str | None, *, write: bool = False) -> Callable[[Handler], Han
 def _authorize(request: web.Request, role: str) -> None:
     tokens = request.app[_TOKENS_KEY]
     if not tokens:
-        request["token_role"] = "open"
+        request[_ROLE_KEY] = "open"
         return
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -607,7 +609,7 @@ def _authorize(request: web.Request, role: str) -> None:
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if not tokens.allows(found, role):
         raise ApiError(403, "forbidden", f"a {found} token may not do this; it needs {role}")
-    request["token_role"] = found
+    request[_ROLE_KEY] = found
 
 
 async def _check_writable(service: SwarmService) -> None:

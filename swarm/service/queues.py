@@ -3,7 +3,8 @@
 A task waits in its role's stream for its band until the role's consumer
 group reads it: the group's ``lag`` counts those entries, and the first entry
 after ``last-delivered-id`` is the oldest waiting one (its id is its enqueue
-time in milliseconds).
+time in milliseconds). Once an entry was deleted (a cancelled task) Redis
+reports no lag; the unread entries are then counted, up to 10 000.
 
 Example:
     >>> from swarm.service.queues import _entry_age
@@ -21,6 +22,8 @@ from swarm.errors import SwarmError
 from swarm.runtime import QueueStats, RoleInfo
 
 __all__ = ["redis_queue_stats"]
+
+_COUNT_MAX = 10_000
 
 
 def _entry_age(entry_id: bytes | str, *, now: float) -> float:
@@ -58,14 +61,19 @@ async def redis_queue_stats(
                 if _text(info.get("name", "")) != TASK_GROUP:
                     continue
                 lag = info.get("lag")
+                last = _text(info.get("last-delivered-id", "0-0"))
+                try:
+                    if lag is None:
+                        # Redis cannot tell the lag of a stream with deleted entries
+                        # (a cancelled task): count the unread ones, up to a bound.
+                        unread = await redis.xrange(stream, min=f"({last}", count=_COUNT_MAX)
+                        lag = len(unread)
+                    first = await redis.xrange(stream, min=f"({last}", count=1) if lag else []
+                except (RedisError, SwarmError):
+                    continue
                 if not lag:
                     continue
                 depth[band] = int(lag)
-                last = _text(info.get("last-delivered-id", "0-0"))
-                try:
-                    first = await redis.xrange(stream, min=f"({last}", count=1)
-                except (RedisError, SwarmError):
-                    first = []
                 if first:
                     age = _entry_age(first[0][0], now=now)
                     oldest = age if oldest is None else max(oldest, age)

@@ -84,12 +84,16 @@ async def test_cancel_a_queued_task(serve: ServeFactory) -> None:
     running = await hold(served, "slot")
     await HoldAgent.started_event("slot").wait()
     queued = await hold(served, "never")  # the hold role has one slot: this one waits
+    waiting = asyncio.create_task(served.call("GET", f"/v1/tasks/{queued}/result?wait=30"))
     status, body, _ = await served.call("POST", f"/v1/tasks/{queued}/cancel")
-    if served.runtime == "redis":
-        # The Redis runtime cannot take a task back out of its stream (yet): said plainly.
-        assert_problem(status, body, 409, "cancel-unsupported")
-        return
     assert status == 200 and body["state"] == "failed" and body["error"] == "cancelled"
+    status, view, _ = await waiting  # a long-poll on it ends at once
+    assert status == 200 and view["state"] == "failed" and view["error"] == "cancelled"
+    also = await hold(served, "later")
+    status, roles, _ = await served.call("GET", "/v1/roles")
+    assert next(r for r in roles if r["role"] == "hold")["queue"] == {"0": 1}  # not 2
+    status, body, _ = await served.call("POST", f"/v1/tasks/{also}/cancel")
+    assert status == 200
     status, body, _ = await served.call("POST", f"/v1/tasks/{running}/cancel")
     assert_problem(status, body, 409, "task-started")
     HoldAgent.gate("slot").set()
@@ -268,3 +272,19 @@ async def test_openapi_lists_submittable_types_with_their_schemas(serve: ServeFa
     assert variants["Echo"]["properties"]["payload"] == {"$ref": "#/components/schemas/Echo"}
     problem = doc["paths"]["/v1/tasks"]["post"]["responses"]["409"]["content"]
     assert problem["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
+async def test_draining_refuses_writes_and_is_not_ready(serve: ServeFactory) -> None:
+    served = await serve()
+    task_id = await hold(served, "drain")
+    served.service.begin_drain()
+    status, body, headers = await served.call("POST", "/v1/tasks", json=ECHO)
+    assert_problem(status, body, 503, "draining")
+    assert headers["Retry-After"]
+    status, ready, _ = await served.call("GET", "/readyz")
+    assert status == 503 and ready["status"] == "draining"
+    status, view, _ = await served.call("GET", f"/v1/tasks/{task_id}")
+    assert status == 200  # reads still answer while in-flight work finishes
+    HoldAgent.gate("drain").set()
+    status, view, _ = await served.call("GET", f"/v1/tasks/{task_id}/result?wait=10")
+    assert status == 200 and view["state"] == "done"
