@@ -161,6 +161,16 @@ class RoleMeters:
         self.handler = Histo(TASK_BUCKETS)
         self.latency = Histo(TASK_BUCKETS)
 
+    def done_in(self, latency: float, handler: float) -> None:
+        """Count a task done: its end-to-end latency and its handler's time (one call)."""
+        self.done += 1
+        h = self.latency
+        h.counts[bisect_left(h.bounds, latency)] += 1
+        h.sum += latency
+        h = self.handler
+        h.counts[bisect_left(h.bounds, handler)] += 1
+        h.sum += handler
+
     def finish(self, state: str, latency: float) -> None:
         """Count a final state other than "done", and its end-to-end latency."""
         self.finished[state] = self.finished.get(state, 0) + 1
