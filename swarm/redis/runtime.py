@@ -583,7 +583,9 @@ class RedisRuntime:
         try:
             if roles is None:
                 roles = await self._directory.known_roles()
-            return await read_queues(self._redis, self._core.prefix, roles)
+            return await read_queues(
+                self._redis, self._core.prefix, roles, cluster=self._core.cluster
+            )
         except (RedisError, OSError) as exc:
             raise TransportError(f"could not read the queues: {exc}") from exc
 
