@@ -130,9 +130,10 @@ async def read_queues(
         groups.append(keys)
     if cluster:
         # A role's keys share its hash tag (one slot); different roles may not.
+        # EVAL, not EVALSHA: a cluster pipeline does not load scripts on the nodes.
         pipe = redis.pipeline(transaction=False)
         for keys in groups:
-            await script(keys=keys, args=[C.TASK_GROUP, size], client=pipe)
+            pipe.eval(QUEUE_STATS, len(keys), *keys, C.TASK_GROUP, size)
         replies = await pipe.execute()
     else:
         # EVALSHA (loaded on demand): one command and one reply for every role.
