@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from bench_redis import start_server, wait_ready  # noqa: E402
+from bench_redis import cpu_seconds, start_server, wait_ready  # noqa: E402
 from observe_agent import apply  # noqa: E402
 
 from swarm import Agent, Message, handler  # noqa: E402
@@ -94,10 +94,13 @@ async def _round(queen: RedisRuntime, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
+async def bench(
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[float]], dict[str, list[tuple[float, float]]]]:
     server, url, directory = start_server()
     await wait_ready(url)
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(AGENT).parent}")
     try:
         for r in range(args.rounds):
@@ -116,7 +119,11 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
                 try:
                     await _wait_for_agent(queen)
                     await _round(queen, 1000)  # warm-up
+                    # CPU time per task of both processes: what the variant costs,
+                    # much less moved by other load on the host than the rate.
+                    cpu0 = cpu_seconds(agent.pid), time.process_time()
                     rate = await _round(queen, args.tasks)
+                    cpu1 = cpu_seconds(agent.pid), time.process_time()
                 finally:
                     agent.terminate()
                     await agent.wait()
@@ -124,23 +131,31 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
                     if provider is not None:
                         provider.shutdown()
                 rates[variant].append(rate)
-                print(f"round {r + 1} {variant:<8} {rate:>9.0f} tasks/s", flush=True)
+                agent_us = (cpu1[0] - cpu0[0]) / args.tasks * 1e6
+                queen_us = (cpu1[1] - cpu0[1]) / args.tasks * 1e6
+                cpu[variant].append((agent_us, queen_us))
+                print(f"round {r + 1} {variant:<8} {rate:>9.0f} tasks/s, CPU per task: "
+                      f"agent {agent_us:.1f} us, submitter {queen_us:.1f} us", flush=True)
     finally:
         apply("metrics")
         server.terminate()
         server.wait()
         shutil.rmtree(directory, ignore_errors=True)
-    return rates
+    return rates, cpu
 
 
-def report(rates: dict[str, list[float]]) -> str:
+def report(rates: dict[str, list[float]], cpu: dict[str, list[tuple[float, float]]]) -> str:
     base = statistics.median(rates["off"])
-    lines = ["| variant | median tasks/s | best tasks/s | vs off (median) |",
-             "| --- | ---: | ---: | ---: |"]
+    base_cpu = statistics.median(a + q for a, q in cpu["off"])
+    lines = ["| variant | median tasks/s | best tasks/s | vs off (median) | CPU us/task "
+             "(agent + submitter, median) | vs off |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for v in VARIANTS:
         med = statistics.median(rates[v])
+        c = statistics.median(a + q for a, q in cpu[v])
         lines.append(
-            f"| {v} | {med:,.0f} | {max(rates[v]):,.0f} | {100 * (med / base - 1):+.1f} % |"
+            f"| {v} | {med:,.0f} | {max(rates[v]):,.0f} | {100 * (med / base - 1):+.1f} % "
+            f"| {c:.1f} | {100 * (c / base_cpu - 1):+.1f} % |"
         )
     # Paired: each round's variants ran back to back, so load moves them together.
     for v in ("metrics", "tracing"):
@@ -155,7 +170,7 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=10_000, help="pipelined tasks per round")
     p.add_argument("--rounds", type=int, default=5, help="rounds of the three variants")
     args = p.parse_args()
-    print(report(asyncio.run(bench(args))))
+    print(report(*asyncio.run(bench(args))))
 
 
 if __name__ == "__main__":

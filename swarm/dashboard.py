@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from swarm.errors import SwarmError
+from swarm.metrics import BACKGROUND_RESTARTS
 
 __all__ = [
     "DashboardSource",
@@ -200,6 +201,7 @@ class _Sampler:
                 raise
             except Exception as exc:  # the loop outlives a failed read: logged, counted
                 self.failures += 1
+                BACKGROUND_RESTARTS.labels(task="dashboard_sampler").inc()
                 _log.warning("dashboard snapshot failed", error=repr(exc))
             await asyncio.sleep(self.interval)
 

@@ -620,6 +620,7 @@ class InProcessRuntime:
         waiters = self._waiters
         d = _Delivery(me)
         rep.deliveries.append(d)
+        meters = role_meters(agent.role)
         while True:
             if rep.mailbox:
                 env = rep.mailbox.popleft()
@@ -646,7 +647,7 @@ class InProcessRuntime:
                     # Log lines of the handler (any logger) carry the task id.
                     _set_task_id(env.id)
                     if _metrics.RECORD_TASKS:
-                        role_meters(agent.role).started += 1
+                        meters.started += 1
                     try:
                         # The flag itself, not tracing_enabled(): a call less per task.
                         if tracing._enabled:
@@ -682,7 +683,9 @@ class InProcessRuntime:
                             if rec is not None and self._outstanding > 1 and not self._more_waiters:
                                 # _settled's common case, inline: a call less per task.
                                 if _metrics.RECORD_TASKS:
-                                    self._count_final(rec)
+                                    end = rec.finished_at or 0.0
+                                    began = rec.started_at or end
+                                    meters.done_in(end - rec.created_at, end - began)
                                 self._outstanding -= 1
                                 fut = waiters.pop(env.id, None)
                                 if fut is not None and not fut.done():

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging as _stdlib_logging
 import re
 import sys
@@ -72,7 +73,8 @@ _ANTHROPIC_KEY = re.compile(r"sk-ant-[A-Za-z0-9_-]+")
 # headers formatted into a message).
 _KEYED_TEXT = re.compile(
     r"""(?i)(["']?[\w-]*(?:token|secret|passw(?:or)?d|api[_-]?key|authorization|cookie)"""
-    r"""[\w-]*["']?\s*[:=]\s*)(["']?)(?!\*\*\*|(?:bearer|basic)\s)[^"'\s,;}&]+"""
+    r"""[\w-]*["']?\s*[:=]\s*)(?:[(\[][^)\]]*[)\]]|(["']?)(?!\*\*\*|(?:bearer|basic)\s)"""
+    r"""[^"'\s,;}&]+)"""
 )
 # Values seen under secret keys (and registered ones): masked in any later text,
 # e.g. an exception message that quotes a key. Bounded, oldest dropped first.
@@ -144,6 +146,15 @@ def redact(value: Any, _depth: int = 0) -> Any:
             f: _mask(getattr(value, f)) if f in secret else redact(getattr(value, f), _depth + 1)
             for f in value.__struct_fields__
         }
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # Field by field, as its repr would show it: a secret field never rendered.
+        shown = []
+        for f in dataclasses.fields(value):
+            if f.repr:
+                v = getattr(value, f.name)
+                text = _mask(v) if _SECRET_KEY.search(f.name) and v else redact_text(repr(v))
+                shown.append(f"{f.name}={text}")
+        return f"{type(value).__name__}({', '.join(shown)})"
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(v, _depth + 1) for v in value]
     if isinstance(value, (bytes, bytearray)):

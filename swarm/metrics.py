@@ -32,10 +32,16 @@ __all__ = [
     "FENCED_REFUSED",
     "FENCE_RECONCILED",
     "HANDLER_SECONDS",
+    "HISTORY_DROPPED",
+    "HISTORY_FAILURES",
+    "HISTORY_WRITTEN",
     "LEADER_CHANGES",
     "LEADER_EPOCH",
+    "LLM_CALLS",
     "LLM_COST",
+    "LLM_FALLBACKS",
     "LLM_TOKENS",
+    "LLM_TOOLS_REFUSED",
     "MEMORY_SECONDS",
     "RECORD_TASKS",
     "REDIS_ROUNDTRIP_SECONDS",
@@ -111,12 +117,38 @@ LEADER_CHANGES = Counter(
     "swarm_leader_changes_total", "Leadership acquired or lost by this process", ["name"]
 )
 
-# -- model calls ------------------------------------------------------------------
-LLM_TOKENS = Counter(
-    "swarm_llm_tokens_total", "Model tokens used, by model and kind (input, output)",
-    ["model", "kind"],
+HISTORY_WRITTEN = Counter(
+    "swarm_history_records_written_total", "Finished task records written to the task history"
 )
-LLM_COST = Counter("swarm_llm_cost_usd_total", "Estimated model cost in US dollars", ["model"])
+HISTORY_FAILURES = Counter(
+    "swarm_history_write_failures_total", "Batches of the task history that failed to write"
+)
+HISTORY_DROPPED = Counter(
+    "swarm_history_records_dropped_total",
+    "Finished records dropped from a full history buffer (PostgreSQL down too long)",
+)
+
+# -- model layer (swarm.llm): tokens and cost per model and role, refused tool calls,
+# fallbacks to the deterministic path.
+LLM_TOKENS = Counter(
+    "swarm_llm_tokens",
+    "Model tokens by kind (input, output, cache_write, cache_read)",
+    ["kind", "model", "role"],
+)
+LLM_COST = Counter("swarm_llm_cost_usd", "Model spend in US dollars", ["model", "role"])
+LLM_CALLS = Counter(
+    "swarm_llm_calls",
+    "Model calls by outcome (ok, budget, rate_limited, overloaded, rejected, invalid)",
+    ["model", "role", "outcome"],
+)
+LLM_TOOLS_REFUSED = Counter(
+    "swarm_llm_tool_calls_refused",
+    "Tool calls the model made outside the call's allow-list (refused, not run)",
+    ["role", "tool"],
+)
+LLM_FALLBACKS = Counter(
+    "swarm_llm_fallbacks", "Call sites that ran their deterministic path", ["site", "reason"]
+)
 
 
 class Histo:
@@ -160,6 +192,16 @@ class RoleMeters:
         self.finished: dict[str, int] = {}
         self.handler = Histo(TASK_BUCKETS)
         self.latency = Histo(TASK_BUCKETS)
+
+    def done_in(self, latency: float, handler: float) -> None:
+        """Count a task done: its end-to-end latency and its handler's time (one call)."""
+        self.done += 1
+        h = self.latency
+        h.counts[bisect_left(h.bounds, latency)] += 1
+        h.sum += latency
+        h = self.handler
+        h.counts[bisect_left(h.bounds, handler)] += 1
+        h.sum += handler
 
     def finish(self, state: str, latency: float) -> None:
         """Count a final state other than "done", and its end-to-end latency."""

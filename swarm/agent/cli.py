@@ -11,8 +11,11 @@ visibility timeout.
 
 Built by the assembly layer (:class:`swarm.service.SwarmService`), as the
 Queen is. Environment (read here only): ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``,
-``SWARM_POSTGRES_URL`` when the options are not given; ``OTEL_EXPORTER_OTLP_ENDPOINT``
-(and the other standard ``OTEL_*`` variables) to export traces over OTLP/HTTP.
+``SWARM_POSTGRES_URL``, ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``,
+``SWARM_HISTORY_KEEP`` when the options are not given. With ``--postgres`` the tasks
+these agents finish go to the task history too (see :mod:`swarm.history`).
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (and the other standard ``OTEL_*`` variables) exports
+traces over OTLP/HTTP.
 
 Example:
     >>> from swarm.agent.cli import parse_args
@@ -41,6 +44,7 @@ from swarm.agent.base import Agent
 from swarm.cli import fail
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
+from swarm.history import options as history_options
 from swarm.logging import configure_logging
 from swarm.retry import RetryPolicy
 from swarm.service.assembly import SwarmService
@@ -68,7 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--postgres", default=None,
-        help="durable memory tier for ctx.memory: postgresql://... ($SWARM_POSTGRES_URL)",
+        help="durable memory tier for ctx.memory and task history of the tasks run here: "
+        "postgresql://... ($SWARM_POSTGRES_URL)",
     )
     p.add_argument("--concurrency", type=int, default=None, help="tasks each agent runs at once")
     p.add_argument("--prefix", default=None, help="Redis key prefix (default: the URL's)")
@@ -113,7 +118,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="print a one-line summary this often when standard error is a terminal (0: never)",
     )
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="ctx.llm: auto (online when ANTHROPIC_API_KEY is set), online, offline")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
+    history_options.add_options(p, postgres=False)
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
@@ -177,6 +185,15 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSe
         # An agent process tells its lifecycle (started, metrics URL, draining) at info.
         log_level=(args.log_level or environ.get("SWARM_LOG_LEVEL") or "info").lower(),
         log_json=bool(args.log_json) or base.log_json,
+        **{
+            field: getattr(args, option)
+            for option, field in (
+                ("retention", "retention"), ("inbox_maxlen", "inbox_maxlen"),
+                ("inbox_ttl", "inbox_ttl"), ("keep", "history_keep"),
+            )
+            if getattr(args, option, None) is not None
+        },
+        llm=base.llm.replace(mode=args.llm) if getattr(args, "llm", None) else base.llm,
     )
 
 

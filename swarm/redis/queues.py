@@ -23,45 +23,50 @@ from swarm import constants as C
 
 __all__ = ["QueueStats", "read_queues"]
 
-# KEYS: a role's band streams (best first), then its delayed set and dead-letter
-# stream. ARGV: group. Returns the server time (s, us), then per band:
-# exists (0/1), waiting, oldest waiting entry id ("" if none), entries the group
-# was ever handed (its read counter, -1 if Redis does not know it); then ZCARD, XLEN.
+# KEYS: groups of ARGV[2] keys, one per role: its band streams (best first), then
+# its delayed set and dead-letter stream. ARGV: consumer group, keys per role.
+# Returns the server time (s, us), then per role and band: exists (0/1),
+# waiting, oldest waiting entry id ("" if none), entries the group was ever
+# handed (its read counter, -1 if Redis does not know it); then per role its
+# ZCARD and XLEN.
 QUEUE_STATS = """
 local out = redis.call('TIME')
-local n = #KEYS - 2
-for i = 1, n do
-  local k = KEYS[i]
-  local len = redis.call('XLEN', k)
-  local exists = len > 0 and 1 or redis.call('EXISTS', k)
-  local waiting, oldest, read = 0, '', -1
-  if exists == 1 then
-    local pending, last = 0, '0-0'
-    local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', k)
-    if ok then
-      for _, g in ipairs(groups) do
-        local f = {}
-        for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
-        if f['name'] == ARGV[1] then
-          pending = f['pending']
-          last = f['last-delivered-id']
-          if type(f['entries-read']) == 'number' then read = f['entries-read'] end
+local size = tonumber(ARGV[2])
+local n = size - 2
+for base = 0, #KEYS - size, size do
+  for i = 1, n do
+    local k = KEYS[base + i]
+    local len = redis.call('XLEN', k)
+    local exists = len > 0 and 1 or redis.call('EXISTS', k)
+    local waiting, oldest, read = 0, '', -1
+    if exists == 1 then
+      local pending, last = 0, '0-0'
+      local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', k)
+      if ok then
+        for _, g in ipairs(groups) do
+          local f = {}
+          for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+          if f['name'] == ARGV[1] then
+            pending = f['pending']
+            last = f['last-delivered-id']
+            if type(f['entries-read']) == 'number' then read = f['entries-read'] end
+          end
         end
       end
+      waiting = len - pending
+      if waiting > 0 then
+        local e = redis.call('XRANGE', k, '(' .. last, '+', 'COUNT', 1)
+        if e[1] then oldest = e[1][1] end
+      end
     end
-    waiting = len - pending
-    if waiting > 0 then
-      local e = redis.call('XRANGE', k, '(' .. last, '+', 'COUNT', 1)
-      if e[1] then oldest = e[1][1] end
-    end
+    out[#out + 1] = exists
+    out[#out + 1] = waiting
+    out[#out + 1] = oldest
+    out[#out + 1] = read
   end
-  out[#out + 1] = exists
-  out[#out + 1] = waiting
-  out[#out + 1] = oldest
-  out[#out + 1] = read
+  out[#out + 1] = redis.call('ZCARD', KEYS[base + n + 1])
+  out[#out + 1] = redis.call('XLEN', KEYS[base + n + 2])
 end
-out[#out + 1] = redis.call('ZCARD', KEYS[n + 1])
-out[#out + 1] = redis.call('XLEN', KEYS[n + 2])
 return out
 """
 
@@ -102,8 +107,10 @@ def _ms(entry_id: bytes | str) -> int:
     return int(raw.partition("-")[0])
 
 
-async def read_queues(redis: Any, prefix: str, roles: Iterable[str]) -> list[QueueStats]:
-    """The queues of ``roles`` (one script per role, pipelined).
+async def read_queues(
+    redis: Any, prefix: str, roles: Iterable[str], *, cluster: bool = False
+) -> list[QueueStats]:
+    """The queues of ``roles``: one script call for all (on Redis Cluster, one per role).
 
     Raises:
         redis.exceptions.RedisError: The read failed (the caller translates it).
@@ -111,17 +118,31 @@ async def read_queues(redis: Any, prefix: str, roles: Iterable[str]) -> list[Que
     names = sorted(set(roles))
     if not names:
         return []
-    bands = C.PRIORITY_BANDS
     script = _scripts.get(id(redis))
     if script is None or script.registered_client is not redis:
         script = _scripts[id(redis)] = redis.register_script(QUEUE_STATS)
-    pipe = redis.pipeline(transaction=False)
+    bands = C.PRIORITY_BANDS
+    size = len(bands) + 2
+    groups = []
     for role in names:
         keys = [C.task_stream(role, b, prefix) for b in bands]
         keys += [C.delayed_key(role, prefix), C.dead_letter_stream(role, prefix)]
-        # EVALSHA (the pipeline loads the script once when the server lacks it).
-        await script(keys=keys, args=[C.TASK_GROUP], client=pipe)
-    replies = await pipe.execute()
+        groups.append(keys)
+    if cluster:
+        # A role's keys share its hash tag (one slot); different roles may not.
+        # EVAL, not EVALSHA: a cluster pipeline does not load scripts on the nodes.
+        pipe = redis.pipeline(transaction=False)
+        for keys in groups:
+            pipe.eval(QUEUE_STATS, len(keys), *keys, C.TASK_GROUP, size)
+        replies = await pipe.execute()
+    else:
+        # EVALSHA (loaded on demand): one command and one reply for every role.
+        flat = await script(keys=[k for keys in groups for k in keys], args=[C.TASK_GROUP, size])
+        per_role = 4 * len(bands) + 2
+        replies = [
+            [flat[0], flat[1], *flat[2 + i * per_role : 2 + (i + 1) * per_role]]
+            for i in range(len(names))
+        ]
     out = []
     for role, reply in zip(names, replies, strict=True):
         now_ms = int(reply[0]) * 1000 + int(reply[1]) // 1000

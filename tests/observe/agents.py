@@ -8,15 +8,15 @@ from swarm import Agent, Message, handler
 from swarm.agent.context import TaskContext
 
 
-class Echo(Message):
+class ObsEcho(Message):
     text: str
 
 
-class Hold(Message):
+class ObsHold(Message):
     n: int
 
 
-class Hop(Message):
+class ObsHop(Message):
     text: str
 
 
@@ -24,19 +24,19 @@ class EchoAgent(Agent):
     role = "obs_echo"
 
     @handler
-    async def echo(self, msg: Echo, ctx: TaskContext) -> str:
+    async def echo(self, msg: ObsEcho, ctx: TaskContext) -> str:
         ctx.log.debug("echoing", size=len(msg.text))
         return msg.text.upper()
 
 
 class FrontAgent(Agent):
-    """Hands each Hop on to the echo role: a child task inside the trace."""
+    """Hands each ObsHop on to the echo role: a child task inside the trace."""
 
     role = "obs_front"
 
     @handler
-    async def hop(self, msg: Hop, ctx: TaskContext) -> str:
-        result: str = await ctx.send(Echo(text=msg.text), to="role:obs_echo", timeout=30)
+    async def hop(self, msg: ObsHop, ctx: TaskContext) -> str:
+        result: str = await ctx.send(ObsEcho(text=msg.text), to="role:obs_echo", timeout=30)
         return f"front:{result}"
 
 
@@ -46,7 +46,7 @@ class HoldAgent(Agent):
     gate: asyncio.Event | None = None
 
     @handler
-    async def hold(self, msg: Hold) -> int:
+    async def hold(self, msg: ObsHold) -> int:
         assert self.gate is not None
         await self.gate.wait()
         return msg.n

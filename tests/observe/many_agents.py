@@ -26,7 +26,7 @@ async def main(url: str, prefix: str, roles: int, per_role: int) -> None:
     runtime = RedisRuntime(redis=redis, prefix=prefix, block_time=0.5)
     await runtime.start()
     for i in range(roles):
-        cls = type(f"Hold{i}", (HoldAgent,), {"role": f"obs_hold_{i}"})
+        cls = type(f"ObsHold{i}", (HoldAgent,), {"role": f"obs_hold_{i}"})
         for _ in range(per_role):
             await runtime.register(cls(concurrency=1))
     print("ready", flush=True)

@@ -22,7 +22,7 @@ from swarm.envelopes import task_envelope
 from swarm.errors import ConfigError, TaskDeadLettered
 from swarm.exposition import metrics_handler, parse_address
 from swarm.metrics import Histo
-from tests.observe.agents import Echo, EchoAgent, Hold, HoldAgent
+from tests.observe.agents import EchoAgent, HoldAgent, ObsEcho, ObsHold
 from tests.redis.runtime_support import (
     cleanup,
     fast_retry,
@@ -122,7 +122,7 @@ async def test_an_agent_process_serves_its_metrics() -> None:
         assert urls[0] != urls[1]
         await queen.start()
         results = await asyncio.gather(
-            *(queen.send(Echo(text=f"t{i}"), sender="test", timeout=30) for i in range(20))
+            *(queen.send(ObsEcho(text=f"t{i}"), sender="test", timeout=30) for i in range(20))
         )
         assert sorted(results) == sorted(f"T{i}" for i in range(20))
         async with aiohttp.ClientSession() as http:
@@ -187,7 +187,7 @@ async def test_queue_gauges_are_read_from_redis_when_scraped(held: asyncio.Event
         ids = []
         for i in range(6):
             env = task_envelope(
-                runtime.codec, Hold(n=i), "test", 3, "role:obs_hold_q", 5 if i == 5 else 0
+                runtime.codec, ObsHold(n=i), "test", 3, "role:obs_hold_q", 5 if i == 5 else 0
             )
             ids.append(await runtime.submit(env))
         async with asyncio.timeout(10):
@@ -259,7 +259,7 @@ async def test_a_scrape_with_50_roles_and_200_agents_takes_under_50_ms() -> None
         for i in range(50):
             for n in range(6):
                 env = task_envelope(
-                    runtime.codec, Hold(n=n), "test", 3, f"role:obs_hold_{i}", n % 2
+                    runtime.codec, ObsHold(n=n), "test", 3, f"role:obs_hold_{i}", n % 2
                 )
                 await runtime.submit(env)
         runner, url = await _serve(runtime)

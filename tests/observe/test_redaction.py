@@ -17,6 +17,7 @@ from swarm.agent.context import TaskContext
 from swarm.logging import REDACTED, Secret, configure_logging, redact, redact_text
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
+from swarm.settings import SwarmSettings
 from tests.redis_server import free_port
 
 PASSWORD = "CANARYpw1x"
@@ -85,6 +86,11 @@ async def test_canaries_never_reach_a_sink(as_json: bool) -> None:
     log.info("settings", redis=redis_settings, memory=MemorySettings(postgres=pg))
     log.info(f"connecting with {pg!r}")
     log.info("keys by name", password=PASSWORD, api_key=API_KEY, auth_token=TOKEN)
+    swarm_settings = SwarmSettings(
+        tokens=(f"operator:{TOKEN}",), redis_url=f"redis://:{PASSWORD}@127.0.0.1:1/0"
+    )
+    log.info("serving", settings=swarm_settings)
+    log.warning(f"serving with {swarm_settings!r}")
 
     # A real connection error, logged with its traceback.
     port = free_port()

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from swarm import InProcessRuntime, Queen, tracing
 from swarm.tracing import configure_tracing, current_traceparent, span
-from tests.observe.agents import Echo, EchoAgent, Hop
+from tests.observe.agents import EchoAgent, ObsEcho, ObsHop
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
 from tests.servers import require_redis
 
@@ -148,7 +148,7 @@ async def test_one_trace_per_task_across_processes(
             while not {"obs_front", "obs_echo"} <= set(await queen_runtime.directory()):
                 await asyncio.sleep(0.05)
         queen = Queen(runtime=queen_runtime)
-        handle = await queen.submit(Hop(text="hi"), to="obs_front")
+        handle = await queen.submit(ObsHop(text="hi"), to="obs_front")
         assert await handle.result(timeout=30) == "front:HI"
     finally:
         for proc in procs:
@@ -163,14 +163,14 @@ async def test_one_trace_per_task_across_processes(
     names = sorted(s.name for s in spans)
     assert names == sorted(
         [
-            "submit Hop",
-            "dispatch Hop",
-            "handle Hop",
-            "settle Hop",
-            "submit Echo",
-            "dispatch Echo",
-            "handle Echo",
-            "settle Echo",
+            "submit ObsHop",
+            "dispatch ObsHop",
+            "handle ObsHop",
+            "settle ObsHop",
+            "submit ObsEcho",
+            "dispatch ObsEcho",
+            "handle ObsEcho",
+            "settle ObsEcho",
         ]
     ), names
     assert len({s.trace_id for s in spans}) == 1  # one trace for the task and its child
@@ -184,23 +184,23 @@ async def test_one_trace_per_task_across_processes(
         return out
 
     front, echo = "queenswarm-agent-obs_front", "queenswarm-agent-obs_echo"
-    assert chain("settle Echo") == [
-        ("settle Echo", echo),
-        ("dispatch Echo", echo),
-        ("submit Echo", front),
-        ("handle Hop", front),
-        ("dispatch Hop", front),
-        ("submit Hop", "test"),
+    assert chain("settle ObsEcho") == [
+        ("settle ObsEcho", echo),
+        ("dispatch ObsEcho", echo),
+        ("submit ObsEcho", front),
+        ("handle ObsHop", front),
+        ("dispatch ObsHop", front),
+        ("submit ObsHop", "test"),
     ]
-    assert chain("handle Echo") == [
-        ("handle Echo", echo),
-        ("dispatch Echo", echo),
-        ("submit Echo", front),
-        ("handle Hop", front),
-        ("dispatch Hop", front),
-        ("submit Hop", "test"),
+    assert chain("handle ObsEcho") == [
+        ("handle ObsEcho", echo),
+        ("dispatch ObsEcho", echo),
+        ("submit ObsEcho", front),
+        ("handle ObsHop", front),
+        ("dispatch ObsHop", front),
+        ("submit ObsHop", "test"),
     ]
-    assert chain("settle Hop")[:2] == [("settle Hop", front), ("dispatch Hop", front)]
+    assert chain("settle ObsHop")[:2] == [("settle ObsHop", front), ("dispatch ObsHop", front)]
 
 
 async def test_memory_calls_and_in_process_handlers_join_the_trace(
@@ -215,15 +215,15 @@ async def test_memory_calls_and_in_process_handlers_join_the_trace(
             await runtime.register(EchoAgent())
             with span("outer"):
                 await mem.store(namespace="obs.test", content="a finding", author="t")
-                assert await runtime.send(Echo(text="y"), sender="test") == "Y"
+                assert await runtime.send(ObsEcho(text="y"), sender="test") == "Y"
     finally:
         await runtime.stop()
     spans = _local(exporter)
     outer = next(s for s in spans if s.name == "outer")
     store = next(s for s in spans if s.name == "memory.store")
     assert store.parent_id == outer.span_id
-    handle = next(s for s in spans if s.name == "handle Echo")
-    submit = next(s for s in spans if s.name == "submit Echo")
+    handle = next(s for s in spans if s.name == "handle ObsEcho")
+    submit = next(s for s in spans if s.name == "submit ObsEcho")
     assert handle.parent_id == submit.span_id and submit.parent_id == outer.span_id
     assert {s.trace_id for s in spans} == {outer.trace_id}
 
@@ -243,13 +243,13 @@ async def test_log_lines_inside_a_task_carry_its_trace(exporter: InMemorySpanExp
     await runtime.start()
     try:
         await runtime.register(EchoAgent())
-        assert await runtime.send(Echo(text="z"), sender="test") == "Z"
+        assert await runtime.send(ObsEcho(text="z"), sender="test") == "Z"
     finally:
         await runtime.stop()
         structlog.reset_defaults()
         root = logging.getLogger()
         root.handlers = [h for h in root.handlers if h.get_name() != "swarm"]
     line = next(json.loads(raw) for raw in out.getvalue().splitlines() if '"echoing"' in raw)
-    handle = next(s for s in _local(exporter) if s.name == "handle Echo")
+    handle = next(s for s in _local(exporter) if s.name == "handle ObsEcho")
     assert line["trace_id"] == handle.trace_id and line["span_id"] == handle.span_id
     assert line["task_id"] and line["level"] == "debug"  # per-task lines are DEBUG

@@ -168,3 +168,29 @@ async def test_the_api_serves_metrics_with_the_swarm_gauges(serve: ServeFactory)
     assert "swarm_metrics_refresh_ok 1.0" in text
     if served.runtime == "redis":
         assert 'swarm_queue_depth{priority="0",role="echo"} 0.0' in text
+
+
+async def test_the_sampler_outlives_a_failed_read() -> None:
+    import time
+
+    from swarm.dashboard import _Sampler
+
+    calls = 0
+
+    class Flaky:
+        async def snapshot(self) -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("redis went away")
+            return {"at": time.time(), "delivered": calls}
+
+    sampler = _Sampler(Flaky(), 0.01)
+    sampler.start()
+    try:
+        snap = await asyncio.wait_for(sampler.next(), 10)
+        snap = await asyncio.wait_for(sampler.next(), 10)  # two in a row: a rate
+    finally:
+        await sampler.stop()
+    assert sampler.failures == 1 and snap["delivered"] >= 3
+    assert snap["throughput"] and snap["throughput"][-1][1] > 0
