@@ -37,10 +37,11 @@ import msgspec
 from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.history import options as history_options
-from swarm.logging import configure_logging
+from swarm.logging import configure_logging, redact_text
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, load_bundle
 from swarm.settings import LOG_LEVELS, SwarmSettings
+from swarm.tracing import configure_tracing
 
 __all__ = ["ENVIRONMENT", "build_parser", "fail", "main", "settings_from"]
 
@@ -50,6 +51,8 @@ ENVIRONMENT = (
     "SWARM_REDIS_URL", "SWARM_CONSUL_URL", "SWARM_POSTGRES_URL", "SWARM_AGENTS", "SWARM_HTTP",
     "SWARM_TOKENS_FILE", "SWARM_TOKENS", "SWARM_LOG_LEVEL", "SWARM_LOG_JSON",
     "SWARM_RETENTION", "SWARM_INBOX_MAXLEN", "SWARM_INBOX_TTL", "SWARM_HISTORY_KEEP",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWARM_LLM", "SWARM_LLM_MODEL", "SWARM_LLM_RPM",
+    "SWARM_LLM_ITPM", "SWARM_LLM_OTPM", "SWARM_LLM_PERIOD", "SWARM_LLM_BUDGETS", "SWARM_LLM_JOB",
     "SWARM_REDIS_FASTPATH",
 )
 _DEFAULTS = SwarmSettings()
@@ -93,6 +96,9 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
                    f"(default: {_DEFAULTS.leader_timeout:g})")
     p.add_argument("--serve", action="store_true",
                    help="serve until SIGINT/SIGTERM, then drain, instead of running the job")
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="Claude for uncertain documents, synthesis and chat: auto (when "
+                        "ANTHROPIC_API_KEY is set, the default), online (require it) or offline")
     p.add_argument("--json", action="store_true", help="print the job's report as JSON")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display on standard error")
@@ -122,6 +128,10 @@ _OPTIONS = (
 )
 
 
+#: Seconds between the serving Queen's summary lines (on a terminal).
+SUMMARY_EVERY = 10.0
+
+
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSettings:
     """Settings from the environment, overridden by command-line options.
 
@@ -129,10 +139,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Swarm
         ConfigError: A value is invalid.
     """
     settings = SwarmSettings.from_env(environ)
-    changes = {
+    changes: dict[str, object] = {
         field: getattr(args, option) for option, field in _OPTIONS
         if getattr(args, option, None) is not None
     }
+    if getattr(args, "llm", None) is not None:
+        changes["llm"] = settings.llm.replace(mode=args.llm)
     return settings.replace(**changes) if changes else settings
 
 
@@ -142,13 +154,15 @@ def fail(prog: str, exc: BaseException, stream: TextIO) -> int:
     2 for bad configuration, 1 for a server that could not be reached (or
     anything else that went wrong at run time).
     """
+    # A sink like any log: a DSN password or token in a message is masked.
+    text = redact_text(str(exc))
     if isinstance(exc, ConfigError):
-        stream.write(f"{prog}: error: {exc}\n")
+        stream.write(f"{prog}: error: {text}\n")
         return 2
     if isinstance(exc, TransportError):
-        stream.write(f"{prog}: error: unreachable: {exc}\n")
+        stream.write(f"{prog}: error: unreachable: {text}\n")
         return 1
-    stream.write(f"{prog}: error: {type(exc).__name__}: {exc}\n")
+    stream.write(f"{prog}: error: {type(exc).__name__}: {text}\n")
     return 1
 
 
@@ -240,7 +254,21 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
                     f"this Queen stands by, takes over when it stops{reads}"
                 )
             display.message(f"ready: serving {service.describe()}; SIGINT/SIGTERM stops")
-            await stop.wait()
+            summary = None
+            if display.tty:
+                # A person watches: a line of throughput, in-flight and failures now and then.
+                from swarm.summary import print_summaries
+
+                summary = asyncio.create_task(
+                    print_summaries(service.runtime, every=SUMMARY_EVERY, stream=display.stream),
+                    name="summary",
+                )
+            try:
+                await stop.wait()
+            finally:
+                if summary is not None:
+                    summary.cancel()
+                    await asyncio.gather(summary, return_exceptions=True)
             service.begin_drain()
             display.message("signal received; draining")
         display.message(f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over")
@@ -279,9 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(level=settings.log_level, json=settings.log_json)
         if settings.http is not None and not args.serve:
             raise ConfigError("--http serves the API of a running swarm: use it with --serve")
-        if args.serve:
-            return asyncio.run(_serve(bundle, settings, display))
-        return asyncio.run(_run_job(bundle, settings, args, sys.stdout, display))
+        # Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise.
+        tracer_provider = configure_tracing(os.environ, service_name="queenswarm-queen")
+        try:
+            if args.serve:
+                return asyncio.run(_serve(bundle, settings, display))
+            return asyncio.run(_run_job(bundle, settings, args, sys.stdout, display))
+        finally:
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans still batched
     except KeyboardInterrupt:
         display.message("interrupted")
         return 130

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from swarm.errors import ConfigError
 from swarm.history.options import from_env as history_from_env
 from swarm.history.settings import HistorySettings
+from swarm.llm.settings import LlmSettings
 
 __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 
@@ -115,6 +116,7 @@ class SwarmSettings:
         inbox_ttl: Seconds a result inbox outlives its process.
         history_keep: Without PostgreSQL, finished records a process keeps
             (in Redis, or in its memory when embedded) at most.
+        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
         redis_fastpath: Let the Redis clients use the fast paths over redis-py
             internals (:mod:`swarm.redis.fastpath`, only on a verified redis-py);
             False keeps them on redis-py's public API.
@@ -137,6 +139,7 @@ class SwarmSettings:
     inbox_maxlen: int = _HISTORY.inbox_maxlen
     inbox_ttl: float = _HISTORY.inbox_ttl
     history_keep: int = _HISTORY.keep
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
     redis_fastpath: bool = True
 
     def __post_init__(self) -> None:
@@ -201,8 +204,9 @@ class SwarmSettings:
         ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_POSTGRES_URL``,
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
         (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``,
-        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``.
-        ``SWARM_REDIS_FASTPATH`` (default on).
+        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``,
+        ``SWARM_REDIS_FASTPATH`` (default on); the model layer's (``ANTHROPIC_API_KEY``,
+        ``SWARM_LLM*``) through :meth:`~swarm.llm.settings.LlmSettings.from_env`.
 
         Raises:
             ConfigError: A value is invalid.
@@ -223,6 +227,7 @@ class SwarmSettings:
             inbox_maxlen=history.inbox_maxlen,
             inbox_ttl=history.inbox_ttl,
             history_keep=history.keep,
+            llm=LlmSettings.from_env(environ),
             redis_fastpath=_flag(
                 "SWARM_REDIS_FASTPATH", environ.get("SWARM_REDIS_FASTPATH", "").strip() or "1"
             ),
