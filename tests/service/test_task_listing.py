@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -209,3 +210,29 @@ async def test_on_redis_with_postgres_a_task_that_left_redis_is_listed_and_fetch
     finally:
         await service.close()
         await _cleanup(url)
+
+
+@pytest.mark.parametrize("runtime", ["inprocess"], indirect=True)
+async def test_queenswarm_tasks_command_pages_and_filters(serve: ServeFactory) -> None:
+    from tests.service.test_client import cli
+
+    served = await serve()
+    ids = [(await _echo(served, n))["task_id"] for n in range(3)]
+    env = {"SWARM_URL": served.url}
+    rc, out, err = await cli("tasks", "--state", "done", "--type", "Echo", "--since", "10m",
+                             "--limit", "2", **env)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:5] == ["TASK", "TYPE", "STATE", "ATTEMPTS", "FINISHED"]
+    assert [line.split()[0] for line in lines[1:3]] == ids[:0:-1]
+    assert lines[3].startswith("more: --cursor ")
+    cursor = lines[3].split()[-1]
+    rc, out, err = await cli("--json", "tasks", "--state", "done", "--cursor", cursor, **env)
+    page = json.loads(out)
+    assert rc == 0 and [t["task_id"] for t in page["tasks"]] == ids[:1] and page["cursor"] is None
+    rc, out, err = await cli("--json", "tasks", "--all", "--limit", "1", **env)
+    assert rc == 0 and [t["task_id"] for t in json.loads(out)] == ids[::-1]
+    rc, out, err = await cli("tasks", "--since", "in-a-while", **env)
+    assert rc == 2 and "--since" in err
+    rc, out, err = await cli("tasks", "--until", "1", "--since", "2", **env)
+    assert rc == 1 and "400 invalid-request [until]" in err
