@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -33,8 +34,32 @@ from swarm.service.auth import ROLES, hash_token, new_token
 
 __all__ = ["build_parser", "main"]
 
+
+def _stamp(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
 PROG = "queenswarm"
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+_AGES = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _when(text: str) -> float:
+    """A unix time, or an age ("15m") counted back from now."""
+    try:
+        if text[-1:] in _AGES:
+            age = float(text[:-1]) * _AGES[text[-1]]
+            if age >= 0:
+                return time.time() - age
+        else:
+            value = float(text)
+            if value >= 0:
+                return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a unix time nor an age such as 90s, 15m, 2h or 1d")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,9 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "result":
             c.add_argument("--wait", type=float, default=60.0, help="seconds to wait (60)")
 
-    t = sub.add_parser("tasks", help="tasks submitted through the API, newest first")
+    t = sub.add_parser("tasks", help="tasks: live ones newest first, then the task history")
     t.add_argument("--state", choices=("queued", "running", "done", "failed", "dead", "expired"))
-    t.add_argument("--limit", type=int, default=20)
+    t.add_argument("--type", help="only tasks of this message type")
+    t.add_argument("--since", type=_when, metavar="WHEN",
+                   help="finished (live: created) at or after WHEN: unix time or an age "
+                   "such as 90s, 15m, 2h, 1d")
+    t.add_argument("--until", type=_when, metavar="WHEN", help="finished (live: created) "
+                   "before WHEN")
+    t.add_argument("--limit", type=int, default=20, help="tasks per page (20; at most 1000)")
+    t.add_argument("--cursor", help="the next page: the cursor a previous page printed")
+    t.add_argument("--all", action="store_true", help="every page (--limit tasks per request)")
     sub.add_parser("agents", help="every agent")
     sub.add_parser("roles", help="roles: replicas, health, queue depth")
     d = sub.add_parser("dlq", help="dead letters; 'dlq redrive ID' or 'dlq redrive --all'")
@@ -164,13 +197,24 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
                      view.agent_id or "-", view.error or ""]], out)
             return 0
         if cmd == "tasks":
-            tasks = await client.tasks(state=args.state, limit=args.limit)
-            if args.json:
-                emit(tasks)
+            filters: dict[str, Any] = {"state": args.state, "type": args.type,
+                                       "since": args.since, "until": args.until}
+            cursor: str | None = args.cursor
+            if args.all:
+                tasks = [t async for t in client.iter_tasks(page=args.limit, **filters)]
+                cursor = None
             else:
-                _table([["TASK", "TYPE", "STATE", "ATTEMPTS", "ERROR"]] + [
-                    [t.task_id, t.type, t.state, str(t.attempts), t.error or ""] for t in tasks
-                ], out)
+                page = await client.tasks(limit=args.limit, cursor=cursor, **filters)
+                tasks, cursor = page.tasks, page.cursor
+            if args.json:
+                emit(tasks if args.all else page)
+                return 0
+            _table([["TASK", "TYPE", "STATE", "ATTEMPTS", "FINISHED", "ERROR"]] + [
+                [t.task_id, t.type, t.state, str(t.attempts), _stamp(t.finished_at),
+                 t.error or ""] for t in tasks
+            ], out)
+            if cursor is not None:
+                out.write(f"more: --cursor {cursor}\n")
             return 0
         if cmd == "agents":
             agents = await client.agents()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -222,11 +222,59 @@ class SwarmClient:
         _, data = await self._call("POST", f"/v1/tasks/{task_id}/cancel")
         return self._decode(data, api.TaskView)
 
-    async def tasks(self, *, state: str | None = None, limit: int = 100) -> list[api.TaskView]:
-        """Tasks submitted through the Queen's API, newest first."""
-        params = {"limit": str(limit), **({"state": state} if state else {})}
+    async def tasks(
+        self,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> api.TaskList:
+        """One page of tasks: live ones newest first, then the task history newest finished first.
+
+        Args:
+            state: Only this state (queued, running, done, failed, dead, expired).
+            type: Only this message type.
+            since: Only tasks finished (live ones: created) at or after this unix time.
+            until: Only tasks finished (live ones: created) before this unix time.
+            limit: Most tasks on the page (1..1000).
+            cursor: The ``cursor`` of the previous page.
+
+        Returns:
+            The page; its ``cursor`` is None on the last one.
+
+        Raises:
+            ApiRequestError: A filter is invalid (the field is named).
+        """
+        params = {"limit": str(limit)}
+        for name, value in (("state", state), ("type", type), ("since", since),
+                            ("until", until), ("cursor", cursor)):
+            if value is not None:
+                params[name] = f"{value:.6f}" if isinstance(value, float) else str(value)
         _, data = await self._call("GET", "/v1/tasks", params=params)
-        return self._decode(data, api.TaskList).tasks
+        return self._decode(data, api.TaskList)
+
+    async def iter_tasks(
+        self,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        page: int = 500,
+    ) -> AsyncIterator[api.TaskView]:
+        """Every task matching the filters, following the pages' cursors (see :meth:`tasks`)."""
+        cursor: str | None = None
+        while True:
+            listing = await self.tasks(state=state, type=type, since=since, until=until,
+                                       limit=page, cursor=cursor)
+            for task in listing.tasks:
+                yield task
+            if listing.cursor is None:
+                return
+            cursor = listing.cursor
 
     # -- the swarm ----------------------------------------------------------------
     async def roles(self) -> list[api.RoleView]:
