@@ -38,7 +38,7 @@ from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.logging import configure_logging
 from swarm.service.assembly import SwarmService
-from swarm.service.bundle import Bundle, load_bundle
+from swarm.service.bundle import Bundle, JobOutcome, load_bundle
 from swarm.settings import LOG_LEVELS, SwarmSettings
 
 __all__ = ["ENVIRONMENT", "build_parser", "fail", "main", "settings_from"]
@@ -197,7 +197,12 @@ async def _run_job(
     async with service:
         await service.wait_leading(timeout=settings.leader_timeout)
         args.task_timeout = settings.task_timeout
-        job = asyncio.create_task(bundle.job(service.swarm, args, display))
+        run = bundle.job
+
+        async def run_job() -> JobOutcome:
+            return await run(service.swarm, args, display)
+
+        job = asyncio.create_task(run_job())
 
         def terminate() -> None:
             nonlocal terminated
