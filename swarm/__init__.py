@@ -34,6 +34,7 @@ from swarm.errors import (
     DiscoveryError,
     EncodeError,
     FencingError,
+    HistoryUnavailable,
     LeadershipLost,
     MemoryStoreError,
     MemoryUnavailable,
@@ -86,7 +87,16 @@ from swarm.tasks import TaskSet
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
 _NAMESPACE_MODULES = (
-    "cli", "client", "constants", "metrics", "redis", "service", "settings", "testing", "tracing",
+    "cli",
+    "client",
+    "constants",
+    "history",
+    "metrics",
+    "redis",
+    "service",
+    "settings",
+    "testing",
+    "tracing",
 )
 
 __all__ = [
@@ -107,6 +117,7 @@ __all__ = [
     "Envelope",
     "EventCallback",
     "FencingError",
+    "HistoryUnavailable",
     "InMemoryLedger",
     "InProcessRuntime",
     "Intake",

@@ -36,6 +36,7 @@ import msgspec
 
 from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
+from swarm.history import options as history_options
 from swarm.logging import configure_logging
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, JobOutcome, load_bundle
@@ -48,6 +49,7 @@ PROG = "python -m swarm.queen"
 ENVIRONMENT = (
     "SWARM_REDIS_URL", "SWARM_CONSUL_URL", "SWARM_POSTGRES_URL", "SWARM_AGENTS", "SWARM_HTTP",
     "SWARM_TOKENS_FILE", "SWARM_TOKENS", "SWARM_LOG_LEVEL", "SWARM_LOG_JSON",
+    "SWARM_RETENTION", "SWARM_INBOX_MAXLEN", "SWARM_INBOX_TTL", "SWARM_HISTORY_KEEP",
 )
 _DEFAULTS = SwarmSettings()
 
@@ -76,7 +78,8 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     p.add_argument("--consul", metavar="URL",
                    help="register with Consul: consul://[token@]host:port ($SWARM_CONSUL_URL)")
     p.add_argument("--postgres", metavar="DSN",
-                   help="durable memory tier: postgresql://... ($SWARM_POSTGRES_URL)")
+                   help="durable memory tier and task history: postgresql://... "
+                   "($SWARM_POSTGRES_URL)")
     p.add_argument("--http", metavar="HOST:PORT",
                    help="serve the HTTP API (with --serve) on HOST:PORT ($SWARM_HTTP)")
     p.add_argument("--tokens-file", metavar="PATH",
@@ -101,6 +104,7 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
                    help=f"longest wait for in-flight work on shutdown "
                    f"(default: {_DEFAULTS.drain_timeout:g})")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
+    history_options.add_options(p, postgres=False)
     if bundle is not None and bundle.add_arguments is not None:
         bundle.add_arguments(p.add_argument_group(f"options of the {bundle.name!r} bundle"))  # type: ignore[arg-type]
     return p
@@ -112,6 +116,8 @@ _OPTIONS = (
     ("lease_ttl", "lease_ttl"), ("leader_timeout", "leader_timeout"),
     ("drain_timeout", "drain_timeout"), ("task_timeout", "task_timeout"),
     ("log_level", "log_level"), ("log_json", "log_json"),
+    ("retention", "retention"), ("inbox_maxlen", "inbox_maxlen"), ("inbox_ttl", "inbox_ttl"),
+    ("keep", "history_keep"),
 )
 
 

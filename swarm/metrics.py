@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["FENCED_REFUSED", "REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
+__all__ = [
+    "FENCED_REFUSED",
+    "HISTORY_DROPPED",
+    "HISTORY_FAILURES",
+    "HISTORY_WRITTEN",
+    "REJECTED",
+    "TASKS_DEAD",
+    "TASK_RETRIES",
+]
 
 REJECTED = Counter(
     "swarm_messages_rejected_total",
@@ -25,4 +33,14 @@ FENCED_REFUSED = Counter(
     "swarm_fenced_writes_refused_total",
     "Writes refused because they carried a stale leadership epoch",
     ["name"],
+)
+HISTORY_WRITTEN = Counter(
+    "swarm_history_records_written_total", "Finished task records written to the task history"
+)
+HISTORY_FAILURES = Counter(
+    "swarm_history_write_failures_total", "Batches of the task history that failed to write"
+)
+HISTORY_DROPPED = Counter(
+    "swarm_history_records_dropped_total",
+    "Finished records dropped from a full history buffer (PostgreSQL down too long)",
 )

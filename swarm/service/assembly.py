@@ -42,7 +42,7 @@ import structlog
 from swarm.agent.base import Agent
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout
 from swarm.inprocess import InProcessRuntime
-from swarm.ledger import TaskRecord
+from swarm.ledger import InMemoryLedger, TaskRecord
 from swarm.messages import Message, lookup_message_type
 from swarm.queen.queen import Queen
 from swarm.runtime import QueueStats, RoleInfo, Runtime
@@ -245,7 +245,14 @@ class SwarmService:
     async def _make_runtime(self, discovery: Any) -> Runtime:
         s = self.settings
         if s.redis_url is None:
-            return InProcessRuntime(discovery=discovery, **self.runtime_options)
+            embedded = dict(self.runtime_options)
+            default = SwarmSettings()
+            if (s.retention, s.history_keep) != (default.retention, default.history_keep):
+                # Finished tasks stay in this process: as many and as long as asked.
+                embedded.setdefault(
+                    "ledger", InMemoryLedger(max_final=s.history_keep, max_age=s.retention)
+                )
+            return InProcessRuntime(discovery=discovery, **embedded)
         runtime_cls, settings_cls, clients_cls = _optional(
             "swarm.redis", ("RedisRuntime", "RedisSettings", "RedisClients"), "--redis"
         )
@@ -254,6 +261,7 @@ class SwarmService:
         self._redis_prefix = self.runtime_options.get("prefix") or rs.key_prefix
         # Fenced: a task this Queen stamps with a stale epoch is refused in Redis.
         options: dict[str, Any] = {"fence": LEADERSHIP} if self.lead else {}
+        options["history"] = s.history  # retention, inbox bounds, the task history
         options.update(self.runtime_options)
         runtime: Runtime = runtime_cls(clients=self._redis, discovery=discovery, **options)
         return runtime
