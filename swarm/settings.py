@@ -35,7 +35,7 @@ __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 #: Accepted log level names.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: Schemes of a Redis URL, as :class:`swarm.redis.RedisSettings` parses them.
-REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix")
 #: Schemes of a Consul URL, as :class:`discovery.ConsulSettings` parses them.
 CONSUL_SCHEMES = ("consul", "consuls", "http", "https")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -91,7 +91,8 @@ class SwarmSettings:
     """What a swarm process runs against; see :class:`swarm.service.SwarmService`.
 
     Attributes:
-        redis_url: Redis server (``redis://``, ``rediss://``, ``redis+cluster://``);
+        redis_url: Redis server (``redis://``, ``rediss://``, ``redis+cluster://``,
+            ``unix:///path/redis.sock``);
             ``None`` for the embedded in-process runtime.
         consul_url: Consul agent (``consul://``, ``consuls://``, ``http(s)://``);
             ``None`` for none (leadership then rests on a Redis lease).

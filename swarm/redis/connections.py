@@ -129,6 +129,8 @@ def _standalone(
     kwargs = _client_kwargs(settings, socket_timeout=socket_timeout)
     if settings.max_connections is not None:
         kwargs["max_connections"] = settings.max_connections
+    if settings.unix_socket_path is not None and host is None:
+        kwargs["unix_socket_path"] = settings.unix_socket_path
     client = Redis(
         host=host or settings.host,
         port=port or settings.port,

@@ -824,10 +824,10 @@ class HttpServer:
             from swarm.errors import ConfigError
 
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        server = site._server  # public alternative: none reports the bound port
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            port = sockets[0].getsockname()[1]
+        for bound in self._runner.addresses:  # the real port when 0 was asked
+            if isinstance(bound, tuple) and len(bound) >= 2:
+                port = int(bound[1])
+                break
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
