@@ -114,6 +114,8 @@ async def test_queenswarm_command(serve: ServeFactory) -> None:
     assert {line.split()[0] for line in out.splitlines()[1:]} == {"boom", "echo", "hold"}
     rc, out, err = await cli("--json", "agents", **env)
     assert rc == 0 and {a["role"] for a in json.loads(out)} == {"boom", "echo", "hold"}
+    rc, out, err = await cli("agents", "--json", **env)
+    assert rc == 0 and {a["role"] for a in json.loads(out)} == {"boom", "echo", "hold"}
     rc, out, err = await cli("submit", "Boom", '{"refuse": true}', "--wait", "10", **env)
     assert rc == 1 and "refused on purpose" in err
     rc, out, err = await cli("dlq", **env)
@@ -136,3 +138,15 @@ def test_token_command_makes_a_tokens_file_line() -> None:
     line = out.splitlines()[1].removeprefix("tokens-file line: ")
     assert TokenStore.parse_lines([line]).role_of(secret) == "operator"
     assert secret not in line
+
+
+def test_global_options_are_accepted_after_the_command() -> None:
+    from swarm.client.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["agents", "--json", "--url", "http://10.0.0.1:9", "--timeout", "3"])
+    assert (args.json, args.url, args.timeout) == (True, "http://10.0.0.1:9", 3.0)
+    args = parser.parse_args(["--json", "--token", "t", "status", "ID"])
+    assert (args.json, args.token, args.task_id) == (True, "t", "ID")
+    args = parser.parse_args(["result", "ID", "--wait", "5"])
+    assert (args.json, args.url, args.token, args.timeout) == (False, None, None, 30.0)
