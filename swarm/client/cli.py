@@ -4,7 +4,7 @@ Reads ``SWARM_URL`` (default ``http://127.0.0.1:8080``) and ``SWARM_TOKEN``;
 ``--url``/``--token`` win. Prints tables for people, ``--json`` for scripts.
 
 Exit codes: 0 success; 1 the task failed, the API refused, or it could not
-be reached; 2 bad usage.
+be reached; 2 bad usage (a malformed ``--url`` or ``--timeout`` too).
 
 Example:
     >>> from swarm.client.cli import build_parser
@@ -28,7 +28,7 @@ import msgspec
 from swarm import __version__
 from swarm.client.errors import ApiRequestError, BadRequest, NotLeader
 from swarm.client.http import SwarmClient, result_of
-from swarm.errors import SwarmError, TaskError, TransportError
+from swarm.errors import ConfigError, SwarmError, TaskError, TransportError
 from swarm.service.auth import ROLES, hash_token, new_token
 
 __all__ = ["build_parser", "main"]
@@ -302,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.write(f"{PROG}: error: {exc.status or ''} {exc.code}{field}: {exc.detail}\n"
                   .replace(":  ", ": ").replace("error:  ", "error: "))
         return 2 if exc.status == 0 else 1
+    except ConfigError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return 2
     except SwarmError as exc:
         err.write(f"{PROG}: error: {exc}\n")
         return 1

@@ -150,3 +150,29 @@ def test_global_options_are_accepted_after_the_command() -> None:
     assert (args.json, args.token, args.task_id) == (True, "t", "ID")
     args = parser.parse_args(["result", "ID", "--wait", "5"])
     assert (args.json, args.url, args.token, args.timeout) == (False, None, None, 30.0)
+
+
+@pytest.mark.parametrize("url", ["localhost:8080", "foo", "ftp://x", "http://", "http://[::1"])
+def test_a_malformed_url_is_a_config_error(url: str) -> None:
+    from swarm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="API URL"):
+        SwarmClient(url)
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0])
+def test_a_timeout_must_be_positive(timeout: float) -> None:
+    from swarm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="timeout must be a positive"):
+        SwarmClient("http://127.0.0.1:8080", timeout=timeout)
+
+
+def test_queenswarm_bad_url_or_timeout_exits_2_in_one_line() -> None:
+    rc, _out, err = asyncio.run(cli("--url", "localhost:8080", "agents"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "must look like http://HOST:PORT" in err and "cannot reach" not in err
+    rc, _out, err = asyncio.run(cli("agents", "--timeout", "0", SWARM_URL="http://127.0.0.1:1"))
+    assert rc == 2 and err.count("\n") == 1 and "timeout must be a positive" in err, err
+    rc, _out, err = asyncio.run(cli("agents", SWARM_URL="http://127.0.0.1:1"))
+    assert rc == 1 and "cannot reach the swarm" in err, err
