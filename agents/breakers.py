@@ -134,13 +134,15 @@ if state == 'open' then
     redis.call('HSET', KEYS[1], 'state', state)
   end
 end
-redis.call('SADD', KEYS[2], KEYS[1])
 return state
 """
 
-# KEYS[1] breaker hash, KEYS[2] set of keys; ARGV: ok (1/0), now, threshold, error
+# KEYS[1] breaker hash, KEYS[2] set of keys; ARGV: ok (1/0), now, threshold, error, ttl
 _RECORD = """
 redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[1], 'seen', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if ARGV[1] == '1' then
   redis.call('HINCRBY', KEYS[1], 'successes', 1)
@@ -167,11 +169,12 @@ class RedisBreakers:
         failure_threshold: Consecutive failures that open a circuit.
         cooldown: Seconds an open circuit refuses fetches (use wall-clock ``now``:
             replicas in other processes compare it).
+        ttl: Seconds a breaker outlives its last recorded fetch (an idle host's expires).
     """
 
     def __init__(
         self, redis: Any, *, prefix: str = constants.KEY_PREFIX, failure_threshold: int = 3,
-        cooldown: float = 30.0,
+        cooldown: float = 30.0, ttl: float = 7 * 24 * 3600.0,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -179,6 +182,7 @@ class RedisBreakers:
         self.prefix = prefix
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
+        self.ttl = ttl
         self._index = constants.breakers_key(_ROLE, prefix)
 
     async def _eval(self, script: str, key: str, *args: Any) -> str:
@@ -198,7 +202,8 @@ class RedisBreakers:
 
     async def record(self, key: str, *, ok: bool, now: float, error: str = "") -> CircuitState:
         got = await self._eval(
-            _RECORD, key, "1" if ok else "0", now, self.failure_threshold, error[:500]
+            _RECORD, key, "1" if ok else "0", now, self.failure_threshold, error[:500],
+            int(self.ttl),
         )
         return CircuitState(got)
 
@@ -216,6 +221,8 @@ class RedisBreakers:
                     (v.decode() if isinstance(v, bytes) else v)
                     for f, v in (await self.redis.hgetall(k)).items()
                 }
+                if not h:
+                    continue  # expired since it was indexed
                 out[k[len(head):]] = Breaker(
                     failure_threshold=self.failure_threshold, cooldown=self.cooldown,
                     state=CircuitState(h.get("state", "closed")),

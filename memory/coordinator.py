@@ -22,10 +22,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -55,15 +56,41 @@ from memory.tiers.hot import LruHotTier
 from memory.tiers.memory_warm import InMemoryWarmTier
 from memory.tiers.postgres import PostgresWarmTier
 from memory.tiers.redis_hot import RedisHotTier
+from swarm import tracing
 from swarm.errors import MemoryValidationError, SwarmError
 from swarm.messages import new_id
-from swarm.metrics import REJECTED
+from swarm.metrics import REJECTED, memory_histo
 from swarm.runtime import Runtime
 from swarm.tasks import TaskSet
 
 __all__ = ["MemoryCoordinator", "TieringReport"]
 
 _log = structlog.get_logger("memory.coordinator")
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def _observed(op: str, tier: str) -> Callable[[_F], _F]:
+    """Time an operation into its metrics histogram, inside a span while tracing is on."""
+
+    def wrap(func: _F) -> _F:
+        histo = memory_histo(op, tier)
+        name = f"memory.{op}"
+
+        @functools.wraps(func)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                if tracing._enabled:
+                    with tracing.span(name, tier=tier):
+                        return await func(*args, **kwargs)
+                return await func(*args, **kwargs)
+            finally:
+                histo.observe(time.perf_counter() - started)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
 _PAGE = 1000
 SYNTHESIZER = "memory.synthesizer"
 
@@ -282,6 +309,7 @@ class MemoryCoordinator:
         )
         return memory, vector
 
+    @_observed("store", "warm")
     async def store(
         self,
         *,
@@ -337,27 +365,41 @@ class MemoryCoordinator:
         A hot miss backfills the hot tier from the warm one; a warm miss
         restores the memory from the archive into the warm tier and the index.
         """
+        if tracing._enabled:
+            with tracing.span("memory.get"):
+                return await self._get(memory_id)
+        return await self._get(memory_id)
+
+    async def _get(self, memory_id: str) -> Memory | None:
+        started = time.perf_counter()
         now = time.time()
         memory: Memory | None = None
+        tier = "hot"
         try:
             memory = await self.hot.get(memory_id)
         except SwarmError as exc:
             _log.warning("hot tier get failed", memory_id=memory_id, error=repr(exc))
         if memory is None:
+            tier = "warm"
             memory = await self.warm.get(memory_id)
             if memory is None and self.archive is not None:
+                tier = "cold"
                 memory = await self.archive.get(memory_id)
                 if memory is not None and not memory.expired(now):
                     await self.warm.put_many([memory])
                     self._index(memory)
             if memory is not None and not memory.expired(now):
                 await self._hot_put(memory)
+        memory_histo("get", tier if memory is not None else "miss").observe(
+            time.perf_counter() - started
+        )
         # Inlined expired() and strip_vector(): this is the hottest path of all.
         if memory is None or (memory.expires_at is not None and now >= memory.expires_at):
             return None
         self._accessed[memory_id] = now
         return strip_vector(memory) if memory.vector else memory
 
+    @_observed("recall", "index")
     async def recall(
         self, query: str, *, k: int = 10, filters: MemoryFilter | None = None
     ) -> list[RecallHit]:
@@ -375,6 +417,7 @@ class MemoryCoordinator:
             self._accessed[hit.memory.id] = now
         return hits
 
+    @_observed("feedback", "warm")
     async def feedback(self, memory_id: str, *, useful: bool) -> float:
         """Raise (useful) or lower a memory's score; returns the new score.
 
@@ -394,6 +437,7 @@ class MemoryCoordinator:
         await self.sync.publish(light, MemoryEvent.SCORED)
         return memory.score
 
+    @_observed("forget", "all")
     async def forget(self, memory_id: str) -> bool:
         """Delete a memory from every tier; returns whether it existed anywhere."""
         known = self.index.get(memory_id)

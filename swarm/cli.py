@@ -37,10 +37,11 @@ import msgspec
 from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.history import options as history_options
-from swarm.logging import configure_logging
+from swarm.logging import configure_logging, redact_text
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, load_bundle
 from swarm.settings import LOG_LEVELS, SwarmSettings
+from swarm.tracing import configure_tracing
 
 __all__ = ["ENVIRONMENT", "build_parser", "fail", "main", "settings_from"]
 
@@ -126,6 +127,10 @@ _OPTIONS = (
 )
 
 
+#: Seconds between the serving Queen's summary lines (on a terminal).
+SUMMARY_EVERY = 10.0
+
+
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSettings:
     """Settings from the environment, overridden by command-line options.
 
@@ -148,13 +153,15 @@ def fail(prog: str, exc: BaseException, stream: TextIO) -> int:
     2 for bad configuration, 1 for a server that could not be reached (or
     anything else that went wrong at run time).
     """
+    # A sink like any log: a DSN password or token in a message is masked.
+    text = redact_text(str(exc))
     if isinstance(exc, ConfigError):
-        stream.write(f"{prog}: error: {exc}\n")
+        stream.write(f"{prog}: error: {text}\n")
         return 2
     if isinstance(exc, TransportError):
-        stream.write(f"{prog}: error: unreachable: {exc}\n")
+        stream.write(f"{prog}: error: unreachable: {text}\n")
         return 1
-    stream.write(f"{prog}: error: {type(exc).__name__}: {exc}\n")
+    stream.write(f"{prog}: error: {type(exc).__name__}: {text}\n")
     return 1
 
 
@@ -246,7 +253,21 @@ async def _serve(bundle: Bundle, settings: SwarmSettings, display: _ProgressDisp
                     f"this Queen stands by, takes over when it stops{reads}"
                 )
             display.message(f"ready: serving {service.describe()}; SIGINT/SIGTERM stops")
-            await stop.wait()
+            summary = None
+            if display.tty:
+                # A person watches: a line of throughput, in-flight and failures now and then.
+                from swarm.summary import print_summaries
+
+                summary = asyncio.create_task(
+                    print_summaries(service.runtime, every=SUMMARY_EVERY, stream=display.stream),
+                    name="summary",
+                )
+            try:
+                await stop.wait()
+            finally:
+                if summary is not None:
+                    summary.cancel()
+                    await asyncio.gather(summary, return_exceptions=True)
             service.begin_drain()
             display.message("signal received; draining")
         display.message(f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over")
@@ -285,9 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(level=settings.log_level, json=settings.log_json)
         if settings.http is not None and not args.serve:
             raise ConfigError("--http serves the API of a running swarm: use it with --serve")
-        if args.serve:
-            return asyncio.run(_serve(bundle, settings, display))
-        return asyncio.run(_run_job(bundle, settings, args, sys.stdout, display))
+        # Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise.
+        tracer_provider = configure_tracing(os.environ, service_name="queenswarm-queen")
+        try:
+            if args.serve:
+                return asyncio.run(_serve(bundle, settings, display))
+            return asyncio.run(_run_job(bundle, settings, args, sys.stdout, display))
+        finally:
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans still batched
     except KeyboardInterrupt:
         display.message("interrupted")
         return 130

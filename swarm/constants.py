@@ -168,6 +168,17 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
         "ends the hash once no agent of the role is left",
         True,
     ),
+    "breaker_key": KeyLifecycle(
+        "the api_reliability role's replicas (agents.breakers.RedisBreakers)",
+        "a TTL (breaker_ttl, 7 days by default) every recorded fetch renews: an idle host's "
+        "breaker expires",
+        True,
+    ),
+    "breakers_key": KeyLifecycle(
+        "the api_reliability role's replicas (agents.breakers.RedisBreakers)",
+        "the same TTL, renewed with each breaker; members whose hash expired are skipped",
+        True,
+    ),
 }
 
 

@@ -22,7 +22,7 @@ import time
 from swarm import tracing
 from swarm.codec import Codec
 from swarm.messages import Command, Envelope, Kind, Message, new_id
-from swarm.tracing import current_traceparent
+from swarm.tracing import current_traceparent, submit_span
 
 __all__ = ["broadcast_envelope", "task_envelope"]
 
@@ -71,9 +71,15 @@ def task_envelope(
             created_at=now,
             reply_to=reply_to,
         )
-    traceparent, tracestate = current_traceparent() if tracing._enabled else (None, None)
+    task_id = new_id(now)
+    traceparent = tracestate = None
+    if tracing._enabled:
+        # The submit span: the envelope carries it, so the task's spans in
+        # other processes (and its own child tasks) are its descendants.
+        with submit_span(message.type_name, to, task_id):
+            traceparent, tracestate = current_traceparent()
     return Envelope(
-        id=new_id(now),
+        id=task_id,
         kind=_TASK,
         type=message.type_name,
         sender=sender,

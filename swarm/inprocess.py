@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 
+from swarm import metrics as _metrics
 from swarm import tracing
 from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
@@ -56,8 +57,9 @@ from swarm.errors import (
     SwarmTimeout,
 )
 from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.logging import current_task_id
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
-from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
+from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD, role_meters
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
 from swarm.runtime import (
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = ["InProcessRuntime"]
 
 _log = structlog.get_logger("swarm.runtime")
+_set_task_id = current_task_id.set
 
 # A heap entry: (-priority, sequence, envelope, replica to avoid). The
 # sequence keeps FIFO order within a priority and makes entries comparable.
@@ -617,6 +620,7 @@ class InProcessRuntime:
         waiters = self._waiters
         d = _Delivery(me)
         rep.deliveries.append(d)
+        meters = role_meters(agent.role)
         while True:
             if rep.mailbox:
                 env = rep.mailbox.popleft()
@@ -640,6 +644,10 @@ class InProcessRuntime:
                     d.interrupted = None
                     d.tick = self._tick
                     agent.inflight += 1
+                    # Log lines of the handler (any logger) carry the task id.
+                    _set_task_id(env.id)
+                    if _metrics.RECORD_TASKS:
+                        meters.started += 1
                     try:
                         # The flag itself, not tracing_enabled(): a call less per task.
                         if tracing._enabled:
@@ -674,6 +682,10 @@ class InProcessRuntime:
                             rec = fast.done_nowait(env.id, env.attempt, _NONE_RESULT, "")
                             if rec is not None and self._outstanding > 1 and not self._more_waiters:
                                 # _settled's common case, inline: a call less per task.
+                                if _metrics.RECORD_TASKS:
+                                    end = rec.finished_at or 0.0
+                                    began = rec.started_at or end
+                                    meters.done_in(end - rec.created_at, end - began)
                                 self._outstanding -= 1
                                 fut = waiters.pop(env.id, None)
                                 if fut is not None and not fut.done():
@@ -864,6 +876,8 @@ class InProcessRuntime:
 
     def _settled(self, rec: TaskRecord) -> None:
         """A task reached a final state: count it off and wake whoever waits for it."""
+        if _metrics.RECORD_TASKS:
+            self._count_final(rec)
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
@@ -875,6 +889,24 @@ class InProcessRuntime:
                 for fut in self._more_waiters.pop(rec.task_id, ()):
                     if not fut.done():
                         fut.set_result(rec)
+
+    def _count_final(self, rec: TaskRecord) -> None:
+        rep = self._replicas.get(rec.agent_id) if rec.agent_id else None
+        if rep is not None:
+            role = rep.agent.role
+        elif rec.recipient.startswith("role:"):
+            role = rec.recipient[5:]
+        else:
+            return  # an agent's own task that never started: no role to count it under
+        meters = role_meters(role)
+        latency = (rec.finished_at or time.time()) - rec.created_at
+        if rec.state is TaskState.DONE:
+            meters.done += 1
+            meters.latency.observe(latency)
+        else:
+            meters.finish(rec.state.value, latency)
+        if rec.started_at is not None and rec.finished_at is not None:
+            meters.handler.observe(rec.finished_at - rec.started_at)
 
     async def _reaper(self) -> None:
         # A lease runs from the first sweep after it began (its tick + 1), so

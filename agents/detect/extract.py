@@ -67,7 +67,8 @@ _AFTER_NAME = tuple(
         r"[Mm]ainnet)\b",
         r", (?:the|a|an|which|un|una|um|uma|une|ein|eine|der|die|das|el|la|il|lo|o|le) "
         r"| \((?:the|a|an) ",
-        r" (?:has |have )?(?:officially )?(?:announced|announces|launched|launches|unveiled|"
+        r" (?:has |have )?(?:officially |recently |just |now |finally )?(?:announced|announces|"
+        r"launched|launches|unveiled|"
         r"unveils|will hold|will launch|is preparing|prepares|confirmed|revealed|opened|"
         r"ha annunciato|ha lanciato|anunciou|lançou|a annoncé|a lancé|anunció|lanzó|kündigt|"
         r"startet|объявил\w*)\b",

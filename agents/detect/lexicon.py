@@ -141,7 +141,7 @@ POSITIVE: tuple[Cue, ...] = (
     _cue("other languages: launch, trading, distribution",
          r"\bkündigte\b|\bangekündigt\b|\binanspruchnahme\b|\bverteilt\b|\bhandelbar\b|"
          r"\bfue lanzado\b|\bha sido lanzado\b|\bdistribución\b|\banunció la fecha\b|"
-         r"\ba officialisé\b|\ba lancé\b|\bdate de distribution\b|\bdistribution\b|"
+         r"\ba officialisé\b|\ba lancé\b|\bdate de distribution\b|"
          r"\blancerà\b|\bdistribuire\b|\bsimbolo ticker\b|\blanciat[oa]\b|"
          r"\bcomeça a ser negociad[oa]\b|\bnegociad[oa]s?\b|\bcompra e venda\b|"
          r"\bestreia no mercado\b|\bdistribuição\b|распредел\w+|начнутся",
@@ -194,7 +194,7 @@ NEGATIVE: tuple[Cue, ...] = (
          r"|\bis the (?:moment|time|day|process)\b|\bsimply put\b|\bin simple terms\b|"
          r"\bwird als \w+ bezeichnet\b", 4.0),
     _cue("generic sense", rf"\b(?:{_GENERIC})\b", 2.0),
-    _cue("guide", r"\bhow to\b|\bwhat (?:is|are)\b|"
+    _cue("guide", r"\bhow to\b|\bwhat (?:is|are)\b|\bwhen (?:was|did)\b|"
          r"\bguide\b|\bexplained\b|\bexplainer\b|\btutorial\b|\bstep[- ]by[- ]step\b|"
          r"\bbeginner'?s?\b|\bwhat are (?:tges|token generation)\b|\b(?:faq|glossary)\b|"
          r"\bcos'è\b|\bche cos'è\b|\bguida\b|\bo que é\b|\bguia\b|\bqu'est-ce qu\b|"

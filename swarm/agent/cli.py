@@ -14,6 +14,8 @@ Queen is. Environment (read here only): ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL`
 ``SWARM_POSTGRES_URL``, ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``,
 ``SWARM_HISTORY_KEEP`` when the options are not given. With ``--postgres`` the tasks
 these agents finish go to the task history too (see :mod:`swarm.history`).
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (and the other standard ``OTEL_*`` variables) exports
+traces over OTLP/HTTP.
 
 Example:
     >>> from swarm.agent.cli import parse_args
@@ -43,9 +45,12 @@ from swarm.cli import fail
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
 from swarm.history import options as history_options
+from swarm.logging import configure_logging
 from swarm.retry import RetryPolicy
 from swarm.service.assembly import SwarmService
 from swarm.settings import SwarmSettings, check_positive
+from swarm.summary import print_summaries
+from swarm.tracing import configure_tracing
 
 __all__ = ["load_role", "main", "parse_args", "run", "settings_of"]
 
@@ -94,6 +99,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port)",
+    )
+    p.add_argument(
+        "--log-level", default=None, help="debug, info, warning, error ($SWARM_LOG_LEVEL)"
+    )
+    p.add_argument(
+        "--log-json", action="store_true", default=None, help="one JSON object per log line"
+    )
+    p.add_argument(
+        "--summary-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="print a one-line summary this often when standard error is a terminal (0: never)",
+    )
     p.add_argument("--llm", choices=("auto", "online", "offline"),
                    help="ctx.llm: auto (online when ANTHROPIC_API_KEY is set), online, offline")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
@@ -158,6 +182,9 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSe
         lease_ttl=args.check_ttl,
         drain_timeout=args.drain_timeout,
         http=None,
+        # An agent process tells its lifecycle (started, metrics URL, draining) at info.
+        log_level=(args.log_level or environ.get("SWARM_LOG_LEVEL") or "info").lower(),
+        log_json=bool(args.log_json) or base.log_json,
         **{
             field: getattr(args, option)
             for option, field in (
@@ -183,6 +210,7 @@ async def run(
         TransportError: Redis, Consul or PostgreSQL could not be reached.
     """
     cls = load_role(args.role)
+    tracer_provider = configure_tracing(os.environ, service_name=f"queenswarm-agent-{cls.role}")
     settings = settings_of(args, os.environ)
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else None
     options: dict[str, Any] = {
@@ -199,8 +227,20 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     service = SwarmService(settings, agents=agents, lead=False, runtime_options=options)
+    metrics: Any = None
+    summary: asyncio.Task[None] | None = None
     try:
         async with service:
+            if args.metrics:
+                from swarm.exposition import serve_metrics
+
+                metrics, url = await serve_metrics(service.runtime, args.metrics)
+                _log.info("metrics served", url=url)
+            if args.summary_every > 0 and _isatty(sys.stderr):
+                summary = asyncio.create_task(
+                    print_summaries(service.runtime, every=args.summary_every, stream=sys.stderr),
+                    name="summary",
+                )
             _log.info(
                 "agents running", role=cls.role, replicas=args.replicas,
                 node=service.runtime.node_id,
@@ -214,9 +254,17 @@ async def run(
                 gc.freeze()
             await stop.wait()
             _log.info("draining", role=cls.role)
+            if summary is not None:
+                summary.cancel()
+                await asyncio.gather(summary, return_exceptions=True)
+            if metrics is not None:
+                await metrics.cleanup()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if tracer_provider is not None:
+            # Flushes the spans still batched (in a thread: the export blocks).
+            await asyncio.to_thread(tracer_provider.shutdown)
     if service.swarm is not None and service.swarm.leftovers:
         _log.warning(
             "stopped with unfinished tasks (they stay in Redis)",
@@ -233,6 +281,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_args(argv)
     try:
+        settings = settings_of(args, os.environ)
+        configure_logging(level=settings.log_level, json=settings.log_json)
         return asyncio.run(run(args, freeze_gc=True))
     except SwarmError as exc:
         return fail(PROG, exc, sys.stderr)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

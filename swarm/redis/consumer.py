@@ -19,10 +19,12 @@ import structlog
 from redis.exceptions import RedisError
 
 from swarm import constants as C
+from swarm import tracing
 from swarm.agent.base import AgentState
 from swarm.codec import Codec
 from swarm.errors import DecodeError, EncodeError, MessageTooLarge, Reject
 from swarm.ledger import TaskState
+from swarm.logging import current_task_id
 from swarm.messages import Kind
 from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
@@ -36,11 +38,12 @@ from swarm.redis.streams import (
     parse_entries,
     parse_read,
 )
-from swarm.tracing import handler_span, tracing_enabled
+from swarm.tracing import dispatch_span, handler_span, settle_span, tracing_enabled
 
 __all__ = ["Consumer"]
 
 _log = structlog.get_logger("swarm.redis.consumer")
+_set_task_id = current_task_id.set
 
 _REJECTED_MAXLEN = C.REJECTED_MAXLEN
 # Module globals: an enum member read through its class costs ~0.1 us, and
@@ -262,8 +265,14 @@ class Consumer:
         agent = rep.agent
         while True:
             d = await rep.queue.get()
+            # Log lines of the handler (any logger) carry the task id.
+            _set_task_id(d.envelope.id)
             try:
-                await self._execute(rep, d, me)
+                if tracing._enabled:
+                    with dispatch_span(d.envelope, agent.agent_id):
+                        await self._execute(rep, d, me)
+                else:
+                    await self._execute(rep, d, me)
             except (RedisError, OSError) as exc:
                 check_cancelled()
                 # The entry stays pending; the reaper redelivers it.
@@ -351,6 +360,9 @@ class Consumer:
         rep.inflight[env.id] = d
         agent.inflight += 1
         codec = core.codec
+        meters = core.meters(d.stream)
+        if meters is not None:
+            meters.started += 1
         try:
             # As in the in-process runtime: no span context manager (a
             # generator per task) unless tracing is on; ``dispatch`` makes the
@@ -361,6 +373,8 @@ class Consumer:
             else:
                 value = await agent.dispatch(env, rep.context, codec)
         except asyncio.CancelledError:
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             if d.interrupted is None:
                 if me.cancelling():
@@ -373,21 +387,31 @@ class Consumer:
                 await settler.redeliver(d, d.interrupted)
             return
         except Reject as exc:
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             await settler.complete(d, TaskState.FAILED, error=f"rejected: {exc}")
             return
         except DecodeError as exc:
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             REJECTED.labels(reason="bad_payload").inc()
             await settler.complete(d, TaskState.FAILED, error=str(exc))
             return
         except Exception as exc:
+            if meters is not None:
+                meters.handler.observe(time.time() - d.started_at)
             self._settle(rep, d)
             agent.failed += 1
-            await settler.fail(d, f"{type(exc).__name__}: {exc}")
+            with settle_span(env, "failed"):
+                await settler.fail(d, f"{type(exc).__name__}: {exc}")
             return
         rep.inflight.pop(env.id, None)
         agent.inflight -= 1
+        finished = time.time()
+        if meters is not None:
+            meters.handler.observe(finished - d.started_at)
         if d.interrupted is not None:
             me.uncancel()
             if d.interrupted != "killed":
@@ -404,9 +428,16 @@ class Consumer:
             await settler.complete(d, TaskState.DONE, result=result, result_type=result_type)
             return
         # Straight on the settle script's future: one coroutine less per task.
-        reply = await settler.done(d, result, result_type)
+        if tracing._enabled:
+            with settle_span(env, "done"):
+                reply = await settler.done(d, result, result_type)
+        else:
+            reply = await settler.done(d, result, result_type)
         if isinstance(reply, Exception):
             raise reply
+        if meters is not None:
+            meters.done += 1
+            meters.latency.observe(finished - env.created_at)
 
     @staticmethod
     def _settle(rep: Replica, d: Delivery) -> None:

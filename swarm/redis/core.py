@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swarm import constants as C
+from swarm import metrics
 from swarm.codec import Codec
 from swarm.errors import RuntimeClosed
 from swarm.history.settings import DEFAULT_INBOX_MAXLEN, HistorySettings
 from swarm.ledger import TaskRecord
 from swarm.messages import Envelope
+from swarm.metrics import RoleMeters, role_meters
 from swarm.redis.connections import RedisClients
 from swarm.redis.ledger import RedisLedger
 from swarm.redis.settings import RedisSettings
@@ -179,6 +181,19 @@ class Core:
         self.replicas: dict[str, Replica] = {}
         self.roles_seen: set[str] = set()
         self.tasks = TaskSet(f"redis-runtime:{node_id}")
+        self._meters: dict[str, RoleMeters] = {}
+
+    def meters(self, stream: str) -> RoleMeters | None:
+        """The metrics of the role a task stream belongs to (one dict lookup per task).
+
+        None while per-task metrics are off (:func:`swarm.metrics.record_task_metrics`).
+        """
+        if not metrics.RECORD_TASKS:
+            return None
+        m = self._meters.get(stream)
+        if m is None:
+            m = self._meters[stream] = role_meters(role_of(stream))
+        return m
 
     def connected(self, clients: RedisClients) -> None:
         """Adopt the clients the runtime connected (and make the ledger and batcher)."""

@@ -80,6 +80,9 @@ class Intake:
             raise RuntimeClosed("runtime is not started")
         env = envelope
         recipient, stream = await self.route(env)
+        meters = core.meters(stream)
+        if meters is not None:
+            meters.submitted += 1
         if recipient != env.recipient or env.reply_to is None:
             env = msgspec.structs.replace(
                 env, recipient=recipient, reply_to=env.reply_to or core.node_id
@@ -172,6 +175,9 @@ class Intake:
             if routed is None:
                 return None
         recipient, stream = routed
+        meters = core.meters(stream)
+        if meters is not None:
+            meters.submitted += 1
         env = envelope
         if recipient != env.recipient or env.reply_to is None:
             env = msgspec.structs.replace(

@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -62,7 +63,14 @@ from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
 from swarm.codec import Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
-from swarm.errors import ConfigError, DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout
+from swarm.errors import (
+    ConfigError,
+    DecodeError,
+    MessageTooLarge,
+    RuntimeClosed,
+    SwarmTimeout,
+    TransportError,
+)
 from swarm.history.settings import HistorySettings
 from swarm.history.store import PostgresHistory, TaskHistory
 from swarm.history.writer import HistoryWriter
@@ -77,6 +85,7 @@ from swarm.redis.directory import Directory
 from swarm.redis.history import RedisHistory
 from swarm.redis.intake import Intake
 from swarm.redis.ledger import RedisLedger
+from swarm.redis.queues import QueueStats, read_queues
 from swarm.redis.reaper import Reaper
 from swarm.redis.results import INBOX_KEEP, Results
 from swarm.redis.settings import RedisSettings
@@ -627,6 +636,23 @@ class RedisRuntime:
 
     async def directory(self) -> dict[str, RoleInfo]:
         return await self._directory.snapshot(fresh=True)
+
+    async def queues(self, roles: Iterable[str] | None = None) -> list[QueueStats]:
+        """Depth, oldest waiting age, delayed retries and dead letters of each role's queues.
+
+        Read from Redis now (every role in the directory unless ``roles`` is given).
+
+        Raises:
+            TransportError: Redis could not be read.
+        """
+        try:
+            if roles is None:
+                roles = await self._directory.known_roles()
+            return await read_queues(
+                self._redis, self._core.prefix, roles, cluster=self._core.cluster
+            )
+        except (RedisError, OSError) as exc:
+            raise TransportError(f"could not read the queues: {exc}") from exc
 
     def agent(self, agent_id: str) -> Agent:
         """Return a locally registered agent by id."""

@@ -19,7 +19,7 @@ from swarm import constants as C
 from swarm.errors import DecodeError, MessageTooLarge
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope
-from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
+from swarm.metrics import DUPLICATE_SETTLEMENTS, REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.redis.bulk import FirstDone, MarkBatch, RunningMark, SettleOp, queue_settle
 from swarm.redis.core import Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
@@ -84,6 +84,7 @@ class Settler:
             reply = await self.finish(d, state, error=error, result=result, result_type=result_type)
             if isinstance(reply, Exception):
                 raise reply
+            self._finished(d, state)
             return
         core = self._core
         env = d.envelope
@@ -115,6 +116,18 @@ class Settler:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        self._finished(d, state)
+
+    def _finished(self, d: Delivery, state: TaskState) -> None:
+        meters = self._core.meters(d.stream)
+        if meters is None:
+            return
+        latency = time.time() - d.envelope.created_at
+        if state is _DONE:
+            meters.done += 1
+            meters.latency.observe(latency)
+        else:
+            meters.finish(state.value, latency)
 
     def finish(
         self,
@@ -300,6 +313,7 @@ class Settler:
             pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
 
         await core.batch.call(build)
+        DUPLICATE_SETTLEMENTS.inc()
 
     async def abandon(self, envelopes: list[bytes], error: str) -> None:
         """Record dead the tasks moved to the dead letters with a buried agent's stream.
@@ -428,3 +442,4 @@ class Settler:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        self._finished(d, TaskState.DEAD)

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ import structlog
 from redis.exceptions import ResponseError
 
 from swarm.constants import PRIORITY_BANDS
+from swarm.metrics import REDIS_ROUNDTRIP_SECONDS
 from swarm.redis.connections import (
     AnyRedis,
     HiredisPackConnection,
@@ -628,7 +630,9 @@ class PipelineBatcher:
         if not spans:
             return
         try:
+            started = time.perf_counter()
             replies = await pipe.execute(raise_on_error=False)
+            REDIS_ROUNDTRIP_SECONDS.observe(time.perf_counter() - started)
         except asyncio.CancelledError:
             for op, _, _ in spans:
                 op.cancel()

@@ -63,6 +63,7 @@ _log = structlog.get_logger("swarm.service.http")
 #: Where the app keeps its :class:`~swarm.service.assembly.SwarmService`.
 SERVICE_KEY: web.AppKey[SwarmService] = web.AppKey("service")
 _TOKENS_KEY: web.AppKey[TokenStore] = web.AppKey("tokens")
+_METRICS_KEY: web.AppKey[list[Any]] = web.AppKey("metrics_handler", list)
 # The role of the request's token; a typed key where aiohttp has them (3.12+).
 _ROLE_KEY: Any = web.RequestKey("token_role", str) if hasattr(web, "RequestKey") else "token_role"
 _IDEM_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -203,12 +204,16 @@ async def _openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=doc, content_type="application/json")
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    # The process registry plus the gauges read from Redis when scraped (queue
+    # depth and age, replicas by health): see swarm.exposition.
+    from swarm.exposition import metrics_handler
 
-    resp = web.Response(body=generate_latest(REGISTRY))
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return resp
+    handlers = request.app[_METRICS_KEY]
+    if not handlers:
+        handlers.append(metrics_handler(_service(request).runtime))
+    response: web.StreamResponse = await handlers[0](request)
+    return response
 
 
 def _prefer_wait(request: web.Request) -> float:
@@ -681,6 +686,7 @@ def build_app(
     )
     app[SERVICE_KEY] = service
     app[_TOKENS_KEY] = tokens or TokenStore()
+    app[_METRICS_KEY] = []
     for route in ROUTES:
         assert route.handler is not None
         app.router.add_route(

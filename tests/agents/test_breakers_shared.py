@@ -56,6 +56,10 @@ async def test_replicas_in_two_swarms_share_one_breaker(redis: aioredis.Redis) -
             "host:a.example", 1, 2, "closed"
         )
         assert src.last_error == "HTTP 502"
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+        assert len(keys) == 2  # the breaker and the index: nothing else written
+        for k in keys:
+            assert 0 < await redis.ttl(k) <= 7 * 24 * 3600
     finally:
         keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
         if keys:

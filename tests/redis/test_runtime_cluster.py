@@ -121,3 +121,14 @@ async def test_send_over_resp3_on_a_cluster(cluster: RedisClusterServers) -> Non
         assert await rt.send(Cube(n=4), sender="t", timeout=10) == 64
     finally:
         await rt.stop(drain=False)
+
+
+async def test_queue_stats_on_a_cluster(runtime: RedisRuntime) -> None:
+    # One script per role (its keys share a slot), pipelined across the nodes.
+    await runtime.register(Cuber(concurrency=4))
+    for n in range(5):
+        assert await runtime.send(Cube(n=n), sender="t", timeout=20) == n**3
+    stats = {q.role: q for q in await runtime.queues()}
+    cuber = stats[Cuber.role]
+    assert cuber.delivered == 5 and cuber.total == 0 and cuber.waiting[0] == 0
+    assert cuber.dead == 0 and cuber.delayed == 0
