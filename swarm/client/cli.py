@@ -4,7 +4,7 @@ Reads ``SWARM_URL`` (default ``http://127.0.0.1:8080``) and ``SWARM_TOKEN``;
 ``--url``/``--token`` win. Prints tables for people, ``--json`` for scripts.
 
 Exit codes: 0 success; 1 the task failed, the API refused, or it could not
-be reached; 2 bad usage.
+be reached; 2 bad usage (a malformed ``--url`` or ``--timeout`` too).
 
 Example:
     >>> from swarm.client.cli import build_parser
@@ -29,7 +29,7 @@ import msgspec
 from swarm import __version__
 from swarm.client.errors import ApiRequestError, BadRequest, NotLeader
 from swarm.client.http import SwarmClient, result_of
-from swarm.errors import SwarmError, TaskError, TransportError
+from swarm.errors import ConfigError, SwarmError, TaskError, TransportError
 from swarm.service.auth import ROLES, hash_token, new_token
 
 __all__ = ["build_parser", "main"]
@@ -70,14 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Environment: SWARM_URL, SWARM_TOKEN. Exit codes: 0 ok, 1 failed or "
         "unreachable, 2 usage.",
     )
-    p.add_argument("--url", help=f"API base URL ($SWARM_URL, default {DEFAULT_URL})")
-    p.add_argument("--token", help="bearer token ($SWARM_TOKEN)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
+    # The global options are accepted after the command too ("queenswarm agents --json"):
+    # there they default to SUPPRESS, so an absent one leaves the top-level value alone.
+    common = argparse.ArgumentParser(add_help=False)
+    for parser, suppress in ((p, False), (common, True)):
+        def dflt(value: object, suppress: bool = suppress) -> object:
+            return argparse.SUPPRESS if suppress else value
+
+        parser.add_argument("--url", default=dflt(None),
+                            help=f"API base URL ($SWARM_URL, default {DEFAULT_URL})")
+        parser.add_argument("--token", default=dflt(None), help="bearer token ($SWARM_TOKEN)")
+        parser.add_argument("--json", action="store_true", default=dflt(False),
+                            help="print JSON instead of tables")
+        parser.add_argument("--timeout", type=float, default=dflt(30.0),
+                            help="seconds per request (30)")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("submit", help="submit a task: TYPE and its fields as JSON")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    s = command("submit", help="submit a task: TYPE and its fields as JSON")
     s.add_argument("type", help="message type name (see 'queenswarm roles')")
     s.add_argument("payload", nargs="?", default="{}", help="JSON object of the message's fields")
     s.add_argument("--to", default="", help="role:NAME, agent:ID or a bare role")
@@ -88,12 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("status", "a task's record"), ("result", "wait for a task's result"),
                        ("cancel", "cancel a task that has not started")):
-        c = sub.add_parser(name, help=text)
+        c = command(name, help=text)
         c.add_argument("task_id")
         if name == "result":
             c.add_argument("--wait", type=float, default=60.0, help="seconds to wait (60)")
 
-    t = sub.add_parser("tasks", help="tasks: live ones newest first, then the task history")
+    t = command("tasks", help="tasks: live ones newest first, then the task history")
     t.add_argument("--state", choices=("queued", "running", "done", "failed", "dead", "expired"))
     t.add_argument("--type", help="only tasks of this message type")
     t.add_argument("--since", type=_when, metavar="WHEN",
@@ -104,28 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=20, help="tasks per page (20; at most 1000)")
     t.add_argument("--cursor", help="the next page: the cursor a previous page printed")
     t.add_argument("--all", action="store_true", help="every page (--limit tasks per request)")
-    sub.add_parser("agents", help="every agent")
-    sub.add_parser("roles", help="roles: replicas, health, queue depth")
-    d = sub.add_parser("dlq", help="dead letters; 'dlq redrive ID' or 'dlq redrive --all'")
+    command("agents", help="every agent")
+    command("roles", help="roles: replicas, health, queue depth")
+    d = command("dlq", help="dead letters; 'dlq redrive ID' or 'dlq redrive --all'")
     d.add_argument("action", nargs="?", choices=("list", "redrive"), default="list")
     d.add_argument("task_id", nargs="?")
     d.add_argument("--all", action="store_true", help="redrive every dead letter")
-    r = sub.add_parser("recall", help="recall memories relevant to QUERY")
+    r = command("recall", help="recall memories relevant to QUERY")
     r.add_argument("query")
     r.add_argument("-k", type=int, default=5)
-    m = sub.add_parser("remember", help="store a memory")
+    m = command("remember", help="store a memory")
     m.add_argument("namespace")
     m.add_argument("content")
     m.add_argument("--tag", action="append", default=[])
-    sub.add_parser("config", help="the live config in force")
-    w = sub.add_parser("ready", help="whether the Queen leads, and who does")
+    command("config", help="the live config in force")
+    w = command("ready", help="whether the Queen leads, and who does")
     w.add_argument("--wait", type=float, default=0.0,
                    help="keep trying up to SECONDS while the API (or --role) is not up yet")
     w.add_argument("--role", action="append", default=[],
                    help="also wait until this role has a replica (repeatable)")
     w.add_argument("--leading", action="store_true",
                    help="also wait until this Queen leads (not a standby)")
-    k = sub.add_parser("token", help="make a token: prints it, and its tokens-file line")
+    k = command("token", help="make a token: prints it, and its tokens-file line")
     k.add_argument("role", choices=ROLES)
     k.add_argument("name", nargs="?", default="")
     return p
@@ -333,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.write(f"{PROG}: error: {exc.status or ''} {exc.code}{field}: {exc.detail}\n"
                   .replace(":  ", ": ").replace("error:  ", "error: "))
         return 2 if exc.status == 0 else 1
+    except ConfigError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return 2
     except SwarmError as exc:
         err.write(f"{PROG}: error: {exc}\n")
         return 1

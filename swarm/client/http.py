@@ -20,12 +20,20 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
 from swarm.client.errors import ApiRequestError, error_from_problem
-from swarm.errors import SwarmTimeout, TaskDeadLettered, TaskExpired, TaskFailed, TransportError
+from swarm.errors import (
+    ConfigError,
+    SwarmTimeout,
+    TaskDeadLettered,
+    TaskExpired,
+    TaskFailed,
+    TransportError,
+)
 from swarm.service import api
 
 __all__ = ["SwarmClient", "result_of"]
@@ -34,6 +42,21 @@ _T = TypeVar("_T")
 _FINAL = frozenset({"done", "failed", "dead", "expired"})
 #: The server's longest long-poll per request; longer waits take several.
 _POLL = 30.0
+
+
+def _checked_url(url: str) -> str:
+    # Caught here, a typo is a configuration error, not "cannot reach the swarm".
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"API URL {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"API URL {url!r} must look like http://HOST:PORT or https://HOST:PORT, "
+            "e.g. http://127.0.0.1:8080"
+        )
+    return url.rstrip("/")
 
 
 class SwarmClient:
@@ -45,6 +68,10 @@ class SwarmClient:
         timeout: Seconds any one request may take, besides long-polls.
         session: An aiohttp session to use (not closed by the client).
         connections: Most connections kept open to the API.
+
+    Raises:
+        ConfigError: ``url`` is not an ``http(s)://host[:port]`` URL, or ``timeout``
+            is not positive.
     """
 
     def __init__(
@@ -56,7 +83,9 @@ class SwarmClient:
         session: aiohttp.ClientSession | None = None,
         connections: int = 100,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _checked_url(url)
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout:g}")
         self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session = session
