@@ -36,6 +36,8 @@ __all__ = [
     "KeyLifecycle",
     "agent_stream",
     "api_idempotency_key",
+    "breaker_key",
+    "breakers_key",
     "channel_name",
     "dead_letter_stream",
     "delayed_key",
@@ -267,3 +269,13 @@ def channel_name(topic: str, prefix: str = KEY_PREFIX) -> str:
     gets its own channels too, so its commands do not reach other swarms.
     """
     return topic if prefix == KEY_PREFIX else f"{prefix}:{topic}"
+
+
+def breaker_key(role: str, name: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash of one circuit breaker of a role (state, counters), shared by its replicas."""
+    return f"{prefix}:{{{role}}}:breaker:{name}"
+
+
+def breakers_key(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Set of the breaker hashes of a role."""
+    return f"{prefix}:{{{role}}}:breakers"
