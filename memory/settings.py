@@ -12,12 +12,13 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from swarm.constants import KEY_PREFIX
 from swarm.errors import ConfigError
+from swarm.redis.fastpath import default as fastpath_default
 
 __all__ = ["MemorySettings", "PostgresSettings", "RedisHotSettings"]
 
@@ -79,6 +80,8 @@ class RedisHotSettings:
         near_cache: Entries of the coherent in-process near-cache in front of
             Redis (see :class:`memory.tiers.near_cache.NearCache`); 0 turns it off.
         near_max_age: Seconds a near-cached memory is served without asking Redis.
+        fastpath: Send batches packed by hand (:mod:`swarm.redis.fastpath`) where
+            the installed redis-py is verified; False uses redis-py's pipelines.
     """
 
     url: str
@@ -86,6 +89,7 @@ class RedisHotSettings:
     ttl: int = 3600
     near_cache: int = 0
     near_max_age: float = 30.0
+    fastpath: bool = field(default_factory=fastpath_default)
 
     @classmethod
     def from_dsn(cls, dsn: str, **overrides: Any) -> RedisHotSettings:

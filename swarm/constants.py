@@ -148,6 +148,18 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
     "api_idempotency_key": KeyLifecycle(
         "the HTTP API request that claimed it", "TTL (24 h)", True
     ),
+    # Written by agents/breakers.py (issue 15). No end yet: flagged to its owner.
+    "breaker_key": KeyLifecycle(
+        "the api_reliability replicas (agents/breakers.py)",
+        "NONE YET: one hash per source host, no TTL; grows with the distinct hosts fetched "
+        "(needs an idle TTL renewed on use)",
+        False,
+    ),
+    "breakers_key": KeyLifecycle(
+        "the api_reliability replicas (agents/breakers.py)",
+        "NONE YET: one set per role, a member per breaker hash (see breaker_key)",
+        False,
+    ),
     "leader_info_key": KeyLifecycle(
         "the leading Queen", "one per leadership name, overwritten by each new leader", False
     ),

@@ -10,13 +10,15 @@ Example:
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 __all__ = [
     "FENCED_REFUSED",
+    "FENCE_RECONCILED",
     "HISTORY_DROPPED",
     "HISTORY_FAILURES",
     "HISTORY_WRITTEN",
+    "LEADER_EPOCH",
     "REJECTED",
     "TASKS_DEAD",
     "TASK_RETRIES",
@@ -43,4 +45,11 @@ HISTORY_FAILURES = Counter(
 HISTORY_DROPPED = Counter(
     "swarm_history_records_dropped_total",
     "Finished records dropped from a full history buffer (PostgreSQL down too long)",
+)
+# Leadership epochs (issue 17); the same definitions as the observe branch's.
+FENCE_RECONCILED = Counter(
+    "swarm_fence_reconciled_total", "Fenced writes reconciled after a leadership change"
+)
+LEADER_EPOCH = Gauge(
+    "swarm_leader_epoch", "Leadership epoch held by this process (0: not leading)", ["name"]
 )

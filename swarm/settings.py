@@ -115,6 +115,9 @@ class SwarmSettings:
         inbox_ttl: Seconds a result inbox outlives its process.
         history_keep: Without PostgreSQL, finished records a process keeps
             (in Redis, or in its memory when embedded) at most.
+        redis_fastpath: Let the Redis clients use the fast paths over redis-py
+            internals (:mod:`swarm.redis.fastpath`, only on a verified redis-py);
+            False keeps them on redis-py's public API.
     """
 
     redis_url: str | None = None
@@ -134,6 +137,7 @@ class SwarmSettings:
     inbox_maxlen: int = _HISTORY.inbox_maxlen
     inbox_ttl: float = _HISTORY.inbox_ttl
     history_keep: int = _HISTORY.keep
+    redis_fastpath: bool = True
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -197,7 +201,8 @@ class SwarmSettings:
         ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_POSTGRES_URL``,
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
         (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``,
-        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``.
+        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``,
+        ``SWARM_REDIS_FASTPATH`` (default on).
 
         Raises:
             ConfigError: A value is invalid.
@@ -218,6 +223,9 @@ class SwarmSettings:
             inbox_maxlen=history.inbox_maxlen,
             inbox_ttl=history.inbox_ttl,
             history_keep=history.keep,
+            redis_fastpath=_flag(
+                "SWARM_REDIS_FASTPATH", environ.get("SWARM_REDIS_FASTPATH", "").strip() or "1"
+            ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from swarm.constants import KEY_PREFIX
 from swarm.errors import ConfigError
+from swarm.redis.fastpath import default as fastpath_default
 
 __all__ = ["CertReqs", "RedisSettings"]
 
@@ -92,6 +93,11 @@ class RedisSettings:
         client_name: ``CLIENT SETNAME`` of the connections, for ``CLIENT LIST``.
         protocol: RESP version. 2 by default so replies have the same shape on
             every supported redis-py version (redis-py 8 defaults to RESP3).
+        fastpath: Use the fast paths over redis-py internals
+            (:mod:`swarm.redis.fastpath`) where the installed redis-py is one
+            they were verified with; False always uses redis-py's public API.
+            Defaults to :func:`swarm.redis.fastpath.default` (True unless an
+            edge turned it off, as the CLIs do for ``SWARM_REDIS_FASTPATH=0``).
     """
 
     nodes: tuple[tuple[str, int], ...] = (("127.0.0.1", DEFAULT_PORT),)
@@ -118,6 +124,7 @@ class RedisSettings:
     max_connections: int | None = None
     client_name: str | None = None
     protocol: Literal[2, 3] = 2
+    fastpath: bool = field(default_factory=fastpath_default)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -308,6 +315,7 @@ _FIELD_TYPES: dict[str, str] = {
     "max_connections": "int?",
     "client_name": "str?",
     "protocol": "int",
+    "fastpath": "bool",
 }
 
 
