@@ -30,8 +30,8 @@ from swarm.agent import Agent
 
 # Modules kept as namespaces (``agents.messages.ScrapeSource``), not re-exported.
 _NAMESPACE_MODULES = (
-    "app", "breakers", "corpus", "detect", "fetch", "keywords", "messages", "neardup",
-    "performance", "quality", "reliability", "report", "scraping",
+    "app", "breakers", "classify", "corpus", "detect", "fetch", "keywords", "messages",
+    "neardup", "performance", "quality", "reliability", "report", "scraping",
 )
 
 __all__ = [

@@ -40,6 +40,7 @@ from agents.messages import (
     Announcement,
     Candidate,
     CheckCircuit,
+    ModelUse,
     PerformanceReport,
     QualityReport,
     RecordFetch,
@@ -124,6 +125,8 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
             when the corpus has labelled documents.
         from_memory: Announcements memory already held (reported as updates),
             as ``key (first reported TIME)``.
+        llm: What the model layer did (documents sent, tokens, cost, fallbacks and why);
+            None when it is offline.
     """
 
     ok: bool
@@ -145,6 +148,7 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
     malformed_lines: list[str] = msgspec.field(default_factory=list)
     evaluation: Evaluation | None = None
     from_memory: list[str] = msgspec.field(default_factory=list)
+    llm: ModelUse | None = None
 
 
 #: Every task type the job submits (directly or from a handler).
@@ -288,6 +292,7 @@ async def run_tge_job(
             f"{a.key} (first reported {a.first_reported})"
             for a in quality.announcements if a.status == "update"
         ],
+        llm=_model_use(scored),
     )
 
 
@@ -327,3 +332,13 @@ def _evaluate(
         ticker_accuracy=share(t_ok), date_accuracy=share(d_ok),
         project_and_date_accuracy=share(both),
     )
+
+
+def _model_use(scored: list[ScoreResult]) -> ModelUse | None:
+    uses = [s.model for s in scored if s.model is not None]
+    if not uses:
+        return None
+    total = uses[0]
+    for use in uses[1:]:
+        total = total + use
+    return total

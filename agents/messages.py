@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from swarm.llm.accounting import Usage
 from swarm.messages import Message
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "CircuitState",
     "CircuitStatus",
     "Document",
+    "ModelUse",
     "PerformanceReport",
     "QualityReport",
     "RecordFetch",
@@ -170,6 +172,31 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     simhash: int = 0
 
 
+class ModelUse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the model layer did for a stage (absent when it is offline).
+
+    Attributes:
+        uncertain: Documents the rules were unsure of.
+        sent: Documents sent to the model.
+        decided: Documents the model decided.
+        fallback: Why some uncertain documents kept the rules' verdict.
+        usage: Calls, tokens, cost, fallbacks, budget refusals, refused tool calls.
+    """
+
+    uncertain: int = 0
+    sent: int = 0
+    decided: int = 0
+    fallback: str = ""
+    usage: Usage = msgspec.field(default_factory=Usage)
+
+    def __add__(self, other: ModelUse) -> ModelUse:
+        return ModelUse(
+            uncertain=self.uncertain + other.uncertain, sent=self.sent + other.sent,
+            decided=self.decided + other.decided, fallback=self.fallback or other.fallback,
+            usage=self.usage + other.usage,
+        )
+
+
 class ScoreResult(Message, frozen=True, kw_only=True):
     """Result of :class:`ScoreDocuments`."""
 
@@ -178,6 +205,7 @@ class ScoreResult(Message, frozen=True, kw_only=True):
     scored: int
     dismissed: int
     elapsed_ms: float = 0.0
+    model: ModelUse | None = None
 
 
 class ValidateCandidates(Message, frozen=True, kw_only=True):

@@ -72,6 +72,21 @@ def render_text(report: JobReport) -> str:
     lines.append(f"Dead letters: {len(report.dead_letters)}")
     lines += [f"  {d.task_id} {d.type}: {d.error}" for d in report.dead_letters]
     lines += [f"Error: {e}" for e in report.errors]
+    if report.llm is not None:
+        m, u = report.llm, report.llm.usage
+        lines.append(
+            f"Model: {m.uncertain} uncertain documents, {m.sent} sent, {m.decided} decided by "
+            f"the model; {u.calls} calls, {u.input_tokens} input + {u.cache_write_tokens} "
+            f"cache-write + {u.cache_read_tokens} cache-read + {u.output_tokens} output tokens, "
+            f"${u.cost_usd:.4f}"
+        )
+        if u.fallbacks or m.fallback:
+            lines.append(
+                f"  fallback to the rules: {u.fallbacks} times ({m.fallback}); "
+                f"budget refusals: {u.budget_exceeded}"
+            )
+        if u.refused_tool_calls:
+            lines.append(f"  tool calls refused (outside the allow-list): {u.refused_tool_calls}")
     lines.append(f"Elapsed: {report.elapsed_s:.2f}s")
     lines.append(f"Result: {'OK' if report.ok else 'FAILED'}")
     return "\n".join(lines) + "\n"

@@ -91,6 +91,7 @@ _NAMESPACE_MODULES = (
     "client",
     "constants",
     "history",
+    "llm",
     "metrics",
     "redis",
     "service",

@@ -51,6 +51,8 @@ ENVIRONMENT = (
     "SWARM_TOKENS_FILE", "SWARM_TOKENS", "SWARM_LOG_LEVEL", "SWARM_LOG_JSON",
     "SWARM_RETENTION", "SWARM_INBOX_MAXLEN", "SWARM_INBOX_TTL", "SWARM_HISTORY_KEEP",
     "SWARM_REDIS_FASTPATH",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWARM_LLM", "SWARM_LLM_MODEL", "SWARM_LLM_RPM",
+    "SWARM_LLM_ITPM", "SWARM_LLM_OTPM", "SWARM_LLM_PERIOD", "SWARM_LLM_BUDGETS", "SWARM_LLM_JOB",
 )
 _DEFAULTS = SwarmSettings()
 
@@ -93,6 +95,9 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
                    f"(default: {_DEFAULTS.leader_timeout:g})")
     p.add_argument("--serve", action="store_true",
                    help="serve until SIGINT/SIGTERM, then drain, instead of running the job")
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="Claude for uncertain documents, synthesis and chat: auto (when "
+                        "ANTHROPIC_API_KEY is set, the default), online (require it) or offline")
     p.add_argument("--json", action="store_true", help="print the job's report as JSON")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display on standard error")
@@ -129,10 +134,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Swarm
         ConfigError: A value is invalid.
     """
     settings = SwarmSettings.from_env(environ)
-    changes = {
+    changes: dict[str, object] = {
         field: getattr(args, option) for option, field in _OPTIONS
         if getattr(args, option, None) is not None
     }
+    if getattr(args, "llm", None) is not None:
+        changes["llm"] = settings.llm.replace(mode=args.llm)
     return settings.replace(**changes) if changes else settings
 
 

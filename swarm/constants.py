@@ -50,6 +50,8 @@ __all__ = [
     "leader_lease_key",
     "ledger_key",
     "ledger_pattern",
+    "llm_budget_key",
+    "llm_limit_key",
     "memory_key",
     "rejected_stream",
     "replicas_key",
@@ -159,6 +161,14 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
         "the api_reliability replicas (agents/breakers.py)",
         "NONE YET: one set per role, a member per breaker hash (see breaker_key)",
         False,
+    ),
+    "llm_budget_key": KeyLifecycle(
+        "the model layer's budget (swarm.llm.budget)", "TTL past the budget's period", True
+    ),
+    "llm_limit_key": KeyLifecycle(
+        "the model layer's rate limiter (swarm.llm.limiter)",
+        "PX TTL set by the limiter's script (its window, or the API's pause)",
+        True,
     ),
     "leader_info_key": KeyLifecycle(
         "the leading Queen", "one per leadership name, overwritten by each new leader", False
@@ -281,6 +291,19 @@ def channel_name(topic: str, prefix: str = KEY_PREFIX) -> str:
     gets its own channels too, so its commands do not reach other swarms.
     """
     return topic if prefix == KEY_PREFIX else f"{prefix}:{topic}"
+
+
+def llm_limit_key(model: str, kind: str, prefix: str = KEY_PREFIX) -> str:
+    """Rate-limiter state of one model: ``kind`` is ``requests``, ``input``, ``output``
+    (GCRA theoretical arrival times) or ``pause`` (the API said wait until then).
+    One hash tag per model, so the limiter's one script touches one slot."""
+    return f"{prefix}:{{llm-{model}}}:rl:{kind}"
+
+
+def llm_budget_key(scope: str, period: str, unit: str, prefix: str = KEY_PREFIX) -> str:
+    """Spend (``unit``: usd or tokens) of one budget scope in one period (a UTC day or a job).
+    Every budget key shares the ``{llm-budget}`` hash tag: one call checks several at once."""
+    return f"{prefix}:{{llm-budget}}:{scope}:{period}:{unit}"
 
 
 def breaker_key(role: str, name: str, prefix: str = KEY_PREFIX) -> str:

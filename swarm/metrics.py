@@ -19,6 +19,11 @@ __all__ = [
     "HISTORY_FAILURES",
     "HISTORY_WRITTEN",
     "LEADER_EPOCH",
+    "LLM_CALLS",
+    "LLM_COST",
+    "LLM_FALLBACKS",
+    "LLM_TOKENS",
+    "LLM_TOOLS_REFUSED",
     "REJECTED",
     "TASKS_DEAD",
     "TASK_RETRIES",
@@ -52,4 +57,26 @@ FENCE_RECONCILED = Counter(
 )
 LEADER_EPOCH = Gauge(
     "swarm_leader_epoch", "Leadership epoch held by this process (0: not leading)", ["name"]
+)
+
+# Model layer (swarm.llm): tokens and cost per model and role, refused tool calls,
+# fallbacks to the deterministic path.
+LLM_TOKENS = Counter(
+    "swarm_llm_tokens",
+    "Model tokens by kind (input, output, cache_write, cache_read)",
+    ["kind", "model", "role"],
+)
+LLM_COST = Counter("swarm_llm_cost_usd", "Model spend in US dollars", ["model", "role"])
+LLM_CALLS = Counter(
+    "swarm_llm_calls",
+    "Model calls by outcome (ok, budget, rate_limited, overloaded, rejected, invalid)",
+    ["model", "role", "outcome"],
+)
+LLM_TOOLS_REFUSED = Counter(
+    "swarm_llm_tool_calls_refused",
+    "Tool calls the model made outside the call's allow-list (refused, not run)",
+    ["role", "tool"],
+)
+LLM_FALLBACKS = Counter(
+    "swarm_llm_fallbacks", "Call sites that ran their deterministic path", ["site", "reason"]
 )

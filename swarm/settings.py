@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from swarm.errors import ConfigError
 from swarm.history.options import from_env as history_from_env
 from swarm.history.settings import HistorySettings
+from swarm.llm.settings import LlmSettings
 
 __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 
@@ -118,6 +119,7 @@ class SwarmSettings:
         redis_fastpath: Let the Redis clients use the fast paths over redis-py
             internals (:mod:`swarm.redis.fastpath`, only on a verified redis-py);
             False keeps them on redis-py's public API.
+        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
     """
 
     redis_url: str | None = None
@@ -138,6 +140,7 @@ class SwarmSettings:
     inbox_ttl: float = _HISTORY.inbox_ttl
     history_keep: int = _HISTORY.keep
     redis_fastpath: bool = True
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -202,7 +205,8 @@ class SwarmSettings:
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
         (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``,
         ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``,
-        ``SWARM_REDIS_FASTPATH`` (default on).
+        ``SWARM_REDIS_FASTPATH`` (default on); the model layer's (``ANTHROPIC_API_KEY``,
+        ``SWARM_LLM*``) through :meth:`~swarm.llm.settings.LlmSettings.from_env`.
 
         Raises:
             ConfigError: A value is invalid.
@@ -226,6 +230,7 @@ class SwarmSettings:
             redis_fastpath=_flag(
                 "SWARM_REDIS_FASTPATH", environ.get("SWARM_REDIS_FASTPATH", "").strip() or "1"
             ),
+            llm=LlmSettings.from_env(environ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:

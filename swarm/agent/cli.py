@@ -94,6 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="ctx.llm: auto (online when ANTHROPIC_API_KEY is set), online, offline")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     history_options.add_options(p, postgres=False)
     args = p.parse_args(argv)
@@ -164,6 +166,7 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSe
             )
             if getattr(args, option, None) is not None
         },
+        llm=base.llm.replace(mode=args.llm) if getattr(args, "llm", None) else base.llm,
     )
 
 

@@ -146,6 +146,7 @@ class SwarmService:
         self.queen: Queen = None  # type: ignore[assignment]
         self.runtime: Runtime = None  # type: ignore[assignment]
         self.memory: Any = None
+        self.llm: Any = None
         self.registry: Any = None
         self.live: Any = None
         self.leadership: Leadership = SoloLeadership(queen_id="-")
@@ -212,6 +213,8 @@ class SwarmService:
         self.runtime = await self._make_runtime(discovery)
         self.queen = Queen(runtime=self.runtime, queen_id=self.queen_id)
         self.swarm = Swarm(runtime=self.runtime, queen=self.queen, drain_timeout=s.drain_timeout)
+        self.llm = self._make_llm()
+        self.runtime.llm = self.llm  # type: ignore[attr-defined]
         self.memory = self._make_memory()
         self.runtime.memory = self.memory  # type: ignore[attr-defined]
         self.say(f"starting {self.describe()}")
@@ -279,7 +282,19 @@ class SwarmService:
             hot = hot_settings(url="redis://", prefix=self._redis_prefix, fastpath=s.redis_fastpath)
         settings = memory_settings(postgres=postgres, redis=hot)
         redis = self._redis.commands if self._redis is not None else None
-        return coordinator(settings=settings, runtime=self.runtime, redis=redis)
+        # Offline it writes the extractive synthesis, and says so once.
+        summarizer = _optional("memory.synthesis", ("LlmSummarizer",), "memory")[0](
+            self.llm.scope(role="memory", agent="synthesizer"))
+        return coordinator(settings=settings, runtime=self.runtime, redis=redis,
+                           summarizer=summarizer)
+
+    def _make_llm(self) -> Any:
+        """The model layer: shared limiter and budgets in Redis on a Redis swarm."""
+        from swarm.llm.client import Llm
+
+        redis = self._redis.commands if self._redis is not None else None
+        return Llm.build(self.settings.llm, redis=redis,
+                         prefix=getattr(self, "_redis_prefix", "swarm"))
 
     async def _start_leadership(self) -> None:
         s = self.settings
@@ -401,6 +416,9 @@ class SwarmService:
         if self.memory is not None:
             await self.memory.close()
             self.memory = None
+        if self.llm is not None:
+            await self.llm.close()
+            self.llm = None
         if self._redis is not None:
             await self._redis.close()
             self._redis = None
