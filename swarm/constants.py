@@ -150,6 +150,127 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
     "api_idempotency_key": KeyLifecycle(
         "the HTTP API request that claimed it", "TTL (24 h)", True
     ),
+    # Written by agents/breakers.py (issue 15). No end yet: flagged to its owner.
+    "llm_budget_key",
+    "llm_limit_key",
+    "memory_key",
+    "rejected_stream",
+    "replicas_key",
+    "task_stream",
+]
+
+KEY_PREFIX = "swarm"
+
+#: Broadcast channels of the design. Pub/sub is at-most-once: nothing that
+#: must not be lost travels only on these.
+CHANNEL_AGENT_COMMUNICATION = "swarm:channels:agent-communication"
+CHANNEL_QUEEN_COMMANDS = "swarm:channels:queen-commands"
+CHANNEL_MEMORY_SYNC = "swarm:channels:memory-sync"
+CHANNEL_HEALTH_CHECKS = "swarm:channels:health-checks"
+#: Redis's own channel of client-side caching invalidations (``CLIENT TRACKING``
+#: with ``REDIRECT``); the memory near-cache listens on it. Fixed by Redis.
+CHANNEL_REDIS_INVALIDATE = "__redis__:invalidate"
+CHANNELS = (
+    CHANNEL_AGENT_COMMUNICATION,
+    CHANNEL_QUEEN_COMMANDS,
+    CHANNEL_MEMORY_SYNC,
+    CHANNEL_HEALTH_CHECKS,
+)
+
+#: Priority bands for durable streams: a task's priority is clamped to one of
+#: these, and consumers read higher bands first (FIFO within a band). Ten
+#: bands keep the in-process runtime's strict priority order for 0..9.
+PRIORITY_BANDS = tuple(range(9, -1, -1))
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_VISIBILITY_TIMEOUT = 30.0
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+
+#: Consumer group reading every task stream of a role (consumers are agent ids).
+TASK_GROUP = "agents"
+#: Approximate cap of a role's dead-letter stream (the oldest go first).
+DEAD_LETTER_MAXLEN = 100_000
+#: Approximate cap of a role's stream of rejected entries.
+REJECTED_MAXLEN = 10_000
+
+
+class KeyLifecycle(NamedTuple):
+    """Who owns a kind of key and what ends it (see :data:`KEY_LIFECYCLE`)."""
+
+    owner: str
+    end: str
+    #: True when each key of the kind carries a TTL once its owner lets go;
+    #: False for the few per-swarm, per-role or per-leadership keys whose number
+    #: is bounded by configuration (roles, bands, leadership names).
+    expires: bool
+
+
+#: Every kind of key queenswarm writes, by the function naming it: its owner
+#: and its end. Nothing a process writes outlives it without a TTL or a
+#: bound; a test fails when a name function is added without an entry here.
+KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
+    "task_stream": KeyLifecycle(
+        "the role's agents (consumer group 'agents')",
+        "entries deleted as acked, acked leftovers trimmed by the reaper; one per role and band",
+        False,
+    ),
+    "dead_letter_stream": KeyLifecycle(
+        "operators (dead_letters / redrive)",
+        f"entries leave on redrive; capped at about {DEAD_LETTER_MAXLEN} entries per role",
+        False,
+    ),
+    "delayed_key": KeyLifecycle(
+        "the retry promoter of every node running the role",
+        "members leave when due; Redis deletes the empty set",
+        False,
+    ),
+    "inbox_stream": KeyLifecycle(
+        "the submitting node that reads it",
+        "entries trimmed as read; a TTL (inbox_ttl) its reader renews, so it expires after it",
+        True,
+    ),
+    "ledger_key": KeyLifecycle(
+        "the task",
+        "live (queued, running): none; final: a TTL of the retention, then the task history",
+        True,
+    ),
+    "idempotency_key": KeyLifecycle("the task that claimed it", "TTL (the retention)", True),
+    "directory_key": KeyLifecycle(
+        "the swarm", "one hash, one field per role (bounded by the roles)", False
+    ),
+    "leader_lease_key": KeyLifecycle("the leader", "PX TTL of the lease", True),
+    "leader_epoch_key": KeyLifecycle(
+        "the leadership", "one counter per leadership name (the fence must outlive leaders)", False
+    ),
+    "fenced_key": KeyLifecycle(
+        "the leader's application writes",
+        "whatever TTL the writer sets (the runtime writes none)",
+        True,
+    ),
+    "memory_key": KeyLifecycle("the memory hot tier", "TTL of the hot tier", True),
+    "api_idempotency_key": KeyLifecycle(
+        "the HTTP API request that claimed it", "TTL (24 h)", True
+    ),
+    # Written by agents/breakers.py (issue 15). No end yet: flagged to its owner.
+    "breaker_key": KeyLifecycle(
+        "the api_reliability replicas (agents/breakers.py)",
+        "NONE YET: one hash per source host, no TTL; grows with the distinct hosts fetched "
+        "(needs an idle TTL renewed on use)",
+        False,
+    ),
+    "breakers_key": KeyLifecycle(
+        "the api_reliability replicas (agents/breakers.py)",
+        "NONE YET: one set per role, a member per breaker hash (see breaker_key)",
+        False,
+    ),
+    "llm_budget_key": KeyLifecycle(
+        "the model layer's budget (swarm.llm.budget)", "TTL past the budget's period", True
+    ),
+    "llm_limit_key": KeyLifecycle(
+        "the model layer's rate limiter (swarm.llm.limiter)",
+        "PX TTL set by the limiter's script (its window, or the API's pause)",
+        True,
+    ),
     "leader_info_key": KeyLifecycle(
         "the leading Queen", "one per leadership name, overwritten by each new leader", False
     ),

@@ -117,10 +117,10 @@ class SwarmSettings:
         inbox_ttl: Seconds a result inbox outlives its process.
         history_keep: Without PostgreSQL, finished records a process keeps
             (in Redis, or in its memory when embedded) at most.
-        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
         redis_fastpath: Let the Redis clients use the fast paths over redis-py
             internals (:mod:`swarm.redis.fastpath`, only on a verified redis-py);
             False keeps them on redis-py's public API.
+        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
     """
 
     redis_url: str | None = None
@@ -140,8 +140,8 @@ class SwarmSettings:
     inbox_maxlen: int = _HISTORY.inbox_maxlen
     inbox_ttl: float = _HISTORY.inbox_ttl
     history_keep: int = _HISTORY.keep
-    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
     redis_fastpath: bool = True
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -228,10 +228,10 @@ class SwarmSettings:
             inbox_maxlen=history.inbox_maxlen,
             inbox_ttl=history.inbox_ttl,
             history_keep=history.keep,
-            llm=LlmSettings.from_env(environ),
             redis_fastpath=_flag(
                 "SWARM_REDIS_FASTPATH", environ.get("SWARM_REDIS_FASTPATH", "").strip() or "1"
             ),
+            llm=LlmSettings.from_env(environ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:

@@ -22,7 +22,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import asyncpg  # type: ignore[import-untyped]
 
-from memory.schema import apply_migrations
 from swarm.errors import ConfigError, HistoryUnavailable
 from swarm.history.settings import HistorySettings
 from swarm.ledger import FINAL_STATES, TaskRecord, TaskState
@@ -205,6 +204,9 @@ class PostgresHistory:
         Raises:
             HistoryUnavailable: PostgreSQL could not be reached.
         """
+        # Imported here: the memory package imports the Redis runtime, which imports this.
+        from memory.schema import apply_migrations
+
         s = self.settings
         with _translated():
             if self._pool is None:
