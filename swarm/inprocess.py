@@ -43,7 +43,7 @@ import structlog
 from swarm import tracing
 from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
-from swarm.codec import Codec
+from swarm.codec import DECODE_FAILURES, Codec
 from swarm.constants import CHANNEL_QUEEN_COMMANDS, DEFAULT_VISIBILITY_TIMEOUT
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
@@ -95,7 +95,7 @@ _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned Non
 _PlainHandler = tuple[Callable[..., Any], Callable[[Any], Any]]
 _MISS: Any = object()
 # What a payload decode function raises; Agent.dispatch then raises the DecodeError.
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+_DECODE_ERRORS = DECODE_FAILURES
 
 
 @dataclass(slots=True, eq=False)
@@ -162,7 +162,7 @@ class _Subscription:
         self.topic = topic
         self.callback = callback
         self.queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=runtime.subscriber_buffer)
-        self.task = runtime._tasks.spawn(self._run(), name=f"sub:{topic}")
+        self.task = runtime._tasks.supervise(self._run, name=f"sub:{topic}")
 
     async def _run(self) -> None:
         while True:
@@ -282,7 +282,7 @@ class InProcessRuntime:
         if self._started:
             return
         self._started = True
-        self._tasks.spawn(self._reaper(), name="reaper")
+        self._tasks.supervise(self._reaper, name="reaper")
         await self.subscribe(CHANNEL_QUEEN_COMMANDS, self._on_command)
 
     async def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[Envelope]:
@@ -320,6 +320,11 @@ class InProcessRuntime:
         await self.stop()
 
     @property
+    def healthy(self) -> bool:
+        """False while one of the runtime's background loops keeps failing."""
+        return self._tasks.healthy
+
+    @property
     def outstanding(self) -> int:
         """Accepted tasks not yet in a final state."""
         return self._outstanding
@@ -345,7 +350,7 @@ class InProcessRuntime:
         await agent.startup(ctx)
         rep = _Replica(agent=agent, role=role, context=ctx)
         for i in range(agent.concurrency):
-            rep.workers.append(self._tasks.spawn(self._worker(rep), name=f"{agent.agent_id}:{i}"))
+            rep.workers.append(self._spawn_worker(rep, i))
         for topic in agent.subscriptions:
             rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
         role.replicas[agent.agent_id] = rep
@@ -582,15 +587,16 @@ class InProcessRuntime:
             else:
                 return
 
+    def _spawn_worker(self, rep: _Replica, i: int) -> asyncio.Task[None]:
+        return self._tasks.supervise(
+            lambda: self._worker(rep), name=f"{rep.agent.agent_id}:{i}", label=f"worker:{rep.role}"
+        )
+
     def _assign(self, rep: _Replica, env: Envelope) -> None:
         rep.assigned += 1
         if rep.assigned > len(rep.workers):
             # Concurrency was raised after registration (live config): grow the pool.
-            rep.workers.append(
-                self._tasks.spawn(
-                    self._worker(rep), name=f"{rep.agent.agent_id}:{len(rep.workers)}"
-                )
-            )
+            rep.workers.append(self._spawn_worker(rep, len(rep.workers)))
         while rep.idle:
             waiter = rep.idle.popleft()
             if not waiter.done():

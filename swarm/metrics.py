@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["FENCED_REFUSED", "REJECTED", "TASKS_DEAD", "TASK_RETRIES"]
+__all__ = [
+    "BACKGROUND_RESTARTS",
+    "DUPLICATE_SETTLEMENTS",
+    "FENCED_REFUSED",
+    "REJECTED",
+    "TASKS_DEAD",
+    "TASK_RETRIES",
+]
 
 REJECTED = Counter(
     "swarm_messages_rejected_total",
@@ -25,4 +32,15 @@ FENCED_REFUSED = Counter(
     "swarm_fenced_writes_refused_total",
     "Writes refused because they carried a stale leadership epoch",
     ["name"],
+)
+
+# Delivery contract (issue 12).
+BACKGROUND_RESTARTS = Counter(
+    "swarm_background_task_restarts_total",
+    "Long-running background loops restarted after an unexpected error",
+    ["task"],
+)
+DUPLICATE_SETTLEMENTS = Counter(
+    "swarm_duplicate_settlements_total",
+    "Settlements of a task already in a final state (only its entry was acked)",
 )

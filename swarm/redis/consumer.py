@@ -66,11 +66,19 @@ class Consumer:
         tasks = self._core.tasks
         agent_id = rep.agent.agent_id
         for i in range(rep.agent.concurrency):
-            rep.workers.append(tasks.spawn(self._worker(rep), name=f"{agent_id}:{i}"))
+            rep.workers.append(
+                tasks.supervise(
+                    lambda: self._worker(rep), name=f"{agent_id}:{i}", label=f"worker:{rep.role}"
+                )
+            )
 
     def start_reader(self, rep: Replica) -> None:
         """Spawn the reader of a replica (once it is in the directory)."""
-        rep.reader = self._core.tasks.spawn(self._reader(rep), name=f"{rep.agent.agent_id}:reader")
+        rep.reader = self._core.tasks.supervise(
+            lambda: self._reader(rep),
+            name=f"{rep.agent.agent_id}:reader",
+            label=f"reader:{rep.role}",
+        )
 
     async def stop_reader(self, rep: Replica) -> None:
         """Cancel a replica's reader and wait for it."""

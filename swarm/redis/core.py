@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,9 @@ class Core:
         self.replicas: dict[str, Replica] = {}
         self.roles_seen: set[str] = set()
         self.tasks = TaskSet(f"redis-runtime:{node_id}")
+        #: Whether every supervised loop of the process is running steadily
+        #: (the runtime adds its broadcaster's); heartbeats report it.
+        self.healthy: Callable[[], bool] = lambda: self.tasks.healthy
 
     def connected(self, clients: RedisClients) -> None:
         """Adopt the clients the runtime connected (and make the ledger and batcher)."""

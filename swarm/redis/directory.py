@@ -16,11 +16,16 @@ import structlog
 from redis.exceptions import RedisError
 
 from swarm import constants as C
+from swarm.codec import DECODE_FAILURES
 from swarm.metrics import REJECTED
 from swarm.redis.core import Core, Replica, check_cancelled
 from swarm.runtime import ReplicaInfo, RoleInfo
 
-__all__ = ["Directory", "ReplicaBeat"]
+__all__ = ["UNHEALTHY", "Directory", "ReplicaBeat"]
+
+#: The state a heartbeat reports for the replicas of a process one of whose
+#: background loops keeps failing.
+UNHEALTHY = "unhealthy"
 
 _log = structlog.get_logger("swarm.redis.directory")
 
@@ -139,7 +144,7 @@ class Directory:
             for agent_id, blob in raw.items():
                 try:
                     beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except DECODE_FAILURES:
                     REJECTED.labels(reason="malformed_heartbeat").inc()
                     continue
                 if wall - beat.at > _STALE_AFTER:
@@ -181,7 +186,7 @@ class Directory:
         for agent_id, blob in raw.items():
             try:
                 beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_FAILURES:
                 continue
             if wall - beat.at <= _STALE_AFTER:
                 live.add(agent_id.decode())
@@ -203,10 +208,15 @@ class Directory:
             return
         core = self._core
         now = time.time()
+        healthy = core.healthy()
         pipe = core.redis.pipeline(transaction=False)
         for rep in reps:
             beat = ReplicaBeat(
-                rep.agent.state.value, rep.assigned, rep.agent.concurrency, core.node_id, now
+                rep.agent.state.value if healthy else UNHEALTHY,
+                rep.assigned,
+                rep.agent.concurrency,
+                core.node_id,
+                now,
             )
             pipe.hset(
                 C.replicas_key(rep.role, core.prefix),

@@ -18,6 +18,7 @@ import msgspec
 import structlog
 from redis.exceptions import RedisError
 
+from swarm.codec import DECODE_FAILURES
 from swarm.errors import DecodeError, SwarmTimeout
 from swarm.ledger import FINAL_STATES, TaskRecord
 from swarm.messages import Envelope
@@ -34,6 +35,7 @@ __all__ = ["Results"]
 
 _log = structlog.get_logger("swarm.redis.results")
 
+_BAD_NOTE: tuple[type[Exception], ...] = (DecodeError, *DECODE_FAILURES)
 _RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
 _RECORDS_DECODER = msgspec.msgpack.Decoder(list[TaskRecord])
 _SWEEP_EVERY = 2.0
@@ -54,6 +56,8 @@ class Results:
         self.pending: dict[str, Envelope] = {}
         self.idle = asyncio.Event()
         self.idle.set()
+        #: The last inbox entry read (set before the reader starts).
+        self.position = b"0-0"
 
     def track(self, env: Envelope) -> None:
         """Count ``env`` as outstanding until its result arrives."""
@@ -78,14 +82,18 @@ class Results:
             if not fut.done():
                 fut.cancel()
 
-    async def read_inbox(self, last: bytes) -> None:
-        """Read this node's inbox from after ``last`` until cancelled."""
+    async def read_inbox(self) -> None:
+        """Read this node's inbox from after :attr:`position` until cancelled.
+
+        The position moves past an entry before it is handled: a reader
+        restarted by its supervisor does not meet the same entry again.
+        """
         # One connection for the blocking reads, kept across them; replies as
         # the server sent them (redis-py's XREAD callback changes shape with
         # the protocol, and builds a dict per entry).
         blocking = dedicated(self._core.blocking, raw=("XREAD",))
         try:
-            await self._read_inbox(last, blocking)
+            await self._read_inbox(self.position, blocking)
         finally:
             await close_dedicated(blocking, self._core.blocking)
 
@@ -108,7 +116,7 @@ class Results:
                 continue
             for _key, items in stream_pairs(reply):
                 for entry_id, fields in items:
-                    last = entry_id
+                    last = self.position = entry_id
                     on_result(fields)
             if reply:
                 # Let the resolved waiters run, and the round trip they queue
@@ -135,7 +143,7 @@ class Results:
                 records = _RECORDS_DECODER.decode(data)
             else:
                 raise DecodeError("no record field")
-        except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except _BAD_NOTE as exc:
             REJECTED.labels(reason="malformed_result").inc()
             _log.warning("rejected inbox entry", error=repr(exc))
             return

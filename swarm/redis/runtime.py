@@ -196,6 +196,7 @@ class RedisRuntime:
         self._started = False
         self._closed = False
         self._halting = False
+        self._core.healthy = lambda: self.healthy
 
     # -- Runtime Protocol properties -------------------------------------
     @property
@@ -222,6 +223,16 @@ class RedisRuntime:
     def visibility_timeout(self) -> float:
         """Seconds a delivery may run before it is taken back and redelivered."""
         return self._core.visibility_timeout
+
+    @property
+    def healthy(self) -> bool:
+        """False while one of this process's background loops keeps failing.
+
+        Heartbeats then report its replicas as ``unhealthy`` (see
+        :class:`~swarm.tasks.TaskSet`), so the directory shows it.
+        """
+        bc = self._broadcaster
+        return self._core.tasks.healthy and bool(getattr(bc, "healthy", True))
 
     @property
     def outstanding(self) -> int:
@@ -253,12 +264,13 @@ class RedisRuntime:
             await self._broadcaster.start()
         self._started = True
         tasks = core.tasks
-        tasks.spawn(core.batch.run(), name="batcher")
+        tasks.supervise(core.batch.run, name="batcher")
         last = await core.redis.xrevrange(core.inbox, count=1)
-        tasks.spawn(self._results.read_inbox(last[0][0] if last else b"0-0"), name="inbox")
-        tasks.spawn(self._reaper.reap(), name="reaper")
-        tasks.spawn(self._reaper.promote(), name="promoter")
-        tasks.spawn(self._directory.heartbeat(), name="heartbeat")
+        self._results.position = last[0][0] if last else b"0-0"
+        tasks.supervise(self._results.read_inbox, name="inbox")
+        tasks.supervise(self._reaper.reap, name="reaper")
+        tasks.supervise(self._reaper.promote, name="promoter")
+        tasks.supervise(self._directory.heartbeat, name="heartbeat")
         await self.subscribe(C.CHANNEL_QUEEN_COMMANDS, self._on_command)
 
     async def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[Envelope]:

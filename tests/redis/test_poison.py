@@ -1,0 +1,201 @@
+"""Hostile bytes from outside never silence a Redis runtime (issue 12, fault 1).
+
+Each place that decodes bytes it did not write itself gets a 3 KB message
+nested 1 000 deep (and other malformed bytes): the task streams, the
+submitter's inbox, the four ``swarm:channels:*`` channels (memory-sync
+included) and the heartbeats. Every one is rejected and counted by reason;
+no loop dies; good traffic keeps flowing afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from swarm import Agent, Message, handler
+from swarm import constants as C
+from swarm.envelopes import task_envelope
+from swarm.messages import Command, CommandAction, Envelope
+from swarm.metrics import BACKGROUND_RESTARTS, REJECTED
+from swarm.redis.runtime import RedisRuntime
+from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
+
+pytestmark = pytest.mark.integration
+
+POISON = b"\x81\xa1a" * 1000 + b"\xc0"  # the issue's repro: 3 KB, 1 000 maps deep
+
+
+class Echo(Message):
+    text: str
+
+
+class Echoer(Agent):
+    role = "echoer"
+
+    @handler
+    async def echo(self, msg: Echo) -> str:
+        return msg.text
+
+
+def _rejected(reason: str) -> float:
+    return REJECTED.labels(reason=reason)._value.get()
+
+
+def _restarts() -> float:
+    return sum(
+        s.value
+        for m in BACKGROUND_RESTARTS.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = await redis_client()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis: Redis) -> AsyncIterator[str]:
+    p = new_prefix()
+    yield p
+    await cleanup(redis, p)
+
+
+@pytest.fixture
+async def runtime(redis: Redis, prefix: str) -> AsyncIterator[RedisRuntime]:
+    rt = make_runtime(redis, prefix)
+    await rt.start()
+    yield rt
+    await rt.stop(drain=False)
+
+
+async def _counted(reason: str, before: float) -> None:
+    while _rejected(reason) <= before:
+        await asyncio.sleep(0.01)
+
+
+async def test_poison_in_a_task_stream_is_rejected_and_the_role_keeps_working(
+    runtime: RedisRuntime, redis: Redis, prefix: str
+) -> None:
+    await runtime.register(Echoer())
+    before = _rejected("malformed")
+    restarts = _restarts()
+    for band in range(3):
+        await redis.xadd(C.task_stream("echoer", band, prefix), {"e": POISON})
+    await asyncio.wait_for(_counted("malformed", before + 2), 10)
+    assert await runtime.send(Echo(text="after"), sender="t", timeout=10) == "after"
+    assert _restarts() == restarts
+    assert runtime.healthy
+
+
+async def test_poison_in_the_inbox_does_not_stop_results(
+    runtime: RedisRuntime, redis: Redis
+) -> None:
+    await runtime.register(Echoer())
+    before = _rejected("malformed_result")
+    await redis.xadd(C.inbox_stream(runtime.node_id, runtime.prefix), {"r": POISON})
+    await redis.xadd(C.inbox_stream(runtime.node_id, runtime.prefix), {"rs": POISON})
+    await asyncio.wait_for(_counted("malformed_result", before + 1), 10)
+    for i in range(5):
+        task_id = await runtime.submit(_task(runtime, f"r{i}"))
+        rec = await runtime.wait(task_id, timeout=10)
+        assert rec.state.value == "done"
+
+
+@pytest.mark.parametrize("channel", C.CHANNELS)
+async def test_poison_on_each_channel_leaves_subscribers_listening(
+    runtime: RedisRuntime, redis: Redis, channel: str
+) -> None:
+    got: asyncio.Queue[Envelope] = asyncio.Queue()
+
+    async def collect(env: Envelope) -> None:
+        await got.put(env)
+
+    sub = await runtime.subscribe(channel, collect)
+    try:
+        name = C.channel_name(channel, runtime.prefix)
+        before = _rejected("malformed") + _rejected("foreign")
+        for bad in (POISON, b"\x91" * 5000 + b"\xc0", b"\xdd\xff\xff\xff\xff", b"junk"):
+            await redis.publish(name, bad)
+        while _rejected("malformed") + _rejected("foreign") < before + 4:
+            await asyncio.sleep(0.01)
+        await runtime.publish(channel, Echo(text="still here"), sender="t")
+        env = await asyncio.wait_for(got.get(), 10)
+        assert runtime.codec.decode_payload(env, Echo).text == "still here"
+        assert runtime.healthy
+    finally:
+        await sub.close()
+
+
+async def test_poison_then_a_command_is_still_obeyed(runtime: RedisRuntime, redis: Redis) -> None:
+    agent = Echoer()
+    await runtime.register(agent)
+    name = C.channel_name(C.CHANNEL_QUEEN_COMMANDS, runtime.prefix)
+    await redis.publish(name, POISON)
+    await runtime.publish(
+        C.CHANNEL_QUEEN_COMMANDS, Command(action=CommandAction.PAUSE), sender="queen"
+    )
+    while agent.accepting:
+        await asyncio.sleep(0.01)
+
+
+async def test_poison_heartbeats_are_counted_and_the_directory_still_reads(
+    runtime: RedisRuntime, redis: Redis
+) -> None:
+    await runtime.register(Echoer())
+    before = _rejected("malformed_heartbeat")
+    await redis.hset(C.replicas_key("echoer", runtime.prefix), "ghost", POISON)
+    roles = await runtime.directory()
+    assert [r.agent_id for r in roles["echoer"].replicas] != []
+    assert "ghost" not in {r.agent_id for r in roles["echoer"].replicas}
+    assert _rejected("malformed_heartbeat") > before
+
+
+_bytes = st.one_of(
+    st.binary(max_size=200),
+    st.integers(1, 3000).map(lambda n: b"\x81\xa1a" * n + b"\xc0"),
+    st.integers(1, 3000).map(lambda n: b"\x91" * n + b"\xc0"),
+    st.binary(max_size=40).map(lambda b: b"\x89" + b),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stream=st.lists(_bytes, min_size=1, max_size=4), inbox=st.lists(_bytes, max_size=3))
+async def test_fuzz_streams_inbox_and_channels_never_kill_a_loop(
+    stream: list[bytes], inbox: list[bytes]
+) -> None:
+    client = await redis_client()
+    prefix = new_prefix()
+    rt = make_runtime(client, prefix)
+    try:
+        await rt.start()
+        await rt.register(Echoer())
+        restarts = _restarts()
+        for data in stream:
+            await client.xadd(C.task_stream("echoer", 1, prefix), {"e": data})
+        for data in inbox:
+            await client.xadd(C.inbox_stream(rt.node_id, prefix), {"r": data})
+        for data in stream:
+            await client.publish(C.channel_name(C.CHANNEL_MEMORY_SYNC, prefix), data)
+            await client.hset(C.replicas_key("echoer", prefix), "fuzz", data)
+        assert await rt.send(Echo(text="ok"), sender="t", timeout=10) == "ok"
+        await rt.directory()
+        assert _restarts() == restarts and rt.healthy
+    finally:
+        await rt.stop(drain=False)
+        await cleanup(client, prefix)
+        await client.aclose()
+
+
+def _task(runtime: RedisRuntime, text: str) -> Envelope:
+    return task_envelope(
+        runtime.codec, Echo(text=text), sender="t", max_attempts=3, reply_to=runtime.node_id
+    )
