@@ -17,7 +17,7 @@ Example:
 """
 
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
-from swarm.codec import Codec
+from swarm.codec import DECODE_FAILURES, Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     AclDenied,
@@ -45,7 +45,16 @@ from swarm.errors import (
     TransportError,
 )
 from swarm.inprocess import InProcessRuntime
-from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.ledger import (
+    FINAL_STATES,
+    MOVES,
+    REDRIVE,
+    InMemoryLedger,
+    Ledger,
+    TaskRecord,
+    TaskState,
+    legal_move,
+)
 from swarm.logging import configure_logging
 from swarm.messages import (
     Command,
@@ -76,10 +85,22 @@ from swarm.tasks import TaskSet
 
 # Modules kept as namespaces (``swarm.constants.CHANNEL_MEMORY_SYNC``), not re-exported.
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
-_NAMESPACE_MODULES = ("cli", "constants", "metrics", "redis", "settings", "testing", "tracing")
+_NAMESPACE_MODULES = (
+    "cli",
+    "constants",
+    "contract",
+    "metrics",
+    "redis",
+    "settings",
+    "testing",
+    "tracing",
+)
 
 __all__ = [
+    "DECODE_FAILURES",
     "FINAL_STATES",
+    "MOVES",
+    "REDRIVE",
     "AclDenied",
     "Agent",
     "AgentContext",
@@ -137,6 +158,7 @@ __all__ = [
     "broadcast_envelope",
     "configure_logging",
     "handler",
+    "legal_move",
     "lookup_message_type",
     "message_type",
     "new_id",

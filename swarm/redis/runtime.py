@@ -59,12 +59,13 @@ from redis.exceptions import RedisError
 
 from swarm import constants as C
 from swarm.agent.base import AgentState
-from swarm.agent.context import AgentContext, TaskContext
+from swarm.agent.context import AgentContext
 from swarm.codec import Codec
+from swarm.contract import event_callback, obey
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout
 from swarm.ledger import TaskRecord, TaskState
-from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.messages import Envelope, Message, new_id
 from swarm.metrics import REJECTED
 from swarm.redis.connections import AnyRedis, RedisClients
 from swarm.redis.consumer import Consumer
@@ -79,7 +80,6 @@ from swarm.redis.settle import Settler
 from swarm.redis.streams import REDRIVE, band_of, ensure_group
 from swarm.retry import RetryPolicy
 from swarm.runtime import DeadLetter, EventCallback, RoleInfo, Subscription, result_of
-from swarm.tracing import handler_span
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -335,7 +335,7 @@ class RedisRuntime:
         rep.settled.set()
         self._consumer.start(rep)
         for topic in agent.subscriptions:
-            rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
+            rep.subscriptions.append(await self.subscribe(topic, event_callback(rep, self.codec)))
         self._replicas[agent.agent_id] = rep
         self._core.roles_seen.add(role)
         await self._directory.beat([rep])
@@ -472,32 +472,16 @@ class RedisRuntime:
             raise RuntimeClosed("runtime is not started")
         return await self._broadcaster.subscribe(C.channel_name(topic, self.prefix), callback)
 
-    def _event_callback(self, rep: Replica) -> EventCallback:
-        async def deliver(env: Envelope) -> None:
-            if env.kind is Kind.EVENT and rep.agent.handles(env.type) and not rep.dead:
-                with handler_span(env, rep.agent.agent_id):
-                    await rep.agent.dispatch(env, TaskContext(rep.context, env), self.codec)
-
-        return deliver
-
     async def _on_command(self, env: Envelope) -> None:
-        try:
-            cmd = self.codec.decode_payload(env, Command)
-        except DecodeError as exc:
-            REJECTED.labels(reason="malformed_command").inc()
-            _log.warning("rejected command", error=str(exc))
-            return
-        for rep in list(self._replicas.values()):
-            action = rep.agent.obey(cmd)
-            if action is None:
-                continue
-            _log.info("command", action=action.value, agent_id=rep.agent.agent_id)
-            if action is CommandAction.RESUME:
-                rep.wake.set()
-            elif action is CommandAction.DRAIN:
-                await self._consumer.return_queued(rep)
-            elif action is CommandAction.SHUTDOWN:
-                await self.unregister(rep.agent.agent_id, drain=True)
+        await obey(env, self.codec, self._replicas.values(), self)
+
+    async def resume_replica(self, rep: Replica) -> None:
+        """:class:`~swarm.contract.CommandTarget`: the replica reads again."""
+        rep.wake.set()
+
+    async def return_queued(self, rep: Replica) -> None:
+        """:class:`~swarm.contract.CommandTarget`: hand back entries read but not started."""
+        await self._consumer.return_queued(rep)
 
     # -- dead letters and introspection -------------------------------------
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
