@@ -33,6 +33,7 @@ from swarm.redis.streams import (
     REJECT,
     REQUEUE,
     StreamEntry,
+    ensure_group,
     parse_entries,
     parse_read,
 )
@@ -167,6 +168,12 @@ class Consumer:
             except (RedisError, OSError) as exc:
                 check_cancelled()
                 failures += 1
+                if "NOGROUP" in str(exc):
+                    # A stream (or the whole server's data) was lost: its
+                    # group is gone. Make them again and read on at once.
+                    await self._heal_groups(rep)
+                    if failures == 1:
+                        continue
                 delay = min(2.0, 0.05 * 2 ** min(failures, 6))
                 _log.warning("stream read failed", agent_id=agent.agent_id, error=repr(exc))
                 await asyncio.sleep(delay)
@@ -187,6 +194,15 @@ class Consumer:
                 # client-side cost, on every task when they come one at a time.
                 await asyncio.sleep(0)
                 await core.batch.written()
+
+    async def _heal_groups(self, rep: Replica) -> None:
+        """Re-create the consumer groups of a replica's streams (after NOGROUP)."""
+        _log.warning("consumer group missing; re-creating", agent_id=rep.agent.agent_id)
+        try:
+            for stream in rep.streams:
+                await ensure_group(self._core.redis, stream, C.TASK_GROUP)
+        except (RedisError, OSError) as exc:
+            _log.warning("could not re-create consumer groups", error=repr(exc))
 
     def _least_loaded(self, rep: Replica) -> bool:
         # Among this node's replicas of a role, only the least loaded read, so

@@ -61,6 +61,10 @@ class Directory:
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
         self._refresh_failed_at = -_CACHE_FOR
+        # Every role (and its types) any snapshot showed: a submit to a known
+        # role queues durably even while the directory is lost and no agent
+        # has re-announced it yet.
+        self._known: dict[str, frozenset[str]] = {}
 
     def invalidate(self) -> None:
         """Forget the cached snapshot (a local replica came or went)."""
@@ -174,6 +178,12 @@ class Directory:
                 types=frozenset(roles[name.encode()].decode().split()),
                 replicas=tuple(replicas),
             )
+        known = self._known
+        for name, info in out.items():
+            known[name] = info.types | known.get(name, frozenset())
+        for name, types in known.items():
+            if name not in out:
+                out[name] = RoleInfo(role=name, types=types, replicas=())
         self._cache, self._at = out, now
         return out
 
@@ -210,7 +220,9 @@ class Directory:
         now = time.time()
         healthy = core.healthy()
         pipe = core.redis.pipeline(transaction=False)
+        roles: dict[str, set[str]] = {}
         for rep in reps:
+            roles.setdefault(rep.role, set()).update(rep.agent.capabilities)
             beat = ReplicaBeat(
                 rep.agent.state.value if healthy else UNHEALTHY,
                 rep.assigned,
@@ -223,4 +235,9 @@ class Directory:
                 rep.agent.agent_id,
                 msgspec.msgpack.encode(beat),
             )
+        # Re-announced with every beat (never overwriting): a directory lost
+        # with the server's data (a restart without persistence) comes back.
+        dkey = C.directory_key(core.prefix)
+        for role, types in roles.items():
+            pipe.hsetnx(dkey, role, " ".join(sorted(types)))
         await pipe.execute()
