@@ -40,6 +40,7 @@ from swarm.constants import KEY_PREFIX, idempotency_key, ledger_key, ledger_patt
 from swarm.ledger import FINAL_STATES, MOVES, REDRIVE, TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.redis.connections import AnyRedis
+from swarm.redis.errors import mapped
 from swarm.redis.streams import Pipeline
 
 __all__ = ["DEFAULT_LEDGER_TTL", "LUA_MOVES", "RedisLedger", "Start", "record_from_hash"]
@@ -493,6 +494,7 @@ class RedisLedger:
         return record_from_hash(reply), False
 
     # -- the Ledger Protocol ------------------------------------------------
+    @mapped("storing a task record")
     async def create(self, record: TaskRecord) -> TaskRecord:
         if record.idempotency_key is not None:
             existing = await self.claim(record.idempotency_key, record.task_id)
@@ -503,6 +505,7 @@ class RedisLedger:
         await pipe.execute()
         return record
 
+    @mapped("claiming an idempotency key")
     async def claim(self, key: str, task_id: str) -> TaskRecord | None:
         """Claim an idempotency key for ``task_id``; return the earlier task's record if taken."""
         ikey = idempotency_key(key, self.prefix)
@@ -520,6 +523,7 @@ class RedisLedger:
             return None
         return None
 
+    @mapped("re-queueing a dead task")
     async def requeue_dead(self, task_id: str) -> bool | None:
         """Move a dead task's record back to "queued" (attempts 0) for a re-drive.
 
@@ -541,6 +545,7 @@ class RedisLedger:
             return None
         return bool(reply != [b"alive"])
 
+    @mapped("updating a task record")
     async def update(
         self,
         task_id: str,
@@ -567,10 +572,12 @@ class RedisLedger:
         record, refused = self.parse_update(reply)
         return None if refused else record
 
+    @mapped("reading a task record")
     async def get(self, task_id: str) -> TaskRecord | None:
         raw = await self.redis.hgetall(self.key(task_id))
         return record_from_hash(raw) if raw else None
 
+    @mapped("counting task records")
     async def counts(self) -> dict[TaskState, int]:
         # Counts are for dashboards and tests, not the hot path: a SCAN is fine.
         counter: Counter[TaskState] = Counter()

@@ -71,6 +71,7 @@ from swarm.redis.connections import AnyRedis, RedisClients
 from swarm.redis.consumer import Consumer
 from swarm.redis.core import BANDS, Core, Replica
 from swarm.redis.directory import Directory
+from swarm.redis.errors import CLIENT_ERRORS, mapped, transport_error
 from swarm.redis.intake import Intake
 from swarm.redis.ledger import DEFAULT_LEDGER_TTL, RedisLedger
 from swarm.redis.reaper import Reaper
@@ -248,6 +249,7 @@ class RedisRuntime:
         return self._core.replicas
 
     # -- lifecycle --------------------------------------------------------
+    @mapped("starting the runtime")
     async def start(self) -> None:
         if self._started:
             return
@@ -301,6 +303,7 @@ class RedisRuntime:
             await self._core.clients.close()
         return leftovers
 
+    @mapped("stopping the runtime")
     async def stop_when_idle(self, *, timeout: float | None = None) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -310,6 +313,7 @@ class RedisRuntime:
         await self.stop()
 
     # -- agents -----------------------------------------------------------
+    @mapped("registering an agent")
     async def register(self, agent: Agent) -> None:
         if self._closed:
             raise RuntimeClosed("runtime is stopping")
@@ -342,6 +346,7 @@ class RedisRuntime:
         self._directory.invalidate()
         self._consumer.start_reader(rep)
 
+    @mapped("unregistering an agent")
     async def unregister(self, agent_id: str, *, drain: bool = True) -> None:
         rep = self._replicas.get(agent_id)
         if rep is None:
@@ -350,6 +355,7 @@ class RedisRuntime:
             await self._drain(rep, None)
         await self._remove(rep, reason="unregistered", requeue=True)
 
+    @mapped("killing an agent")
     async def kill(self, agent_id: str) -> None:
         """Simulate a crash of one agent: it stops at once and acks nothing.
 
@@ -413,8 +419,12 @@ class RedisRuntime:
 
     # -- tasks and results --------------------------------------------------
     async def submit(self, envelope: Envelope) -> str:
-        return await self._intake.submit(envelope)
+        try:
+            return await self._intake.submit(envelope)
+        except CLIENT_ERRORS as exc:
+            raise transport_error(exc, f"submitting task {envelope.id}") from exc
 
+    @mapped("waiting for a task")
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         return await self._results.wait(task_id, timeout=timeout)
 
@@ -457,16 +467,23 @@ class RedisRuntime:
                     raise
                 # Resolved with a record: no longer registered.
                 return result_of(codec, record)
-        record = await results.submit_and_wait(env, intake.submit, timeout=timeout, queue=intake)
+        try:
+            record = await results.submit_and_wait(
+                env, intake.submit, timeout=timeout, queue=intake
+            )
+        except CLIENT_ERRORS as exc:
+            raise transport_error(exc, f"sending task {env.id}") from exc
         return result_of(codec, record)
 
     # -- broadcast --------------------------------------------------------
+    @mapped("publishing")
     async def publish(self, topic: str, message: Message, *, sender: str) -> None:
         if self._broadcaster is None:
             raise RuntimeClosed("runtime is not started")
         env = broadcast_envelope(self.codec, topic, message, sender=sender)
         await self._broadcaster.publish(C.channel_name(topic, self.prefix), env)
 
+    @mapped("subscribing")
     async def subscribe(self, topic: str, callback: EventCallback) -> Subscription:
         if self._broadcaster is None:
             raise RuntimeClosed("runtime is not started")
@@ -484,6 +501,7 @@ class RedisRuntime:
         await self._consumer.return_queued(rep)
 
     # -- dead letters and introspection -------------------------------------
+    @mapped("listing dead letters")
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []
         for role in sorted(await self._directory.known_roles()):
@@ -505,6 +523,7 @@ class RedisRuntime:
         out.sort(key=lambda dl: dl.failed_at)
         return out[:limit]
 
+    @mapped("re-driving a dead letter")
     async def redrive(self, task_id: str) -> bool:
         for role in await self._directory.known_roles():
             dead = C.dead_letter_stream(role, self.prefix)
@@ -540,6 +559,7 @@ class RedisRuntime:
                 return bool(moved)
         return False
 
+    @mapped("reading the directory")
     async def directory(self) -> dict[str, RoleInfo]:
         return await self._directory.snapshot(fresh=True)
 
