@@ -16,6 +16,14 @@ Example:
     144
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
+try:
+    __version__ = _dist_version("queenswarm")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
+
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
 from swarm.codec import DECODE_FAILURES, Codec
 from swarm.envelopes import broadcast_envelope, task_envelope

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from swarm import __version__
 from swarm.agent.base import Agent
 from swarm.errors import ConfigError, SwarmError
 from swarm.logging import configure_logging
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait for in-flight work on shutdown (default: 30)",
     )
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     return p
 
 

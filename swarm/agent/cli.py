@@ -33,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from swarm import __version__
 from swarm.agent.base import Agent
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
@@ -77,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
