@@ -495,6 +495,11 @@ class Consumer:
         if reply != 1:
             if isinstance(reply, Exception):
                 raise reply
+            if reply == 0:
+                # No ledger record (lost, or an entry written by hand): moved
+                # aside once rather than redelivered up to max_attempts.
+                await self.reject_unrecorded(d, rep.role)
+                return
             count_duplicate(reply)
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -199,3 +200,24 @@ def _task(runtime: RedisRuntime, text: str) -> Envelope:
     return task_envelope(
         runtime.codec, Echo(text=text), sender="t", max_attempts=3, reply_to=runtime.node_id
     )
+
+
+async def test_a_task_entry_without_a_ledger_record_is_rejected_once(
+    runtime: RedisRuntime, redis: Redis, prefix: str
+) -> None:
+    # Issue 12, fault 8: it used to run max_attempts times, then die as "agent crashes?".
+    agent = Echoer()
+    await runtime.register(agent)
+    before = _rejected("no_ledger_record")
+    for text, attempt in (("first", 1), ("retry", 2)):
+        env = task_envelope(
+            runtime.codec, Echo(text=text), sender="t", max_attempts=3, to="role:echoer"
+        )
+        env = msgspec.structs.replace(env, recipient="role:echoer", attempt=attempt)
+        await redis.xadd(C.task_stream("echoer", 1, prefix), {"e": runtime.codec.encode(env)})
+    await asyncio.wait_for(_counted("no_ledger_record", before + 1), 10)
+    rejected = await redis.xrange(C.rejected_stream("echoer", prefix))
+    assert len(rejected) == 2
+    assert agent.processed <= 1  # the first delivery's handler ran once at most
+    assert await runtime.dead_letters() == []
+    assert await runtime.send(Echo(text="after"), sender="t", timeout=10) == "after"
