@@ -214,16 +214,21 @@ async def run_tge_job(
     perf: PerformanceReport = await h_perf.result(timeout=task_timeout)
     notify("report", 1, 1, f"slowest stage: {perf.slowest_stage}")
 
+    # This job's tasks only: the ledger and the dead-letter queue hold every
+    # job's (a later run on the same Redis must not report the earlier ones).
     retries = 0
+    tasks = {state.value: 0 for state in TaskState}
+    mine: set[str] = set()
     for handle in handles:
+        mine.add(handle.task_id)
         rec = await handle.status()
         if rec is not None:
             retries += max(0, rec.attempts - 1)
-    counts = await swarm.queen.counts()
-    tasks = {state.value: counts.get(state, 0) for state in TaskState}
+            tasks[rec.state.value] += 1
     dead = [
         DeadLetterInfo(task_id=d.envelope.id, type=d.envelope.type, error=d.error)
         for d in await swarm.queen.dead_letters()
+        if d.envelope.id in mine
     ]
     not_done = sum(n for state, n in tasks.items() if state != TaskState.DONE.value)
     order = {a.symbol: i for i, a in enumerate(quality.announcements)}
