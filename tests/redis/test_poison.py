@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from swarm import Agent, Message, handler
 from swarm import constants as C
 from swarm.envelopes import task_envelope
-from swarm.messages import Command, CommandAction, Envelope
+from swarm.messages import Command, CommandAction, Envelope, Kind, new_id
 from swarm.metrics import BACKGROUND_RESTARTS, REJECTED
 from swarm.redis.runtime import RedisRuntime
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
@@ -221,3 +221,45 @@ async def test_a_task_entry_without_a_ledger_record_is_rejected_once(
     assert agent.processed <= 1  # the first delivery's handler ran once at most
     assert await runtime.dead_letters() == []
     assert await runtime.send(Echo(text="after"), sender="t", timeout=10) == "after"
+
+
+async def test_a_poison_memory_notice_is_counted_and_sync_keeps_working(
+    runtime: RedisRuntime, redis: Redis
+) -> None:
+    # A well-formed envelope on memory-sync whose MemoryNotice payload is nested deep.
+    from memory.coordinator import MemoryCoordinator
+    from memory.records import MemoryFilter
+
+    receiver = MemoryCoordinator(runtime=runtime)
+    sender = MemoryCoordinator(runtime=runtime)
+    await receiver.start()
+    await sender.start()
+    try:
+        got: asyncio.Queue[str] = asyncio.Queue()
+
+        async def on_memory(memory: object) -> None:
+            await got.put(memory.content)  # type: ignore[attr-defined]
+
+        receiver.subscribe(on_memory, filters=MemoryFilter(), name="t")
+        reasons = ("memory_notice_malformed", "malformed")
+        before = sum(_rejected(r) for r in reasons)
+        bad = Envelope(
+            id=new_id(),
+            kind=Kind.EVENT,
+            type="memory.notice",
+            sender="evil",
+            payload=msgspec.Raw(POISON),
+        )
+        await redis.publish(
+            C.channel_name(C.CHANNEL_MEMORY_SYNC, runtime.prefix), runtime.codec.encode(bad)
+        )
+        # Rejected where it is first decoded: the envelope (msgspec walks the
+        # raw payload too) or, past that, the notice.
+        while sum(_rejected(r) for r in reasons) <= before:
+            await asyncio.sleep(0.01)
+        await sender.store(namespace="n", content="after the poison")
+        assert await asyncio.wait_for(got.get(), 10) == "after the poison"
+        assert runtime.healthy
+    finally:
+        await sender.close()
+        await receiver.close()
