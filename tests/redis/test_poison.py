@@ -263,3 +263,38 @@ async def test_a_poison_memory_notice_is_counted_and_sync_keeps_working(
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_a_loop_that_keeps_failing_is_restarted_and_reported_unhealthy(
+    redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarm.redis.results import Results
+
+    failures: list[int] = []
+    real = Results._read_inbox
+
+    async def broken(self: Results, last: bytes, blocking: object) -> None:
+        failures.append(1)
+        if len(failures) <= 4:
+            raise RuntimeError("a bug in the inbox loop")
+        await real(self, last, blocking)
+
+    monkeypatch.setattr(Results, "_read_inbox", broken)
+    restarts = BACKGROUND_RESTARTS.labels(task="inbox")._value.get
+    before = restarts()
+    rt = make_runtime(redis, prefix)
+    await rt.start()
+    try:
+        await rt.register(Echoer())
+        while len(failures) < 3:
+            await asyncio.sleep(0.01)
+        assert not rt.healthy
+        # Other processes see it through the heartbeat in Redis.
+        await rt._directory.beat(list(rt._replicas.values()))
+        raw = await redis.hgetall(C.replicas_key("echoer", prefix))
+        assert raw and all(b"unhealthy" in blob for blob in raw.values()), raw
+        # Restarted with backoff: the loop comes back and results flow again.
+        assert await rt.send(Echo(text="back"), sender="t", timeout=20) == "back"
+        assert restarts() >= before + 4
+    finally:
+        await rt.stop(drain=False)
