@@ -36,6 +36,8 @@ import time
 from collections import Counter
 from typing import Any, NamedTuple
 
+from redis.asyncio.cluster import RedisCluster
+
 from swarm.constants import KEY_PREFIX, idempotency_key, ledger_key, ledger_pattern
 from swarm.ledger import FINAL_STATES, MOVES, REDRIVE, TaskRecord, TaskState
 from swarm.messages import Envelope
@@ -151,6 +153,21 @@ return redis.call('HGETALL', KEYS[1])
 """.replace("LUA_MOVES", LUA_MOVES)
 
 
+# KEYS: idempotency key, record. ARGV: task id, idempotency TTL, ledger key
+# prefix, record TTL (0: live), then the record's field/value pairs. The Ledger
+# Protocol's create with a key, in one step: the holder's id when its record
+# exists (reply {"dup", id}), else {"new"} after claiming and storing.
+_CREATE_ONCE = """
+local owner = redis.call('GET', KEYS[1])
+if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+  return {'dup', owner}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+return {'new'}
+"""
+
 # KEYS: idempotency key, record, task stream [, fence]. ARGV: task id, idempotency
 # TTL, ledger key prefix, envelope, epoch, then the record's field/value pairs.
 # The claim of an idempotency key and the store of its task in one step: the
@@ -219,6 +236,11 @@ return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 def _s(raw: dict[bytes, bytes], key: bytes) -> str | None:
     v = raw.get(key)
     return None if v is None else v.decode()
+
+
+def _is_cluster(redis: Any) -> bool:
+    # Keys built inside a script are not declared: Redis Cluster refuses them.
+    return isinstance(redis, RedisCluster)
 
 
 def record_from_hash(raw: dict[bytes, bytes] | list[Any]) -> TaskRecord:
@@ -496,8 +518,27 @@ class RedisLedger:
     # -- the Ledger Protocol ------------------------------------------------
     @mapped("storing a task record")
     async def create(self, record: TaskRecord) -> TaskRecord:
-        if record.idempotency_key is not None:
-            existing = await self.claim(record.idempotency_key, record.task_id)
+        key = record.idempotency_key
+        if key is not None and not _is_cluster(self.redis):
+            # Claim and store in one script: one key, one task, under any race.
+            reply = await self.redis.eval(
+                _CREATE_ONCE,
+                2,
+                idempotency_key(key, self.prefix),
+                self.key(record.task_id),
+                record.task_id,
+                self.ttl,
+                self.key(""),
+                self.ttl if record.state in FINAL_STATES else 0,
+                *self.flat_fields(record),
+            )
+            if reply[0] == b"dup":
+                existing = await self.get(reply[1].decode())
+                if existing is not None:
+                    return existing
+            return record
+        if key is not None:
+            existing = await self.claim(key, record.task_id)
             if existing is not None:
                 return existing
         pipe = self.redis.pipeline(transaction=False)

@@ -150,3 +150,28 @@ async def test_settle_many_first_delivery_follows_the_table(
     else:
         assert replies[1] == DUPLICATE and rec.state is prev and rec.result == b"first"
         assert rec.executions == 0 and await redis.xlen(inbox) == 0
+
+
+async def test_create_with_a_key_is_one_task_under_a_race(redis: Redis, prefix: str) -> None:
+    # The Ledger Protocol's create (an in-process runtime on a Redis ledger):
+    # claim and store in one step, so concurrent creators share one task.
+    import asyncio
+
+    from swarm.ledger import TaskRecord
+
+    clients = [await redis_client() for _ in range(4)]
+    try:
+        ledgers = [RedisLedger(redis=c, prefix=prefix) for c in clients]
+
+        async def create(n: int, i: int) -> str:
+            rec = TaskRecord(task_id=f"t{n}-{i}", type="T", recipient="r", idempotency_key=f"k{n}")
+            return (await ledgers[i % 4].create(rec)).task_id
+
+        for first in range(0, 200, 5):
+            keys = range(first, first + 5)
+            made = await asyncio.gather(*(create(n, i) for n in keys for i in range(8)))
+            for j, n in enumerate(keys):
+                assert len(set(made[j * 8 : j * 8 + 8])) == 1, n
+    finally:
+        for c in clients:
+            await c.aclose()
