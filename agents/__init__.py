@@ -30,7 +30,7 @@ from swarm.agent import Agent
 
 # Modules kept as namespaces (``agents.messages.ScrapeSource``), not re-exported.
 _NAMESPACE_MODULES = (
-    "corpus", "keywords", "messages", "performance", "quality", "reliability", "report",
+    "app", "corpus", "keywords", "messages", "performance", "quality", "reliability", "report",
     "scraping",
 )
 

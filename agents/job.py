@@ -155,6 +155,10 @@ async def run_tge_job(
     """
     started = time.perf_counter()
     await _check_routes(swarm)
+    # The ledger and the dead-letter queue hold every job's tasks (the agents'
+    # own sends included): this job's are what changed while it ran.
+    counts_before = await swarm.queen.counts()
+    began_at = time.time()
     corpus = corpus or load_corpus()
     notify = progress or _no_progress
     handles: list[TaskHandle] = []
@@ -214,21 +218,20 @@ async def run_tge_job(
     perf: PerformanceReport = await h_perf.result(timeout=task_timeout)
     notify("report", 1, 1, f"slowest stage: {perf.slowest_stage}")
 
-    # This job's tasks only: the ledger and the dead-letter queue hold every
-    # job's (a later run on the same Redis must not report the earlier ones).
     retries = 0
-    tasks = {state.value: 0 for state in TaskState}
-    mine: set[str] = set()
     for handle in handles:
-        mine.add(handle.task_id)
         rec = await handle.status()
         if rec is not None:
             retries += max(0, rec.attempts - 1)
-            tasks[rec.state.value] += 1
+    counts = await swarm.queen.counts()
+    tasks = {
+        state.value: max(0, counts.get(state, 0) - counts_before.get(state, 0))
+        for state in TaskState
+    }
     dead = [
         DeadLetterInfo(task_id=d.envelope.id, type=d.envelope.type, error=d.error)
         for d in await swarm.queen.dead_letters()
-        if d.envelope.id in mine
+        if d.failed_at >= began_at
     ]
     not_done = sum(n for state, n in tasks.items() if state != TaskState.DONE.value)
     order = {a.symbol: i for i, a in enumerate(quality.announcements)}

@@ -70,7 +70,7 @@ class QueenDiscovery:
     """Connects a Queen to discovery; :meth:`start` / :meth:`close` around its life.
 
     Args:
-        queen: The Queen (its router and intake are rewired on start).
+        queen: The Queen (routes by health and stamps the epoch once started).
         registry: Health, config and (by default) election come from here.
         election: Where leadership is decided (default: ``registry``; a
             :class:`~discovery.redis_lease.RedisLease` when Consul is absent).
@@ -124,9 +124,7 @@ class QueenDiscovery:
         for role in await self.queen.runtime.directory():
             self.view.watch_role(role)
         await self.view.start()
-        self.queen.router = self.router
-        self.queen.intake.router = self.router
-        self.queen.intake.epoch = self.elector.current
+        self.queen.set_dispatch(router=self.router, epoch=self.elector.current)
         await self.elector.start()
         if self.live is not None:
             await self.live.start()

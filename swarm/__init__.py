@@ -81,6 +81,7 @@ from swarm.routing import Router
 from swarm.runtime import (
     DeadLetter,
     EventCallback,
+    QueueStats,
     ReplicaInfo,
     RoleInfo,
     Runtime,
@@ -95,10 +96,12 @@ from swarm.tasks import TaskSet
 # Subpackages with their own public API (``swarm.redis``) count as namespaces too.
 _NAMESPACE_MODULES = (
     "cli",
+    "client",
     "constants",
     "contract",
     "metrics",
     "redis",
+    "service",
     "settings",
     "testing",
     "tracing",
@@ -139,6 +142,7 @@ __all__ = [
     "MessageTooLarge",
     "NoRouteError",
     "Queen",
+    "QueueStats",
     "Reject",
     "ReplicaInfo",
     "RetryPolicy",

@@ -29,6 +29,7 @@ __all__ = [
     "PRIORITY_BANDS",
     "TASK_GROUP",
     "agent_stream",
+    "api_idempotency_key",
     "channel_name",
     "dead_letter_stream",
     "delayed_key",
@@ -37,6 +38,7 @@ __all__ = [
     "idempotency_key",
     "inbox_stream",
     "leader_epoch_key",
+    "leader_info_key",
     "leader_lease_key",
     "ledger_key",
     "ledger_pattern",
@@ -120,6 +122,16 @@ def leader_lease_key(name: str, prefix: str = KEY_PREFIX) -> str:
 def leader_epoch_key(name: str, prefix: str = KEY_PREFIX) -> str:
     """Counter of leadership ``name``'s epochs (fencing tokens), incremented on each acquisition."""
     return f"{prefix}:{{leader-{name}}}:epoch"
+
+
+def api_idempotency_key(key: str, prefix: str = KEY_PREFIX) -> str:
+    """String holding the request fingerprint an HTTP ``Idempotency-Key`` was first used with."""
+    return f"{prefix}:api-idempotency:{key}"
+
+
+def leader_info_key(name: str, prefix: str = KEY_PREFIX) -> str:
+    """String holding who leads ``name`` (JSON: Queen id, API URL, epoch), set on election."""
+    return f"{prefix}:{{leader-{name}}}:info"
 
 
 def fenced_key(name: str, key: str, prefix: str = KEY_PREFIX) -> str:

@@ -61,7 +61,14 @@ from swarm.messages import Envelope, Message, new_id
 from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
-from swarm.runtime import DeadLetter, EventCallback, ReplicaInfo, RoleInfo, result_of
+from swarm.runtime import (
+    DeadLetter,
+    EventCallback,
+    QueueStats,
+    ReplicaInfo,
+    RoleInfo,
+    result_of,
+)
 from swarm.tasks import TaskSet
 from swarm.tracing import handler_span
 
@@ -1060,6 +1067,60 @@ class InProcessRuntime:
         self._idle.clear()
         self._enqueue(env)
         return True
+
+    async def cancel(self, task_id: str) -> bool:
+        """End a task that has not started yet as ``failed`` ("cancelled").
+
+        Returns:
+            Whether it was waiting (in a backlog, a mailbox or a retry
+            backoff) and is now cancelled; False once it started or ended.
+        """
+        env: Envelope | None = None
+        retry = self._retries.pop(task_id, None)
+        if retry is not None:
+            retry[0].cancel()
+            env = retry[1]
+        for role in self._roles.values() if env is None else ():
+            for i, entry in enumerate(role.backlog):
+                if entry[2].id == task_id:
+                    env = entry[2]
+                    role.backlog[i] = role.backlog[-1]
+                    role.backlog.pop()
+                    heapq.heapify(role.backlog)
+                    break
+            if env is not None:
+                break
+            for rep in role.replicas.values():
+                for queued in rep.mailbox:
+                    if queued.id == task_id:
+                        env = queued
+                        rep.mailbox.remove(queued)
+                        rep.assigned -= 1
+                        break
+                if env is not None:
+                    break
+            if env is not None:
+                break
+        if env is None:
+            return False
+        await self._finish(env, TaskState.FAILED, error="cancelled")
+        return True
+
+    def queue_stats(self) -> dict[str, QueueStats]:
+        """Per role: tasks waiting to start by priority, and the oldest one's age."""
+        now = time.time()
+        out: dict[str, QueueStats] = {}
+        for name, role in self._roles.items():
+            waiting = [entry[2] for entry in role.backlog]
+            waiting += [env for rep in role.replicas.values() for env in rep.mailbox]
+            depth: dict[int, int] = {}
+            for env in waiting:
+                depth[env.priority] = depth.get(env.priority, 0) + 1
+            oldest = min((env.created_at for env in waiting if env.created_at), default=None)
+            out[name] = QueueStats(
+                depth=depth, oldest_age=None if oldest is None else max(0.0, now - oldest)
+            )
+        return out
 
     async def directory(self) -> dict[str, RoleInfo]:
         return self._directory_now()

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DeadLetter",
     "EventCallback",
+    "QueueStats",
     "ReplicaInfo",
     "RoleInfo",
     "Runtime",
@@ -99,6 +100,19 @@ class RoleInfo:
     role: str
     types: frozenset[str]
     replicas: tuple[ReplicaInfo, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Tasks of a role waiting to start (an optional runtime report).
+
+    Attributes:
+        depth: Waiting tasks by priority.
+        oldest_age: Seconds the oldest waiting task has waited, if any waits.
+    """
+
+    depth: dict[int, int]
+    oldest_age: float | None = None
 
 
 class Subscription(Protocol):

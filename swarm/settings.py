@@ -1,33 +1,41 @@
-"""Settings of a swarm process, as the CLI assembles them.
+"""Settings of a swarm process: the one typed object the assembly layer builds from.
 
-Environment variables are read only by :mod:`swarm.cli`, which hands the
-mapping to :meth:`SwarmSettings.from_env` explicitly; library code takes a
-settings object, never the environment.
+Environment variables are read only by the CLIs, which hand the mapping to
+:meth:`SwarmSettings.from_env` explicitly; library code takes a settings
+object, never the environment.
 
 Example:
     >>> from swarm.settings import SwarmSettings
     >>> s = SwarmSettings.from_env({"SWARM_REDIS_URL": "redis://h:6379/0", "SWARM_LOG_JSON": "1"})
     >>> s.redis_url, s.log_json, s.agents
-    ('redis://h:6379/0', True, 'agents:default_swarm')
-    >>> SwarmSettings.from_dsn("redis://h:6379/1").redis_url
-    'redis://h:6379/1'
+    ('redis://h:6379/0', True, None)
+    >>> SwarmSettings.from_dsn("redis://h:6379/1", http="127.0.0.1:8080").http_address
+    ('127.0.0.1', 8080)
+    >>> SwarmSettings(lease_ttl=0)
+    Traceback (most recent call last):
+    ...
+    swarm.errors.ConfigError: lease TTL must be a positive number of seconds, not 0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from swarm.errors import ConfigError
 
-__all__ = ["SwarmSettings"]
+__all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 
-#: The ``--agents`` factory used when none is configured.
-DEFAULT_AGENTS = "agents:default_swarm"
 #: Accepted log level names.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: Schemes of a Redis URL, as :class:`swarm.redis.RedisSettings` parses them.
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+#: Schemes of a Consul URL, as :class:`discovery.ConsulSettings` parses them.
+CONSUL_SCHEMES = ("consul", "consuls", "http", "https")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -41,35 +49,108 @@ def _flag(name: str, value: str) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean (use 1/0, true/false, yes/no)")
 
 
+def check_positive(what: str, value: float | None, *, zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (>= 0 with ``zero``).
+
+    Example:
+        >>> check_positive("visibility timeout", 0)
+        Traceback (most recent call last):
+        ...
+        swarm.errors.ConfigError: visibility timeout must be a positive number of seconds, not 0
+    """
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value >= 0 if zero else value > 0)
+    if not ok:
+        kind = "a number of seconds >= 0" if zero else "a positive number of seconds"
+        raise ConfigError(f"{what} must be {kind}, not {value:g}")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log or print).
+
+    Example:
+        >>> redacted_url("postgresql://bee:secret@db:5432/swarm")
+        'postgresql://bee:***@db:5432/swarm'
+    """
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, tail = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    elif at and userinfo:
+        userinfo = "***"  # a bare token (consul://TOKEN@host) is a secret too
+    return f"{scheme}{sep}{userinfo}{at}{tail}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SwarmSettings:
-    """What a ``python -m swarm.queen`` process runs against.
+    """What a swarm process runs against; see :class:`swarm.service.SwarmService`.
 
     Attributes:
-        redis_url: Redis server (``redis://`` or ``rediss://``); ``None`` for the
-            embedded in-process runtime.
-        consul_url: Consul agent (``http://`` or ``https://``); ``None`` for none.
-        agents: ``module:factory`` returning the agents to run.
+        redis_url: Redis server (``redis://``, ``rediss://``, ``redis+cluster://``);
+            ``None`` for the embedded in-process runtime.
+        consul_url: Consul agent (``consul://``, ``consuls://``, ``http(s)://``);
+            ``None`` for none (leadership then rests on a Redis lease).
+        postgres_url: PostgreSQL DSN of the memory coordinator's durable tier;
+            ``None`` keeps memory in the process.
+        agents: ``module:factory`` returning the agents to run (or a
+            :class:`~swarm.service.Bundle`); ``None`` for the installed
+            ``queenswarm.agents`` entry point named ``default``.
+        http: ``HOST:PORT`` of the HTTP API; ``None`` serves none.
+        tokens_file: File of API tokens (``ROLE SHA256HEX [NAME]`` per line).
+        tokens: API tokens from the environment, ``ROLE:SECRET`` (already split).
+        lease_ttl: TTL of the Queen's leadership lease and of Consul checks.
+        leader_timeout: Longest wait of a Queen that must lead to run a job;
+            ``None`` waits as long as it takes.
+        drain_timeout: Longest wait for in-flight work on shutdown.
+        task_timeout: Longest wait for any one task of the bundled job.
         log_level: One of :data:`LOG_LEVELS`.
         log_json: Render logs as JSON lines instead of console text.
     """
 
     redis_url: str | None = None
     consul_url: str | None = None
-    agents: str = DEFAULT_AGENTS
+    postgres_url: str | None = None
+    agents: str | None = None
+    http: str | None = None
+    tokens_file: str | None = None
+    tokens: tuple[str, ...] = ()
+    lease_ttl: float = 10.0
+    leader_timeout: float | None = 30.0
+    drain_timeout: float = 30.0
+    task_timeout: float = 60.0
     log_level: str = "warning"
     log_json: bool = False
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-        module, sep, attr = self.agents.partition(":")
-        if not (module and sep and attr):
-            raise ConfigError(f"agents {self.agents!r} must look like 'package.module:factory'")
+        if self.agents is not None:
+            module, sep, attr = self.agents.partition(":")
+            if not (module and sep and attr):
+                raise ConfigError(f"agents {self.agents!r} must look like 'package.module:factory'")
         if self.redis_url is not None:
-            _check_url("redis", self.redis_url, ("redis", "rediss", "unix"))
+            _check_url("redis", self.redis_url, REDIS_SCHEMES)
         if self.consul_url is not None:
-            _check_url("consul", self.consul_url, ("http", "https"))
+            _check_url("consul", self.consul_url, CONSUL_SCHEMES)
+        if self.postgres_url is not None:
+            _check_url("postgres", self.postgres_url, POSTGRES_SCHEMES)
+        if self.http is not None:
+            _http_address(self.http)
+        check_positive("lease TTL", self.lease_ttl)
+        check_positive("leader timeout", self.leader_timeout)
+        check_positive("drain timeout", self.drain_timeout, zero=True)
+        check_positive("task timeout", self.task_timeout)
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the HTTP API, or ``None``."""
+        return None if self.http is None else _http_address(self.http)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may share this swarm (then Queens elect a leader)."""
+        return self.redis_url is not None or self.consul_url is not None
 
     @classmethod
     def from_dsn(cls, dsn: str, **overrides: object) -> SwarmSettings:
@@ -82,16 +163,24 @@ class SwarmSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SwarmSettings:
-        """Read ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_AGENTS``,
-        ``SWARM_LOG_LEVEL`` and ``SWARM_LOG_JSON`` from ``environ``; empty means unset.
+        """Read the ``SWARM_*`` variables from ``environ``; empty means unset.
+
+        ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_POSTGRES_URL``,
+        ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
+        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``.
 
         Raises:
             ConfigError: A value is invalid.
         """
+        tokens = tuple(t.strip() for t in environ.get("SWARM_TOKENS", "").split(",") if t.strip())
         return cls(
             redis_url=environ.get("SWARM_REDIS_URL") or None,
             consul_url=environ.get("SWARM_CONSUL_URL") or None,
-            agents=environ.get("SWARM_AGENTS") or DEFAULT_AGENTS,
+            postgres_url=environ.get("SWARM_POSTGRES_URL") or None,
+            agents=environ.get("SWARM_AGENTS") or None,
+            http=environ.get("SWARM_HTTP") or None,
+            tokens_file=environ.get("SWARM_TOKENS_FILE") or None,
+            tokens=tokens,
             log_level=(environ.get("SWARM_LOG_LEVEL") or "warning").lower(),
             log_json=_flag("SWARM_LOG_JSON", environ.get("SWARM_LOG_JSON", "")),
         )
@@ -104,5 +193,13 @@ class SwarmSettings:
 def _check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        allowed = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{what} URL {url!r} must start with {allowed}")
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{what} URL {redacted_url(url)!r} must start with one of {allowed}")
+
+
+def _http_address(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ConfigError(f"HTTP address {text!r} must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    return host, int(port_text)

@@ -149,11 +149,43 @@ def test_from_dsn() -> None:
         SwarmSettings.from_dsn("postgres://h/db")
 
 
-def test_agents_without_the_stock_roles_fail_clearly() -> None:
+def test_agents_without_a_job_fail_clearly() -> None:
     proc = run_cli("--agents", "examples.quickstart:make_agents")
-    assert proc.returncode == 1
-    assert "NoRouteError: the TGE job needs the stock agents" in proc.stderr
-    assert "tge.scrape" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2
+    assert "has no job to run; serve its agents with --serve" in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--lease-ttl", "0"), "lease TTL must be a positive number of seconds, not 0"),
+        (("--task-timeout", "-1"), "task timeout must be a positive number of seconds, not -1"),
+        (("--drain-timeout", "nan"), "drain timeout must be a number of seconds >= 0, not nan"),
+        (("--leader-timeout", "inf"), "leader timeout must be a positive number of seconds"),
+        (("--http", "nowhere"), "HTTP address 'nowhere' must look like HOST:PORT"),
+        (("--postgres", "mysql://x"), "postgres URL 'mysql://x' must start with one of"),
+    ],
+)
+def test_bad_options_are_one_line_errors(option: tuple[str, ...], message: str) -> None:
+    proc = run_cli(*option, "--serve")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m swarm.queen: error: ")
+    assert message in lines[0]
+
+
+def test_public_http_without_tokens_refuses_to_start() -> None:
+    proc = run_cli("--serve", "--http", "0.0.0.0:0")
+    assert proc.returncode == 2
+    assert "refusing to serve the HTTP API on 0.0.0.0:0 without tokens" in proc.stderr
+
+
+def test_unreachable_redis_exits_1_naming_it() -> None:
+    proc = run_cli("--redis", "redis://:hunter2@127.0.0.1:1/0", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("python -m swarm.queen: error: unreachable")
+    assert "hunter2" not in proc.stderr
 
 
 def test_progress_rewrites_one_line_on_a_terminal() -> None:
@@ -169,3 +201,40 @@ def test_progress_rewrites_one_line_on_a_terminal() -> None:
     display("scrape", 2, 2, "b")
     display.message("done")
     assert tty.getvalue() == "\r\x1b[K[scrape 1/2] a\r\x1b[K[scrape 2/2] b\nqueenswarm: done\n"
+
+
+def test_unreachable_postgres_exits_1_without_its_password() -> None:
+    proc = run_cli("--serve", "--agents", "examples.quickstart:make_agents",
+                   "--postgres", "postgresql://bee:s3cretpw@127.0.0.1:1/swarm")
+    assert proc.returncode == 1, proc.stderr
+    assert "error: unreachable: PostgreSQL unavailable" in proc.stderr
+    assert "s3cretpw" not in proc.stderr + proc.stdout
+
+
+async def test_serving_with_tokens_never_shows_them() -> None:
+    secret = "admin-secret-never-logged-0123"
+    env = fresh_env(SWARM_TOKENS=f"admin:{secret}", SWARM_LOG_LEVEL="debug")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "swarm.queen", "--serve", "--http", "127.0.0.1:0",
+        "--agents", "examples.quickstart:make_agents", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(30):
+            while not lines or "ready" not in lines[-1]:
+                line = (await proc.stderr.readline()).decode()
+                assert line, f"exited before ready: {''.join(lines)}"
+                lines.append(line)
+        assert any("HTTP API on http://127.0.0.1:" in line and "1 tokens" in line
+                   for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest = (await proc.stderr.read()).decode()
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert secret not in "".join(lines) + rest

@@ -9,7 +9,9 @@ run, and leave. SIGKILL loses nothing either: the entries they had read stay
 pending in Redis and a live replica's reaper reclaims them after the
 visibility timeout.
 
-Environment (read here only): ``SWARM_REDIS_URL`` when ``--redis`` is not given.
+Built by the assembly layer (:class:`swarm.service.SwarmService`), as the
+Queen is. Environment (read here only): ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``,
+``SWARM_POSTGRES_URL`` when the options are not given.
 
 Example:
     >>> from swarm.agent.cli import parse_args
@@ -28,20 +30,23 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from swarm import __version__
 from swarm.agent.base import Agent
+from swarm.cli import fail
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
-from swarm.redis.runtime import RedisRuntime
-from swarm.redis.settings import RedisSettings
 from swarm.retry import RetryPolicy
+from swarm.service.assembly import SwarmService
+from swarm.settings import SwarmSettings, check_positive
 
-__all__ = ["load_role", "main", "parse_args", "run"]
+__all__ = ["load_role", "main", "parse_args", "run", "settings_of"]
+
+PROG = "python -m swarm.agent"
 
 _log = structlog.get_logger("swarm.agent.cli")
 
@@ -50,10 +55,17 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    p = argparse.ArgumentParser(prog="python -m swarm.agent", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("role", help="module:Class, or a stock role name from agents.STOCK_AGENTS")
     p.add_argument("--replicas", type=int, default=1, help="agents to run in this process")
-    p.add_argument("--redis", default=None, help="redis:// or rediss:// URL ($SWARM_REDIS_URL)")
+    p.add_argument(
+        "--redis", default=None,
+        help="redis://, rediss:// or redis+cluster:// URL ($SWARM_REDIS_URL)",
+    )
+    p.add_argument(
+        "--postgres", default=None,
+        help="durable memory tier for ctx.memory: postgresql://... ($SWARM_POSTGRES_URL)",
+    )
     p.add_argument("--concurrency", type=int, default=None, help="tasks each agent runs at once")
     p.add_argument("--prefix", default=None, help="Redis key prefix (default: the URL's)")
     p.add_argument(
@@ -72,7 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--consul",
         default=None,
-        help="register the agents with Consul at this URL ($SWARM_CONSUL_URL)",
+        help="register the agents with Consul: consul://[token@]host:port ($SWARM_CONSUL_URL)",
     )
     p.add_argument(
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
@@ -84,6 +96,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--replicas must be at least 1")
     if args.concurrency is not None and args.concurrency < 1:
         p.error("--concurrency must be at least 1")
+    if args.max_attempts is not None and args.max_attempts < 1:
+        p.error("--max-attempts must be at least 1")
+    for option, value, zero in (
+        ("--visibility-timeout", args.visibility_timeout, False),
+        ("--check-ttl", args.check_ttl, False),
+        ("--drain-timeout", args.drain_timeout, True),
+    ):
+        try:
+            check_positive(option, value, zero=zero)
+        except ConfigError as exc:
+            p.error(str(exc))
     return args
 
 
@@ -113,6 +136,24 @@ def load_role(spec: str) -> type[Agent]:
     return obj
 
 
+def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSettings:
+    """The process's settings: options, then ``SWARM_*`` variables, then defaults.
+
+    Raises:
+        ConfigError: A URL or number is invalid (the message names it).
+    """
+    check_positive("visibility timeout", args.visibility_timeout)
+    base = SwarmSettings.from_env(environ)
+    return base.replace(
+        redis_url=args.redis or base.redis_url or DEFAULT_REDIS_URL,
+        consul_url=args.consul or base.consul_url,
+        postgres_url=args.postgres or base.postgres_url,
+        lease_ttl=args.check_ttl,
+        drain_timeout=args.drain_timeout,
+        http=None,
+    )
+
+
 async def run(
     args: argparse.Namespace, *, stop: asyncio.Event | None = None, freeze_gc: bool = False
 ) -> int:
@@ -120,68 +161,62 @@ async def run(
 
     ``freeze_gc`` (for a process of its own, as ``main`` runs): once started,
     move every object made so far to the collector's permanent generation.
+
+    Raises:
+        ConfigError: Bad role, URL or number.
+        TransportError: Redis, Consul or PostgreSQL could not be reached.
     """
     cls = load_role(args.role)
-    url = args.redis or os.environ.get("SWARM_REDIS_URL") or DEFAULT_REDIS_URL
-    settings = RedisSettings.from_dsn(url)
+    settings = settings_of(args, os.environ)
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else None
-    consul_url = args.consul or os.environ.get("SWARM_CONSUL_URL")
-    registry: Any = None
-    if consul_url:
-        from discovery import open_registry
-
-        registry = await open_registry(consul_url)
-    runtime = RedisRuntime(
-        settings=settings,
-        prefix=args.prefix,
-        retry_policy=retry,
-        visibility_timeout=args.visibility_timeout,
-        node_id=args.node_id,
-        discovery=registry,
-    )
+    options: dict[str, Any] = {
+        "prefix": args.prefix, "retry_policy": retry, "node_id": args.node_id,
+        "visibility_timeout": args.visibility_timeout,
+    }
+    base = args.agent_id or f"{cls.role}-{socket.gethostname()}-{os.getpid()}"
+    agents: list[Agent] = [
+        cls(agent_id=base if args.replicas == 1 else f"{base}-{i}", concurrency=args.concurrency)
+        for i in range(args.replicas)
+    ]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    base = args.agent_id or f"{cls.role}-{socket.gethostname()}-{os.getpid()}"
-    await runtime.start()
+    service = SwarmService(settings, agents=agents, lead=False, runtime_options=options)
     try:
-        agents: list[Agent] = []
-        for i in range(args.replicas):
-            agent_id = base if args.replicas == 1 else f"{base}-{i}"
-            agents.append(cls(agent_id=agent_id, concurrency=args.concurrency))
-            await runtime.register(agents[-1])
-        if registry is not None:
-            from discovery import register_agents
-
-            # Heartbeats run in the registry's own tasks: handler load cannot starve them.
-            await register_agents(registry, agents, ttl=args.check_ttl)
-        _log.info("agents running", role=cls.role, replicas=args.replicas, node=runtime.node_id)
-        if freeze_gc:
-            # Startup's objects (modules, the runtime, the agents) live as long
-            # as the process: kept out of the collector, the full collections
-            # that task traffic triggers do not traverse them each time (about
-            # half of the collection time per task of this process).
-            gc.collect()
-            gc.freeze()
-        await stop.wait()
-        _log.info("draining", role=cls.role)
+        async with service:
+            _log.info(
+                "agents running", role=cls.role, replicas=args.replicas,
+                node=service.runtime.node_id,
+            )
+            if freeze_gc:
+                # Startup's objects (modules, the runtime, the agents) live as long
+                # as the process: kept out of the collector, the full collections
+                # that task traffic triggers do not traverse them each time (about
+                # half of the collection time per task of this process).
+                gc.collect()
+                gc.freeze()
+            await stop.wait()
+            _log.info("draining", role=cls.role)
     finally:
-        if registry is not None:
-            await registry.close()  # deregisters first: the Queen stops routing here
-        leftovers = await runtime.stop(drain=True, timeout=args.drain_timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    if leftovers:
-        _log.warning("stopped with unfinished tasks (they stay in Redis)", count=len(leftovers))
+    if service.swarm is not None and service.swarm.leftovers:
+        _log.warning(
+            "stopped with unfinished tasks (they stay in Redis)",
+            count=len(service.swarm.leftovers),
+        )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m swarm.agent``."""
+    """Entry point of ``python -m swarm.agent``.
+
+    Exit codes (as ``python -m swarm.queen``): 0 drained; 1 a server could
+    not be reached; 2 bad usage or configuration.
+    """
     args = parse_args(argv)
     try:
         return asyncio.run(run(args, freeze_gc=True))
     except SwarmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc, sys.stderr)

@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from swarm.ledger import Ledger, TaskRecord, TaskState
@@ -70,6 +70,21 @@ class Queen:
             max_attempts_by_type=max_attempts_by_type,
         )
         self.commands = CommandBus(runtime=runtime, sender=self.queen_id)
+
+    def set_dispatch(
+        self, *, router: Router | None = None, epoch: Callable[[], int] | None = None
+    ) -> None:
+        """Route through ``router`` and stamp tasks with ``epoch()`` from now on.
+
+        For what the Queen learns after it was built (a health-aware router,
+        the elector of its leadership): ``epoch`` returning 0 means "not
+        leading", and the intake then dispatches nothing.
+        """
+        if router is not None:
+            self.router = router
+            self.intake.router = router
+        if epoch is not None:
+            self.intake.epoch = epoch
 
     @property
     def ledger(self) -> Ledger:

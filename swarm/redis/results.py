@@ -152,6 +152,11 @@ class Results:
             if record.state in FINAL_STATES:  # record.final, without a call per task
                 resolve(record)
 
+    def resolve_final(self, record: TaskRecord) -> None:
+        """Resolve the waiters of a task that ended outside a settle (e.g. cancelled)."""
+        if record.final:
+            self._resolve(record)
+
     def _resolve(self, record: TaskRecord) -> None:
         # A waiter resolved with a record is no longer registered (its
         # submitter need not forget it).

@@ -67,6 +67,7 @@ from swarm.errors import DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeo
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope, Message, new_id
 from swarm.metrics import REJECTED
+from swarm.redis.cancel import cancel_queued
 from swarm.redis.connections import AnyRedis, RedisClients
 from swarm.redis.consumer import Consumer
 from swarm.redis.core import BANDS, Core, Replica
@@ -423,6 +424,23 @@ class RedisRuntime:
             return await self._intake.submit(envelope)
         except CLIENT_ERRORS as exc:
             raise transport_error(exc, f"submitting task {envelope.id}") from exc
+
+    @mapped("cancelling a task")
+    async def cancel(self, task_id: str) -> bool:
+        """End a task no agent has read yet as ``failed`` ("cancelled").
+
+        Returns:
+            Whether it was still waiting in its role's stream and is now
+            cancelled; False once an agent read it (or it ended).
+        """
+        record = await self._core.ledger.get(task_id)
+        if record is None:
+            return False
+        cancelled = await cancel_queued(self._core, record)
+        if cancelled is None:
+            return False
+        self._results.resolve_final(cancelled)
+        return True
 
     @mapped("waiting for a task")
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
