@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from agents.job import DeadLetterInfo, JobReport, Progress, run_tge_job
+from agents.job import DeadLetterInfo, Evaluation, JobReport, Progress, run_tge_job
 from agents.keywords import KeywordPrecisionAgent
 from agents.performance import PerformanceBottleneckAgent
 from agents.quality import DataQualityAgent
@@ -30,8 +30,8 @@ from swarm.agent import Agent
 
 # Modules kept as namespaces (``agents.messages.ScrapeSource``), not re-exported.
 _NAMESPACE_MODULES = (
-    "app", "corpus", "keywords", "messages", "performance", "quality", "reliability", "report",
-    "scraping",
+    "app", "breakers", "classify", "corpus", "detect", "fetch", "keywords", "messages",
+    "neardup", "performance", "quality", "reliability", "report", "scraping",
 )
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "ApiReliabilityAgent",
     "DataQualityAgent",
     "DeadLetterInfo",
+    "Evaluation",
     "JobReport",
     "KeywordPrecisionAgent",
     "PerformanceBottleneckAgent",
@@ -64,7 +65,8 @@ STOCK_AGENTS: dict[str, type[Agent]] = {
 def default_swarm() -> list[Agent]:
     """One instance of each stock role, scrapers and scorers with room to run in parallel.
 
-    The reliability agent is a single replica on purpose: it owns the breakers.
+    The reliability agent keeps its breakers in process here; give it
+    ``store=RedisBreakers(...)`` (:mod:`agents.breakers`) for replicas that share them.
     """
     return [
         ScrapingEfficiencyAgent(concurrency=4),

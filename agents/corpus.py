@@ -1,39 +1,52 @@
-"""The bundled TGE corpus: simulated news and forum sources shipped as package data.
+"""Corpora of the TGE job: the bundled real excerpts, or your own JSON Lines file.
 
-Sources are JSON (``agents/data/tge_corpus.json``); each may be flagged
-``flaky_failures: N`` (its first N fetch attempts fail) or ``down: true``
-(every fetch fails), so retries and the circuit breaker are exercised
-deterministically, without a network. ``tge_ground_truth.json`` lists what the
-pipeline must find.
+The bundled corpus is ``agents/data/tge_excerpts.jsonl``: excerpts quoted
+verbatim from public pages (news, exchange notices, project blogs, forums, in
+several languages), each with its source URL and a label (announcement or
+not; project, ticker and event date). The job reports its precision and
+recall against those labels. Excerpts are grouped into one source per
+language; two demonstration sources show retries and the circuit breaker
+without a network: ``flaky-mirror`` (its first two fetches fail) and
+``down-mirror`` (every fetch fails; its circuit opens).
+
+:func:`load_input` reads a user's JSON Lines file: one document a line,
+``{"id", "text"}`` or ``{"id", "title", "body"}``, optional ``source``,
+``url``, ``published`` (and ``label``, to be scored against). A line that is
+not such an object is reported by its number and skipped.
 
 Example:
     >>> from agents.corpus import load_corpus
     >>> corpus = load_corpus()
-    >>> len(corpus.sources) >= 6
-    True
+    >>> len(corpus.labels) >= 200, "down-mirror" in corpus.source_ids
+    (True, True)
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from swarm.errors import ConfigError, TransportError
 
 __all__ = [
     "Corpus",
-    "GroundTruth",
+    "MalformedLine",
     "SourceSpec",
     "SourceUnavailable",
     "load_corpus",
-    "load_ground_truth",
+    "load_input",
+    "load_sources",
+    "parse_lines",
 ]
 
-_CORPUS = "tge_corpus.json"
-_TRUTH = "tge_ground_truth.json"
+_EXCERPTS = "tge_excerpts.jsonl"
+#: Fetches of the flaky demonstration source that fail before one succeeds.
+_FLAKY_FAILURES = 2
 
 
 class SourceUnavailable(TransportError):
@@ -42,26 +55,30 @@ class SourceUnavailable(TransportError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceSpec:
-    """One source of the corpus.
+    """One source of a corpus.
 
     Attributes:
         id: Source id.
         name: Display name.
-        kind: ``news``, ``forum``, ``newsletter`` or ``exchange``.
-        posts: Raw entries as shipped (some deliberately malformed).
-        flaky_failures: The first this many fetch attempts fail.
-        down: Every fetch fails.
+        kind: ``inline`` (posts carried along), ``rss``, ``json`` or ``html``.
+        posts: Raw entries (inline sources).
+        url: Where a live source is fetched from.
+        flaky_failures: The first this many fetch attempts fail (demonstration).
+        down: Every fetch fails (demonstration).
+        options: Kind-specific options (JSON: ``items``, ``fields``).
     """
 
     id: str
     name: str
-    kind: str
-    posts: tuple[Any, ...]
+    kind: str = "inline"
+    posts: tuple[Any, ...] = ()
+    url: str = ""
     flaky_failures: int = 0
     down: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def fetch(self, attempt: int) -> tuple[Any, ...]:
-        """Return the raw entries, failing as the flags say for this attempt.
+        """Return the inline entries, failing as the demonstration flags say.
 
         Raises:
             SourceUnavailable: The simulated source is down for this attempt.
@@ -74,10 +91,32 @@ class SourceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MalformedLine:
+    """A line of an input file that is not a document, and why."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
 class Corpus:
-    """All sources, in corpus order."""
+    """Sources in order, and the labels of the documents that have one.
+
+    Attributes:
+        sources: Every source.
+        labels: Document id -> label (``is_announcement``, ``project``,
+            ``ticker``, ``date``, ``date_partial``).
+        malformed: Input lines skipped as malformed.
+        fetch: Fetch limits of live sources (a ``[fetch]`` table of a sources file).
+    """
 
     sources: tuple[SourceSpec, ...]
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    malformed: tuple[MalformedLine, ...] = ()
+    fetch: dict[str, Any] = field(default_factory=dict)
 
     def source(self, source_id: str) -> SourceSpec:
         """Return a source by id.
@@ -96,57 +135,170 @@ class Corpus:
         return [s.id for s in self.sources]
 
 
-@dataclass(frozen=True, slots=True)
-class GroundTruth:
-    """What the pipeline must find in the bundled corpus.
+def _document(obj: Any) -> tuple[dict[str, Any], str | None] | str:
+    """The post of one decoded line and its source, or why it is malformed."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    doc_id = obj.get("id")
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        return "missing or empty \"id\""
+    text, title, body = obj.get("text"), obj.get("title"), obj.get("body")
+    if body is None:
+        body = text
+    if title is None:
+        title = ""
+    if not isinstance(body, str) or not isinstance(title, str):
+        return "\"text\" (or \"title\" and \"body\") must be strings"
+    if not (title.strip() or body.strip()):
+        return "empty text"
+    post: dict[str, Any] = {"id": doc_id, "title": title, "body": body}
+    for key in ("url", "published"):
+        value = obj.get(key)
+        if isinstance(value, str):
+            post[key] = value
+    label = obj.get("label")
+    if isinstance(label, dict) and isinstance(label.get("is_announcement"), bool):
+        post["label"] = label
+    source = obj.get("source")
+    return post, source if isinstance(source, str) and source.strip() else None
 
-    Attributes:
-        announcements: ``(project, symbol, iso date)`` of every real announcement.
-        decoys: Documents that mention TGEs but announce none.
-        rejects: Document id -> reason the data-quality stage must give.
-        malformed: ``(source id, entry id or None)`` of malformed entries.
-        duplicates: Ids of exact re-posts.
+
+def parse_lines(
+    lines: list[str], *, default_source: str
+) -> tuple[dict[str, list[dict[str, Any]]], list[MalformedLine]]:
+    """Posts grouped by source, and the malformed lines (1-based numbers)."""
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    malformed: list[MalformedLine] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            malformed.append(MalformedLine(number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        got = _document(obj)
+        if isinstance(got, str):
+            malformed.append(MalformedLine(number, got))
+            continue
+        post, source = got
+        if post["id"] in seen:
+            malformed.append(MalformedLine(number, f"duplicate id {post['id']!r}"))
+            continue
+        seen.add(post["id"])
+        by_source[source or default_source].append(post)
+    return dict(by_source), malformed
+
+
+def _corpus(
+    by_source: dict[str, list[dict[str, Any]]],
+    malformed: list[MalformedLine],
+    extra: tuple[SourceSpec, ...] = (),
+) -> Corpus:
+    sources = tuple(
+        SourceSpec(id=sid, name=sid, posts=tuple(posts)) for sid, posts in by_source.items()
+    )
+    labels = {
+        p["id"]: p["label"]
+        for spec in sources + extra
+        for p in spec.posts
+        if isinstance(p, dict) and "label" in p
+    }
+    return Corpus(sources + extra, labels, tuple(malformed))
+
+
+def load_input(path: str | Path) -> Corpus:
+    """A corpus of your own JSON Lines file (see the module docstring).
+
+    Raises:
+        ConfigError: The file cannot be read, or has no document at all.
     """
-
-    announcements: frozenset[tuple[str, str, str]]
-    decoys: frozenset[str]
-    rejects: dict[str, str]
-    malformed: tuple[tuple[str, str | None], ...]
-    duplicates: frozenset[str]
-
-
-def _read(name: str) -> Any:
     try:
-        text = resources.files("agents").joinpath("data").joinpath(name).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"bundled corpus file {name!r} is missing: {exc}") from exc
-    return json.loads(text)
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read input file {str(path)!r}: {exc}") from exc
+    by_source, malformed = parse_lines(text.splitlines(), default_source="input")
+    if not by_source:
+        detail = f" ({len(malformed)} malformed lines; first: {malformed[0]})" if malformed else ""
+        raise ConfigError(f"input file {str(path)!r} has no valid document{detail}")
+    return _corpus(by_source, malformed)
 
 
 @functools.cache
 def load_corpus() -> Corpus:
-    """Load (once) the bundled corpus."""
-    raw = _read(_CORPUS)
-    return Corpus(
-        tuple(
-            SourceSpec(
-                id=s["id"], name=s["name"], kind=s["kind"], posts=tuple(s["posts"]),
-                flaky_failures=int(s.get("flaky_failures", 0)), down=bool(s.get("down", False)),
-            )
-            for s in raw["sources"]
+    """Load (once) the bundled corpus of real excerpts (see the module docstring)."""
+    try:
+        text = (
+            resources.files("agents").joinpath("data").joinpath(_EXCERPTS)
+            .read_text(encoding="utf-8")
         )
-    )
-
-
-def load_ground_truth() -> GroundTruth:
-    """Load the ground truth shipped with the corpus."""
-    raw = _read(_TRUTH)
-    return GroundTruth(
-        announcements=frozenset(
-            (a["project"], a["symbol"], a["date"]) for a in raw["announcements"]
+    except OSError as exc:
+        raise ConfigError(f"bundled corpus file {_EXCERPTS!r} is missing: {exc}") from exc
+    lines = text.splitlines()
+    languages = [json.loads(line).get("language") or "other" for line in lines if line.strip()]
+    by_source, malformed = parse_lines(lines, default_source="excerpts")
+    [posts] = by_source.values()
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for post, language in zip(posts, languages, strict=True):
+        grouped[f"excerpts-{language}"].append(post)
+    # The flaky mirror carries one language's excerpts: its retries matter to the result.
+    flaky_lang = "excerpts-pt"
+    demo = (
+        SourceSpec(
+            id="flaky-mirror", name="flaky-mirror", posts=tuple(grouped.pop(flaky_lang, ())),
+            flaky_failures=_FLAKY_FAILURES,
         ),
-        decoys=frozenset(raw["decoys"]),
-        rejects={r["doc_id"]: r["reason"] for r in raw["rejects"]},
-        malformed=tuple((m["source_id"], m["id"]) for m in raw["malformed"]),
-        duplicates=frozenset(raw["duplicates"]),
+        SourceSpec(id="down-mirror", name="down-mirror", down=True),
     )
+    return _corpus(dict(sorted(grouped.items())), malformed, demo)
+
+
+_KINDS = ("rss", "json", "html")
+
+
+def load_sources(path: str | Path) -> Corpus:
+    """Live sources from a TOML file, with its ``[fetch]`` table.
+
+    The file has one ``[[source]]`` table per source: ``id``, ``kind``
+    (``rss`` for RSS/Atom feeds, ``json`` for JSON APIs, ``html`` for pages),
+    ``url``, and for JSON ``items`` and ``fields``. The optional ``[fetch]``
+    table sets :class:`~agents.fetch.FetchSettings` fields (per-host rate and
+    concurrency, caps, ``allow`` for local networks, off by default).
+
+    Raises:
+        ConfigError: The file cannot be read or a source is invalid.
+    """
+    import tomllib
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read sources file {str(path)!r}: {exc}") from exc
+    sources: list[SourceSpec] = []
+    for n, entry in enumerate(raw.get("source", []), start=1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: source #{n} is not a table")
+        sid, kind, url = entry.get("id"), entry.get("kind"), entry.get("url")
+        if not isinstance(sid, str) or not sid:
+            raise ConfigError(f"{path}: source #{n} needs an id")
+        if kind not in _KINDS:
+            raise ConfigError(f"{path}: source {sid!r}: kind must be one of {', '.join(_KINDS)}")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: source {sid!r}: url must be an http(s) URL")
+        options = {k: entry[k] for k in ("items", "fields") if k in entry}
+        sources.append(SourceSpec(id=sid, name=entry.get("name", sid), kind=kind, url=url,
+                                  options=options))
+    if not sources:
+        raise ConfigError(f"{path}: no [[source]] table")
+    if len({s.id for s in sources}) != len(sources):
+        raise ConfigError(f"{path}: source ids must be unique")
+    fetch = raw.get("fetch", {})
+    if not isinstance(fetch, dict):
+        raise ConfigError(f"{path}: [fetch] must be a table")
+    from agents.fetch import fetch_settings
+
+    fetch_settings(fetch)  # refuse a bad table here, not in every scrape task
+    return Corpus(tuple(sources), fetch=fetch)

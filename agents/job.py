@@ -1,10 +1,13 @@
 """The bundled job: find TGE announcements in the corpus with the stock swarm.
 
-The job drives the five specialists through the Queen: one scrape task per
-source (retried on failure; the reliability role opens a source's circuit
-after repeated failures), one scoring task per scraped source as soon as it
-arrives, one validation task over every candidate, then the reliability and
-performance reports. It returns a :class:`JobReport`.
+The job drives the five specialists through the Queen over one corpus (the
+bundled real excerpts, or :func:`agents.corpus.load_input` of your file),
+given here and only here: one scrape task per source (retried on failure;
+the reliability role opens a source's circuit after repeated failures), one
+scoring task per scraped source as soon as it arrives, one validation task
+over every candidate, then the reliability and performance reports. It
+returns a :class:`JobReport`; when documents carry labels, it scores the
+run against them (:class:`Evaluation`).
 
 Example:
     >>> import asyncio, structlog
@@ -17,8 +20,8 @@ Example:
     ...     async with Swarm(agents=default_swarm()) as swarm:
     ...         return await run_tge_job(swarm)
     >>> report = asyncio.run(demo())
-    >>> report.ok, len(report.announcements)
-    (True, 9)
+    >>> report.ok, report.evaluation.labelled >= 200
+    (True, True)
     >>> structlog.reset_defaults()
 """
 
@@ -30,12 +33,14 @@ from collections.abc import Callable
 
 import msgspec
 
-from agents.corpus import Corpus, load_corpus
+from agents.corpus import Corpus, SourceSpec, load_corpus
+from agents.detect.evaluate import same_date, same_project
 from agents.messages import (
     AnalyzeTimings,
     Announcement,
     Candidate,
     CheckCircuit,
+    ModelUse,
     PerformanceReport,
     QualityReport,
     RecordFetch,
@@ -57,7 +62,7 @@ from swarm.ledger import TaskState
 from swarm.queen.handle import TaskHandle
 from swarm.swarm import Swarm
 
-__all__ = ["DeadLetterInfo", "JobReport", "Progress", "run_tge_job"]
+__all__ = ["DeadLetterInfo", "Evaluation", "JobReport", "Progress", "run_tge_job"]
 
 #: Called as ``progress(stage, done, total, detail)`` while the job runs.
 Progress = Callable[[str, int, int, str], None]
@@ -72,6 +77,27 @@ class DeadLetterInfo(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str
     type: str
     error: str
+
+
+class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
+    """The run scored against the labels of its documents (document level).
+
+    A labelled document counts as found when an announcement cites it; field
+    accuracies are shares of the true positives whose own extraction got the
+    field right (see :mod:`agents.detect.evaluate` for the matching rules).
+    """
+
+    labelled: int
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    project_accuracy: float
+    ticker_accuracy: float
+    date_accuracy: float
+    project_and_date_accuracy: float
 
 
 class JobReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +120,13 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
         dead_letters: Tasks in the dead-letter queue.
         errors: Stage failures (task errors), if any.
         elapsed_s: Wall time of the job.
+        malformed_lines: Input lines skipped as malformed (``line N: reason``).
+        evaluation: Precision, recall and field accuracy against the labels,
+            when the corpus has labelled documents.
+        from_memory: Announcements memory already held (reported as updates),
+            as ``key (first reported TIME)``.
+        llm: What the model layer did (documents sent, tokens, cost, fallbacks and why);
+            None when it is offline.
     """
 
     ok: bool
@@ -112,6 +145,10 @@ class JobReport(msgspec.Struct, frozen=True, kw_only=True):
     dead_letters: list[DeadLetterInfo]
     errors: list[str]
     elapsed_s: float
+    malformed_lines: list[str] = msgspec.field(default_factory=list)
+    evaluation: Evaluation | None = None
+    from_memory: list[str] = msgspec.field(default_factory=list)
+    llm: ModelUse | None = None
 
 
 #: Every task type the job submits (directly or from a handler).
@@ -146,7 +183,7 @@ async def run_tge_job(
 
     Args:
         swarm: A running swarm (``async with Swarm(...)``).
-        corpus: Sources to scrape (default: the bundled corpus).
+        corpus: Sources to scrape (default: the bundled corpus of real excerpts).
         progress: Progress callback.
         task_timeout: Seconds to wait for any one task.
 
@@ -167,9 +204,15 @@ async def run_tge_job(
     scored: list[ScoreResult] = []
     total = len(corpus.sources)
 
-    async def one_source(source_id: str) -> None:
+    async def one_source(spec: SourceSpec) -> None:
+        source_id = spec.id
+        task = ScrapeSource(
+            source_id=spec.id, kind=spec.kind, posts=list(spec.posts), url=spec.url,
+            flaky_failures=spec.flaky_failures, down=spec.down, options=spec.options,
+            fetch=corpus.fetch,
+        )
         try:
-            h = await swarm.submit(ScrapeSource(source_id=source_id), max_attempts=_SCRAPE_ATTEMPTS)
+            h = await swarm.submit(task, max_attempts=_SCRAPE_ATTEMPTS)
             handles.append(h)
             result: ScrapeResult = await h.result(timeout=task_timeout)
         except SwarmError as exc:
@@ -196,8 +239,8 @@ async def run_tge_job(
         notify("score", len(scored), total, f"{source_id}: {len(s.candidates)} candidates")
 
     async with asyncio.TaskGroup() as tg:
-        for source_id in corpus.source_ids:
-            tg.create_task(one_source(source_id))
+        for spec in corpus.sources:
+            tg.create_task(one_source(spec))
 
     candidates: list[Candidate] = [c for s in scored for c in s.candidates]
     h = await swarm.submit(ValidateCandidates(candidates=candidates))
@@ -234,13 +277,12 @@ async def run_tge_job(
         if d.failed_at >= began_at
     ]
     not_done = sum(n for state, n in tasks.items() if state != TaskState.DONE.value)
-    order = {a.symbol: i for i, a in enumerate(quality.announcements)}
     return JobReport(
         ok=not errors and not dead and not_done == 0,
         sources=total,
         documents=sum(len(r.documents) for r in scraped),
         candidates=len(candidates),
-        announcements=sorted(quality.announcements, key=lambda a: (a.date, order[a.symbol])),
+        announcements=sorted(quality.announcements, key=lambda a: (a.date or "~", a.key)),
         rejected=quality.rejected,
         duplicates=quality.duplicates + sum(r.stats.duplicates for r in scraped),
         source_stats=sorted((r.stats for r in scraped), key=lambda s: s.source_id),
@@ -252,4 +294,59 @@ async def run_tge_job(
         dead_letters=dead,
         errors=sorted(errors),
         elapsed_s=round(time.perf_counter() - started, 3),
+        malformed_lines=[str(m) for m in corpus.malformed],
+        evaluation=_evaluate(corpus, quality.announcements, candidates),
+        from_memory=[
+            f"{a.key} (first reported {a.first_reported})"
+            for a in quality.announcements if a.status == "update"
+        ],
+        llm=_model_use(scored),
     )
+
+
+def _evaluate(
+    corpus: Corpus, announcements: list[Announcement], candidates: list[Candidate]
+) -> Evaluation | None:
+    if not corpus.labels:
+        return None
+    found = {d for a in announcements for d in a.doc_ids}
+    by_doc = {c.doc_id: c for c in candidates}
+    tp = fp = fn = p_ok = t_ok = d_ok = both = 0
+    for doc_id, label in corpus.labels.items():
+        positive = bool(label.get("is_announcement"))
+        if doc_id in found and positive:
+            tp += 1
+            c = by_doc[doc_id]
+            p = same_project(c.project, label.get("project"))
+            d = same_date(c.date, label)
+            p_ok += p
+            d_ok += d
+            both += p and d
+            t_ok += (c.ticker or None) == (label.get("ticker") or None)
+        elif doc_id in found:
+            fp += 1
+        elif positive:
+            fn += 1
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+    def share(n: int) -> float:
+        return round(n / tp, 3) if tp else 0.0
+
+    return Evaluation(
+        labelled=len(corpus.labels), tp=tp, fp=fp, fn=fn, precision=round(precision, 3),
+        recall=round(recall, 3), f1=round(f1, 3), project_accuracy=share(p_ok),
+        ticker_accuracy=share(t_ok), date_accuracy=share(d_ok),
+        project_and_date_accuracy=share(both),
+    )
+
+
+def _model_use(scored: list[ScoreResult]) -> ModelUse | None:
+    uses = [s.model for s in scored if s.model is not None]
+    if not uses:
+        return None
+    total = uses[0]
+    for use in uses[1:]:
+        total = total + use
+    return total

@@ -1,172 +1,113 @@
-"""Keyword precision: scores documents for token-generation-event announcements.
+"""Keyword precision: the offline detector as a swarm stage.
 
-Positive phrases (``token generation event``, ``TGE``, ``token launch``,
-``airdrop``, ``listing``...) add weight; a negative keyword (``denied``,
-``rumour``, ``fake``, ``postponed``...) within a few words of a positive hit
-cancels that hit, and one in the headline dismisses the document. A document
-becomes a :class:`~agents.messages.Candidate` only with enough surviving
-weight, a token symbol and a date: the stage prefers missing an announcement
-to reporting a false one.
+Each :class:`~agents.messages.ScoreDocuments` task runs
+:func:`agents.detect.detect` on every document (with its publication date,
+which resolves dates without a year) and passes on the announcements as
+:class:`~agents.messages.Candidate` values with project, ticker, date,
+confidence and evidence. The detector is deterministic and needs no
+network; see :mod:`agents.detect` for the rules.
+
+With a model configured (``ctx.llm``), the documents the detector is unsure
+of (:attr:`~agents.detect.Detection.uncertain`) are classified by Claude
+(:class:`agents.classify.Classifier`); every other document, and every one the
+model could not decide, keeps the detector's verdict. Offline the stage is
+exactly the detector, and says so once.
 
 Example:
-    >>> from agents.keywords import score_text
-    >>> score_text("Aurora Network ($AUR) TGE", "The token launch is on March 14, 2025.").symbol
-    'AUR'
-    >>> score_text("TGE rumours denied", "No token launch on March 14, 2025.").dismissed
-    True
+    >>> from agents.keywords import candidate
+    >>> from agents.messages import Document
+    >>> doc = Document(doc_id="d1", source_id="s", title="Binance Will List Lombard (BARD)",
+    ...                body="Trading opens at 2025-09-18 14:00 (UTC).")
+    >>> c = candidate(doc)
+    >>> c.project, c.ticker, c.date
+    ('Lombard', 'BARD', '2025-09-18')
 """
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
-from typing import ClassVar
+import typing
+from typing import Any, ClassVar
 
-from agents.messages import Candidate, Document, ScoreDocuments, ScoreResult
+from agents.detect import detect
+from agents.messages import Candidate, Document, ModelUse, ScoreDocuments, ScoreResult
 from swarm.agent import Agent, handler
+from swarm.agent.context import TaskContext
 
-__all__ = ["KeywordPrecisionAgent", "Scored", "score_text"]
+if typing.TYPE_CHECKING:
+    from agents.classify import Classifier, Label
 
-#: Positive phrases and their weights; each counts at most twice per document.
-_POSITIVE: tuple[tuple[str, re.Pattern[str], float], ...] = (
-    ("token generation event", re.compile(r"\btoken generation event\b", re.I), 3.0),
-    ("tge", re.compile(r"\bTGE\b", re.I), 2.0),
-    ("token launch", re.compile(r"\btoken launch\b", re.I), 2.0),
-    ("airdrop", re.compile(r"\bairdrops?\b", re.I), 1.0),
-    ("listing", re.compile(r"\b(?:will list|listing)\b", re.I), 1.0),
-    ("claim", re.compile(r"\bclaim(?:able)?\b", re.I), 0.5),
-)
-_NEGATIVE = frozenset({
-    "denied", "denies", "deny", "rumour", "rumours", "rumor", "rumors", "fake", "scam",
-    "scammers", "phishing", "speculation", "speculative", "unconfirmed", "might", "maybe",
-    "postponed", "postpones", "indefinitely", "cancelled", "canceled", "false", "hoax",
-    "delist", "delists", "delisted", "guide", "explainer",
-})
-_NEGATIVE_PHRASES = (re.compile(r"\bno plans?\b", re.I), re.compile(r"\bwhat is an? \b", re.I))
-#: Words either side of a positive hit searched for a negative keyword.
-_WINDOW = 10
-_MIN_SCORE = 3.0
-
-_WORD = re.compile(r"[A-Za-z][A-Za-z']*")
-_PAREN_SYMBOL = re.compile(r"\(\$?([A-Za-z][A-Za-z0-9]{1,19})\)")
-_DOLLAR_SYMBOL = re.compile(r"\$([A-Za-z][A-Za-z0-9]{1,19})\b")
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_DATE = re.compile(
-    rf"\b\d{{4}}-\d{{2}}-\d{{2}}\b|\b{_MONTH} \d{{1,2}},? \d{{4}}\b|\b\d{{1,2}} {_MONTH} \d{{4}}\b",
-    re.I,
-)
-_CAP_RUN = r"((?:[A-Z][A-Za-z0-9]*\s){0,3}[A-Z][A-Za-z0-9]*)"
-_LEADING_FILLER = frozenset({"The", "Official", "Breaking", "Today", "Just", "Update"})
+__all__ = ["KeywordPrecisionAgent", "candidate"]
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """The keyword stage's verdict on one text."""
-
-    score: float
-    phrases: tuple[str, ...]
-    symbol: str
-    project: str
-    date_text: str
-    dismissed: bool
-    reasons: tuple[str, ...] = field(default=())
-
-    @property
-    def is_candidate(self) -> bool:
-        """Enough weight, a symbol and a date, and nothing dismissing it."""
-        found = bool(self.symbol and self.date_text)
-        return found and not self.dismissed and self.score >= _MIN_SCORE
-
-
-def _negative_spans(text: str) -> list[tuple[int, int]]:
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in _NEGATIVE]
-    for pattern in _NEGATIVE_PHRASES:
-        spans += [(m.start(), m.end()) for m in pattern.finditer(text)]
-    return spans
-
-
-def _word_index(starts: list[int], pos: int) -> int:
-    lo, hi = 0, len(starts)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if starts[mid] <= pos:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-def _symbol(text: str) -> str:
-    found = _PAREN_SYMBOL.findall(text) or _DOLLAR_SYMBOL.findall(text)
-    return found[0] if found else ""
-
-
-def _project(text: str, symbol: str) -> str:
-    if not symbol:
-        return ""
-    m = re.search(_CAP_RUN + r"\s\(\$?" + re.escape(symbol) + r"\)", text)
-    if m is None:
-        return ""
-    words = m.group(1).split()
-    while words and words[0] in _LEADING_FILLER:
-        words.pop(0)
-    return " ".join(words)
-
-
-def score_text(title: str, body: str) -> Scored:
-    """Score one document's text; see the module docstring for the rules."""
-    text = f"{title}.\n{body}"
-    starts = [m.start() for m in _WORD.finditer(text)]
-    negatives = [_word_index(starts, s) for s, _ in _negative_spans(text)]
-    title_negative = any(s < len(title) for s, _ in _negative_spans(text))
-    score = 0.0
-    phrases: list[str] = []
-    reasons: list[str] = []
-    for name, pattern, weight in _POSITIVE:
-        hits = 0
-        for m in pattern.finditer(text):
-            at = _word_index(starts, m.start())
-            if any(abs(at - n) <= _WINDOW for n in negatives):
-                reasons.append(f"{name} negated")
-                continue
-            hits += 1
-        if hits:
-            score += weight * min(hits, 2)
-            phrases.append(name)
-    if title_negative:
-        reasons.append("negative keyword in headline")
-    symbol = _symbol(text)
-    date = _DATE.search(text)
-    return Scored(
-        score=score, phrases=tuple(phrases), symbol=symbol, project=_project(text, symbol),
-        date_text=date.group() if date else "", dismissed=title_negative, reasons=tuple(reasons),
+def candidate(doc: Document) -> Candidate | None:
+    """The document as a candidate announcement, or None when it is not one."""
+    d = detect(doc.title, doc.body, published=doc.published or None)
+    if not d.is_announcement:
+        return None
+    return Candidate(
+        doc_id=doc.doc_id, source_id=doc.source_id, score=d.score, confidence=d.confidence,
+        project=d.project, ticker=d.ticker, date=d.date, evidence=d.evidence,
+        phrases=list(d.cues), content_hash=doc.content_hash, url=doc.url,
+        simhash=doc.simhash,
     )
 
 
 class KeywordPrecisionAgent(Agent):
-    """Scores documents and extracts symbol, project and date from likely announcements."""
+    """Runs the detector over documents and passes on the announcements; Claude decides
+    the documents the detector is unsure of when a model is configured."""
 
     role: ClassVar[str] = "keyword_precision"
 
+    def __init__(self, *args: Any, classifier: Classifier | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._classifier = classifier
+
     @handler
-    async def score(self, msg: ScoreDocuments) -> ScoreResult:
+    async def score(self, msg: ScoreDocuments, ctx: TaskContext) -> ScoreResult:
         """Return the candidates among ``msg.documents``."""
         started = time.perf_counter()
-        candidates = [c for c in map(_candidate, msg.documents) if c is not None]
+        model: ModelUse | None = None
+        llm = ctx.agent.llm
+        if llm.available:
+            candidates, model = await self._with_model(msg.documents, ctx)
+        else:
+            # Said once per process; counted per task. Nothing else changes offline.
+            llm.fallback("keyword_precision.classify", llm.llm.offline_reason)
+            candidates = [c for c in map(candidate, msg.documents) if c is not None]
         return ScoreResult(
             candidates=candidates, scored=len(msg.documents),
             dismissed=len(msg.documents) - len(candidates),
-            elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),
+            elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3), model=model,
         )
 
+    async def _with_model(
+        self, docs: list[Document], ctx: TaskContext
+    ) -> tuple[list[Candidate], ModelUse]:
+        from agents.classify import Classifier
 
-def _candidate(doc: Document) -> Candidate | None:
-    s = score_text(doc.title, doc.body)
-    if not s.is_candidate:
+        if self._classifier is None:
+            self._classifier = Classifier()
+        llm = ctx.llm
+        outcome = await self._classifier.classify(llm, docs)
+        candidates = []
+        for doc in docs:
+            label = outcome.labels[doc.doc_id]
+            c = _from_label(doc, label) if label.source == "model" else candidate(doc)
+            if c is not None:
+                candidates.append(c)
+        use = ModelUse(uncertain=outcome.uncertain, sent=outcome.sent, decided=outcome.by_model,
+                       fallback=outcome.fallback, usage=llm.usage(f"task:{llm.task}"))
+        llm.llm.accountant.forget(f"task:{llm.task}")
+        return candidates, use
+
+
+def _from_label(doc: Document, label: Label) -> Candidate | None:
+    """A candidate from the model's label (None when it is not an announcement)."""
+    if not label.is_announcement:
         return None
     return Candidate(
-        doc_id=doc.doc_id, source_id=doc.source_id, score=s.score, project=s.project,
-        symbol=s.symbol, date_text=s.date_text, phrases=list(s.phrases),
-        content_hash=doc.content_hash,
+        doc_id=doc.doc_id, source_id=doc.source_id, score=0.0, confidence=1.0,
+        project=label.project, ticker=label.ticker, date=label.date, evidence=label.evidence,
+        phrases=["model"], content_hash=doc.content_hash, url=doc.url, simhash=doc.simhash,
     )

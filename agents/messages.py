@@ -13,10 +13,11 @@ Example:
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 
+from swarm.llm.accounting import Usage
 from swarm.messages import Message
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "CircuitState",
     "CircuitStatus",
     "Document",
+    "ModelUse",
     "PerformanceReport",
     "QualityReport",
     "RecordFetch",
@@ -56,6 +58,7 @@ class Document(msgspec.Struct, frozen=True, kw_only=True):
         published: Publication timestamp as given by the source.
         url: Link to the post.
         content_hash: SHA-256 of the normalised title and body (dedupe key).
+        simhash: SimHash of title and body (near-duplicate key, :mod:`agents.neardup`).
     """
 
     doc_id: str
@@ -65,6 +68,7 @@ class Document(msgspec.Struct, frozen=True, kw_only=True):
     published: str = ""
     url: str = ""
     content_hash: str = ""
+    simhash: int = 0
 
 
 class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,10 +96,32 @@ class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ScrapeSource(Message, frozen=True, kw_only=True):
-    """Task: fetch and parse one source."""
+    """Task: fetch and parse one source.
+
+    The task carries the source: its inline posts (a corpus from a file or the
+    bundled one) or the URL of a live source. So a corpus is given in one
+    place, the job, and any scraper replica can serve any source.
+
+    Attributes:
+        source_id: The source.
+        kind: ``inline``, ``rss``, ``json`` or ``html``.
+        posts: Raw entries of an inline source.
+        url: Address of a live source.
+        flaky_failures: Demonstration: the first this many attempts fail.
+        down: Demonstration: every attempt fails.
+    """
 
     type_name: ClassVar[str] = "tge.scrape"
     source_id: str
+    kind: str = "inline"
+    posts: list[Any] = msgspec.field(default_factory=list)
+    url: str = ""
+    flaky_failures: int = 0
+    down: bool = False
+    #: JSON sources: ``items`` (dotted path to the list) and ``fields`` (post field -> path).
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Fetch limits of the job (a ``[fetch]`` table), so every scraper replica applies them.
+    fetch: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class ScrapeResult(Message, frozen=True, kw_only=True):
@@ -115,27 +141,60 @@ class ScoreDocuments(Message, frozen=True, kw_only=True):
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
-    """A document the keyword stage believes announces a TGE.
+    """A document the detector judged a TGE announcement, with its fields.
 
     Attributes:
         doc_id: The document.
         source_id: Its source.
-        score: Sum of the weights of the positive phrases that survived.
-        project: Project name as written (may be empty).
-        symbol: Token symbol as written, without ``$``.
-        date_text: The event date as written.
-        phrases: Positive phrases that matched.
+        score: The detector's raw score.
+        confidence: The detector's confidence (0..1).
+        project: Project name as written, or None.
+        ticker: Upper-case ticker, or None.
+        date: Event date, ISO (``--MM-DD`` when the year cannot be known), or None.
+        evidence: The text span the verdict rests on.
+        phrases: Launch cues that matched.
         content_hash: The document's content hash.
+        url: The document's address, if known.
+        simhash: The document's SimHash.
     """
 
     doc_id: str
     source_id: str
     score: float
-    project: str
-    symbol: str
-    date_text: str
+    confidence: float = 0.0
+    project: str | None = None
+    ticker: str | None = None
+    date: str | None = None
+    evidence: str = ""
     phrases: list[str] = msgspec.field(default_factory=list)
     content_hash: str = ""
+    url: str = ""
+    simhash: int = 0
+
+
+class ModelUse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the model layer did for a stage (absent when it is offline).
+
+    Attributes:
+        uncertain: Documents the rules were unsure of.
+        sent: Documents sent to the model.
+        decided: Documents the model decided.
+        fallback: Why some uncertain documents kept the rules' verdict.
+        usage: Calls, tokens, cost, fallbacks, budget refusals, refused tool calls.
+    """
+
+    uncertain: int = 0
+    sent: int = 0
+    decided: int = 0
+    fallback: str = ""
+    usage: Usage = msgspec.field(default_factory=Usage)
+
+    def __add__(self, other: ModelUse) -> ModelUse:
+        return ModelUse(
+            uncertain=self.uncertain + other.uncertain, sent=self.sent + other.sent,
+            decided=self.decided + other.decided, fallback=self.fallback or other.fallback,
+            usage=self.usage + other.usage,
+        )
 
 
 class ScoreResult(Message, frozen=True, kw_only=True):
@@ -146,6 +205,7 @@ class ScoreResult(Message, frozen=True, kw_only=True):
     scored: int
     dismissed: int
     elapsed_ms: float = 0.0
+    model: ModelUse | None = None
 
 
 class ValidateCandidates(Message, frozen=True, kw_only=True):
@@ -153,28 +213,44 @@ class ValidateCandidates(Message, frozen=True, kw_only=True):
 
     type_name: ClassVar[str] = "tge.validate"
     candidates: list[Candidate]
+    #: Store the announcements in memory and mark the ones it already held.
+    remember: bool = True
 
 
 class Announcement(msgspec.Struct, frozen=True, kw_only=True):
     """A validated TGE announcement.
 
     Attributes:
-        project: Project name.
-        symbol: Upper-case token symbol.
-        date: Event date, ISO ``YYYY-MM-DD``.
-        confidence: 0..1, higher with more agreeing sources and stronger wording.
+        project: Project name (None only when just the ticker is known).
+        ticker: Upper-case ticker, or None when no document gives one.
+        date: Event date, ISO ``YYYY-MM-DD`` (``--MM-DD`` when no year can be
+            known), or None when no document gives one.
+        confidence: 0..1, higher with more agreeing sources and a surer detector.
+        evidence: The strongest supporting text span.
         sources: Sources that reported it, sorted.
         doc_ids: Supporting documents, sorted.
         conflicting_dates: Other dates some sources gave.
+        status: ``new``, or ``update`` when memory already held it.
+        first_reported: When memory first held it (``update`` only).
     """
 
-    project: str
-    symbol: str
-    date: str
+    project: str | None
+    ticker: str | None
+    date: str | None
     confidence: float
-    sources: list[str]
-    doc_ids: list[str]
+    evidence: str = ""
+    sources: list[str] = msgspec.field(default_factory=list)
+    doc_ids: list[str] = msgspec.field(default_factory=list)
     conflicting_dates: list[str] = msgspec.field(default_factory=list)
+    status: str = "new"
+    first_reported: str = ""
+
+    @property
+    def key(self) -> str:
+        """Identity across runs: the ticker, else the normalised project name."""
+        if self.ticker:
+            return f"ticker:{self.ticker}"
+        return "project:" + " ".join((self.project or "").lower().split())
 
 
 class RejectedCandidate(msgspec.Struct, frozen=True, kw_only=True):

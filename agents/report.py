@@ -18,16 +18,33 @@ def render_text(report: JobReport) -> str:
     lines = [
         f"TGE announcements: {len(report.announcements)} found in {report.sources} sources "
         f"({report.documents} unique documents, {report.candidates} candidates)",
-        f"  {'PROJECT':<18} {'SYMBOL':<7} {'DATE':<10}  {'CONF':>4}  SOURCES",
+        f"  {'PROJECT':<24} {'TICKER':<8} {'DATE':<10}  {'CONF':>4}  {'STATUS':<6}  DOCUMENTS",
     ]
     for a in report.announcements:
         conflict = (
             f"  (also reported: {', '.join(a.conflicting_dates)})" if a.conflicting_dates else ""
         )
+        docs = ", ".join(a.doc_ids[:3]) + (f" +{len(a.doc_ids) - 3}" if len(a.doc_ids) > 3 else "")
         lines.append(
-            f"  {a.project:<18} {a.symbol:<7} {a.date:<10}  {a.confidence:>4.2f}  "
-            f"{', '.join(a.sources)}{conflict}"
+            f"  {(a.project or '-')[:24]:<24} {a.ticker or '-':<8} {a.date or '-':<10}  "
+            f"{a.confidence:>4.2f}  {a.status:<6}  {docs}{conflict}"
         )
+    ev = report.evaluation
+    if ev is not None:
+        lines.append(
+            f"Against {ev.labelled} labelled documents: precision {ev.precision:.3f} "
+            f"recall {ev.recall:.3f} F1 {ev.f1:.3f} (tp={ev.tp} fp={ev.fp} fn={ev.fn}); "
+            f"project {ev.project_accuracy:.3f} date {ev.date_accuracy:.3f} "
+            f"project+date {ev.project_and_date_accuracy:.3f} of true positives"
+        )
+    fresh = len(report.announcements) - len(report.from_memory)
+    lines.append(
+        f"From memory: {len(report.from_memory)} already reported (updates), {fresh} new"
+    )
+    lines += [f"  {m}" for m in report.from_memory]
+    if report.malformed_lines:
+        lines.append(f"Malformed input lines skipped: {len(report.malformed_lines)}")
+        lines += [f"  {m}" for m in report.malformed_lines]
     lines.append(f"Rejected candidates: {len(report.rejected)}")
     lines += [f"  {r.doc_id} ({r.source_id}): {r.reason}" for r in report.rejected]
     lines.append("Sources:")
@@ -55,6 +72,21 @@ def render_text(report: JobReport) -> str:
     lines.append(f"Dead letters: {len(report.dead_letters)}")
     lines += [f"  {d.task_id} {d.type}: {d.error}" for d in report.dead_letters]
     lines += [f"Error: {e}" for e in report.errors]
+    if report.llm is not None:
+        m, u = report.llm, report.llm.usage
+        lines.append(
+            f"Model: {m.uncertain} uncertain documents, {m.sent} sent, {m.decided} decided by "
+            f"the model; {u.calls} calls, {u.input_tokens} input + {u.cache_write_tokens} "
+            f"cache-write + {u.cache_read_tokens} cache-read + {u.output_tokens} output tokens, "
+            f"${u.cost_usd:.4f}"
+        )
+        if u.fallbacks or m.fallback:
+            lines.append(
+                f"  fallback to the rules: {u.fallbacks} times ({m.fallback}); "
+                f"budget refusals: {u.budget_exceeded}"
+            )
+        if u.refused_tool_calls:
+            lines.append(f"  tool calls refused (outside the allow-list): {u.refused_tool_calls}")
     lines.append(f"Elapsed: {report.elapsed_s:.2f}s")
     lines.append(f"Result: {'OK' if report.ok else 'FAILED'}")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,8 @@ async def main() -> None:
         report = await run_tge_job(swarm, progress=show)
     print(f"\n{len(report.announcements)} TGE announcements ({report.elapsed_s:.2f}s):")
     for a in report.announcements:
-        print(f"  {a.date}  {a.symbol:<6} {a.project:<18} confidence {a.confidence:.2f}"
+        print(f"  {a.date or '-':<10}  {a.ticker or '-':<6} {a.project or '-':<18} "
+              f"confidence {a.confidence:.2f}"
               f"  sources: {', '.join(a.sources)}")
     print(f"rejected: {[(r.doc_id, r.reason) for r in report.rejected]}")
     print(f"slowest stage: {report.slowest_stage}; retries: {report.retries}; ok: {report.ok}")

@@ -58,7 +58,14 @@ from memory.records import (
 from memory.schema import Migration, apply_migrations, load_migrations
 from memory.settings import MemorySettings, PostgresSettings, RedisHotSettings
 from memory.sync import MemoryCallback, MemorySubscription, SyncHub
-from memory.synthesis import ExtractiveSummarizer, Summarizer, TopicGroup, group_by_topic
+from memory.synthesis import (
+    ExtractiveSummarizer,
+    LlmSummarizer,
+    Summarizer,
+    TopicGroup,
+    cite,
+    group_by_topic,
+)
 from memory.tiers import (
     ArchiveTier,
     HotTier,
@@ -84,6 +91,7 @@ __all__ = [
     "HashingEmbedder",
     "HotTier",
     "InMemoryWarmTier",
+    "LlmSummarizer",
     "LruHotTier",
     "Memory",
     "MemoryCallback",
@@ -112,6 +120,7 @@ __all__ = [
     "VectorIndex",
     "WarmTier",
     "apply_migrations",
+    "cite",
     "effective_score",
     "export_memories",
     "group_by_topic",

@@ -32,10 +32,14 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """The shipped migrations, by version."""
+def load_migrations(package: str = "memory") -> list[Migration]:
+    """The migrations shipped in ``<package>/migrations``, by version.
+
+    The memory tier's are the default; the task history
+    (:mod:`swarm.history`) ships its own in ``swarm.history``.
+    """
     out = []
-    for entry in resources.files("memory").joinpath("migrations").iterdir():
+    for entry in resources.files(package).joinpath("migrations").iterdir():
         match = _NAME.fullmatch(entry.name)
         if match:
             out.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
@@ -45,11 +49,18 @@ def load_migrations() -> list[Migration]:
     return out
 
 
-async def apply_migrations(conn: Any, schema: str) -> list[int]:
-    """Apply missing migrations to ``schema``; returns the versions applied now.
+async def apply_migrations(conn: Any, schema: str, package: str = "memory") -> list[int]:
+    """Apply ``package``'s missing migrations to ``schema``; returns the versions applied now.
+
+    Each package counts its versions in a table of its own (``schema_migrations``
+    for the memory tier, ``<package>_migrations`` for others, e.g.
+    ``swarm_history_migrations``), so two packages may share one schema.
 
     ``schema`` must already be a validated identifier (see ``PostgresSettings``).
     """
+    table = "schema_migrations" if package == "memory" else (
+        package.replace(".", "_") + "_migrations"
+    )
     applied_now: list[int] = []
     async with conn.transaction():
         await conn.execute(
@@ -58,17 +69,17 @@ async def apply_migrations(conn: Any, schema: str) -> list[int]:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET LOCAL search_path TO "{schema}"')
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            f"CREATE TABLE IF NOT EXISTS {table} ("
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for migration in load_migrations():
+        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {table}")}
+        for migration in load_migrations(package):
             if migration.version in done:
                 continue
             await conn.execute(migration.sql)
             await conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                f"INSERT INTO {table} (version, name) VALUES ($1, $2)",
                 migration.version, migration.name,
             )
             applied_now.append(migration.version)

@@ -36,6 +36,7 @@ import msgspec
 
 from swarm import __version__
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
+from swarm.history import options as history_options
 from swarm.logging import configure_logging
 from swarm.service.assembly import SwarmService
 from swarm.service.bundle import Bundle, load_bundle
@@ -48,6 +49,9 @@ PROG = "python -m swarm.queen"
 ENVIRONMENT = (
     "SWARM_REDIS_URL", "SWARM_CONSUL_URL", "SWARM_POSTGRES_URL", "SWARM_AGENTS", "SWARM_HTTP",
     "SWARM_TOKENS_FILE", "SWARM_TOKENS", "SWARM_LOG_LEVEL", "SWARM_LOG_JSON",
+    "SWARM_RETENTION", "SWARM_INBOX_MAXLEN", "SWARM_INBOX_TTL", "SWARM_HISTORY_KEEP",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWARM_LLM", "SWARM_LLM_MODEL", "SWARM_LLM_RPM",
+    "SWARM_LLM_ITPM", "SWARM_LLM_OTPM", "SWARM_LLM_PERIOD", "SWARM_LLM_BUDGETS", "SWARM_LLM_JOB",
 )
 _DEFAULTS = SwarmSettings()
 
@@ -76,7 +80,8 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
     p.add_argument("--consul", metavar="URL",
                    help="register with Consul: consul://[token@]host:port ($SWARM_CONSUL_URL)")
     p.add_argument("--postgres", metavar="DSN",
-                   help="durable memory tier: postgresql://... ($SWARM_POSTGRES_URL)")
+                   help="durable memory tier and task history: postgresql://... "
+                   "($SWARM_POSTGRES_URL)")
     p.add_argument("--http", metavar="HOST:PORT",
                    help="serve the HTTP API (with --serve) on HOST:PORT ($SWARM_HTTP)")
     p.add_argument("--tokens-file", metavar="PATH",
@@ -89,6 +94,9 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
                    f"(default: {_DEFAULTS.leader_timeout:g})")
     p.add_argument("--serve", action="store_true",
                    help="serve until SIGINT/SIGTERM, then drain, instead of running the job")
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="Claude for uncertain documents, synthesis and chat: auto (when "
+                        "ANTHROPIC_API_KEY is set, the default), online (require it) or offline")
     p.add_argument("--json", action="store_true", help="print the job's report as JSON")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display on standard error")
@@ -101,6 +109,7 @@ def build_parser(bundle: Bundle | None = None) -> argparse.ArgumentParser:
                    help=f"longest wait for in-flight work on shutdown "
                    f"(default: {_DEFAULTS.drain_timeout:g})")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
+    history_options.add_options(p, postgres=False)
     if bundle is not None and bundle.add_arguments is not None:
         bundle.add_arguments(p.add_argument_group(f"options of the {bundle.name!r} bundle"))  # type: ignore[arg-type]
     return p
@@ -112,6 +121,8 @@ _OPTIONS = (
     ("lease_ttl", "lease_ttl"), ("leader_timeout", "leader_timeout"),
     ("drain_timeout", "drain_timeout"), ("task_timeout", "task_timeout"),
     ("log_level", "log_level"), ("log_json", "log_json"),
+    ("retention", "retention"), ("inbox_maxlen", "inbox_maxlen"), ("inbox_ttl", "inbox_ttl"),
+    ("keep", "history_keep"),
 )
 
 
@@ -122,10 +133,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Swarm
         ConfigError: A value is invalid.
     """
     settings = SwarmSettings.from_env(environ)
-    changes = {
+    changes: dict[str, object] = {
         field: getattr(args, option) for option, field in _OPTIONS
         if getattr(args, option, None) is not None
     }
+    if getattr(args, "llm", None) is not None:
+        changes["llm"] = settings.llm.replace(mode=args.llm)
     return settings.replace(**changes) if changes else settings
 
 

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 __all__ = [
     "CHANNELS",
     "CHANNEL_AGENT_COMMUNICATION",
@@ -22,14 +24,20 @@ __all__ = [
     "CHANNEL_MEMORY_SYNC",
     "CHANNEL_QUEEN_COMMANDS",
     "CHANNEL_REDIS_INVALIDATE",
+    "DEAD_LETTER_MAXLEN",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_VISIBILITY_TIMEOUT",
+    "KEY_LIFECYCLE",
     "KEY_PREFIX",
     "PRIORITY_BANDS",
+    "REJECTED_MAXLEN",
     "TASK_GROUP",
+    "KeyLifecycle",
     "agent_stream",
     "api_idempotency_key",
+    "breaker_key",
+    "breakers_key",
     "channel_name",
     "dead_letter_stream",
     "delayed_key",
@@ -42,6 +50,8 @@ __all__ = [
     "leader_lease_key",
     "ledger_key",
     "ledger_pattern",
+    "llm_budget_key",
+    "llm_limit_key",
     "memory_key",
     "rejected_stream",
     "replicas_key",
@@ -77,6 +87,88 @@ DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
 #: Consumer group reading every task stream of a role (consumers are agent ids).
 TASK_GROUP = "agents"
+#: Approximate cap of a role's dead-letter stream (the oldest go first).
+DEAD_LETTER_MAXLEN = 100_000
+#: Approximate cap of a role's stream of rejected entries.
+REJECTED_MAXLEN = 10_000
+
+
+class KeyLifecycle(NamedTuple):
+    """Who owns a kind of key and what ends it (see :data:`KEY_LIFECYCLE`)."""
+
+    owner: str
+    end: str
+    #: True when each key of the kind carries a TTL once its owner lets go;
+    #: False for the few per-swarm, per-role or per-leadership keys whose number
+    #: is bounded by configuration (roles, bands, leadership names).
+    expires: bool
+
+
+#: Every kind of key queenswarm writes, by the function naming it: its owner
+#: and its end. Nothing a process writes outlives it without a TTL or a
+#: bound; a test fails when a name function is added without an entry here.
+KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
+    "task_stream": KeyLifecycle(
+        "the role's agents (consumer group 'agents')",
+        "entries deleted as acked, acked leftovers trimmed by the reaper; one per role and band",
+        False,
+    ),
+    "dead_letter_stream": KeyLifecycle(
+        "operators (dead_letters / redrive)",
+        f"entries leave on redrive; capped at about {DEAD_LETTER_MAXLEN} entries per role",
+        False,
+    ),
+    "delayed_key": KeyLifecycle(
+        "the retry promoter of every node running the role",
+        "members leave when due; Redis deletes the empty set",
+        False,
+    ),
+    "inbox_stream": KeyLifecycle(
+        "the submitting node that reads it",
+        "entries trimmed as read; a TTL (inbox_ttl) its reader renews, so it expires after it",
+        True,
+    ),
+    "ledger_key": KeyLifecycle(
+        "the task",
+        "live (queued, running): none; final: a TTL of the retention, then the task history",
+        True,
+    ),
+    "idempotency_key": KeyLifecycle("the task that claimed it", "TTL (the retention)", True),
+    "directory_key": KeyLifecycle(
+        "the swarm", "one hash, one field per role (bounded by the roles)", False
+    ),
+    "leader_lease_key": KeyLifecycle("the leader", "PX TTL of the lease", True),
+    "leader_epoch_key": KeyLifecycle(
+        "the leadership", "one counter per leadership name (the fence must outlive leaders)", False
+    ),
+    "fenced_key": KeyLifecycle(
+        "the leader's application writes",
+        "whatever TTL the writer sets (the runtime writes none)",
+        True,
+    ),
+    "memory_key": KeyLifecycle("the memory hot tier", "TTL of the hot tier", True),
+    "api_idempotency_key": KeyLifecycle(
+        "the HTTP API request that claimed it", "TTL (24 h)", True
+    ),
+    "leader_info_key": KeyLifecycle(
+        "the leading Queen", "one per leadership name, overwritten by each new leader", False
+    ),
+    "agent_stream": KeyLifecycle(
+        "its agent",
+        "deleted when the agent leaves, or when a reaper buries it (no heartbeat for 30 s; "
+        "tasks still in it are dead-lettered); a TTL of 90 s its heartbeats renew is the backstop",
+        True,
+    ),
+    "rejected_stream": KeyLifecycle(
+        "operators", f"capped at about {REJECTED_MAXLEN} entries per role", False
+    ),
+    "replicas_key": KeyLifecycle(
+        "the role's agents (one field each, their heartbeat)",
+        "a field leaves with its agent or its burial; a TTL of 90 s every heartbeat renews "
+        "ends the hash once no agent of the role is left",
+        True,
+    ),
+}
 
 
 def task_stream(role: str, band: int, prefix: str = KEY_PREFIX) -> str:
@@ -179,3 +271,26 @@ def channel_name(topic: str, prefix: str = KEY_PREFIX) -> str:
     gets its own channels too, so its commands do not reach other swarms.
     """
     return topic if prefix == KEY_PREFIX else f"{prefix}:{topic}"
+
+
+def llm_limit_key(model: str, kind: str, prefix: str = KEY_PREFIX) -> str:
+    """Rate-limiter state of one model: ``kind`` is ``requests``, ``input``, ``output``
+    (GCRA theoretical arrival times) or ``pause`` (the API said wait until then).
+    One hash tag per model, so the limiter's one script touches one slot."""
+    return f"{prefix}:{{llm-{model}}}:rl:{kind}"
+
+
+def llm_budget_key(scope: str, period: str, unit: str, prefix: str = KEY_PREFIX) -> str:
+    """Spend (``unit``: usd or tokens) of one budget scope in one period (a UTC day or a job).
+    Every budget key shares the ``{llm-budget}`` hash tag: one call checks several at once."""
+    return f"{prefix}:{{llm-budget}}:{scope}:{period}:{unit}"
+
+
+def breaker_key(role: str, name: str, prefix: str = KEY_PREFIX) -> str:
+    """Hash of one circuit breaker of a role (state, counters), shared by its replicas."""
+    return f"{prefix}:{{{role}}}:breaker:{name}"
+
+
+def breakers_key(role: str, prefix: str = KEY_PREFIX) -> str:
+    """Set of the breaker hashes of a role."""
+    return f"{prefix}:{{{role}}}:breakers"

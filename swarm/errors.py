@@ -9,7 +9,8 @@ so ``except SwarmError`` catches all of them::
     ├── TransportError           a server (Redis, PostgreSQL, Consul) could not be reached
     │   ├── DiscoveryError       the service registry (Consul) failed or is unreachable
     │   │   └── AclDenied        Consul refused the ACL token (names the permission, not the token)
-    │   └── MemoryUnavailable    the memory store of record is down (also a MemoryStoreError)
+    │   ├── MemoryUnavailable    the memory store of record is down (also a MemoryStoreError)
+    │   └── HistoryUnavailable   the task history (PostgreSQL) could not be read or written
     ├── MessageError             something wrong with a message itself
     │   ├── EncodeError          the payload cannot be encoded (raised at the sender)
     │   ├── DecodeError          bytes on the wire are not a valid envelope or payload
@@ -46,6 +47,7 @@ __all__ = [
     "DiscoveryError",
     "EncodeError",
     "FencingError",
+    "HistoryUnavailable",
     "LeadershipLost",
     "MemoryStoreError",
     "MemoryUnavailable",
@@ -192,6 +194,10 @@ class MemoryValidationError(MemoryStoreError, ValueError):
 
 class MemoryUnavailable(MemoryStoreError, TransportError):
     """The memory store of record could not be reached; the write did not commit."""
+
+
+class HistoryUnavailable(TransportError):
+    """The task history (PostgreSQL) could not be read or written."""
 
 
 class Reject(Exception):  # named as the verb it is at the raise site: ``raise Reject(...)``

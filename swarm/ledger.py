@@ -64,6 +64,9 @@ class TaskState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.EXPIRED})
+#: An in-memory ledger with an age bound looks for expired final records
+#: once this many more tasks finished.
+_AGE_CHECK_EVERY = 10_000
 
 #: The ledger's state machine: by a record's state, the states an ordinary
 #: write may move it to. A live task may go anywhere (a delivery may start
@@ -193,9 +196,12 @@ class InMemoryLedger:
 
     Args:
         max_final: Final records kept before the oldest are evicted.
+        max_age: Seconds a final record is kept at least; older ones are
+            evicted, checked every 10 000 finished tasks
+            (None: no age bound, the count bound alone).
     """
 
-    def __init__(self, *, max_final: int = 1_000_000) -> None:
+    def __init__(self, *, max_final: int = 1_000_000, max_age: float | None = None) -> None:
         self._records: dict[str, TaskRecord] = {}
         self._idem: dict[str, str] = {}
         self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
@@ -208,6 +214,9 @@ class InMemoryLedger:
         self._completed = 0
         self._finals = 0
         self._max_final = max_final
+        self._max_age = max_age
+        # Finals past this take the slow path, which evicts (count and age).
+        self._limit = max_final if max_age is None else min(max_final, _AGE_CHECK_EVERY)
 
     async def create(self, record: TaskRecord) -> TaskRecord:
         return self.create_nowait(record)
@@ -309,7 +318,7 @@ class InMemoryLedger:
             rec.result = result
             if rec.result_type != result_type:
                 rec.result_type = result_type
-            if state is _RUNNING and self._finals < self._max_final:
+            if state is _RUNNING and self._finals < self._limit:
                 self._completed += 1
                 rec.state = _DONE
                 rec.executions += 1
@@ -335,7 +344,7 @@ class InMemoryLedger:
         if is_final and not was_final:
             rec.finished_at = now
             self._finals += 1
-            if self._finals > self._max_final:
+            if self._finals > self._limit:
                 self._evict()
         elif was_final and not is_final:
             rec.finished_at = None  # re-driven from the dead-letter queue
@@ -361,13 +370,26 @@ class InMemoryLedger:
     def _evict(self) -> None:
         # Dicts keep insertion order and ids sort by time: the first final
         # records found are the oldest. Unfinished records are never evicted.
-        excess = self._finals - self._max_final
-        for task_id in [t for t, r in self._records.items() if r.final][:excess]:
+        drop: list[str] = []
+        if self._max_age is not None:
+            cutoff = time.time() - self._max_age
+            for task_id, rec in self._records.items():
+                if rec.state in FINAL_STATES:
+                    if (rec.finished_at or 0.0) >= cutoff:
+                        break
+                    drop.append(task_id)
+        excess = self._finals - len(drop) - self._max_final
+        if excess > 0:
+            seen = set(drop)
+            drop += [t for t, r in self._records.items() if r.final and t not in seen][:excess]
+        for task_id in drop:
             rec = self._records.pop(task_id)
             self._counts[rec.state] -= 1
             self._finals -= 1
             if rec.idempotency_key is not None:
                 self._idem.pop(rec.idempotency_key, None)
+        if self._max_age is not None:
+            self._limit = min(self._max_final, self._finals + _AGE_CHECK_EVERY)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return self._records.get(task_id)

@@ -23,9 +23,12 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from swarm.errors import ConfigError
+from swarm.history.options import from_env as history_from_env
+from swarm.history.settings import HistorySettings
+from swarm.llm.settings import LlmSettings
 
 __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 
@@ -36,6 +39,7 @@ REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 #: Schemes of a Consul URL, as :class:`discovery.ConsulSettings` parses them.
 CONSUL_SCHEMES = ("consul", "consuls", "http", "https")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+_HISTORY = HistorySettings()
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -106,6 +110,13 @@ class SwarmSettings:
         task_timeout: Longest wait for any one task of the bundled job.
         log_level: One of :data:`LOG_LEVELS`.
         log_json: Render logs as JSON lines instead of console text.
+        retention: Seconds a finished task's record stays in Redis (then
+            only the task history in ``postgres_url`` has it).
+        inbox_maxlen: Approximate cap of a result inbox stream.
+        inbox_ttl: Seconds a result inbox outlives its process.
+        history_keep: Without PostgreSQL, finished records a process keeps
+            (in Redis, or in its memory when embedded) at most.
+        llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
     """
 
     redis_url: str | None = None
@@ -121,6 +132,11 @@ class SwarmSettings:
     task_timeout: float = 60.0
     log_level: str = "warning"
     log_json: bool = False
+    retention: float = _HISTORY.retention
+    inbox_maxlen: int = _HISTORY.inbox_maxlen
+    inbox_ttl: float = _HISTORY.inbox_ttl
+    history_keep: int = _HISTORY.keep
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -141,6 +157,22 @@ class SwarmSettings:
         check_positive("leader timeout", self.leader_timeout)
         check_positive("drain timeout", self.drain_timeout, zero=True)
         check_positive("task timeout", self.task_timeout)
+        _ = self.history  # validates the retention and inbox bounds
+
+    @property
+    def history(self) -> HistorySettings:
+        """Retention, inbox bounds and the task history (in ``postgres_url``'s database).
+
+        The history keeps its own schema (``queenswarm_history``): a ``schema``
+        parameter of ``postgres_url`` is the memory tier's.
+        """
+        return HistorySettings(
+            dsn=None if self.postgres_url is None else _without_schema(self.postgres_url),
+            retention=self.retention,
+            inbox_maxlen=self.inbox_maxlen,
+            inbox_ttl=self.inbox_ttl,
+            keep=self.history_keep,
+        )
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -167,12 +199,17 @@ class SwarmSettings:
 
         ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_POSTGRES_URL``,
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
-        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``.
+        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``,
+        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``.
+        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``;
+        the model layer's (``ANTHROPIC_API_KEY``, ``SWARM_LLM*``) through
+        :meth:`~swarm.llm.settings.LlmSettings.from_env`.
 
         Raises:
             ConfigError: A value is invalid.
         """
         tokens = tuple(t.strip() for t in environ.get("SWARM_TOKENS", "").split(",") if t.strip())
+        history = history_from_env(environ)
         return cls(
             redis_url=environ.get("SWARM_REDIS_URL") or None,
             consul_url=environ.get("SWARM_CONSUL_URL") or None,
@@ -183,11 +220,22 @@ class SwarmSettings:
             tokens=tokens,
             log_level=(environ.get("SWARM_LOG_LEVEL") or "warning").lower(),
             log_json=_flag("SWARM_LOG_JSON", environ.get("SWARM_LOG_JSON", "")),
+            retention=history.retention,
+            inbox_maxlen=history.inbox_maxlen,
+            inbox_ttl=history.inbox_ttl,
+            history_keep=history.keep,
+            llm=LlmSettings.from_env(environ),
         )
 
     def replace(self, **changes: object) -> SwarmSettings:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _without_schema(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:

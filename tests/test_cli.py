@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.corpus import load_ground_truth
+from agents.corpus import load_corpus
 from swarm.cli import build_parser, main, settings_from
 from swarm.errors import ConfigError
 from swarm.settings import SwarmSettings
@@ -39,15 +39,16 @@ def test_runs_the_bundled_job_and_reports() -> None:
     proc = run_cli()
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for project, symbol, date in load_ground_truth().announcements:
-        line = next(line for line in out.splitlines() if f" {symbol} " in line)
-        assert project in line and date in line
-    assert "TGE announcements: 9 found in 8 sources" in out
+    corpus = load_corpus()
+    sources = len(corpus.sources)
+    assert f"found in {sources} sources ({len(corpus.labels)} unique documents" in out
+    assert f"Against {len(corpus.labels)} labelled documents: precision 0." in out
+    assert "recall 0." in out
     assert "Tasks: queued=0 running=0 done=" in out and "failed=0 dead=0 expired=0" in out
-    assert "Retries: 6" in out and "Dead letters: 0" in out and "Result: OK" in out
-    assert "ghost-feed" in out and "circuit open" in out
+    assert "Retries: 5" in out and "Dead letters: 0" in out and "Result: OK" in out
+    assert "down-mirror" in out and "circuit open" in out
     # Progress goes to stderr as plain lines when it is not a terminal.
-    assert "[scrape 8/8]" in proc.stderr and "\r" not in proc.stderr
+    assert f"[scrape {sources}/{sources}]" in proc.stderr and "\r" not in proc.stderr
 
 
 def test_json_report_parses() -> None:
@@ -55,11 +56,44 @@ def test_json_report_parses() -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is True
-    found = {(a["project"], a["symbol"], a["date"]) for a in report["announcements"]}
-    assert found == load_ground_truth().announcements
-    assert report["tasks"]["dead"] == 0 and report["retries"] == 6
+    assert report["announcements"]
+    for a in report["announcements"]:
+        assert set(a) >= {"project", "ticker", "date", "confidence", "evidence", "doc_ids"}
+    ev = report["evaluation"]
+    assert ev["labelled"] == len(load_corpus().labels) and 0 < ev["precision"] <= 1
+    assert report["tasks"]["dead"] == 0 and report["retries"] == 5
     assert {s["stage"] for s in report["stages"]} == {"scrape", "score", "validate"}
     assert "[scrape" not in proc.stderr
+
+
+def test_input_file_with_malformed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        '{"id": "x1", "title": "Introducing Plasma (XPL) on Binance HODLer Airdrops", '
+        '"body": "Binance will list XPL at 2025-09-25 13:00 (UTC).", '
+        '"published": "2025-09-24", "url": "https://example.org/x1"}\n'
+        "{broken\n"
+        '{"id": "x2", "text": "A market wrap: Bitcoin flat."}\n',
+        encoding="utf-8",
+    )
+    proc = run_cli("--input", str(path), "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    [a] = report["announcements"]
+    assert (a["project"], a["ticker"], a["date"], a["doc_ids"]) == (
+        "Plasma", "XPL", "2025-09-25", ["x1"]
+    )
+    assert a["evidence"] and 0.5 < a["confidence"] <= 0.99
+    assert report["malformed_lines"][0].startswith("line 2: invalid JSON")
+    assert report["evaluation"] is None
+    text = run_cli("--input", str(path), "--no-progress")
+    assert "Malformed input lines skipped: 1" in text.stdout and "line 2:" in text.stdout
+
+
+def test_input_file_missing_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run_cli("--input", str(tmp_path / "nope.jsonl"), "--no-progress")
+    assert proc.returncode == 2
+    assert "cannot read input file" in proc.stderr
 
 
 def test_help() -> None:

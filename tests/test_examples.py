@@ -27,5 +27,5 @@ def test_quickstart() -> None:
 def test_tge_pipeline() -> None:
     proc = run_example("tge_pipeline.py")
     assert proc.returncode == 0, proc.stderr
-    assert "9 TGE announcements" in proc.stdout and "ok: True" in proc.stdout
-    assert "LMB    Lumen Bridge" in proc.stdout
+    assert " TGE announcements (" in proc.stdout and "ok: True" in proc.stdout
+    assert "HMSTR  Hamster Kombat" in proc.stdout

@@ -11,7 +11,9 @@ visibility timeout.
 
 Built by the assembly layer (:class:`swarm.service.SwarmService`), as the
 Queen is. Environment (read here only): ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``,
-``SWARM_POSTGRES_URL`` when the options are not given.
+``SWARM_POSTGRES_URL``, ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``,
+``SWARM_HISTORY_KEEP`` when the options are not given. With ``--postgres`` the tasks
+these agents finish go to the task history too (see :mod:`swarm.history`).
 
 Example:
     >>> from swarm.agent.cli import parse_args
@@ -40,6 +42,7 @@ from swarm.agent.base import Agent
 from swarm.cli import fail
 from swarm.constants import DEFAULT_VISIBILITY_TIMEOUT
 from swarm.errors import ConfigError, SwarmError
+from swarm.history import options as history_options
 from swarm.retry import RetryPolicy
 from swarm.service.assembly import SwarmService
 from swarm.settings import SwarmSettings, check_positive
@@ -64,7 +67,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--postgres", default=None,
-        help="durable memory tier for ctx.memory: postgresql://... ($SWARM_POSTGRES_URL)",
+        help="durable memory tier for ctx.memory and task history of the tasks run here: "
+        "postgresql://... ($SWARM_POSTGRES_URL)",
     )
     p.add_argument("--concurrency", type=int, default=None, help="tasks each agent runs at once")
     p.add_argument("--prefix", default=None, help="Redis key prefix (default: the URL's)")
@@ -90,7 +94,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-ttl", type=float, default=10.0, help="TTL of each agent's Consul check (s)"
     )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM may drain")
+    p.add_argument("--llm", choices=("auto", "online", "offline"),
+                   help="ctx.llm: auto (online when ANTHROPIC_API_KEY is set), online, offline")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
+    history_options.add_options(p, postgres=False)
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
@@ -151,6 +158,15 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> SwarmSe
         lease_ttl=args.check_ttl,
         drain_timeout=args.drain_timeout,
         http=None,
+        **{
+            field: getattr(args, option)
+            for option, field in (
+                ("retention", "retention"), ("inbox_maxlen", "inbox_maxlen"),
+                ("inbox_ttl", "inbox_ttl"), ("keep", "history_keep"),
+            )
+            if getattr(args, option, None) is not None
+        },
+        llm=base.llm.replace(mode=args.llm) if getattr(args, "llm", None) else base.llm,
     )
 
 

@@ -1,11 +1,12 @@
-"""What an agent sees of the swarm: ``send``, ``publish``, a logger, memory and discovery.
+"""What an agent sees of the swarm: ``send``, ``publish``, a logger, memory, discovery and
+the model layer (``ctx.llm``).
 
 Example:
     >>> from swarm import InProcessRuntime
     >>> from swarm.agent.context import AgentContext
     >>> ctx = AgentContext(runtime=InProcessRuntime(), agent_id="a-1", role="scout")
-    >>> (ctx.agent_id, ctx.role, ctx.memory)
-    ('a-1', 'scout', None)
+    >>> (ctx.agent_id, ctx.role, ctx.memory, ctx.llm.available)
+    ('a-1', 'scout', None, False)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from swarm.constants import CHANNEL_AGENT_COMMUNICATION
 from swarm.messages import Envelope, Message
 
 if TYPE_CHECKING:
+    from swarm.llm.client import LlmScope
     from swarm.runtime import Runtime
 
 __all__ = ["AgentContext", "TaskContext"]
@@ -32,9 +34,11 @@ class AgentContext:
         role: The agent's role.
         memory: The memory coordinator, when one is configured.
         discovery: The service registry, when one is configured.
+        llm: The model layer (:class:`swarm.llm.Llm`); default: the runtime's ``llm``
+            attribute, else an offline one.
     """
 
-    __slots__ = ("agent_id", "discovery", "log", "memory", "role", "runtime")
+    __slots__ = ("_llm", "_llm_scope", "agent_id", "discovery", "log", "memory", "role", "runtime")
 
     def __init__(
         self,
@@ -44,6 +48,7 @@ class AgentContext:
         role: str,
         memory: Any = None,
         discovery: Any = None,
+        llm: Any = None,
     ) -> None:
         self.runtime = runtime
         self.agent_id = agent_id
@@ -51,6 +56,19 @@ class AgentContext:
         self.memory = memory
         self.discovery = discovery
         self.log: Any = structlog.get_logger("swarm.agent").bind(agent_id=agent_id, role=role)
+        self._llm = llm if llm is not None else getattr(runtime, "llm", None)
+        self._llm_scope: LlmScope | None = None
+
+    @property
+    def llm(self) -> LlmScope:
+        """The model layer bound to this agent; check ``ctx.llm.available`` or catch
+        :class:`~swarm.llm.LlmError` and run the deterministic path."""
+        if self._llm_scope is None:
+            # Imported on first use: swarms that never ask pay nothing.
+            from swarm.llm.client import offline
+
+            self._llm_scope = (self._llm or offline()).scope(role=self.role, agent=self.agent_id)
+        return self._llm_scope
 
     async def send(
         self,
@@ -109,6 +127,11 @@ class TaskContext:
     def discovery(self) -> Any:
         """The service registry, when configured."""
         return self.agent.discovery
+
+    @property
+    def llm(self) -> LlmScope:
+        """The model layer, accounted and budgeted to this task as well."""
+        return self.agent.llm.for_task(self.envelope.id)
 
     @property
     def log(self) -> Any:

@@ -232,7 +232,7 @@ for _, box in ipairs(inboxes) do
   local n = notes[box]
   local count = #n
   if count == 1 then
-    redis.call('XADD', box, 'MAXLEN', '~', maxlen, '*', 'r', n[1])
+    redis.call('XADD', box, 'NOMKSTREAM', 'MAXLEN', '~', maxlen, '*', 'r', n[1])
   else
     -- Trimmed by entries, as single notes are: a limit scaled down by the
     -- notes per entry would cut the unread single-note entries before it.
@@ -242,7 +242,7 @@ for _, box in ipairs(inboxes) do
     else
       head = string.char(0xdc, math.floor(count / 256), count % 256)
     end
-    redis.call('XADD', box, 'MAXLEN', '~', maxlen, '*', 'rs', head .. table.concat(n))
+    redis.call('XADD', box, 'NOMKSTREAM', 'MAXLEN', '~', maxlen, '*', 'rs', head .. table.concat(n))
   end
 end
 for _, s in ipairs(streams) do

@@ -43,7 +43,7 @@ __all__ = ["Consumer"]
 
 _log = structlog.get_logger("swarm.redis.consumer")
 
-_REJECTED_MAXLEN = 10_000
+_REJECTED_MAXLEN = C.REJECTED_MAXLEN
 # Module globals: an enum member read through its class costs ~0.1 us, and
 # these are read several times per task.
 _TASK = Kind.TASK

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from swarm import constants as C
 from swarm.codec import Codec
 from swarm.errors import RuntimeClosed
+from swarm.history.settings import DEFAULT_INBOX_MAXLEN, HistorySettings
 from swarm.ledger import TaskRecord
 from swarm.messages import Envelope
 from swarm.redis.connections import RedisClients
@@ -32,6 +33,7 @@ from swarm.tasks import TaskSet
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
     from swarm.agent.context import AgentContext
+    from swarm.history.writer import HistoryWriter
     from swarm.runtime import Subscription
 
 __all__ = [
@@ -46,8 +48,9 @@ __all__ = [
 
 #: Priority bands, best first.
 BANDS = tuple(sorted(C.PRIORITY_BANDS, reverse=True))
-#: Approximate length an inbox stream is trimmed to.
-INBOX_MAXLEN = 100_000
+#: Approximate length an inbox stream is capped at by default (its reader
+#: trims what it has read; see ``HistorySettings.inbox_maxlen``).
+INBOX_MAXLEN = DEFAULT_INBOX_MAXLEN
 
 
 def check_cancelled() -> None:
@@ -147,8 +150,9 @@ class Core:
         retry_policy: Backoff between attempts.
         visibility_timeout: Seconds a delivery may run before it is taken back.
         node_id: Id of this runtime (names its inbox).
-        ledger_ttl: Seconds a task record outlives its last write.
+        ledger_ttl: Seconds a finished task's record stays in Redis.
         block_ms: Milliseconds one blocking stream read waits.
+        history: Retention, inbox bounds and the task history.
     """
 
     def __init__(
@@ -163,6 +167,7 @@ class Core:
         node_id: str,
         ledger_ttl: int,
         block_ms: int,
+        history: HistorySettings | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -173,6 +178,10 @@ class Core:
         self.node_id = node_id
         self.ledger_ttl = ledger_ttl
         self.block_ms = block_ms
+        self.history = history if history is not None else HistorySettings()
+        self.inbox_maxlen = self.history.inbox_maxlen
+        #: Takes every finished record this node settles (set on start).
+        self.writer: HistoryWriter | None = None
         #: A task's ledger key is this plus its id (as ``RedisLedger.key`` makes it).
         self.ledger_prefix = C.ledger_key("", prefix)
         self._ledger: RedisLedger | None = None

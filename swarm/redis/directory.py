@@ -31,6 +31,13 @@ _log = structlog.get_logger("swarm.redis.directory")
 
 _HEARTBEAT = 1.0
 _STALE_AFTER = 5.0
+#: Seconds without a heartbeat after which a replica is buried (its field and
+#: its own stream deleted). Well past ``_STALE_AFTER``: an agent back from a
+#: long pause must not find its stream gone.
+BURY_AFTER = 30.0
+#: TTL (ms) of a role's replicas hash and of each agent's own stream, renewed by
+#: every heartbeat: the backstop when no live replica is left to bury a dead one.
+KEEP_ALIVE_MS = int(BURY_AFTER * 3 * 1000)
 _CACHE_FOR = 0.5
 # Past _CACHE_FOR and up to this age the snapshot still routes while one
 # background read refreshes it; older, a submit waits for a fresh read.
@@ -189,18 +196,31 @@ class Directory:
 
     async def live_replicas(self, role: str) -> list[str]:
         """Agent ids of a role with a fresh heartbeat (plus our own)."""
+        return (await self.replicas_of(role))[0]
+
+    async def replicas_of(self, role: str) -> tuple[list[str], list[tuple[str, bytes]]]:
+        """A role's live agent ids (plus our own), and the departed ones to bury.
+
+        Departed: no heartbeat for :data:`BURY_AFTER` seconds, or a heartbeat
+        that does not decode; each comes with the heartbeat as read, so the
+        burial can tell whether it beat again since.
+        """
         core = self._core
         raw = await core.redis.hgetall(C.replicas_key(role, core.prefix))
         wall = time.time()
         live = {r.agent.agent_id for r in core.replicas.values() if r.role == role}
+        gone: list[tuple[str, bytes]] = []
         for agent_id, blob in raw.items():
             try:
                 beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
             except DECODE_FAILURES:
+                gone.append((agent_id.decode(), blob))
                 continue
             if wall - beat.at <= _STALE_AFTER:
                 live.add(agent_id.decode())
-        return sorted(live)
+            elif wall - beat.at > BURY_AFTER:
+                gone.append((agent_id.decode(), blob))
+        return sorted(live), [g for g in gone if g[0] not in live]
 
     async def heartbeat(self) -> None:
         """Publish every local replica's heartbeat each second, until cancelled."""
@@ -230,11 +250,10 @@ class Directory:
                 core.node_id,
                 now,
             )
-            pipe.hset(
-                C.replicas_key(rep.role, core.prefix),
-                rep.agent.agent_id,
-                msgspec.msgpack.encode(beat),
-            )
+            replicas = C.replicas_key(rep.role, core.prefix)
+            pipe.hset(replicas, rep.agent.agent_id, msgspec.msgpack.encode(beat))
+            pipe.pexpire(replicas, KEEP_ALIVE_MS)
+            pipe.pexpire(C.agent_stream(rep.role, rep.agent.agent_id, core.prefix), KEEP_ALIVE_MS)
         # Re-announced with every beat (never overwriting): a directory lost
         # with the server's data (a restart without persistence) comes back.
         dkey = C.directory_key(core.prefix)

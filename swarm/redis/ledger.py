@@ -1,7 +1,9 @@
 """The task ledger in Redis: one hash per task; a finished task's expires.
 
-A record expires ``ttl`` seconds after the write that made it final (done,
-failed, dead, expired). The record of a live task (queued, running, waiting
+Redis holds live work: a record expires ``ttl`` seconds (the retention,
+minutes by default) after the write that made it final (done, failed, dead,
+expired); the task history (:mod:`swarm.history`) keeps it after that, and
+:meth:`RedisLedger.get` falls through to it. The record of a live task (queued, running, waiting
 for a retry) has no TTL: however long a backlog waits, its ledger is there
 when it runs. A move out of a final state (a re-driven dead letter) drops the
 TTL again.
@@ -34,21 +36,25 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.asyncio.cluster import RedisCluster
 
 from swarm.constants import KEY_PREFIX, idempotency_key, ledger_key, ledger_pattern
+from swarm.history.settings import DEFAULT_RETENTION
 from swarm.ledger import FINAL_STATES, MOVES, REDRIVE, TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.redis.connections import AnyRedis
 from swarm.redis.errors import mapped
 from swarm.redis.streams import Pipeline
 
+if TYPE_CHECKING:
+    from swarm.history.store import TaskHistory
+
 __all__ = ["DEFAULT_LEDGER_TTL", "LUA_MOVES", "RedisLedger", "Start", "record_from_hash"]
 
-#: Seconds a finished task's record is kept after its last write.
-DEFAULT_LEDGER_TTL = 7 * 24 * 3600
+#: Seconds a finished task's record stays in Redis after its last write.
+DEFAULT_LEDGER_TTL = int(DEFAULT_RETENTION)
 
 _FINALS = " ".join(s.value for s in FINAL_STATES)
 _QUEUED = TaskState.QUEUED.value
@@ -114,7 +120,7 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 if #KEYS >= 3 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[#ARGV], '*', 'r', ARGV[#ARGV - 1])
+  redis.call('XADD', KEYS[3], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[#ARGV], '*', 'r', ARGV[#ARGV - 1])
 end
 if #KEYS >= 2 then
   redis.call('XACK', KEYS[2], ARGV[#ARGV - 3], ARGV[#ARGV - 2])
@@ -233,6 +239,16 @@ return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 """
 
 
+# KEYS: record. Deletes it if it is final (a re-driven one is live again).
+_EVICT = """
+local st = redis.call('HGET', KEYS[1], 'state')
+if st and string.find(' FINALS ', ' ' .. st .. ' ', 1, true) then
+  return redis.call('UNLINK', KEYS[1])
+end
+return 0
+""".replace("FINALS", _FINALS)
+
+
 def _s(raw: dict[bytes, bytes], key: bytes) -> str | None:
     v = raw.get(key)
     return None if v is None else v.decode()
@@ -278,16 +294,28 @@ class RedisLedger:
     Args:
         redis: Client (with ``decode_responses=False``).
         prefix: Key prefix (see :mod:`swarm.constants`).
-        ttl: Seconds a finished task's record outlives its last write.
+        ttl: Seconds a finished task's record stays in Redis after its last write.
+        history: Where finished records are looked up once Redis dropped them.
+        idempotency_ttl: Seconds an idempotency key is remembered (default: ``ttl``).
     """
 
-    def __init__(self, *, redis: AnyRedis, prefix: str = KEY_PREFIX, ttl: int = DEFAULT_LEDGER_TTL):
+    def __init__(
+        self,
+        *,
+        redis: AnyRedis,
+        prefix: str = KEY_PREFIX,
+        ttl: int = DEFAULT_LEDGER_TTL,
+        history: TaskHistory | None = None,
+        idempotency_ttl: int | None = None,
+    ):
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         # Any: redis-py types replies as str/bytes unions; we never decode responses.
         self.redis: Any = redis
         self.prefix = prefix
         self.ttl = ttl
+        self.history = history
+        self.idempotency_ttl = idempotency_ttl or ttl
 
     def key(self, task_id: str) -> str:
         """The Redis key of a task's record."""
@@ -551,7 +579,7 @@ class RedisLedger:
         """Claim an idempotency key for ``task_id``; return the earlier task's record if taken."""
         ikey = idempotency_key(key, self.prefix)
         for _ in range(3):
-            if await self.redis.set(ikey, task_id, nx=True, ex=self.ttl):
+            if await self.redis.set(ikey, task_id, nx=True, ex=self.idempotency_ttl):
                 return None
             owner = await self.redis.get(ikey)
             if owner is None:
@@ -560,7 +588,7 @@ class RedisLedger:
             if rec is not None:
                 return rec
             # The claimant's record expired or was never written: take the key over.
-            await self.redis.set(ikey, task_id, ex=self.ttl)
+            await self.redis.set(ikey, task_id, ex=self.idempotency_ttl)
             return None
         return None
 
@@ -616,7 +644,44 @@ class RedisLedger:
     @mapped("reading a task record")
     async def get(self, task_id: str) -> TaskRecord | None:
         raw = await self.redis.hgetall(self.key(task_id))
-        return record_from_hash(raw) if raw else None
+        if raw:
+            return record_from_hash(raw)
+        return await self.history.get(task_id) if self.history is not None else None
+
+    async def finished_by(self, agent_id: str, since: float) -> list[TaskRecord]:
+        """Final records in Redis of tasks ``agent_id`` ran, finished at ``since`` or later.
+
+        A ``SCAN`` over every record: for the rare repair after an agent died
+        (see ``Reaper.bury``), not for the hot path.
+        """
+        keys: list[bytes] = [
+            k async for k in self.redis.scan_iter(match=ledger_pattern(self.prefix), count=1000)
+        ]
+        wanted: list[bytes] = []
+        me = agent_id.encode()
+        finals = {s.value.encode() for s in FINAL_STATES}
+        for i in range(0, len(keys), 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys[i : i + 1000]:
+                pipe.hmget(key, "agent_id", "state", "finished_at")
+            replies = await pipe.execute()
+            for key, (agent, state, at) in zip(keys[i : i + 1000], replies, strict=True):
+                if agent == me and state in finals and at is not None and float(at) >= since:
+                    wanted.append(key)
+        out: list[TaskRecord] = []
+        for i in range(0, len(wanted), 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in wanted[i : i + 1000]:
+                pipe.hgetall(key)
+            out += [record_from_hash(raw) for raw in await pipe.execute() if raw]
+        return out
+
+    async def evict(self, task_ids: list[str]) -> int:
+        """Delete the records of ``task_ids`` that are final (the count bound); returns how many."""
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.eval(_EVICT, 1, self.key(task_id))
+        return sum(int(n) for n in await pipe.execute())
 
     @mapped("counting task records")
     async def counts(self) -> dict[TaskState, int]:

@@ -5,6 +5,12 @@ node's inbox stream; the node's inbox reader resolves the waiters. Notes in a
 stream may be lost with a server restart, so the ledger stays the truth:
 waiters poll it for tasks waiting a while, and ``wait()`` reads it first, so a
 reconnected submitter still gets its results.
+
+The inbox belongs to its reader: the reader trims the entries it has read
+(``XTRIM MINID``) and keeps a TTL on the stream while it lives, so the inbox
+of a node that exited or died expires ``inbox_ttl`` seconds later. Settling
+agents append with ``NOMKSTREAM``: a late result never brings an expired
+inbox back (its task's record says how it ended).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from swarm.redis.streams import flat_fields, stream_pairs
 if TYPE_CHECKING:
     from swarm.redis.intake import Intake
 
-__all__ = ["Results"]
+__all__ = ["INBOX_KEEP", "Results", "next_id"]
 
 _log = structlog.get_logger("swarm.redis.results")
 
@@ -39,6 +45,28 @@ _BAD_NOTE: tuple[type[Exception], ...] = (DecodeError, *DECODE_FAILURES)
 _RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
 _RECORDS_DECODER = msgspec.msgpack.Decoder(list[TaskRecord])
 _SWEEP_EVERY = 2.0
+# An inbox is trimmed once this many results were read since its last trim,
+# or this many seconds after it: it holds at most about a second of results.
+_TRIM_AFTER = 500
+_TRIM_EVERY = 0.5
+
+# KEYS: inbox. ARGV: first entry id to keep ("": trim nothing), TTL in ms.
+# (Re)creates the inbox empty when it is gone (first start, or it expired
+# while this node could not reach Redis), trims what the reader has read,
+# and renews the TTL that ends it once its reader is gone.
+INBOX_KEEP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'x', '')
+end
+if ARGV[1] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+def next_id(entry_id: bytes) -> str:
+    """The smallest stream id after ``entry_id`` (``XTRIM MINID`` keeps it and later ones)."""
+    ms, _, seq = entry_id.partition(b"-")
+    return f"{int(ms)}-{int(seq or b'0') + 1}"
 
 
 class Results:
@@ -103,6 +131,10 @@ class Results:
         last_sweep = time.monotonic()
         inbox = core.inbox
         on_result = self._on_result
+        ttl_ms = core.history.inbox_ttl_ms
+        touch_every = core.history.inbox_ttl / 4
+        touched = time.monotonic()
+        unkept = 0
         while True:
             check_cancelled()
             try:
@@ -115,9 +147,20 @@ class Results:
                 await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
             for _key, items in stream_pairs(reply):
+                unkept += len(items)
                 for entry_id, fields in items:
                     last = self.position = entry_id
                     on_result(fields)
+            now = time.monotonic()
+            if unkept and (unkept >= _TRIM_AFTER or now - touched > _TRIM_EVERY):
+                # What was read is trimmed, in the round trip the results'
+                # waiters queue next (no round trip of its own); batched, so
+                # a busy inbox costs one trim per few hundred results.
+                self._keep(inbox, next_id(last), ttl_ms)
+                touched, unkept = now, 0
+            elif now - touched > touch_every:
+                touched = now
+                self._keep(inbox, "", ttl_ms)
             if reply:
                 # Let the resolved waiters run, and the round trip they queue
                 # (a sequential submitter's next task) go out before our next
@@ -127,6 +170,12 @@ class Results:
             if self.pending and time.monotonic() - last_sweep > _SWEEP_EVERY:
                 last_sweep = time.monotonic()
                 await self._sweep()
+
+    def _keep(self, inbox: str, first: str, ttl_ms: int) -> None:
+        def build(pipe: Any) -> None:
+            pipe.eval(INBOX_KEEP, 1, inbox, first, ttl_ms)
+
+        self._core.batch.enqueue(build)
 
     def _on_result(self, fields: list[bytes] | dict[bytes, bytes]) -> None:
         # An entry holds one note ("r") or, from a settle script that
@@ -314,7 +363,11 @@ class Results:
         (raw,) = await self._core.batch.call(lambda pipe: pipe.hgetall(key))
         if isinstance(raw, Exception):
             raise raw
-        return record_from_hash(raw) if raw else None
+        if raw:
+            return record_from_hash(raw)
+        # Gone from Redis after its retention: the history has it.
+        history = self._core.ledger.history
+        return await history.get(task_id) if history is not None else None
 
     async def _poll(self, task_id: str, fut: asyncio.Future[TaskRecord]) -> TaskRecord:
         delay = 0.05

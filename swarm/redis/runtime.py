@@ -63,7 +63,10 @@ from swarm.agent.context import AgentContext
 from swarm.codec import Codec
 from swarm.contract import event_callback, obey
 from swarm.envelopes import broadcast_envelope, task_envelope
-from swarm.errors import DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout
+from swarm.errors import ConfigError, DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout
+from swarm.history.settings import HistorySettings
+from swarm.history.store import PostgresHistory, TaskHistory
+from swarm.history.writer import HistoryWriter
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Envelope, Message, new_id
 from swarm.metrics import REJECTED
@@ -73,10 +76,11 @@ from swarm.redis.consumer import Consumer
 from swarm.redis.core import BANDS, Core, Replica
 from swarm.redis.directory import Directory
 from swarm.redis.errors import CLIENT_ERRORS, mapped, transport_error
+from swarm.redis.history import RedisHistory
 from swarm.redis.intake import Intake
-from swarm.redis.ledger import DEFAULT_LEDGER_TTL, RedisLedger
+from swarm.redis.ledger import RedisLedger
 from swarm.redis.reaper import Reaper
-from swarm.redis.results import Results
+from swarm.redis.results import INBOX_KEEP, Results
 from swarm.redis.settings import RedisSettings
 from swarm.redis.settle import Settler
 from swarm.redis.streams import REDRIVE, band_of, ensure_group
@@ -137,8 +141,12 @@ class RedisRuntime:
         prefix: Key prefix (default: the settings' ``key_prefix``); tests
             isolate themselves with a random one.
         broadcaster: Pub/sub broadcaster (default: a ``RedisBroadcaster``).
-        ledger_ttl: Seconds a task record outlives its last write.
+        ledger_ttl: Seconds a finished task's record stays in Redis (default:
+            ``history.retention``).
         block_time: Seconds one blocking stream read waits.
+        history: Retention of finished records, inbox bounds and the
+            PostgreSQL task history (default: no history table, records
+            kept :data:`~swarm.history.DEFAULT_RETENTION` seconds).
         fence: Name of the leadership whose epoch fences submissions (e.g.
             ``"queen"``): a task stamped with an older epoch than the one in
             Redis is refused (:class:`~swarm.errors.FencingError`, counted in
@@ -160,12 +168,14 @@ class RedisRuntime:
         discovery: Any = None,
         prefix: str | None = None,
         broadcaster: Broadcaster | None = None,
-        ledger_ttl: int = DEFAULT_LEDGER_TTL,
+        ledger_ttl: int | None = None,
         block_time: float | None = None,
         fence: str | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         if visibility_timeout <= 0:
             raise ValueError("visibility_timeout must be positive")
+        history = history if history is not None else HistorySettings()
         if clients is None and redis is not None:
             clients = RedisClients.from_clients(redis, settings=settings)
         settings = clients.settings if clients is not None else settings or RedisSettings()
@@ -179,11 +189,18 @@ class RedisRuntime:
             retry_policy=retry_policy or RetryPolicy(),
             visibility_timeout=visibility_timeout,
             node_id=node_id or f"node-{new_id()[-10:]}",
-            ledger_ttl=ledger_ttl,
+            ledger_ttl=ledger_ttl if ledger_ttl is not None else history.retention_seconds,
             block_ms=int(
                 1000 * (block_time if block_time is not None else min(settings.block_time, 2.0))
             ),
+            history=history,
         )
+        if self._core.block_ms * 2 > history.inbox_ttl_ms:
+            raise ConfigError(
+                f"inbox_ttl ({history.inbox_ttl}s) must be at least twice the block time: "
+                "the inbox reader renews it between blocking reads"
+            )
+        self._store: PostgresHistory | None = None
         self.memory = memory
         self.discovery = discovery
         self.fence = fence
@@ -194,7 +211,7 @@ class RedisRuntime:
         self._intake = Intake(self._core, self._directory, self._results, fence)
         self._settler = Settler(self._core)
         self._consumer = Consumer(self._core, self._settler)
-        self._reaper = Reaper(self._core, self._consumer, self._directory)
+        self._reaper = Reaper(self._core, self._consumer, self._directory, self._settler)
         self._started = False
         self._closed = False
         self._halting = False
@@ -212,6 +229,25 @@ class RedisRuntime:
     @property
     def ledger(self) -> RedisLedger:
         return self._core.ledger
+
+    @property
+    def history(self) -> TaskHistory:
+        """Finished tasks: the PostgreSQL history table, or (without one) what Redis retains.
+
+        The task listing of the HTTP API reads this: ``await
+        runtime.history.query(state="done", type="Ping", since=t, limit=50)``.
+        """
+        if self._store is not None:
+            return self._store
+        return RedisHistory(self.ledger)
+
+    async def flush_history(self, timeout: float | None = None) -> bool:
+        """Wait until the finished records settled here so far are in the history table.
+
+        Returns False on timeout (PostgreSQL is down; the writer keeps trying).
+        """
+        writer = self._core.writer
+        return True if writer is None else await writer.flushed(timeout)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -259,6 +295,20 @@ class RedisRuntime:
         if clients is None:
             clients = await RedisClients.connect(core.settings)
         core.connected(clients)
+        settings = core.history
+        if settings.dsn is not None:
+            self._store = PostgresHistory(settings)
+            try:
+                await self._store.start()
+            except BaseException:
+                self._store = None
+                if self._owns_clients:
+                    await clients.close()
+                raise
+            core.ledger.history = self._store
+            core.writer = HistoryWriter(settings, sink=self._store.write)
+        else:
+            core.writer = HistoryWriter(settings, sink=None, evict=core.ledger.evict)
         if self._broadcaster is None:
             from swarm.redis.broadcast import RedisBroadcaster
 
@@ -268,11 +318,13 @@ class RedisRuntime:
         self._started = True
         tasks = core.tasks
         tasks.supervise(core.batch.run, name="batcher")
+        await core.redis.eval(INBOX_KEEP, 1, core.inbox, "", core.history.inbox_ttl_ms)
         last = await core.redis.xrevrange(core.inbox, count=1)
         self._results.position = last[0][0] if last else b"0-0"
         tasks.supervise(self._results.read_inbox, name="inbox")
         tasks.supervise(self._reaper.reap, name="reaper")
         tasks.supervise(self._reaper.promote, name="promoter")
+        tasks.supervise(core.writer.run, name="history")
         tasks.supervise(self._directory.heartbeat, name="heartbeat")
         await self.subscribe(C.CHANNEL_QUEEN_COMMANDS, self._on_command)
 
@@ -297,7 +349,13 @@ class RedisRuntime:
             await self._remove(rep, reason="shutdown", requeue=True)
         leftovers = list(results.pending.values())
         results.cancel_waiters()
+        writer = self._core.writer
+        left = 5.0 if deadline is None else max(1.0, deadline - time.monotonic())
+        if writer is not None and not await writer.flushed(left):
+            _log.warning("task history not flushed", buffered=writer.buffered)
         await self._core.tasks.close()
+        if self._store is not None:
+            await self._store.close()
         if self._broadcaster is not None and self._owns_broadcaster:
             await self._broadcaster.stop()
         if self._owns_clients and self._core.clients is not None:
@@ -412,6 +470,12 @@ class RedisRuntime:
                 await sub.close()
         with contextlib.suppress(RedisError):
             await self._directory.withdraw(rep)
+        if requeue:
+            # A clean leave: nobody reads this agent's own stream any more.
+            try:
+                await self._reaper.bury(rep.role, agent_id, b"", "agent left")
+            except (RedisError, OSError) as exc:
+                _log.warning("could not delete the agent's stream", error=repr(exc))
         if rep.agent.state is not AgentState.FAILED:
             try:
                 await rep.agent.shutdown()

@@ -17,11 +17,12 @@ import msgspec
 
 from swarm import constants as C
 from swarm.contract import charged
+from swarm.errors import DecodeError, MessageTooLarge
 from swarm.ledger import FINAL_STATES, TaskRecord, TaskState
 from swarm.messages import Envelope
-from swarm.metrics import DUPLICATE_SETTLEMENTS, TASK_RETRIES, TASKS_DEAD
+from swarm.metrics import DUPLICATE_SETTLEMENTS, REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.redis.bulk import FirstDone, MarkBatch, RunningMark, SettleOp, queue_settle
-from swarm.redis.core import INBOX_MAXLEN, Core, Delivery, role_of
+from swarm.redis.core import Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
 
 __all__ = ["DUPLICATE", "Settler", "count_duplicate"]
@@ -106,6 +107,9 @@ class Settler:
         env = d.envelope
         ledger = core.ledger
         note = self.note(d, state, error=error, result=result, result_type=result_type)
+        writer = core.writer
+        if writer is not None:
+            writer.add(env.id, note)
         inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
 
         # Cluster: the record, the entry and the inbox are in different
@@ -130,7 +134,9 @@ class Settler:
 
         def build(pipe: Pipeline) -> None:
             if inbox is not None and not duplicate:
-                pipe.xadd(inbox, {"r": note}, maxlen=INBOX_MAXLEN, approximate=True)
+                pipe.xadd(
+                    inbox, {"r": note}, maxlen=core.inbox_maxlen, approximate=True, nomkstream=True
+                )
             pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
 
         for reply in await core.batch.call(build):
@@ -163,11 +169,13 @@ class Settler:
             key = core.ledger.key(env.id)
         reply_to = env.reply_to
         notify: tuple[str, bytes] | None = None
-        if reply_to:
-            notify = (
-                C.inbox_stream(reply_to, core.prefix),
-                self.note(d, state, error=error, result=result, result_type=result_type),
-            )
+        writer = core.writer
+        if reply_to or writer is not None:
+            note = self.note(d, state, error=error, result=result, result_type=result_type)
+            if writer is not None:
+                writer.add(env.id, note)
+            if reply_to:
+                notify = (C.inbox_stream(reply_to, core.prefix), note)
         # One script for the ledger, the note and the ack, shared with the
         # other completions and "running" marks of this loop turn.
         fields: list[Any] = [b"attempts", env.attempt]
@@ -196,13 +204,18 @@ class Settler:
             return self.finish(d, _DONE, result=result, result_type=result_type)
         # A first delivery (its "running" mark queued) whose submitter wants
         # the result: a tuple, not an op object, per task.
+        core = self._core
+        note = self.note(d, _DONE, error=None, result=result, result_type=result_type)
+        writer = core.writer
+        if writer is not None:
+            writer.add(env.id, note)
         item: FirstDone = (
             d,
             key,
             d.stream,
             d.entry_id,
-            C.inbox_stream(reply_to, self._core.prefix),
-            self.note(d, _DONE, error=None, result=result, result_type=result_type),
+            C.inbox_stream(reply_to, core.prefix),
+            note,
             result,
             result_type,
         )
@@ -237,7 +250,7 @@ class Settler:
             now=time.time(),
             ttl=self._core.ledger.ttl,
             group=C.TASK_GROUP,
-            maxlen=INBOX_MAXLEN,
+            maxlen=self._core.inbox_maxlen,
         )
 
     @staticmethod
@@ -304,6 +317,38 @@ class Settler:
         """
         DUPLICATE_SETTLEMENTS.inc()
         await self._ack(d)
+
+    async def abandon(self, envelopes: list[bytes], error: str) -> None:
+        """Record dead the tasks moved to the dead letters with a buried agent's stream.
+
+        A task whose record is already final keeps it; the others' submitters
+        are told.
+        """
+        core = self._core
+        ledger = core.ledger
+        for data in envelopes:
+            try:
+                env = core.codec.decode(data)
+            except (DecodeError, MessageTooLarge):
+                REJECTED.labels(reason="malformed_dead_letter").inc()
+                continue
+            TASKS_DEAD.inc()
+
+            def build(pipe: Pipeline, task_id: str = env.id) -> None:
+                ledger.queue_update(pipe, task_id, TaskState.DEAD, guard=True, error=error)
+
+            (reply,) = await core.batch.call(build)
+            record, kept = ledger.parse_update(reply)
+            if record is None or kept:
+                continue
+            note = _RECORD_ENCODER.encode(record)
+            if core.writer is not None:
+                core.writer.add(record.task_id, note)
+            if env.reply_to:
+                inbox = C.inbox_stream(env.reply_to, core.prefix)
+                await core.redis.xadd(
+                    inbox, {"r": note}, maxlen=core.inbox_maxlen, approximate=True, nomkstream=True
+                )
 
     async def fail(self, d: Delivery, error: str) -> None:
         """A handler failed: schedule the next attempt, or dead-letter the last."""
@@ -398,6 +443,8 @@ class Settler:
         role = role_of(d.stream)
         data = core.codec.encode(env)
         note = self.note(d, TaskState.DEAD, error=error, result=None, result_type=None)
+        if core.writer is not None:
+            core.writer.add(env.id, note)
         ledger = core.ledger
 
         def build(pipe: Pipeline) -> None:
@@ -414,14 +461,16 @@ class Settler:
                 data,
                 error,
                 repr(time.time()),
+                C.DEAD_LETTER_MAXLEN,
             )
             ledger.queue_update(pipe, env.id, TaskState.DEAD, attempts=env.attempt, error=error)
             if env.reply_to:
                 pipe.xadd(
                     C.inbox_stream(env.reply_to, core.prefix),
                     {"r": note},
-                    maxlen=INBOX_MAXLEN,
+                    maxlen=core.inbox_maxlen,
                     approximate=True,
+                    nomkstream=True,
                 )
 
         replies = await core.batch.call(build)

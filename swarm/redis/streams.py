@@ -37,6 +37,7 @@ from swarm.redis.connections import (
 
 __all__ = [
     "ACK",
+    "BURY",
     "DEAD",
     "FETCH",
     "ORPHANS",
@@ -189,9 +190,11 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
 """
 
-# KEYS: stream, dead-letter stream. ARGV: group, entry id, envelope, error, failed_at.
+# KEYS: stream, dead-letter stream. ARGV: group, entry id, envelope, error, failed_at,
+# approximate cap of the dead letters.
 DEAD = """
-redis.call('XADD', KEYS[2], '*', 'e', ARGV[3], 'err', ARGV[4], 'at', ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[3], 'err', ARGV[4],
+           'at', ARGV[5])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
@@ -232,6 +235,37 @@ if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
   return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 end
 return false
+"""
+
+# KEYS: agent stream, its role's dead-letter stream, its role's replicas hash
+# (one slot: they share the role's hash tag). ARGV: agent id, the heartbeat
+# last seen ("": do not touch the hash), error, failed_at, approximate cap of the
+# dead letters.
+# Buries a departed agent: drops its heartbeat unless it beat again since,
+# moves the tasks still aimed at it to the dead letters and deletes its
+# stream (with the stream's group). Returns the envelopes moved, or false
+# when the agent came back.
+BURY = """
+if ARGV[2] ~= '' then
+  local cur = redis.call('HGET', KEYS[3], ARGV[1])
+  if cur and cur ~= ARGV[2] then return false end
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+local out = {}
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'e' then
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', f[i + 1],
+                   'err', ARGV[3], 'at', ARGV[4])
+        out[#out + 1] = f[i + 1]
+      end
+    end
+  end
+  redis.call('DEL', KEYS[1])
+end
+return out
 """
 
 # KEYS: stream. ARGV: group. Trims entries older than both the oldest pending

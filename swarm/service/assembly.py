@@ -42,7 +42,7 @@ import structlog
 from swarm.agent.base import Agent
 from swarm.errors import ConfigError, SwarmError, SwarmTimeout
 from swarm.inprocess import InProcessRuntime
-from swarm.ledger import TaskRecord
+from swarm.ledger import InMemoryLedger, TaskRecord
 from swarm.messages import Message, lookup_message_type
 from swarm.queen.queen import Queen
 from swarm.runtime import QueueStats, RoleInfo, Runtime
@@ -146,6 +146,7 @@ class SwarmService:
         self.queen: Queen = None  # type: ignore[assignment]
         self.runtime: Runtime = None  # type: ignore[assignment]
         self.memory: Any = None
+        self.llm: Any = None
         self.registry: Any = None
         self.live: Any = None
         self.leadership: Leadership = SoloLeadership(queen_id="-")
@@ -212,6 +213,8 @@ class SwarmService:
         self.runtime = await self._make_runtime(discovery)
         self.queen = Queen(runtime=self.runtime, queen_id=self.queen_id)
         self.swarm = Swarm(runtime=self.runtime, queen=self.queen, drain_timeout=s.drain_timeout)
+        self.llm = self._make_llm()
+        self.runtime.llm = self.llm  # type: ignore[attr-defined]
         self.memory = self._make_memory()
         self.runtime.memory = self.memory  # type: ignore[attr-defined]
         self.say(f"starting {self.describe()}")
@@ -245,7 +248,14 @@ class SwarmService:
     async def _make_runtime(self, discovery: Any) -> Runtime:
         s = self.settings
         if s.redis_url is None:
-            return InProcessRuntime(discovery=discovery, **self.runtime_options)
+            embedded = dict(self.runtime_options)
+            default = SwarmSettings()
+            if (s.retention, s.history_keep) != (default.retention, default.history_keep):
+                # Finished tasks stay in this process: as many and as long as asked.
+                embedded.setdefault(
+                    "ledger", InMemoryLedger(max_final=s.history_keep, max_age=s.retention)
+                )
+            return InProcessRuntime(discovery=discovery, **embedded)
         runtime_cls, settings_cls, clients_cls = _optional(
             "swarm.redis", ("RedisRuntime", "RedisSettings", "RedisClients"), "--redis"
         )
@@ -254,6 +264,7 @@ class SwarmService:
         self._redis_prefix = self.runtime_options.get("prefix") or rs.key_prefix
         # Fenced: a task this Queen stamps with a stale epoch is refused in Redis.
         options: dict[str, Any] = {"fence": LEADERSHIP} if self.lead else {}
+        options["history"] = s.history  # retention, inbox bounds, the task history
         options.update(self.runtime_options)
         runtime: Runtime = runtime_cls(clients=self._redis, discovery=discovery, **options)
         return runtime
@@ -271,7 +282,19 @@ class SwarmService:
             hot = hot_settings(url="redis://", prefix=self._redis_prefix)
         settings = memory_settings(postgres=postgres, redis=hot)
         redis = self._redis.commands if self._redis is not None else None
-        return coordinator(settings=settings, runtime=self.runtime, redis=redis)
+        # Offline it writes the extractive synthesis, and says so once.
+        summarizer = _optional("memory.synthesis", ("LlmSummarizer",), "memory")[0](
+            self.llm.scope(role="memory", agent="synthesizer"))
+        return coordinator(settings=settings, runtime=self.runtime, redis=redis,
+                           summarizer=summarizer)
+
+    def _make_llm(self) -> Any:
+        """The model layer: shared limiter and budgets in Redis on a Redis swarm."""
+        from swarm.llm.client import Llm
+
+        redis = self._redis.commands if self._redis is not None else None
+        return Llm.build(self.settings.llm, redis=redis,
+                         prefix=getattr(self, "_redis_prefix", "swarm"))
 
     async def _start_leadership(self) -> None:
         s = self.settings
@@ -380,6 +403,9 @@ class SwarmService:
         if self.memory is not None:
             await self.memory.close()
             self.memory = None
+        if self.llm is not None:
+            await self.llm.close()
+            self.llm = None
         if self._redis is not None:
             await self._redis.close()
             self._redis = None

@@ -10,7 +10,11 @@ import pytest
 MODULES = [
     "agents", "agents.corpus", "agents.job", "agents.keywords", "agents.messages",
     "agents.performance", "agents.quality", "agents.reliability", "agents.report",
-    "agents.scraping", "swarm.cli", "swarm.logging", "swarm.settings",
+    "agents.scraping", "agents.detect", "agents.detect.detector", "agents.detect.dates",
+    "agents.detect.extract", "agents.detect.evaluate", "agents.detect.lexicon",
+    "agents.detect._keys", "agents.neardup", "agents.breakers", "agents.fetch",
+    "agents.fetch.guard", "agents.fetch.fetcher", "agents.fetch.parse", "agents.detect.model",
+    "agents.detect.fit", "swarm.cli", "swarm.logging", "swarm.settings",
 ]
 
 

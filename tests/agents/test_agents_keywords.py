@@ -1,23 +1,28 @@
-"""Keyword precision: scoring, negation in a context window, extraction."""
+"""Keyword precision: the detector as a stage, passing on announcements with their fields."""
 
 from __future__ import annotations
 
 import pytest
 
 from agents import KeywordPrecisionAgent
-from agents.keywords import score_text
+from agents.keywords import candidate
 from agents.messages import Document, ScoreDocuments, ScoreResult
 from swarm import Swarm
 
 
+def doc(title: str, body: str, published: str = "") -> Document:
+    return Document(doc_id="d", source_id="s", title=title, body=body, published=published)
+
+
 def test_announcement_is_a_candidate_with_extracted_fields() -> None:
-    s = score_text(
+    c = candidate(doc(
         "Kelp Finance (KELP) announces token generation event for 20 March 2025",
         "The $KELP token launch follows; an airdrop is planned.",
-    )
-    assert s.is_candidate
-    assert (s.project, s.symbol, s.date_text) == ("Kelp Finance", "KELP", "20 March 2025")
-    assert {"token generation event", "token launch", "airdrop"} <= set(s.phrases)
+    ))
+    assert c is not None
+    assert (c.project, c.ticker, c.date) == ("Kelp Finance", "KELP", "2025-03-20")
+    assert {"token generation event", "token launch", "airdrop"} <= set(c.phrases)
+    assert 0.5 < c.confidence < 1.0 and c.evidence
 
 
 @pytest.mark.parametrize(
@@ -31,18 +36,12 @@ def test_announcement_is_a_candidate_with_extracted_fields() -> None:
     ],
 )
 def test_decoys_are_not_candidates(title: str, body: str) -> None:
-    assert not score_text(title, body).is_candidate
+    assert candidate(doc(title, body)) is None
 
 
-def test_negative_outside_the_window_does_not_cancel() -> None:
-    filler = " ".join(["word"] * 30)
-    body = f"Old rumours were wrong. {filler} Nimbus (NMB) TGE on April 2, 2025, token launch."
-    s = score_text("Nimbus Protocol news", body)
-    assert s.is_candidate and s.symbol == "NMB"
-
-
-def test_needs_symbol_and_date() -> None:
-    assert not score_text("Big TGE soon", "A token generation event and token launch.").is_candidate
+def test_ticker_and_date_are_fields_not_conditions() -> None:
+    c = candidate(doc("Nimbus TGE is tomorrow", "The Nimbus token goes live.", "2025-04-01"))
+    assert c is not None and (c.project, c.ticker, c.date) == ("Nimbus", None, "2025-04-02")
 
 
 async def test_agent_returns_only_candidates() -> None:
@@ -57,5 +56,4 @@ async def test_agent_returns_only_candidates() -> None:
         result: ScoreResult = await h.result()
     assert (result.scored, result.dismissed) == (2, 1)
     [c] = result.candidates
-    assert (c.doc_id, c.project, c.symbol) == ("d1", "Orbiter DAO", "ORBT")
-    assert c.date_text == "May 9, 2025"
+    assert (c.doc_id, c.project, c.ticker, c.date) == ("d1", "Orbiter DAO", "ORBT", "2025-05-09")

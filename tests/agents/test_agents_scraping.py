@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 from agents import ApiReliabilityAgent, ScrapingEfficiencyAgent
-from agents.corpus import Corpus
 from agents.messages import ScrapeResult, ScrapeSource
 from swarm import RetryPolicy, Swarm, TaskFailed, TaskState
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
 
 
-async def test_parses_counts_malformed_and_dedupes(tiny_corpus: Corpus) -> None:
-    scraper = ScrapingEfficiencyAgent(corpus=tiny_corpus, reliability_role=None)
+async def test_parses_counts_malformed_and_dedupes(sources: dict[str, ScrapeSource]) -> None:
+    scraper = ScrapingEfficiencyAgent(reliability_role=None)
     async with Swarm(agents=[scraper], retry_policy=FAST) as swarm:
-        h = await swarm.submit(ScrapeSource(source_id="steady"))
+        h = await swarm.submit(sources["steady"])
         await swarm.run_until_idle(timeout=10)
         result: ScrapeResult = await h.result()
     st = result.stats
@@ -27,10 +26,10 @@ async def test_parses_counts_malformed_and_dedupes(tiny_corpus: Corpus) -> None:
     assert scraper.stats["steady"] == st
 
 
-async def test_flaky_source_is_retried_until_it_answers(tiny_corpus: Corpus) -> None:
-    scraper = ScrapingEfficiencyAgent(corpus=tiny_corpus, reliability_role=None)
+async def test_flaky_source_is_retried_until_it_answers(sources: dict[str, ScrapeSource]) -> None:
+    scraper = ScrapingEfficiencyAgent(reliability_role=None)
     async with Swarm(agents=[scraper], retry_policy=FAST) as swarm:
-        h = await swarm.submit(ScrapeSource(source_id="flaky"), max_attempts=4)
+        h = await swarm.submit(sources["flaky"], max_attempts=4)
         await swarm.run_until_idle(timeout=10)
         result: ScrapeResult = await h.result()
         record = await h.status()
@@ -39,11 +38,13 @@ async def test_flaky_source_is_retried_until_it_answers(tiny_corpus: Corpus) -> 
     assert len(result.documents) == 2
 
 
-async def test_down_source_opens_the_circuit_and_is_skipped(tiny_corpus: Corpus) -> None:
-    scraper = ScrapingEfficiencyAgent(corpus=tiny_corpus)
+async def test_down_source_opens_the_circuit_and_is_skipped(
+    sources: dict[str, ScrapeSource],
+) -> None:
+    scraper = ScrapingEfficiencyAgent()
     reliability = ApiReliabilityAgent(failure_threshold=3, cooldown=3600.0)
     async with Swarm(agents=[scraper, reliability], retry_policy=FAST) as swarm:
-        h = await swarm.submit(ScrapeSource(source_id="down"), max_attempts=4)
+        h = await swarm.submit(sources["down"], max_attempts=4)
         await swarm.run_until_idle(timeout=10)
         result: ScrapeResult = await h.result()
     assert result.stats.skipped == "circuit open"
@@ -52,12 +53,12 @@ async def test_down_source_opens_the_circuit_and_is_skipped(tiny_corpus: Corpus)
     assert (breaker.successes, breaker.failures, breaker.state.value) == (0, 3, "open")
 
 
-async def test_unknown_source_fails_without_retries(tiny_corpus: Corpus) -> None:
-    scraper = ScrapingEfficiencyAgent(corpus=tiny_corpus, reliability_role=None)
+async def test_unknown_kind_fails_without_retries() -> None:
+    scraper = ScrapingEfficiencyAgent(reliability_role=None)
     async with Swarm(agents=[scraper], retry_policy=FAST) as swarm:
-        h = await swarm.submit(ScrapeSource(source_id="nowhere"))
+        h = await swarm.submit(ScrapeSource(source_id="nowhere", kind="gopher"))
         await swarm.run_until_idle(timeout=10)
-        with pytest.raises(TaskFailed, match="unknown source"):
+        with pytest.raises(TaskFailed, match="unsupported kind 'gopher'"):
             await h.result()
         record = await h.status()
     assert record is not None and record.attempts == 1

@@ -14,7 +14,7 @@ from swarm.messages import Envelope, Kind, new_id
 from swarm.redis.bulk import MarkBatch, SettleOp, StoreOp, queue_settle, queue_store
 from swarm.redis.core import Core, Delivery
 from swarm.redis.ledger import RedisLedger
-from swarm.redis.results import Results
+from swarm.redis.results import INBOX_KEEP, Results
 from swarm.redis.settle import Settler, _Note
 from tests.redis.runtime_support import cleanup, new_prefix, redis_client
 
@@ -41,6 +41,8 @@ async def test_store_then_settle_many_matches_the_ledger_rules() -> None:
         assert await redis.ttl(ledger.key("a")) == -1  # live: no TTL
         await redis.xreadgroup("g", "w", {stream: ">"})
         await redis.delete(ledger.key("c"))  # deleted meanwhile: left alone, not acked
+        # The inbox exists while its owner lives (notes never create one).
+        await redis.eval(INBOX_KEEP, 1, inbox, "", 60_000)
         pipe = redis.pipeline(transaction=False)
         queue_settle(
             pipe,
@@ -160,6 +162,8 @@ async def test_settle_many_over_streams_and_inboxes_sends_one_note_entry_per_inb
     try:
         for stream in streams:
             await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+        for inbox in inboxes:  # their owners live
+            await redis.eval(INBOX_KEEP, 1, inbox, "", 60_000)
         recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(6)]
         # Tasks alternate between the streams: the script switches on every one.
         where = [streams[i % 2] for i in range(6)]
@@ -264,6 +268,7 @@ async def _settle_with_notes(
     """Store ``n`` tasks, read them, and settle them all in one call with a note each."""
     recs = [TaskRecord(task_id=f"t{i}", type="T", recipient="role:r") for i in range(n)]
     ids = await _stored(redis, ledger, stream, [r.task_id for r in recs])
+    await redis.eval(INBOX_KEEP, 1, inbox, "", 60_000)  # its owner lives
     encoder = msgspec.msgpack.Encoder()
     ops = [
         SettleOp(
@@ -358,6 +363,7 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
     names = ["quick", "slow", "late", "failed", "gone", "twice"]
     try:
         ids = dict(zip(names, await _stored(redis, ledger, stream, names), strict=True))
+        await redis.eval(INBOX_KEEP, 1, inbox, "", 60_000)  # its owner lives
         marks = {t: _Mark(ledger.key(t)) for t in names}
         await redis.delete(ledger.key("gone"))  # expired meanwhile: left alone, not acked
         # Already done (finished elsewhere): absorbing, only its entry is acked,

@@ -1,0 +1,1 @@
+"""Versioned SQL migrations of the task history (package data: ``NNN_name.sql``)."""
