@@ -2,17 +2,14 @@
 
 * A deleted stream (recreated by a later task without its consumer group)
   no longer stops the role: readers re-create missing groups on NOGROUP.
-* After a Redis restart without persistence, agents re-announce their roles
-  and a submitter keeps routing to the roles it knew: the task queues
-  durably and runs once an agent reads it.
+* Agents re-announce their roles with every heartbeat, and a submitter keeps
+  routing to the roles it knew (see the declared-role test).
 * A task for a declared role queues without any live agent; only a type
   nobody ever declared is refused, with a clear error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -25,7 +22,6 @@ from swarm.errors import NoRouteError
 from swarm.ledger import TaskState
 from swarm.redis.runtime import RedisRuntime
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -104,40 +100,3 @@ async def test_a_declared_role_queues_without_a_live_agent(redis: Redis, prefix:
     finally:
         await node.stop(drain=False)
         await submitter.stop(drain=False)
-
-
-async def test_a_restart_without_persistence_is_healed() -> None:
-    with RedisServer.launch(extra_args=("--appendonly", "no")) as server:
-        agent_side = Redis.from_url(server.url, socket_timeout=5)
-        queen_side = Redis.from_url(server.url, socket_timeout=5)
-        node = RedisRuntime(
-            redis=agent_side, prefix="heal", block_time=0.3, visibility_timeout=2
-        )
-        queen = RedisRuntime(redis=queen_side, prefix="heal", block_time=0.3)
-        await node.start()
-        await queen.start()
-        try:
-            await node.register(Ponger())
-            assert await queen.send(Ping(n=1), sender="t", timeout=10) == 2
-            await server.arestart()  # every key is gone: streams, groups, directory
-            assert await queen_side.dbsize() == 0
-            # The submitter still knows the role: the task queues durably.
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    tid = await queen.submit(_env(queen, 5))  # type: ignore[arg-type]
-                    break
-                except Exception:
-                    # Reconnecting after the restart (a transport error, never NoRoute).
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.1)
-            rec = await queen.wait(tid, timeout=30)
-            assert rec.state is TaskState.DONE
-            # The agent re-announced its role.
-            roles = await queen_side.hkeys(C.directory_key("heal"))
-            assert b"ponger" in roles
-        finally:
-            await queen.stop(drain=False)
-            await node.stop(drain=False)
-            await agent_side.aclose()
-            await queen_side.aclose()

@@ -67,6 +67,14 @@ async def _entry(redis: Redis, prefix: str) -> tuple[str, bytes]:
     return stream, reply[0][1][0][0]
 
 
+async def _inbox(redis: Redis, prefix: str) -> str:
+    # Notes go only to an inbox that exists (its owner made it: NOMKSTREAM).
+    inbox = C.inbox_stream("n", prefix)
+    await redis.xadd(inbox, {"x": b""})
+    await redis.xtrim(inbox, maxlen=0)
+    return inbox
+
+
 async def _acked(redis: Redis, stream: str) -> bool:
     return int((await redis.xpending(stream, C.TASK_GROUP))["pending"]) == 0
 
@@ -77,7 +85,7 @@ async def test_update_script_follows_the_table(
 ) -> None:
     ledger, _key = await _record(redis, prefix, prev)
     stream, entry = await _entry(redis, prefix)
-    inbox = C.inbox_stream("n", prefix)
+    inbox = await _inbox(redis, prefix)
     pipe = redis.pipeline(transaction=False)
     ledger.queue_update(
         pipe,
@@ -105,7 +113,7 @@ async def test_settle_many_follows_the_table(
 ) -> None:
     ledger, key = await _record(redis, prefix, prev)
     stream, entry = await _entry(redis, prefix)
-    inbox = C.inbox_stream("n", prefix)
+    inbox = await _inbox(redis, prefix)
     op = SettleOp(
         key, new.value, [b"result", b"second"], ack=(stream, entry), notify=(inbox, b"\xc0")
     )
@@ -135,7 +143,7 @@ async def test_settle_many_first_delivery_follows_the_table(
 ) -> None:
     ledger, key = await _record(redis, prefix, prev)
     stream, entry = await _entry(redis, prefix)
-    inbox = C.inbox_stream("n", prefix)
+    inbox = await _inbox(redis, prefix)
     mark = _Mark(key)
     ops: list[Any] = [mark]
     ops.append((mark, key, stream, entry, inbox, b"\xc0", b"second", ""))
