@@ -192,6 +192,10 @@ async def run_tge_job(
     """
     started = time.perf_counter()
     await _check_routes(swarm)
+    # The ledger and the dead-letter queue hold every job's tasks (the agents'
+    # own sends included): this job's are what changed while it ran.
+    counts_before = await swarm.queen.counts()
+    began_at = time.time()
     corpus = corpus or load_corpus()
     notify = progress or _no_progress
     handles: list[TaskHandle] = []
@@ -263,10 +267,14 @@ async def run_tge_job(
         if rec is not None:
             retries += max(0, rec.attempts - 1)
     counts = await swarm.queen.counts()
-    tasks = {state.value: counts.get(state, 0) for state in TaskState}
+    tasks = {
+        state.value: max(0, counts.get(state, 0) - counts_before.get(state, 0))
+        for state in TaskState
+    }
     dead = [
         DeadLetterInfo(task_id=d.envelope.id, type=d.envelope.type, error=d.error)
         for d in await swarm.queen.dead_letters()
+        if d.failed_at >= began_at
     ]
     not_done = sum(n for state, n in tasks.items() if state != TaskState.DONE.value)
     return JobReport(

@@ -232,8 +232,8 @@ class ConsulRegistry:
             old.cancel()
         if keepalive:
             interval = self.heartbeat_interval or ttl / 3
-            self._keepalives[instance.id] = self._tasks.spawn(
-                self._keepalive(instance.id, interval), name=f"heartbeat:{instance.id}"
+            self._keepalives[instance.id] = self._tasks.supervise(
+                lambda: self._keepalive(instance.id, interval), name=f"heartbeat:{instance.id}"
             )
 
     async def _keepalive(self, instance_id: str, interval: float) -> None:

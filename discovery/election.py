@@ -105,7 +105,7 @@ class LeaderElector:
 
     async def start(self) -> None:
         """Start campaigning."""
-        self._tasks.spawn(self._run(), name=f"elect:{self.name}")
+        self._tasks.supervise(self._run, name=f"elect:{self.name}")
 
     async def close(self) -> None:
         """Stop, releasing leadership if held."""

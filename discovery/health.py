@@ -81,7 +81,7 @@ class HealthView:
         if role not in self._roles:
             self._roles.append(role)
         self._ready[role] = asyncio.Event()
-        self._tasks.spawn(self._watch(role), name=f"watch:{role}")
+        self._tasks.supervise(lambda: self._watch(role), name=f"watch:{role}")
 
     async def _watch(self, role: str) -> None:
         async for instances in self.registry.watch(role):

@@ -119,7 +119,7 @@ class LiveConfig:
 
     async def start(self, *, timeout: float | None = 10.0) -> None:
         """Start watching; returns once the current settings are applied."""
-        self._tasks.spawn(self._run(), name="watch")
+        self._tasks.supervise(self._run, name="watch")
         async with asyncio.timeout(timeout):
             await self._first.wait()
 

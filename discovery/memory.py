@@ -111,8 +111,8 @@ class InMemoryRegistry:
         if old is not None:
             old.cancel()
         if keepalive:
-            self._keepalives[instance.id] = self._tasks.spawn(
-                self._keepalive(instance.id, ttl), name=f"keepalive:{instance.id}"
+            self._keepalives[instance.id] = self._tasks.supervise(
+                lambda: self._keepalive(instance.id, ttl), name=f"keepalive:{instance.id}"
             )
         self._notify()
 

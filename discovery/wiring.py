@@ -132,7 +132,7 @@ class QueenDiscovery:
         await self.elector.start()
         if self.live is not None:
             await self.live.start()
-        self._tasks.spawn(self._rescan(), name="rescan")
+        self._tasks.supervise(self._rescan, name="rescan")
 
     async def _rescan(self) -> None:
         while True:

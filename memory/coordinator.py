@@ -25,6 +25,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -197,14 +198,14 @@ class MemoryCoordinator:
         self._synth_floor = id_floor(time.time() - (self.settings.synthesis_interval or 0))
         await self.sync.start()
         s = self.settings
-        if s.synthesis_interval:
-            self._tasks.spawn(self._every(s.synthesis_interval, self.synthesize_once), name="synth")
-        if s.tiering_interval:
-            self._tasks.spawn(self._every(s.tiering_interval, self.tier_once), name="tiering")
-        if s.index_refresh_interval:
-            self._tasks.spawn(
-                self._every(s.index_refresh_interval, self.refresh_index), name="index-refresh"
-            )
+        jobs = (
+            ("synth", s.synthesis_interval, self.synthesize_once),
+            ("tiering", s.tiering_interval, self.tier_once),
+            ("index-refresh", s.index_refresh_interval, self.refresh_index),
+        )
+        for name, interval, job in jobs:
+            if interval:
+                self._tasks.supervise(partial(self._every, interval, job), name=name)
         self._started = True
 
     async def close(self) -> None:

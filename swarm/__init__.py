@@ -25,7 +25,7 @@ except PackageNotFoundError:  # a source tree on sys.path, never installed
     __version__ = "0+unknown"
 
 from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
-from swarm.codec import Codec
+from swarm.codec import DECODE_FAILURES, Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     AclDenied,
@@ -54,7 +54,16 @@ from swarm.errors import (
     TransportError,
 )
 from swarm.inprocess import InProcessRuntime
-from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
+from swarm.ledger import (
+    FINAL_STATES,
+    MOVES,
+    REDRIVE,
+    InMemoryLedger,
+    Ledger,
+    TaskRecord,
+    TaskState,
+    legal_move,
+)
 from swarm.logging import configure_logging
 from swarm.messages import (
     Command,
@@ -90,6 +99,7 @@ _NAMESPACE_MODULES = (
     "cli",
     "client",
     "constants",
+    "contract",
     "dashboard",
     "exposition",
     "history",
@@ -105,7 +115,10 @@ _NAMESPACE_MODULES = (
 )
 
 __all__ = [
+    "DECODE_FAILURES",
     "FINAL_STATES",
+    "MOVES",
+    "REDRIVE",
     "AclDenied",
     "Agent",
     "AgentContext",
@@ -165,6 +178,7 @@ __all__ = [
     "broadcast_envelope",
     "configure_logging",
     "handler",
+    "legal_move",
     "lookup_message_type",
     "message_type",
     "new_id",

@@ -27,9 +27,18 @@ from swarm.constants import DEFAULT_MAX_MESSAGE_BYTES
 from swarm.errors import DecodeError, EncodeError, MessageTooLarge
 from swarm.messages import Envelope, Message, UnknownMessage, lookup_message_type
 
-__all__ = ["Codec"]
+__all__ = ["DECODE_FAILURES", "Codec"]
 
 T = TypeVar("T")
+
+#: Everything msgspec's decoders raise on bad bytes. ``RecursionError``: msgspec
+#: guards its recursion with the interpreter's limit, so a few kilobytes of
+#: nested maps raise it; it is bad input like any other, never a crash.
+DECODE_FAILURES: tuple[type[Exception], ...] = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    RecursionError,
+)
 
 _NONE = msgspec.Raw(b"\xc0")
 
@@ -94,7 +103,7 @@ class Codec:
             raise MessageTooLarge(len(data), self.max_bytes)
         try:
             return self._env_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_FAILURES as exc:
             raise DecodeError(f"malformed envelope: {exc}") from exc
 
     def decode_payload(self, envelope: Envelope, type_: type[T]) -> T:
@@ -108,13 +117,13 @@ class Codec:
             decoder = self._decoder(type_)
         try:
             return decoder.decode(envelope.payload)  # type: ignore[no-any-return]
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_FAILURES as exc:
             raise DecodeError(f"payload of {envelope.type!r} is invalid: {exc}") from exc
 
     def payload_decoder(self, type_: type[T]) -> Callable[[Any], T] | None:
         """The function :meth:`decode_payload` decodes ``type_`` with, for hot loops.
 
-        It raises msgspec's ``DecodeError``/``ValidationError``, not
+        It raises one of :data:`DECODE_FAILURES`, not
         :class:`~swarm.errors.DecodeError`: on those, call :meth:`decode_payload`
         for the error to surface. None in a subclass overriding
         :meth:`decode_payload`, whose override must run.
@@ -143,7 +152,7 @@ class Codec:
             if cls is not None:
                 return self._decoder(cls).decode(data)
             value = self._decoder(Any).decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_FAILURES as exc:
             raise DecodeError(f"payload of {type_name!r} is invalid: {exc}") from exc
         return UnknownMessage(name=type_name, data=value) if type_name else value
 

@@ -43,9 +43,10 @@ import structlog
 from swarm import metrics as _metrics
 from swarm import tracing
 from swarm.agent.base import AgentState
-from swarm.agent.context import AgentContext, TaskContext
-from swarm.codec import Codec
+from swarm.agent.context import AgentContext
+from swarm.codec import DECODE_FAILURES, Codec
 from swarm.constants import CHANNEL_QUEEN_COMMANDS, DEFAULT_VISIBILITY_TIMEOUT
+from swarm.contract import charged, event_callback, obey
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     ConfigError,
@@ -59,7 +60,7 @@ from swarm.errors import (
 )
 from swarm.ledger import FINAL_STATES, InMemoryLedger, Ledger, TaskRecord, TaskState
 from swarm.logging import current_task_id
-from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.messages import Envelope, Message, new_id
 from swarm.metrics import REJECTED, TASK_RETRIES, TASKS_DEAD, role_meters
 from swarm.retry import RetryPolicy
 from swarm.routing import Router
@@ -107,7 +108,7 @@ _NONE_RESULT = b"\xc0"  # msgpack nil: the result of a handler that returned Non
 _PlainHandler = tuple[Callable[..., Any], Callable[[Any], Any]]
 _MISS: Any = object()
 # What a payload decode function raises; Agent.dispatch then raises the DecodeError.
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+_DECODE_ERRORS = DECODE_FAILURES
 
 
 @dataclass(slots=True, eq=False)
@@ -174,7 +175,7 @@ class _Subscription:
         self.topic = topic
         self.callback = callback
         self.queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=runtime.subscriber_buffer)
-        self.task = runtime._tasks.spawn(self._run(), name=f"sub:{topic}")
+        self.task = runtime._tasks.supervise(self._run, name=f"sub:{topic}")
 
     async def _run(self) -> None:
         while True:
@@ -331,7 +332,7 @@ class InProcessRuntime:
         if self._started:
             return
         self._started = True
-        self._tasks.spawn(self._reaper(), name="reaper")
+        self._tasks.supervise(self._reaper, name="reaper")
         await self.subscribe(CHANNEL_QUEEN_COMMANDS, self._on_command)
 
     async def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[Envelope]:
@@ -369,6 +370,11 @@ class InProcessRuntime:
         await self.stop()
 
     @property
+    def healthy(self) -> bool:
+        """False while one of the runtime's background loops keeps failing."""
+        return self._tasks.healthy
+
+    @property
     def outstanding(self) -> int:
         """Accepted tasks not yet in a final state."""
         return self._outstanding
@@ -394,9 +400,9 @@ class InProcessRuntime:
         await agent.startup(ctx)
         rep = _Replica(agent=agent, role=role, context=ctx)
         for i in range(agent.concurrency):
-            rep.workers.append(self._tasks.spawn(self._worker(rep), name=f"{agent.agent_id}:{i}"))
+            rep.workers.append(self._spawn_worker(rep, i))
         for topic in agent.subscriptions:
-            rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
+            rep.subscriptions.append(await self.subscribe(topic, event_callback(rep, self._codec)))
         role.replicas[agent.agent_id] = rep
         role.replicas_changed()
         self._replicas[agent.agent_id] = rep
@@ -631,15 +637,16 @@ class InProcessRuntime:
             else:
                 return
 
+    def _spawn_worker(self, rep: _Replica, i: int) -> asyncio.Task[None]:
+        return self._tasks.supervise(
+            lambda: self._worker(rep), name=f"{rep.agent.agent_id}:{i}", label=f"worker:{rep.role}"
+        )
+
     def _assign(self, rep: _Replica, env: Envelope) -> None:
         rep.assigned += 1
         if rep.assigned > len(rep.workers):
             # Concurrency was raised after registration (live config): grow the pool.
-            rep.workers.append(
-                self._tasks.spawn(
-                    self._worker(rep), name=f"{rep.agent.agent_id}:{len(rep.workers)}"
-                )
-            )
+            rep.workers.append(self._spawn_worker(rep, len(rep.workers)))
         while rep.idle:
             waiter = rep.idle.popleft()
             if not waiter.done():
@@ -861,8 +868,14 @@ class InProcessRuntime:
         )
 
     async def _redeliver(self, env: Envelope, reason: str, rep: _Replica) -> None:
-        # A redelivery counts as an attempt, as Redis's delivery counter does,
-        # so a task that keeps killing its agent is bounded too.
+        # A crash or timeout counts as an attempt, so a task that keeps killing
+        # its agent is bounded too; a hand-back is free (swarm.contract).
+        if not charged(reason):
+            await self._ledger.update(
+                env.id, TaskState.QUEUED, error=reason, attempts=env.attempt - 1
+            )
+            self._enqueue(env, avoid=rep.agent.agent_id)
+            return
         nxt = msgspec.structs.replace(env, attempt=env.attempt + 1)
         if nxt.attempt > nxt.max_attempts:
             await self._dead_letter(env, reason)
@@ -1093,33 +1106,17 @@ class InProcessRuntime:
         self._topics.setdefault(topic, []).append(sub)
         return sub
 
-    def _event_callback(self, rep: _Replica) -> EventCallback:
-        async def deliver(env: Envelope) -> None:
-            if env.kind is Kind.EVENT and rep.agent.handles(env.type) and not rep.dead:
-                with handler_span(env, rep.agent.agent_id):
-                    await rep.agent.dispatch(env, TaskContext(rep.context, env), self._codec)
-
-        return deliver
-
     async def _on_command(self, env: Envelope) -> None:
-        try:
-            cmd = self._codec.decode_payload(env, Command)
-        except DecodeError as exc:
-            REJECTED.labels(reason="malformed_command").inc()
-            _log.warning("rejected command", error=str(exc))
-            return
-        for rep in list(self._replicas.values()):
-            action = rep.agent.obey(cmd)
-            if action is None:
-                continue
-            _log.info("command", action=action.value, agent_id=rep.agent.agent_id)
-            if action is CommandAction.RESUME:
-                self._fill(rep)
-                self._pump(rep.role)
-            elif action is CommandAction.DRAIN:
-                self._return_mailbox(rep)
-            elif action is CommandAction.SHUTDOWN:
-                await self.unregister(rep.agent.agent_id, drain=True)
+        await obey(env, self._codec, self._replicas.values(), self)
+
+    async def resume_replica(self, rep: _Replica) -> None:
+        """:class:`~swarm.contract.CommandTarget`: the replica takes work again."""
+        self._fill(rep)
+        self._pump(rep.role)
+
+    async def return_queued(self, rep: _Replica) -> None:
+        """:class:`~swarm.contract.CommandTarget`: hand back its mailbox."""
+        self._return_mailbox(rep)
 
     # -- dead letters and introspection -------------------------------------
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -1130,7 +1127,13 @@ class InProcessRuntime:
         if dl is None:
             return False
         env = msgspec.structs.replace(dl.envelope, attempt=1)
-        await self._ledger.update(task_id, TaskState.QUEUED, attempts=0)
+        # The one move out of a final state (swarm.ledger.REDRIVE); a ledger
+        # of a third party without it gets the plain update.
+        requeue = getattr(self._ledger, "requeue_dead", None)
+        if requeue is not None:
+            await requeue(task_id)
+        else:
+            await self._ledger.update(task_id, TaskState.QUEUED, attempts=0)
         self._outstanding += 1
         self._idle.clear()
         self._enqueue(env)

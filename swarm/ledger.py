@@ -10,6 +10,12 @@ States::
       └─(retry)───┤──► failed    (rejected / non-retryable)
                   └──► dead      (attempts exhausted; in the dead-letter queue)
     queued ──► expired           (deadline passed before start)
+    dead ──(re-drive)──► queued
+
+Final states are absorbing: :data:`MOVES` is the one table of legal moves,
+from which the Redis scripts are generated and against which every ledger
+is tested. A write that is not a legal move (a late settlement of a task
+that was reclaimed and finished elsewhere) changes nothing.
 
 Example:
     >>> import asyncio
@@ -34,7 +40,16 @@ import msgspec
 
 from swarm.messages import Envelope
 
-__all__ = ["FINAL_STATES", "InMemoryLedger", "Ledger", "TaskRecord", "TaskState"]
+__all__ = [
+    "FINAL_STATES",
+    "MOVES",
+    "REDRIVE",
+    "InMemoryLedger",
+    "Ledger",
+    "TaskRecord",
+    "TaskState",
+    "legal_move",
+]
 
 
 class TaskState(enum.StrEnum):
@@ -52,6 +67,24 @@ FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.DEAD, Task
 #: An in-memory ledger with an age bound looks for expired final records
 #: once this many more tasks finished.
 _AGE_CHECK_EVERY = 10_000
+
+#: The ledger's state machine: by a record's state, the states an ordinary
+#: write may move it to. A live task may go anywhere (a delivery may start
+#: again, be handed back, fail, finish or expire); a final state is absorbing.
+MOVES: dict[TaskState, frozenset[TaskState]] = {
+    state: frozenset() if state in FINAL_STATES else frozenset(TaskState) for state in TaskState
+}
+
+#: The one move out of a final state, made only by an explicit re-drive of a
+#: dead letter (never by a settlement).
+REDRIVE = (TaskState.DEAD, TaskState.QUEUED)
+
+
+def legal_move(prev: TaskState, new: TaskState, *, redrive: bool = False) -> bool:
+    """Whether a write may move a record from ``prev`` to ``new`` (see :data:`MOVES`)."""
+    if redrive:
+        return (prev, new) == REDRIVE
+    return new in MOVES[prev]
 
 # Members read on the hot path: ``TaskState.DONE`` goes through the enum
 # metaclass's ``__getattr__`` hook (~0.1 us per read); a module global does not.
@@ -142,7 +175,11 @@ class Ledger(Protocol):
         result: bytes | None = None,
         result_type: str | None = None,
     ) -> TaskRecord | None:
-        """Move a task to ``state`` and set the given fields; returns the record."""
+        """Move a task to ``state`` and set the given fields; returns the record.
+
+        A move that :func:`legal_move` refuses (out of a final state) changes
+        nothing and returns None, as for an unknown task.
+        """
         ...
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -236,7 +273,7 @@ class InMemoryLedger:
     ) -> TaskRecord | None:
         """Synchronous :meth:`update`, for the in-process runtime."""
         rec = self._records.get(task_id)
-        if rec is None:
+        if rec is None or state not in MOVES[rec.state]:
             return None
         if attempts is not None:
             rec.attempts = attempts
@@ -254,7 +291,7 @@ class InMemoryLedger:
     def running_nowait(self, task_id: str, attempts: int, agent_id: str) -> None:
         """Mark a task running: the hot-path form of ``update(RUNNING, ...)``."""
         rec = self._records.get(task_id)
-        if rec is not None:
+        if rec is not None and rec.state not in FINAL_STATES:
             rec.attempts = attempts
             rec.agent_id = agent_id
             if rec.state is _QUEUED:
@@ -268,9 +305,12 @@ class InMemoryLedger:
     def done_nowait(
         self, task_id: str, attempts: int, result: bytes, result_type: str
     ) -> TaskRecord | None:
-        """Mark a task done: the hot-path form of ``update(DONE, ...)``."""
+        """Mark a task done: the hot-path form of ``update(DONE, ...)``; None if refused."""
         rec = self._records.get(task_id)
         if rec is not None:
+            state = rec.state
+            if state in FINAL_STATES:
+                return None
             # A Struct field write costs several times a read: attempts and
             # result_type usually hold these values already (set at start, default).
             if rec.attempts != attempts:
@@ -278,7 +318,7 @@ class InMemoryLedger:
             rec.result = result
             if rec.result_type != result_type:
                 rec.result_type = result_type
-            if rec.state is _RUNNING and self._finals < self._limit:
+            if state is _RUNNING and self._finals < self._limit:
                 self._completed += 1
                 rec.state = _DONE
                 rec.executions += 1
@@ -309,6 +349,23 @@ class InMemoryLedger:
         elif was_final and not is_final:
             rec.finished_at = None  # re-driven from the dead-letter queue
             self._finals -= 1
+
+    async def requeue_dead(self, task_id: str) -> bool | None:
+        """The re-drive move (:data:`REDRIVE`), as :meth:`RedisLedger.requeue_dead
+        <swarm.redis.ledger.RedisLedger.requeue_dead>`: True when moved, False when
+        the record is not dead, None when unknown."""
+        if task_id not in self._records:
+            return None
+        return self.requeue_dead_nowait(task_id)
+
+    def requeue_dead_nowait(self, task_id: str) -> bool:
+        """The re-drive move (:data:`REDRIVE`): a dead record back to queued, attempts 0."""
+        rec = self._records.get(task_id)
+        if rec is None or rec.state is not TaskState.DEAD:
+            return False
+        rec.attempts = 0
+        self._move(rec, _QUEUED)
+        return True
 
     def _evict(self) -> None:
         # Dicts keep insertion order and ids sort by time: the first final

@@ -129,3 +129,121 @@ def test_unknown_type_names_decode_to_unknown_message() -> None:
 def test_codec_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Codec(max_bytes=0)
+
+
+# -- hostile bytes: decoding raises the codec's own errors, nothing else ----------
+
+_OWN_ERRORS = (DecodeError, MessageTooLarge)
+
+
+def _nested_map(depth: int) -> bytes:
+    return b"\x81\xa1a" * depth + b"\xc0"
+
+
+def _nested_array(depth: int) -> bytes:
+    return b"\x91" * depth + b"\xc0"
+
+
+def _every_decode(data: bytes) -> None:
+    """Run every decode entry point of the codec on ``data``; each may only raise its own errors."""
+    for call in (
+        lambda: codec.decode(data),
+        lambda: codec.decode_value("", data),
+        lambda: codec.decode_value("Sample", data),
+        lambda: codec.decode_value("NoSuchType", data),
+        lambda: codec.decode_payload(_env_with(data), Sample),
+        lambda: codec.decode_payload(_env_with(data), dict),
+    ):
+        try:
+            call()
+        except _OWN_ERRORS:
+            pass
+
+
+def _env_with(payload: bytes) -> Envelope:
+    return Envelope(id="x", kind=Kind.TASK, type="Sample", sender="s", payload=msgspec.Raw(payload))
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000, 60_000])
+def test_deep_nesting_is_a_decode_error(depth: int) -> None:
+    # The issue's repro: a 3 KB map nested 1 000 deep raised RecursionError.
+    big = Codec(max_bytes=1 << 20)
+    for data in (_nested_map(depth), _nested_array(depth)):
+        with pytest.raises(DecodeError):
+            big.decode(data)
+        with pytest.raises(DecodeError):
+            big.decode_value("", data)
+        with pytest.raises(DecodeError):
+            big.decode_payload(_env_with(data), Sample)
+    _every_decode(_nested_map(1_000))
+
+
+def test_deep_nesting_inside_an_envelope_payload_is_a_decode_error() -> None:
+    env = Envelope(
+        id="1", kind=Kind.TASK, type="Sample", sender="s", payload=msgspec.Raw(_nested_map(3000))
+    )
+    data = codec.encode(env)
+    try:
+        decoded = codec.decode(data)
+    except DecodeError:
+        return
+    with pytest.raises(DecodeError):
+        codec.decode_any(decoded)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xdd\xff\xff\xff\xff",  # array of 4 G elements, no body
+        b"\xdf\xff\xff\xff\xff",  # map of 4 G pairs
+        b"\xdb\xff\xff\xff\xff",  # str of 4 GB
+        b"\xc6\xff\xff\xff\xff",  # bin of 4 GB
+        b"\xc9\xff\xff\xff\xff\x01",  # ext of 4 GB
+        b"\x85\xa2id\x01\xa4kind\xc3\xa4type\x92\xa6sender\xc0\xa7payload\x00",  # wrong types
+        b"",
+        b"\xc1",  # never used
+    ],
+)
+def test_huge_lengths_and_wrong_types_are_decode_errors(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        codec.decode(data)
+    _every_decode(data)
+
+
+_msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@st.composite
+def _hostile(draw: st.DrawFn) -> bytes:
+    """Bytes from outside: valid msgpack, nested deep, cut, spliced, or random."""
+    how = draw(st.sampled_from(["value", "nested", "cut", "splice", "random"]))
+    if how == "random":
+        return draw(st.binary(max_size=300))
+    base = msgspec.msgpack.encode(draw(_msgpack_values))
+    if how == "nested":
+        depth = draw(st.integers(1, 5_000))
+        head = draw(st.sampled_from([b"\x81\xa1a", b"\x91", b"\x82\xa1a\x01\xa1b"]))
+        return head * depth + base
+    if how == "cut":
+        return base[: draw(st.integers(0, max(0, len(base) - 1)))]
+    if how == "splice":
+        at = draw(st.integers(0, len(base)))
+        return base[:at] + draw(st.binary(min_size=1, max_size=16)) + base[at:]
+    return base
+
+
+@given(_hostile())
+@settings(max_examples=400, deadline=None)
+def test_fuzz_decoding_raises_only_codec_errors(data: bytes) -> None:
+    _every_decode(data)

@@ -111,7 +111,7 @@ class NearCache:
     def ensure_started(self) -> None:
         """Start the tracking connection's task if it is not running."""
         if not self._tasks:
-            self._tasks.spawn(self._run(), name="tracking")
+            self._tasks.supervise(self._run, name="tracking")
 
     async def close(self) -> None:
         """Stop tracking and drop everything cached."""

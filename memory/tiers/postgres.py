@@ -111,7 +111,7 @@ class PostgresWarmTier:
         except _DOWN as exc:
             raise MemoryUnavailable(f"PostgreSQL unavailable: {exc!r}") from exc
         for i in range(s.writers):
-            self._tasks.spawn(self._writer(), name=f"writer-{i}")
+            self._tasks.supervise(self._writer, name=f"writer-{i}")
 
     async def close(self) -> None:
         """Let queued writes finish, stop the writers, close an own pool."""

@@ -255,7 +255,7 @@ class RedisHotTier:
             self._wake.set()
         pending.append((kind, key, args, future, group))
         if self._flusher_task is None or self._flusher_task.done():
-            self._flusher_task = self._tasks.spawn(self._flusher(), name="redis-hot-flusher")
+            self._flusher_task = self._tasks.supervise(self._flusher, name="redis-hot-flusher")
         return future
 
     async def _flusher(self) -> None:

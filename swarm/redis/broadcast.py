@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -63,7 +63,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 
-from swarm.codec import Codec
+from swarm.codec import DECODE_FAILURES, Codec
 from swarm.errors import DecodeError, MessageTooLarge, RuntimeClosed, SwarmTimeout, TransportError
 from swarm.messages import Envelope, new_id
 from swarm.metrics import REJECTED
@@ -99,7 +99,7 @@ class RedisSubscription:
         self._callback = callback
         self._queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=buffer)
         self._closed = False
-        self._task = broadcaster._tasks.spawn(self._drain(), name=f"subscriber:{channel}")
+        self._task = broadcaster._tasks.supervise(self._drain, name=f"subscriber:{channel}")
 
     @property
     def closed(self) -> bool:
@@ -251,8 +251,13 @@ class RedisBroadcaster:
             timeout = self._pool.connection_kwargs.get("socket_timeout")
             self._subscribe_timeout = float(timeout or 5.0)
         self._running = True
-        self._listener = self._tasks.spawn(self._listen(reason=None), name="listener")
-        self._tasks.spawn(self._watchdog(), name="watchdog")
+        self._listener = self._spawn_listener(None)
+        self._tasks.supervise(self._watchdog, name="watchdog")
+
+    @property
+    def healthy(self) -> bool:
+        """False while the listener, watchdog or a subscriber loop keeps failing."""
+        return self._tasks.healthy
 
     async def stop(self) -> None:
         """Close every subscription and the connection; idempotent.
@@ -388,6 +393,17 @@ class RedisBroadcaster:
                 await pubsub.unsubscribe(sub.channel)
 
     # -- listener -----------------------------------------------------------
+
+    def _spawn_listener(self, reason: str | None) -> asyncio.Task[None]:
+        # Supervised: a listener that died of a bug would leave every
+        # subscriber of this process deaf while the watchdog waits for it.
+        first = [reason]
+
+        def listen() -> Coroutine[Any, Any, None]:
+            why = first.pop() if first else "listener_restart"
+            return self._listen(reason=why)
+
+        return self._tasks.supervise(listen, name="listener")
 
     async def _listen(self, *, reason: str | None) -> None:
         """Hold one subscription connection after another until cancelled."""
@@ -536,7 +552,7 @@ class RedisBroadcaster:
                 old.cancel()
                 await asyncio.wait({old})
             if self._running:
-                self._listener = self._tasks.spawn(self._listen(reason=reason), name="listener")
+                self._listener = self._spawn_listener(reason)
 
     @staticmethod
     async def _drop(pubsub: PubSub | None) -> None:
@@ -576,11 +592,14 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
 
 
+_NOT_MSGPACK: tuple[type[Exception], ...] = (*DECODE_FAILURES, TypeError)
+
+
 def _decode_failure(data: Any) -> str:
     """``malformed`` for broken bytes or a broken envelope, ``foreign`` for other msgpack data."""
     try:
         value = msgspec.msgpack.decode(data)
-    except (msgspec.DecodeError, TypeError):
+    except _NOT_MSGPACK:
         return "malformed"
     if isinstance(value, dict) and "id" in value and "kind" in value:
         return "malformed"

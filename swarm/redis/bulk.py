@@ -25,7 +25,7 @@ import msgspec
 
 from swarm.ledger import FINAL_STATES, TaskState
 from swarm.messages import Envelope
-from swarm.redis.ledger import RedisLedger
+from swarm.redis.ledger import LUA_MOVES, RedisLedger
 from swarm.redis.streams import Pipeline
 
 __all__ = [
@@ -101,12 +101,15 @@ return out
 # Streams and inboxes are named only when they change: a call's operations
 # mostly share one of each.
 # Per operation as the ledger's update script with ``quiet``: an unknown
-# record is left alone and its entry not acked (reply 0, else 1). Notes and
+# record is left alone and its entry not acked (reply 0, else 1); a move that
+# MOVES refuses (the record is final: absorbing) only acks its entry, without
+# a note (reply 2, a duplicate settlement). Notes and
 # acks run last: per inbox one entry holding all its notes (field "r": one
 # note; "rs": a MessagePack array of them), per stream one XACK and one XDEL.
 SETTLE_MANY = """
 local now, ttl, group, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local finals = {FINALS}
+local moves = LUA_MOVES
 local out = {}
 local acks, streams = {}, {}
 local notes, inboxes = {}, {}
@@ -147,17 +150,14 @@ while ai <= #ARGV do
     local cur = redis.call('HMGET', rec, 'state', 'executions')
     if not cur[1] then
       out[#out + 1] = 0
+    elseif not (moves[cur[1]] and moves[cur[1]]['done']) then
+      settled(ARGV[ai + 4], nil)
+      out[#out + 1] = 2
     else
       local executions = (tonumber(cur[2]) or 0) + 1
-      if finals[cur[1]] then
-        redis.call('HSET', rec, 'state', 'done', 'started_at', now, 'executions', executions,
-                   'attempts', 1, 'agent_id', ARGV[ai + 1], 'result', ARGV[ai + 2],
-                   'result_type', ARGV[ai + 3])
-      else
-        redis.call('HSET', rec, 'state', 'done', 'started_at', now, 'executions', executions,
-                   'finished_at', now, 'attempts', 1, 'agent_id', ARGV[ai + 1],
-                   'result', ARGV[ai + 2], 'result_type', ARGV[ai + 3])
-      end
+      redis.call('HSET', rec, 'state', 'done', 'started_at', now, 'executions', executions,
+                 'finished_at', now, 'attempts', 1, 'agent_id', ARGV[ai + 1],
+                 'result', ARGV[ai + 2], 'result_type', ARGV[ai + 3])
       redis.call('EXPIRE', rec, ttl)
       settled(ARGV[ai + 4], ARGV[ai + 5])
       out[#out + 1] = 1
@@ -195,9 +195,11 @@ while ai <= #ARGV do
     if not cur[1] then
       -- Unknown (every record has a state).
       out[#out + 1] = 0
+    elseif not (moves[cur[1]] and moves[cur[1]][state]) then
+      settled(entry, nil)
+      out[#out + 1] = 2
     else
-      local prev = cur[1]
-      local prev_final = finals[prev] == true
+      -- A legal move starts from a live state (final ones are absorbing).
       local final = finals[state] == true
       local set = {'state', state}
       if started then
@@ -208,11 +210,9 @@ while ai <= #ARGV do
         set[#set + 1] = 'executions'
         set[#set + 1] = (tonumber(cur[2]) or 0) + 1
       end
-      if final and not prev_final then
+      if final then
         set[#set + 1] = 'finished_at'
         set[#set + 1] = now
-      elseif prev_final and not final then
-        redis.call('HDEL', rec, 'finished_at')
       end
       for i = first, first + nf - 1 do set[#set + 1] = ARGV[i] end
       redis.call('HSET', rec, unpack(set))
@@ -250,7 +250,7 @@ for _, s in ipairs(streams) do
   redis.call('XDEL', s, unpack(acks[s]))
 end
 return out
-""".replace("FINALS", _FINALS)
+""".replace("FINALS", _FINALS).replace("LUA_MOVES", LUA_MOVES)
 
 
 class StoreOp:

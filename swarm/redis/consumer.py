@@ -29,12 +29,13 @@ from swarm.messages import Kind
 from swarm.metrics import REJECTED
 from swarm.redis.connections import close_dedicated, dedicated
 from swarm.redis.core import Core, Delivery, Replica, check_cancelled
-from swarm.redis.settle import Settler
+from swarm.redis.settle import Settler, count_duplicate
 from swarm.redis.streams import (
     FETCH,
     REJECT,
     REQUEUE,
     StreamEntry,
+    ensure_group,
     parse_entries,
     parse_read,
 )
@@ -69,11 +70,19 @@ class Consumer:
         tasks = self._core.tasks
         agent_id = rep.agent.agent_id
         for i in range(rep.agent.concurrency):
-            rep.workers.append(tasks.spawn(self._worker(rep), name=f"{agent_id}:{i}"))
+            rep.workers.append(
+                tasks.supervise(
+                    lambda: self._worker(rep), name=f"{agent_id}:{i}", label=f"worker:{rep.role}"
+                )
+            )
 
     def start_reader(self, rep: Replica) -> None:
         """Spawn the reader of a replica (once it is in the directory)."""
-        rep.reader = self._core.tasks.spawn(self._reader(rep), name=f"{rep.agent.agent_id}:reader")
+        rep.reader = self._core.tasks.supervise(
+            lambda: self._reader(rep),
+            name=f"{rep.agent.agent_id}:reader",
+            label=f"reader:{rep.role}",
+        )
 
     async def stop_reader(self, rep: Replica) -> None:
         """Cancel a replica's reader and wait for it."""
@@ -162,6 +171,12 @@ class Consumer:
             except (RedisError, OSError) as exc:
                 check_cancelled()
                 failures += 1
+                if "NOGROUP" in str(exc):
+                    # A stream (or the whole server's data) was lost: its
+                    # group is gone. Make them again and read on at once.
+                    await self._heal_groups(rep)
+                    if failures == 1:
+                        continue
                 delay = min(2.0, 0.05 * 2 ** min(failures, 6))
                 _log.warning("stream read failed", agent_id=agent.agent_id, error=repr(exc))
                 await asyncio.sleep(delay)
@@ -182,6 +197,15 @@ class Consumer:
                 # client-side cost, on every task when they come one at a time.
                 await asyncio.sleep(0)
                 await core.batch.written()
+
+    async def _heal_groups(self, rep: Replica) -> None:
+        """Re-create the consumer groups of a replica's streams (after NOGROUP)."""
+        _log.warning("consumer group missing; re-creating", agent_id=rep.agent.agent_id)
+        try:
+            for stream in rep.streams:
+                await ensure_group(self._core.redis, stream, C.TASK_GROUP)
+        except (RedisError, OSError) as exc:
+            _log.warning("could not re-create consumer groups", error=repr(exc))
 
     def _least_loaded(self, rep: Replica) -> bool:
         # Among this node's replicas of a role, only the least loaded read, so
@@ -233,12 +257,14 @@ class Consumer:
         expected = rep.direct if stream == rep.streams[0] else rep.shared
         if env.kind is not _TASK or env.recipient != expected:
             return "foreign"
-        if entry.deliveries > 1:
-            # Crash redeliveries count as attempts, as Redis's delivery counter does.
-            env = msgspec.structs.replace(env, attempt=env.attempt + entry.deliveries - 1)
         rep.assigned += 1
         rep.settled.clear()
-        rep.queue.put_nowait(Delivery(env, entry.entry_id, stream, read_at=time.monotonic()))
+        d = Delivery(env, entry.entry_id, stream, read_at=time.monotonic())
+        # Not charged here: a delivery that never started its handler (read
+        # by an agent that died first, or waiting in its local queue) is no
+        # attempt. The ledger's start script tells (see _start_again).
+        d.redelivered = entry.deliveries > 1
+        rep.queue.put_nowait(d)
         return None
 
     async def _reject(self, stream: str, entry_id: bytes, reason: str, role: str) -> None:
@@ -278,6 +304,8 @@ class Consumer:
                 # The entry stays pending; the reaper redelivers it.
                 _log.warning("task bookkeeping failed", task_id=d.envelope.id, error=repr(exc))
             finally:
+                if rep.alone is d:
+                    self.end_alone(rep, d)
                 rep.assigned -= 1
                 if rep.assigned == 0:
                     rep.settled.set()
@@ -310,7 +338,13 @@ class Consumer:
             self._settler.mark(d)
 
     async def _start_again(self, rep: Replica, d: Delivery) -> bool:
-        """Record "running" for a redelivery; False when it duplicates a finished task."""
+        """Record "running" for a redelivery or retry; False when it must not run.
+
+        The ledger's start script gives the attempt: the envelope's, or one
+        past the last start it recorded if that one never settled (a crash).
+        Past ``max_attempts`` the entry is dead-lettered; a finished task's
+        copy is only acked; an entry without a record is moved aside.
+        """
         env = d.envelope
         core = self._core
         agent_id = rep.agent.agent_id
@@ -318,17 +352,70 @@ class Consumer:
         d.started_at = time.time()
         d.agent_id = agent_id
         replies = await core.batch.call(
-            lambda pipe: ledger.queue_update(
-                pipe, env.id, TaskState.RUNNING, guard=True, attempts=env.attempt, agent_id=agent_id
-            )
+            lambda pipe: ledger.queue_start(pipe, env.id, env.attempt, env.max_attempts, agent_id)
         )
-        record, was_final = ledger.parse_update(replies[0])
+        start = ledger.parse_start(replies[0])
+        if start.missing:
+            await self.reject_unrecorded(d, rep.role)
+            return False
+        if start.exhausted:
+            d.envelope = msgspec.structs.replace(env, attempt=start.attempt)
+            await self._settler.dead_letter(
+                d, f"started {start.attempt - 1} times without finishing (agent crashes?)"
+            )
+            return False
+        record = start.record
         d.record = record
-        if was_final and record is not None:
+        if start.final and record is not None:
             # A redelivered duplicate of a task that already finished: settle it.
             await self._settler.settle_duplicate(d, record)
             return False
+        if record is not None and record.attempts != env.attempt:
+            d.envelope = msgspec.structs.replace(env, attempt=record.attempts)
         return True
+
+    async def _begin(self, rep: Replica, d: Delivery) -> bool:
+        """Start a delivery through the ledger, alone if it is a suspect.
+
+        A suspect is a redelivery (Redis's delivery counter is past one): the
+        process that read it before died, or it outlived its visibility
+        timeout. Whether it had started there, and killed that process, no one
+        can tell (a first start is marked in the same round trip as its
+        completion). So it runs with nothing else started beside it on this
+        replica: a task that kills its process is charged for it, and the
+        tasks it would take down with it are not (they are not marked running
+        until it is done).
+        """
+        while rep.alone is not None and rep.alone is not d:
+            await rep.shared_turn.wait()
+        if d.redelivered and rep.alone is None:
+            rep.alone = d
+            rep.shared_turn.clear()
+            while rep.inflight or rep.starting:
+                rep.quiet.clear()
+                await rep.quiet.wait()
+        rep.starting += 1
+        try:
+            return await self._start_again(rep, d)
+        finally:
+            rep.starting -= 1
+            self._left(rep)
+
+    @staticmethod
+    def _left(rep: Replica) -> None:
+        if not rep.inflight and not rep.starting:
+            rep.quiet.set()
+
+    @staticmethod
+    def end_alone(rep: Replica, d: Delivery) -> None:
+        """A suspect delivery ``d`` is over: the replica's other deliveries start again."""
+        if rep.alone is d:
+            rep.alone = None
+            rep.shared_turn.set()
+
+    async def reject_unrecorded(self, d: Delivery, role: str) -> None:
+        """Move aside (once, counted) an entry whose task has no ledger record."""
+        await self._reject(d.stream, d.entry_id, "no_ledger_record", role)
 
     async def _execute(self, rep: Replica, d: Delivery, me: asyncio.Task[Any]) -> None:
         core = self._core
@@ -341,17 +428,15 @@ class Consumer:
             # claimed it meanwhile. Leave it pending; a reaper hands it on.
             _log.warning("stale delivery left to the reaper", task_id=env.id)
             return
-        if env.attempt > env.max_attempts:
-            await settler.dead_letter(d, f"delivered {env.attempt} times (agent crashes?)")
-            return
         if env.deadline is not None and env.expired():
             await settler.complete(d, TaskState.EXPIRED, error="deadline passed before start")
             return
-        if env.attempt == 1:
+        if env.attempt == 1 and not d.redelivered and rep.alone is None:
             self._start_first(rep, d)
         else:
-            if not await self._start_again(rep, d):
+            if not await self._begin(rep, d):
                 return
+            env = d.envelope
             now = time.monotonic()
         if agent.state is _READY:
             agent.state = _BUSY
@@ -412,6 +497,8 @@ class Consumer:
         finished = time.time()
         if meters is not None:
             meters.handler.observe(finished - d.started_at)
+        if not rep.inflight:
+            self._left(rep)
         if d.interrupted is not None:
             me.uncancel()
             if d.interrupted != "killed":
@@ -433,14 +520,23 @@ class Consumer:
                 reply = await settler.done(d, result, result_type)
         else:
             reply = await settler.done(d, result, result_type)
-        if isinstance(reply, Exception):
-            raise reply
+        if reply != 1:
+            if isinstance(reply, Exception):
+                raise reply
+            if reply == 0:
+                # No ledger record (lost, or an entry written by hand): moved
+                # aside once rather than redelivered up to max_attempts.
+                await self.reject_unrecorded(d, rep.role)
+                return
+            count_duplicate(reply)
+            return
         if meters is not None:
             meters.done += 1
             meters.latency.observe(finished - env.created_at)
 
-    @staticmethod
-    def _settle(rep: Replica, d: Delivery) -> None:
+    @classmethod
+    def _settle(cls, rep: Replica, d: Delivery) -> None:
         rep.inflight.pop(d.envelope.id, None)
         rep.agent.inflight -= 1
+        cls._left(rep)
 

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,9 @@ class Delivery:
     lease_until: float = 0.0
     worker: asyncio.Task[Any] | None = None
     interrupted: str | None = None
+    #: Read before (Redis's delivery counter is past one): its attempt comes
+    #: from the ledger, which knows whether an earlier delivery started.
+    redelivered: bool = False
     #: Ledger key, set when a "running" mark was queued for a first delivery.
     record_key: str = ""
     #: Set while a settle script holding that mark is built
@@ -109,12 +113,22 @@ class Replica:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     dead: bool = False
     subscriptions: list[Subscription] = field(default_factory=list)
+    #: A suspect delivery running alone (see ``Consumer``), or None.
+    alone: Delivery | None = None
+    #: Set while no suspect runs alone.
+    shared_turn: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Deliveries between the check for a suspect and their entry in ``inflight``.
+    starting: int = 0
+    #: Set when nothing is starting or in flight.
+    quiet: asyncio.Event = field(default_factory=asyncio.Event)
     #: The recipient of a task sent to this agent (its own stream's entries).
     direct: str = field(init=False)
     #: The recipient of a task sent to the role (the band streams' entries).
     shared: str = field(init=False)
 
     def __post_init__(self) -> None:
+        self.shared_turn.set()
+        self.quiet.set()
         self.direct = f"agent:{self.agent.agent_id}"
         self.shared = f"role:{self.agent.role}"
 
@@ -181,6 +195,9 @@ class Core:
         self.replicas: dict[str, Replica] = {}
         self.roles_seen: set[str] = set()
         self.tasks = TaskSet(f"redis-runtime:{node_id}")
+        #: Whether every supervised loop of the process is running steadily
+        #: (the runtime adds its broadcaster's); heartbeats report it.
+        self.healthy: Callable[[], bool] = lambda: self.tasks.healthy
         self._meters: dict[str, RoleMeters] = {}
 
     def meters(self, stream: str) -> RoleMeters | None:

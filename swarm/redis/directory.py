@@ -16,11 +16,16 @@ import structlog
 from redis.exceptions import RedisError
 
 from swarm import constants as C
+from swarm.codec import DECODE_FAILURES
 from swarm.metrics import REJECTED
 from swarm.redis.core import Core, Replica, check_cancelled
 from swarm.runtime import ReplicaInfo, RoleInfo
 
-__all__ = ["Directory", "ReplicaBeat"]
+__all__ = ["UNHEALTHY", "Directory", "ReplicaBeat"]
+
+#: The state a heartbeat reports for the replicas of a process one of whose
+#: background loops keeps failing.
+UNHEALTHY = "unhealthy"
 
 _log = structlog.get_logger("swarm.redis.directory")
 
@@ -63,6 +68,10 @@ class Directory:
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
         self._refresh_failed_at = -_CACHE_FOR
+        # Every role (and its types) any snapshot showed: a submit to a known
+        # role queues durably even while the directory is lost and no agent
+        # has re-announced it yet.
+        self._known: dict[str, frozenset[str]] = {}
 
     def invalidate(self) -> None:
         """Forget the cached snapshot (a local replica came or went)."""
@@ -146,7 +155,7 @@ class Directory:
             for agent_id, blob in raw.items():
                 try:
                     beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except DECODE_FAILURES:
                     REJECTED.labels(reason="malformed_heartbeat").inc()
                     continue
                 if wall - beat.at > _STALE_AFTER:
@@ -176,6 +185,12 @@ class Directory:
                 types=frozenset(roles[name.encode()].decode().split()),
                 replicas=tuple(replicas),
             )
+        known = self._known
+        for name, info in out.items():
+            known[name] = info.types | known.get(name, frozenset())
+        for name, types in known.items():
+            if name not in out:
+                out[name] = RoleInfo(role=name, types=types, replicas=())
         self._cache, self._at = out, now
         return out
 
@@ -198,7 +213,7 @@ class Directory:
         for agent_id, blob in raw.items():
             try:
                 beat = msgspec.msgpack.decode(blob, type=ReplicaBeat)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_FAILURES:
                 gone.append((agent_id.decode(), blob))
                 continue
             if wall - beat.at <= _STALE_AFTER:
@@ -223,13 +238,25 @@ class Directory:
             return
         core = self._core
         now = time.time()
+        healthy = core.healthy()
         pipe = core.redis.pipeline(transaction=False)
+        roles: dict[str, set[str]] = {}
         for rep in reps:
+            roles.setdefault(rep.role, set()).update(rep.agent.capabilities)
             beat = ReplicaBeat(
-                rep.agent.state.value, rep.assigned, rep.agent.concurrency, core.node_id, now
+                rep.agent.state.value if healthy else UNHEALTHY,
+                rep.assigned,
+                rep.agent.concurrency,
+                core.node_id,
+                now,
             )
             replicas = C.replicas_key(rep.role, core.prefix)
             pipe.hset(replicas, rep.agent.agent_id, msgspec.msgpack.encode(beat))
             pipe.pexpire(replicas, KEEP_ALIVE_MS)
             pipe.pexpire(C.agent_stream(rep.role, rep.agent.agent_id, core.prefix), KEEP_ALIVE_MS)
+        # Re-announced with every beat (never overwriting): a directory lost
+        # with the server's data (a restart without persistence) comes back.
+        dkey = C.directory_key(core.prefix)
+        for role, types in roles.items():
+            pipe.hsetnx(dkey, role, " ".join(sorted(types)))
         await pipe.execute()

@@ -89,6 +89,10 @@ class Intake:
             )
         data = core.codec.encode(env)
         if env.idempotency_key is not None:
+            if not core.cluster:
+                return await self._store_once(env, stream, data)
+            # Redis Cluster: the key, the record and the stream are in
+            # different slots; the claim is its own step there.
             existing = await core.ledger.claim(env.idempotency_key, env.id)
             if existing is not None:
                 return existing.task_id
@@ -105,6 +109,26 @@ class Intake:
         except (RedisError, OSError) as exc:
             err = self._refused(env, exc)
             raise err from (None if isinstance(err, FencingError) else exc)
+        return env.id
+
+    async def _store_once(self, env: Envelope, stream: str, data: bytes) -> str:
+        """Claim the task's idempotency key and store it, atomically; the key's task id."""
+        core = self._core
+        ledger = core.ledger
+        fence = self._fence_key if env.epoch else None
+        if env.reply_to == core.node_id:
+            self._results.track(env)
+        try:
+            (reply,) = await core.batch.call(
+                lambda pipe: ledger.queue_store_once(pipe, env, stream, data, fence=fence)
+            )
+            existing = ledger.parse_store_once(reply)
+        except (RedisError, OSError) as exc:
+            err = self._refused(env, exc)
+            raise err from (None if isinstance(err, FencingError) else exc)
+        if existing is not None:
+            self._untrack(env)
+            return existing
         return env.id
 
     def queue_watched(self, envelope: Envelope) -> asyncio.Future[TaskRecord] | None:

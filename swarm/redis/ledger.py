@@ -36,19 +36,22 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from redis.asyncio.cluster import RedisCluster
 
 from swarm.constants import KEY_PREFIX, idempotency_key, ledger_key, ledger_pattern
 from swarm.history.settings import DEFAULT_RETENTION
-from swarm.ledger import FINAL_STATES, TaskRecord, TaskState
+from swarm.ledger import FINAL_STATES, MOVES, REDRIVE, TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.redis.connections import AnyRedis
+from swarm.redis.errors import mapped
 from swarm.redis.streams import Pipeline
 
 if TYPE_CHECKING:
     from swarm.history.store import TaskHistory
 
-__all__ = ["DEFAULT_LEDGER_TTL", "RedisLedger", "record_from_hash"]
+__all__ = ["DEFAULT_LEDGER_TTL", "LUA_MOVES", "RedisLedger", "Start", "record_from_hash"]
 
 #: Seconds a finished task's record stays in Redis after its last write.
 DEFAULT_LEDGER_TTL = int(DEFAULT_RETENTION)
@@ -56,27 +59,46 @@ DEFAULT_LEDGER_TTL = int(DEFAULT_RETENTION)
 _FINALS = " ".join(s.value for s in FINAL_STATES)
 _QUEUED = TaskState.QUEUED.value
 
+#: :data:`swarm.ledger.MOVES` as a Lua table constructor: ``moves[prev][new]``
+#: is true for a legal move. Every script that moves a record checks it.
+LUA_MOVES = (
+    "{"
+    + ", ".join(
+        f"[{prev.value!r}] = {{"
+        + ", ".join(f"[{new.value!r}] = true" for new in sorted(MOVES[prev]))
+        + "}"
+        for prev in TaskState
+    )
+    + "}"
+)
+
 # KEYS: record [, stream to ack in [, inbox to notify]]. ARGV: state, now, ttl
 # (set on a move to a final state; any other move drops a TTL),
-# flags ("g": leave a final record alone; "d": leave a record that is not dead
-# alone; "q": reply {"ok", executions} instead of the record), then field/value
+# flags ("d": the re-drive move, leave a record that is not dead alone;
+# "q": reply {"ok", executions} instead of the record), then field/value
 # pairs to set, then (with a stream) group,
 # entry id, note, inbox max length. The stream and inbox keys are in other
 # slots than the record, so that form is for standalone servers only. Returns
-# the record as a flat hash, or {"final", hash} when the guard kept a final
-# record, or {"alive"} when "d" kept one, or nil when unknown.
+# the record as a flat hash, or {"final", hash} when the move is not legal
+# (MOVES: a final record is absorbing; its entry is only acked, no note is
+# sent), or {"alive"} when "d" kept one, or nil when unknown.
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local finals = ' FINALS '
+local moves = LUA_MOVES
 local prev = redis.call('HGET', KEYS[1], 'state') or ''
 local prev_final = string.find(finals, ' ' .. prev .. ' ', 1, true) ~= nil
-if string.find(ARGV[4], 'g', 1, true) and prev_final then
+local state = ARGV[1]
+if string.find(ARGV[4], 'd', 1, true) then
+  if prev ~= 'REDRIVE_FROM' or state ~= 'REDRIVE_TO' then return {'alive'} end
+elseif not (moves[prev] and moves[prev][state]) then
+  if #KEYS >= 2 then
+    local n = #ARGV
+    redis.call('XACK', KEYS[2], ARGV[n - 3], ARGV[n - 2])
+    redis.call('XDEL', KEYS[2], ARGV[n - 2])
+  end
   return {'final', redis.call('HGETALL', KEYS[1])}
 end
-if string.find(ARGV[4], 'd', 1, true) and prev ~= 'dead' then
-  return {'alive'}
-end
-local state = ARGV[1]
 local final = string.find(finals, ' ' .. state .. ' ', 1, true) ~= nil
 if state == 'running' then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
@@ -108,7 +130,82 @@ if string.find(ARGV[4], 'q', 1, true) then
   return {'ok', tonumber(redis.call('HGET', KEYS[1], 'executions') or '0')}
 end
 return redis.call('HGETALL', KEYS[1])
-""".replace("FINALS", _FINALS)
+""".replace("FINALS", _FINALS).replace("LUA_MOVES", LUA_MOVES).replace(
+    "REDRIVE_FROM", REDRIVE[0].value
+).replace("REDRIVE_TO", REDRIVE[1].value)
+
+
+# KEYS: record. ARGV: now, the envelope's attempt, max attempts, agent id. The
+# start of a redelivery or retry: its attempt is the envelope's, or one past
+# the last start the record holds (a start that never settled: a crash), so a
+# delivery that never started its handler costs nothing, and a hand-back (which
+# writes the attempts back down) neither. Returns nil when unknown,
+# {"final", hash} when MOVES refuses "running" (the record is final),
+# {"exhausted", attempt} past max attempts (the record is left alone), else
+# the record as a flat hash after its move to running.
+_START = """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts')
+if not cur[1] then return false end
+local moves = LUA_MOVES
+if not (moves[cur[1]] and moves[cur[1]]['running']) then
+  return {'final', redis.call('HGETALL', KEYS[1])}
+end
+local attempt = math.max(tonumber(ARGV[2]), (tonumber(cur[2]) or 0) + 1)
+if attempt > tonumber(ARGV[3]) then return {'exhausted', attempt} end
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'attempts', attempt,
+           'agent_id', ARGV[4])
+redis.call('PERSIST', KEYS[1])
+return redis.call('HGETALL', KEYS[1])
+""".replace("LUA_MOVES", LUA_MOVES)
+
+
+# KEYS: idempotency key, record. ARGV: task id, idempotency TTL, ledger key
+# prefix, record TTL (0: live), then the record's field/value pairs. The Ledger
+# Protocol's create with a key, in one step: the holder's id when its record
+# exists (reply {"dup", id}), else {"new"} after claiming and storing.
+_CREATE_ONCE = """
+local owner = redis.call('GET', KEYS[1])
+if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+  return {'dup', owner}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+return {'new'}
+"""
+
+# KEYS: idempotency key, record, task stream [, fence]. ARGV: task id, idempotency
+# TTL, ledger key prefix, envelope, epoch, then the record's field/value pairs.
+# The claim of an idempotency key and the store of its task in one step: the
+# key's holder, if its record exists, is the task (reply {"dup", id}); else
+# this task claims the key, is recorded and queued (reply {"new", entry id}).
+# A fence newer than the epoch refuses it (FENCED error). Standalone servers
+# only (the keys are in different slots; names built in the script).
+_STORE_ONCE = """
+if #KEYS >= 4 then
+  local fence = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if tonumber(ARGV[5]) < fence then
+    return redis.error_reply('FENCED epoch ' .. ARGV[5] .. ' is older than ' .. fence)
+  end
+end
+local owner = redis.call('GET', KEYS[1])
+if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+  return {'dup', owner}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+return {'new', redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])}
+"""
+
+
+class Start(NamedTuple):
+    """A parsed reply of :meth:`RedisLedger.queue_start`."""
+
+    record: TaskRecord | None
+    attempt: int
+    missing: bool = False
+    final: bool = False
+    exhausted: bool = False
 
 
 # KEYS: record [, task stream]. ARGV: ttl (0: a live record, no TTL), [envelope,]
@@ -155,6 +252,11 @@ return 0
 def _s(raw: dict[bytes, bytes], key: bytes) -> str | None:
     v = raw.get(key)
     return None if v is None else v.decode()
+
+
+def _is_cluster(redis: Any) -> bool:
+    # Keys built inside a script are not declared: Redis Cluster refuses them.
+    return isinstance(redis, RedisCluster)
 
 
 def record_from_hash(raw: dict[bytes, bytes] | list[Any]) -> TaskRecord:
@@ -308,6 +410,46 @@ class RedisLedger:
         else:
             pipe.eval(_STORE, 1, self.key(record.task_id), ttl, *flat)
 
+    def queue_store_once(
+        self,
+        pipe: Pipeline,
+        envelope: Envelope,
+        stream: str,
+        data: bytes,
+        *,
+        fence: str | None = None,
+    ) -> None:
+        """Add the atomic claim of ``envelope``'s idempotency key and its store to ``pipe``.
+
+        One key gives one task, however many submitters race on it (the
+        claim and the store are one script). Parse with :meth:`parse_store_once`.
+        Standalone servers only.
+        """
+        key = envelope.idempotency_key
+        if key is None:
+            raise ValueError("store_once needs an idempotency key")
+        keys = [idempotency_key(key, self.prefix), self.key(envelope.id), stream]
+        if fence is not None:
+            keys.append(fence)
+        pipe.eval(
+            _STORE_ONCE,
+            len(keys),
+            *keys,
+            envelope.id,
+            self.ttl,
+            self.key(""),
+            data,
+            envelope.epoch,
+            *self.task_fields(envelope),
+        )
+
+    @staticmethod
+    def parse_store_once(reply: Any) -> str | None:
+        """The id of the task already holding the key, or None when this one was stored."""
+        if isinstance(reply, Exception):
+            raise reply
+        return reply[1].decode() if reply[0] == b"dup" else None
+
     def queue_update(
         self,
         pipe: Pipeline,
@@ -330,9 +472,11 @@ class RedisLedger:
         stream, note, max length) fold the ack and the submitter's note into
         the same script, atomically: standalone servers only (cross-slot).
 
-        With ``guard``, a record already final is left alone (a redelivered
-        duplicate of a finished task must not run again). With ``quiet`` the
-        reply is ``[b"ok", executions]`` rather than the whole record.
+        A record already final is always left alone (final states are
+        absorbing, :data:`swarm.ledger.MOVES`): its entry is only acked and
+        no note is sent. ``guard`` is kept for callers that say so. With
+        ``quiet`` the reply is ``[b"ok", executions]`` rather than the whole
+        record.
         """
         args: list[str | bytes | int | float] = [
             state.value,
@@ -359,9 +503,36 @@ class RedisLedger:
             args += [group, entry_id, note, maxlen]
         pipe.eval(_UPDATE, len(keys), *keys, *args)
 
+    def queue_start(
+        self, pipe: Pipeline, task_id: str, attempt: int, max_attempts: int, agent_id: str
+    ) -> None:
+        """Add the start of a redelivery or retry to ``pipe``; parse with :meth:`parse_start`."""
+        pipe.eval(
+            _START, 1, self.key(task_id), repr(time.time()), attempt, max_attempts, agent_id
+        )
+
+    @staticmethod
+    def parse_start(reply: Any) -> Start:
+        """Parse a :meth:`queue_start` reply."""
+        if isinstance(reply, Exception):
+            raise reply
+        if not reply:
+            return Start(None, 0, missing=True)
+        if reply[0] == b"final":
+            return Start(record_from_hash(reply[1]), 0, final=True)
+        if reply[0] == b"exhausted":
+            return Start(None, int(reply[1]), exhausted=True)
+        record = record_from_hash(reply)
+        return Start(record, record.attempts)
+
+    @staticmethod
+    def refused(reply: Any) -> bool:
+        """Whether a :meth:`queue_update` reply says the move was refused (a final record)."""
+        return isinstance(reply, list) and bool(reply) and reply[0] == b"final"
+
     @staticmethod
     def parse_update(reply: Any) -> tuple[TaskRecord | None, bool]:
-        """Parse a :meth:`queue_update` reply into (record, whether the guard kept it)."""
+        """Parse a :meth:`queue_update` reply into (record, whether it was final and kept)."""
         if isinstance(reply, Exception):
             raise reply
         if not reply:
@@ -373,9 +544,29 @@ class RedisLedger:
         return record_from_hash(reply), False
 
     # -- the Ledger Protocol ------------------------------------------------
+    @mapped("storing a task record")
     async def create(self, record: TaskRecord) -> TaskRecord:
-        if record.idempotency_key is not None:
-            existing = await self.claim(record.idempotency_key, record.task_id)
+        key = record.idempotency_key
+        if key is not None and not _is_cluster(self.redis):
+            # Claim and store in one script: one key, one task, under any race.
+            reply = await self.redis.eval(
+                _CREATE_ONCE,
+                2,
+                idempotency_key(key, self.prefix),
+                self.key(record.task_id),
+                record.task_id,
+                self.ttl,
+                self.key(""),
+                self.ttl if record.state in FINAL_STATES else 0,
+                *self.flat_fields(record),
+            )
+            if reply[0] == b"dup":
+                existing = await self.get(reply[1].decode())
+                if existing is not None:
+                    return existing
+            return record
+        if key is not None:
+            existing = await self.claim(key, record.task_id)
             if existing is not None:
                 return existing
         pipe = self.redis.pipeline(transaction=False)
@@ -383,6 +574,7 @@ class RedisLedger:
         await pipe.execute()
         return record
 
+    @mapped("claiming an idempotency key")
     async def claim(self, key: str, task_id: str) -> TaskRecord | None:
         """Claim an idempotency key for ``task_id``; return the earlier task's record if taken."""
         ikey = idempotency_key(key, self.prefix)
@@ -400,6 +592,7 @@ class RedisLedger:
             return None
         return None
 
+    @mapped("re-queueing a dead task")
     async def requeue_dead(self, task_id: str) -> bool | None:
         """Move a dead task's record back to "queued" (attempts 0) for a re-drive.
 
@@ -421,6 +614,7 @@ class RedisLedger:
             return None
         return bool(reply != [b"alive"])
 
+    @mapped("updating a task record")
     async def update(
         self,
         task_id: str,
@@ -444,8 +638,10 @@ class RedisLedger:
             result_type=result_type,
         )
         (reply,) = await pipe.execute(raise_on_error=False)
-        return self.parse_update(reply)[0]
+        record, refused = self.parse_update(reply)
+        return None if refused else record
 
+    @mapped("reading a task record")
     async def get(self, task_id: str) -> TaskRecord | None:
         raw = await self.redis.hgetall(self.key(task_id))
         if raw:
@@ -487,6 +683,7 @@ class RedisLedger:
             pipe.eval(_EVICT, 1, self.key(task_id))
         return sum(int(n) for n in await pipe.execute())
 
+    @mapped("counting task records")
     async def counts(self) -> dict[TaskState, int]:
         # Counts are for dashboards and tests, not the hot path: a SCAN is fine.
         counter: Counter[TaskState] = Counter()

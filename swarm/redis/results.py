@@ -24,6 +24,7 @@ import msgspec
 import structlog
 from redis.exceptions import RedisError
 
+from swarm.codec import DECODE_FAILURES
 from swarm.errors import DecodeError, SwarmTimeout
 from swarm.ledger import FINAL_STATES, TaskRecord
 from swarm.messages import Envelope
@@ -40,6 +41,7 @@ __all__ = ["INBOX_KEEP", "Results", "next_id"]
 
 _log = structlog.get_logger("swarm.redis.results")
 
+_BAD_NOTE: tuple[type[Exception], ...] = (DecodeError, *DECODE_FAILURES)
 _RECORD_DECODER = msgspec.msgpack.Decoder(TaskRecord)
 _RECORDS_DECODER = msgspec.msgpack.Decoder(list[TaskRecord])
 _SWEEP_EVERY = 2.0
@@ -82,6 +84,8 @@ class Results:
         self.pending: dict[str, Envelope] = {}
         self.idle = asyncio.Event()
         self.idle.set()
+        #: The last inbox entry read (set before the reader starts).
+        self.position = b"0-0"
 
     def track(self, env: Envelope) -> None:
         """Count ``env`` as outstanding until its result arrives."""
@@ -106,14 +110,18 @@ class Results:
             if not fut.done():
                 fut.cancel()
 
-    async def read_inbox(self, last: bytes) -> None:
-        """Read this node's inbox from after ``last`` until cancelled."""
+    async def read_inbox(self) -> None:
+        """Read this node's inbox from after :attr:`position` until cancelled.
+
+        The position moves past an entry before it is handled: a reader
+        restarted by its supervisor does not meet the same entry again.
+        """
         # One connection for the blocking reads, kept across them; replies as
         # the server sent them (redis-py's XREAD callback changes shape with
         # the protocol, and builds a dict per entry).
         blocking = dedicated(self._core.blocking, raw=("XREAD",))
         try:
-            await self._read_inbox(last, blocking)
+            await self._read_inbox(self.position, blocking)
         finally:
             await close_dedicated(blocking, self._core.blocking)
 
@@ -141,7 +149,7 @@ class Results:
             for _key, items in stream_pairs(reply):
                 unkept += len(items)
                 for entry_id, fields in items:
-                    last = entry_id
+                    last = self.position = entry_id
                     on_result(fields)
             now = time.monotonic()
             if unkept and (unkept >= _TRIM_AFTER or now - touched > _TRIM_EVERY):
@@ -184,7 +192,7 @@ class Results:
                 records = _RECORDS_DECODER.decode(data)
             else:
                 raise DecodeError("no record field")
-        except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except _BAD_NOTE as exc:
             REJECTED.labels(reason="malformed_result").inc()
             _log.warning("rejected inbox entry", error=repr(exc))
             return

@@ -60,8 +60,9 @@ from redis.exceptions import RedisError
 
 from swarm import constants as C
 from swarm.agent.base import AgentState
-from swarm.agent.context import AgentContext, TaskContext
+from swarm.agent.context import AgentContext
 from swarm.codec import Codec
+from swarm.contract import event_callback, obey
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
     ConfigError,
@@ -75,13 +76,14 @@ from swarm.history.settings import HistorySettings
 from swarm.history.store import LiveTasks, PostgresHistory, TaskHistory
 from swarm.history.writer import HistoryWriter
 from swarm.ledger import TaskRecord, TaskState
-from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
+from swarm.messages import Envelope, Message, new_id
 from swarm.metrics import REJECTED
 from swarm.redis.cancel import cancel_queued
 from swarm.redis.connections import AnyRedis, RedisClients
 from swarm.redis.consumer import Consumer
 from swarm.redis.core import BANDS, Core, Replica
 from swarm.redis.directory import Directory
+from swarm.redis.errors import CLIENT_ERRORS, mapped, transport_error
 from swarm.redis.history import RedisHistory
 from swarm.redis.intake import Intake
 from swarm.redis.ledger import RedisLedger
@@ -93,7 +95,6 @@ from swarm.redis.settle import Settler
 from swarm.redis.streams import REDRIVE, band_of, ensure_group
 from swarm.retry import RetryPolicy
 from swarm.runtime import DeadLetter, EventCallback, RoleInfo, Subscription, result_of
-from swarm.tracing import handler_span
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
@@ -223,6 +224,7 @@ class RedisRuntime:
         self._started = False
         self._closed = False
         self._halting = False
+        self._core.healthy = lambda: self.healthy
 
     # -- Runtime Protocol properties -------------------------------------
     @property
@@ -275,6 +277,16 @@ class RedisRuntime:
         return self._core.visibility_timeout
 
     @property
+    def healthy(self) -> bool:
+        """False while one of this process's background loops keeps failing.
+
+        Heartbeats then report its replicas as ``unhealthy`` (see
+        :class:`~swarm.tasks.TaskSet`), so the directory shows it.
+        """
+        bc = self._broadcaster
+        return self._core.tasks.healthy and bool(getattr(bc, "healthy", True))
+
+    @property
     def outstanding(self) -> int:
         """Tasks submitted through this runtime not yet in a final state."""
         return len(self._results.pending)
@@ -288,6 +300,7 @@ class RedisRuntime:
         return self._core.replicas
 
     # -- lifecycle --------------------------------------------------------
+    @mapped("starting the runtime")
     async def start(self) -> None:
         if self._started:
             return
@@ -318,14 +331,15 @@ class RedisRuntime:
             await self._broadcaster.start()
         self._started = True
         tasks = core.tasks
-        tasks.spawn(core.batch.run(), name="batcher")
+        tasks.supervise(core.batch.run, name="batcher")
         await core.redis.eval(INBOX_KEEP, 1, core.inbox, "", core.history.inbox_ttl_ms)
         last = await core.redis.xrevrange(core.inbox, count=1)
-        tasks.spawn(self._results.read_inbox(last[0][0] if last else b"0-0"), name="inbox")
-        tasks.spawn(self._reaper.reap(), name="reaper")
-        tasks.spawn(self._reaper.promote(), name="promoter")
-        tasks.spawn(core.writer.run(), name="history")
-        tasks.spawn(self._directory.heartbeat(), name="heartbeat")
+        self._results.position = last[0][0] if last else b"0-0"
+        tasks.supervise(self._results.read_inbox, name="inbox")
+        tasks.supervise(self._reaper.reap, name="reaper")
+        tasks.supervise(self._reaper.promote, name="promoter")
+        tasks.supervise(core.writer.run, name="history")
+        tasks.supervise(self._directory.heartbeat, name="heartbeat")
         await self.subscribe(C.CHANNEL_QUEEN_COMMANDS, self._on_command)
 
     async def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[Envelope]:
@@ -362,6 +376,7 @@ class RedisRuntime:
             await self._core.clients.close()
         return leftovers
 
+    @mapped("stopping the runtime")
     async def stop_when_idle(self, *, timeout: float | None = None) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -371,6 +386,7 @@ class RedisRuntime:
         await self.stop()
 
     # -- agents -----------------------------------------------------------
+    @mapped("registering an agent")
     async def register(self, agent: Agent) -> None:
         if self._closed:
             raise RuntimeClosed("runtime is stopping")
@@ -396,13 +412,14 @@ class RedisRuntime:
         rep.settled.set()
         self._consumer.start(rep)
         for topic in agent.subscriptions:
-            rep.subscriptions.append(await self.subscribe(topic, self._event_callback(rep)))
+            rep.subscriptions.append(await self.subscribe(topic, event_callback(rep, self.codec)))
         self._replicas[agent.agent_id] = rep
         self._core.roles_seen.add(role)
         await self._directory.beat([rep])
         self._directory.invalidate()
         self._consumer.start_reader(rep)
 
+    @mapped("unregistering an agent")
     async def unregister(self, agent_id: str, *, drain: bool = True) -> None:
         rep = self._replicas.get(agent_id)
         if rep is None:
@@ -411,6 +428,7 @@ class RedisRuntime:
             await self._drain(rep, None)
         await self._remove(rep, reason="unregistered", requeue=True)
 
+    @mapped("killing an agent")
     async def kill(self, agent_id: str) -> None:
         """Simulate a crash of one agent: it stops at once and acks nothing.
 
@@ -480,8 +498,12 @@ class RedisRuntime:
 
     # -- tasks and results --------------------------------------------------
     async def submit(self, envelope: Envelope) -> str:
-        return await self._intake.submit(envelope)
+        try:
+            return await self._intake.submit(envelope)
+        except CLIENT_ERRORS as exc:
+            raise transport_error(exc, f"submitting task {envelope.id}") from exc
 
+    @mapped("cancelling a task")
     async def cancel(self, task_id: str) -> bool:
         """End a task no agent has read yet as ``failed`` ("cancelled").
 
@@ -498,6 +520,7 @@ class RedisRuntime:
         self._results.resolve_final(cancelled)
         return True
 
+    @mapped("waiting for a task")
     async def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         return await self._results.wait(task_id, timeout=timeout)
 
@@ -540,49 +563,41 @@ class RedisRuntime:
                     raise
                 # Resolved with a record: no longer registered.
                 return result_of(codec, record)
-        record = await results.submit_and_wait(env, intake.submit, timeout=timeout, queue=intake)
+        try:
+            record = await results.submit_and_wait(
+                env, intake.submit, timeout=timeout, queue=intake
+            )
+        except CLIENT_ERRORS as exc:
+            raise transport_error(exc, f"sending task {env.id}") from exc
         return result_of(codec, record)
 
     # -- broadcast --------------------------------------------------------
+    @mapped("publishing")
     async def publish(self, topic: str, message: Message, *, sender: str) -> None:
         if self._broadcaster is None:
             raise RuntimeClosed("runtime is not started")
         env = broadcast_envelope(self.codec, topic, message, sender=sender)
         await self._broadcaster.publish(C.channel_name(topic, self.prefix), env)
 
+    @mapped("subscribing")
     async def subscribe(self, topic: str, callback: EventCallback) -> Subscription:
         if self._broadcaster is None:
             raise RuntimeClosed("runtime is not started")
         return await self._broadcaster.subscribe(C.channel_name(topic, self.prefix), callback)
 
-    def _event_callback(self, rep: Replica) -> EventCallback:
-        async def deliver(env: Envelope) -> None:
-            if env.kind is Kind.EVENT and rep.agent.handles(env.type) and not rep.dead:
-                with handler_span(env, rep.agent.agent_id):
-                    await rep.agent.dispatch(env, TaskContext(rep.context, env), self.codec)
-
-        return deliver
-
     async def _on_command(self, env: Envelope) -> None:
-        try:
-            cmd = self.codec.decode_payload(env, Command)
-        except DecodeError as exc:
-            REJECTED.labels(reason="malformed_command").inc()
-            _log.warning("rejected command", error=str(exc))
-            return
-        for rep in list(self._replicas.values()):
-            action = rep.agent.obey(cmd)
-            if action is None:
-                continue
-            _log.info("command", action=action.value, agent_id=rep.agent.agent_id)
-            if action is CommandAction.RESUME:
-                rep.wake.set()
-            elif action is CommandAction.DRAIN:
-                await self._consumer.return_queued(rep)
-            elif action is CommandAction.SHUTDOWN:
-                await self.unregister(rep.agent.agent_id, drain=True)
+        await obey(env, self.codec, self._replicas.values(), self)
+
+    async def resume_replica(self, rep: Replica) -> None:
+        """:class:`~swarm.contract.CommandTarget`: the replica reads again."""
+        rep.wake.set()
+
+    async def return_queued(self, rep: Replica) -> None:
+        """:class:`~swarm.contract.CommandTarget`: hand back entries read but not started."""
+        await self._consumer.return_queued(rep)
 
     # -- dead letters and introspection -------------------------------------
+    @mapped("listing dead letters")
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []
         for role in sorted(await self._directory.known_roles()):
@@ -604,6 +619,7 @@ class RedisRuntime:
         out.sort(key=lambda dl: dl.failed_at)
         return out[:limit]
 
+    @mapped("re-driving a dead letter")
     async def redrive(self, task_id: str) -> bool:
         for role in await self._directory.known_roles():
             dead = C.dead_letter_stream(role, self.prefix)
@@ -639,6 +655,7 @@ class RedisRuntime:
                 return bool(moved)
         return False
 
+    @mapped("reading the directory")
     async def directory(self) -> dict[str, RoleInfo]:
         return await self._directory.snapshot(fresh=True)
 

@@ -16,15 +16,32 @@ from typing import Any
 import msgspec
 
 from swarm import constants as C
+from swarm.contract import charged
 from swarm.errors import DecodeError, MessageTooLarge
-from swarm.ledger import TaskRecord, TaskState
+from swarm.ledger import FINAL_STATES, TaskRecord, TaskState
 from swarm.messages import Envelope
 from swarm.metrics import DUPLICATE_SETTLEMENTS, REJECTED, TASK_RETRIES, TASKS_DEAD
 from swarm.redis.bulk import FirstDone, MarkBatch, RunningMark, SettleOp, queue_settle
 from swarm.redis.core import Core, Delivery, role_of
 from swarm.redis.streams import ACK, DEAD, REQUEUE, RETRY, Pipeline
 
-__all__ = ["Settler"]
+__all__ = ["DUPLICATE", "Settler", "count_duplicate"]
+
+#: A settle script's reply for an operation whose record was already final.
+DUPLICATE = 2
+
+
+def count_duplicate(reply: Any) -> bool:
+    """Count (and say) whether a settle reply is a duplicate settlement.
+
+    Final states are absorbing (:data:`swarm.ledger.MOVES`): such a
+    settlement only acked its entry. ``reply`` is one operation's reply of
+    :data:`~swarm.redis.bulk.SETTLE_MANY`, or of the ledger's update script.
+    """
+    if reply == DUPLICATE or (isinstance(reply, list) and reply and reply[0] == b"final"):
+        DUPLICATE_SETTLEMENTS.inc()
+        return True
+    return False
 
 _RECORD_ENCODER = msgspec.msgpack.Encoder()
 _SETTLE_KEY = ("settle",)
@@ -84,19 +101,21 @@ class Settler:
             reply = await self.finish(d, state, error=error, result=result, result_type=result_type)
             if isinstance(reply, Exception):
                 raise reply
-            self._finished(d, state)
+            if not count_duplicate(reply):
+                self._finished(d, state)
             return
         core = self._core
         env = d.envelope
         ledger = core.ledger
         note = self.note(d, state, error=error, result=result, result_type=result_type)
-        writer = core.writer
-        if writer is not None:
-            writer.add(env.id, note)
         inbox = C.inbox_stream(env.reply_to, core.prefix) if env.reply_to else None
 
-        def build(pipe: Pipeline) -> None:
-            ledger.queue_update(
+        # Cluster: the record, the entry and the inbox are in different
+        # slots, so the move goes first and the note only follows a legal one
+        # (a crash in between leaves the entry pending: its redelivery finds
+        # the record final and only acks; the submitter reads the ledger).
+        (moved,) = await core.batch.call(
+            lambda pipe: ledger.queue_update(
                 pipe,
                 env.id,
                 state,
@@ -106,14 +125,25 @@ class Settler:
                 result=result,
                 result_type=result_type,
             )
+        )
+        if isinstance(moved, Exception):
+            raise moved
+        duplicate = count_duplicate(moved)
+        if duplicate:
+            # Final states are absorbing: the history keeps the first final record.
+            await self._ack(d)
+            return
+        if core.writer is not None:
+            core.writer.add(env.id, note)
+
+        def build(pipe: Pipeline) -> None:
             if inbox is not None:
                 pipe.xadd(
                     inbox, {"r": note}, maxlen=core.inbox_maxlen, approximate=True, nomkstream=True
                 )
             pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
 
-        replies = await core.batch.call(build)
-        for reply in replies:
+        for reply in await core.batch.call(build):
             if isinstance(reply, Exception):
                 raise reply
         self._finished(d, state)
@@ -155,11 +185,9 @@ class Settler:
             key = core.ledger.key(env.id)
         reply_to = env.reply_to
         notify: tuple[str, bytes] | None = None
-        writer = core.writer
-        if reply_to or writer is not None:
+        note: bytes | None = None
+        if reply_to or core.writer is not None:
             note = self.note(d, state, error=error, result=result, result_type=result_type)
-            if writer is not None:
-                writer.add(env.id, note)
             if reply_to:
                 notify = (C.inbox_stream(reply_to, core.prefix), note)
         # One script for the ledger, the note and the ack, shared with the
@@ -179,7 +207,7 @@ class Settler:
             notify=notify,
             mark=d if first else None,
         )
-        return self.add(op)
+        return self._to_history(self.add(op), env.id, note)
 
     def done(self, d: Delivery, result: bytes, result_type: str) -> asyncio.Future[Any]:
         """:meth:`finish` of a handler's result, the common case as a :data:`FirstDone`."""
@@ -192,9 +220,6 @@ class Settler:
         # the result: a tuple, not an op object, per task.
         core = self._core
         note = self.note(d, _DONE, error=None, result=result, result_type=result_type)
-        writer = core.writer
-        if writer is not None:
-            writer.add(env.id, note)
         item: FirstDone = (
             d,
             key,
@@ -205,7 +230,27 @@ class Settler:
             result,
             result_type,
         )
-        return self.add(item)
+        return self._to_history(self.add(item), env.id, note)
+
+    def _to_history(
+        self, settled: asyncio.Future[Any], task_id: str, note: bytes | None
+    ) -> asyncio.Future[Any]:
+        """Hand ``note`` to the task history once the settle script made the move.
+
+        Only a legal move (reply 1) reaches the history: a late settlement of a
+        task already final elsewhere must not replace its first final record
+        there either (final states are absorbing).
+        """
+        writer = self._core.writer
+        if writer is None or note is None:
+            return settled
+
+        def written(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is None and f.result() == 1:
+                writer.add(task_id, note)
+
+        settled.add_done_callback(written)
+        return settled
 
     def add(self, op: SettleOp | FirstDone) -> asyncio.Future[Any]:
         """Queue a ledger move (standalone servers) for the next shared settle script."""
@@ -296,24 +341,13 @@ class Settler:
         )
 
     async def settle_duplicate(self, d: Delivery, record: TaskRecord) -> None:
-        """Ack a redelivered copy of a finished task and re-send its result."""
-        core = self._core
-        env = d.envelope
-        note = _RECORD_ENCODER.encode(record)
+        """Ack a redelivered copy of a finished task (counted as a duplicate; no note).
 
-        def build(pipe: Pipeline) -> None:
-            if env.reply_to:
-                pipe.xadd(
-                    C.inbox_stream(env.reply_to, core.prefix),
-                    {"r": note},
-                    maxlen=core.inbox_maxlen,
-                    approximate=True,
-                    nomkstream=True,
-                )
-            pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id)
-
-        await core.batch.call(build)
+        The submitter heard the one final result already, or reads it from
+        the ledger: a second note could only repeat it.
+        """
         DUPLICATE_SETTLEMENTS.inc()
+        await self._ack(d)
 
     async def abandon(self, envelopes: list[bytes], error: str) -> None:
         """Record dead the tasks moved to the dead letters with a buried agent's stream.
@@ -362,10 +396,12 @@ class Settler:
         core = self._core
         role = role_of(d.stream)
         member = d.stream.encode() + b"\n" + core.codec.encode(nxt)
-        ledger = core.ledger
+        # The move first: a retry of a task finished elsewhere (reclaimed
+        # while this attempt ran) is refused, and its entry only acked.
+        if await self._refused(d, TaskState.QUEUED, error=error):
+            return
 
         def build(pipe: Pipeline) -> None:
-            ledger.queue_update(pipe, nxt.id, TaskState.QUEUED, error=error)
             pipe.eval(
                 RETRY,
                 2,
@@ -380,18 +416,42 @@ class Settler:
         await core.batch.call(build)
 
     async def redeliver(self, d: Delivery, reason: str) -> None:
-        """An interrupted delivery: back to its stream as the next attempt."""
-        # An interrupted delivery counts as an attempt, as a crash would.
+        """An interrupted delivery: back to its stream.
+
+        A crash, timeout or cancellation counts as an attempt (the next one
+        goes back); a hand-back (:func:`swarm.contract.charged`) is free: the
+        same attempt goes back and the ledger's attempts are written down to
+        the ones before it, as though this start had not happened.
+        """
         env = d.envelope
+        if not charged(reason):
+            if not await self._refused(d, TaskState.QUEUED, error=reason, attempts=env.attempt - 1):
+                await self.requeue(d, env)
+            return
         nxt = msgspec.structs.replace(env, attempt=env.attempt + 1)
         if nxt.attempt > nxt.max_attempts:
             await self.dead_letter(d, reason)
             return
-        ledger = self._core.ledger
-        await self._core.batch.call(
-            lambda pipe: ledger.queue_update(pipe, env.id, TaskState.QUEUED, error=reason)
-        )
+        if await self._refused(d, TaskState.QUEUED, error=reason):
+            return
         await self.requeue(d, nxt)
+
+    async def _refused(self, d: Delivery, state: TaskState, **fields: Any) -> bool:
+        """Move the record of ``d``; if the move is refused (already final), ack and count it."""
+        ledger = self._core.ledger
+        (reply,) = await self._core.batch.call(
+            lambda pipe: ledger.queue_update(pipe, d.envelope.id, state, quiet=True, **fields)
+        )
+        if isinstance(reply, Exception):
+            raise reply
+        if not count_duplicate(reply):
+            return False
+        await self._ack(d)
+        return True
+
+    async def _ack(self, d: Delivery) -> None:
+        core = self._core
+        await core.batch.call(lambda pipe: pipe.eval(ACK, 1, d.stream, C.TASK_GROUP, d.entry_id))
 
     async def requeue(self, d: Delivery, env: Envelope) -> None:
         """Ack the entry of ``d`` and append ``env`` to the same stream, atomically."""
@@ -402,9 +462,15 @@ class Settler:
 
     async def dead_letter(self, d: Delivery, error: str) -> None:
         """Move the entry to its role's dead-letter stream, record it dead and notify."""
-        TASKS_DEAD.inc()
         core = self._core
         env = d.envelope
+        state = await core.redis.hget(core.ledger.key(env.id), "state")
+        if state is not None and state.decode() in FINAL_STATES:
+            # Finished (or dead-lettered) elsewhere meanwhile: absorbing.
+            DUPLICATE_SETTLEMENTS.inc()
+            await self._ack(d)
+            return
+        TASKS_DEAD.inc()
         role = role_of(d.stream)
         data = core.codec.encode(env)
         note = self.note(d, TaskState.DEAD, error=error, result=None, result_type=None)

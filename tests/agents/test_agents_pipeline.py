@@ -139,3 +139,21 @@ def test_all_is_sorted_and_complete(module: str) -> None:
         and not isinstance(v, type(agents))
     }
     assert public <= set(names) | {"annotations"}, public - set(names)
+
+
+def test_a_report_covers_its_own_job_only() -> None:
+    # Issue 12: repeated runs on one ledger reported done=45, then 90, then 135.
+    import asyncio
+
+    async def run_twice() -> tuple[JobReport, JobReport, int]:
+        async with Swarm(agents=default_swarm()) as swarm:
+            first = await run_tge_job(swarm, task_timeout=20)
+            second = await run_tge_job(swarm, task_timeout=20)
+            total = sum((await swarm.queen.counts()).values())
+            return first, second, total
+
+    first, second, total = asyncio.run(run_twice())
+    # Sequential jobs' reports split the ledger between them, none counts twice.
+    assert sum(first.tasks.values()) + sum(second.tasks.values()) == total
+    assert 0 < second.tasks["done"] == sum(second.tasks.values()) < total
+    assert second.ok and second.dead_letters == []

@@ -49,10 +49,13 @@ async def test_records_expire_only_once_final(ledger: RedisLedger) -> None:
     assert await redis.ttl(key) == -1  # queued: however long the backlog waits
     await ledger.update("t1", TaskState.RUNNING, attempts=1, agent_id="w")
     assert await redis.ttl(key) == -1
-    await ledger.update("t1", TaskState.DONE, attempts=1)
+    await ledger.update("t1", TaskState.DEAD, attempts=1)
     assert 0 < await redis.ttl(key) <= TTL
-    # A move out of a final state (a re-driven dead letter) is live again.
-    await ledger.update("t1", TaskState.QUEUED, error="re-driven")
+    # Final states are absorbing: a plain move out is refused, TTL kept.
+    assert await ledger.update("t1", TaskState.QUEUED, error="late") is None
+    assert 0 < await redis.ttl(key) <= TTL
+    # The one move out of a final state (a re-driven dead letter) is live again.
+    assert await ledger.requeue_dead("t1") is True
     assert await redis.ttl(key) == -1
     assert (await ledger.get("t1")).finished_at is None  # type: ignore[union-attr]
 
@@ -69,7 +72,7 @@ async def test_the_settle_script_keeps_the_same_rules(ledger: RedisLedger) -> No
     redis = _redis(ledger)
     key = ledger.key("t3")
     await ledger.create(TaskRecord(task_id="t3", type="T", recipient="role:r"))
-    for state, live in (("running", True), ("failed", False), ("queued", True)):
+    for state, live in (("running", True), ("queued", True), ("failed", False)):
         await _settle(redis, key, state)
         ttl = await redis.ttl(key)
         assert ttl == -1 if live else 0 < ttl <= TTL, (state, ttl)

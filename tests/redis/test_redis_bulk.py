@@ -366,7 +366,8 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
         await redis.eval(INBOX_KEEP, 1, inbox, "", 60_000)  # its owner lives
         marks = {t: _Mark(ledger.key(t)) for t in names}
         await redis.delete(ledger.key("gone"))  # expired meanwhile: left alone, not acked
-        # Already done once (a duplicate run): executions count up, finished_at stays.
+        # Already done (finished elsewhere): absorbing, only its entry is acked,
+        # no note, no second execution counted (reply 2: a duplicate).
         await redis.hset(ledger.key("twice"), mapping={"state": "done", "finished_at": "5.0"})
         await redis.hset(ledger.key("twice"), "executions", 1)
 
@@ -392,7 +393,7 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
         ]
         # Replies in step with the items (the marks' placeholders say 1), then
         # those of the marks written on their own ("slow" and "late").
-        assert await _settle(redis, first, 1000.0) == [1] * 3 + [1, 0, 1, 1] + [1, 1]
+        assert await _settle(redis, first, 1000.0) == [1] * 3 + [1, 0, 2, 1] + [1, 1]
         assert all(m.mark is None for m in marks.values()) and batch.taken
         # "late" finishes in a later call: its mark was written on its own.
         assert await _settle(redis, [done("late", b"\xa1l")], 2000.0) == [1]
@@ -416,10 +417,10 @@ async def test_running_marks_are_written_with_their_completion_or_on_their_own()
         assert (late.started_at, late.finished_at) == (1000.0, 2000.0)
         assert (failed.state, failed.error, failed.agent_id) == (TaskState.FAILED, "boom", "w")
         assert (failed.started_at, failed.finished_at, failed.executions) == (1000.0, 1000.0, 0)
-        assert (twice.state, twice.executions, twice.agent_id) == (TaskState.DONE, 2, "w")
-        assert (twice.started_at, twice.finished_at) == (1000.0, 5.0)
+        assert (twice.state, twice.executions, twice.agent_id) == (TaskState.DONE, 1, None)
+        assert (twice.started_at, twice.finished_at) == (None, 5.0)
         notes = [f[b"rs"] if b"rs" in f else f[b"r"] for _, f in await redis.xrange(inbox)]
-        assert notes == [b"\x93\xa1q\xa1t\xa1f", b"\xa1l"]
+        assert notes == [b"\x92\xa1q\xa1f", b"\xa1l"]
         pending = await redis.xpending_range(stream, "g", min="-", max="+", count=10)
         assert sorted(p["message_id"] for p in pending) == sorted([ids["slow"], ids["gone"]])
         assert await redis.ttl(ledger.key("slow")) == -1  # still running: live, no TTL
