@@ -61,6 +61,7 @@ from redis.exceptions import RedisError
 from swarm import constants as C
 from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext, TaskContext
+from swarm.agent.shared import SharedState
 from swarm.codec import Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
@@ -277,6 +278,11 @@ class RedisRuntime:
     @property
     def _redis(self) -> Any:
         return self._core.redis
+
+    @property
+    def shared_state(self) -> SharedState:
+        """The home of agent state that must be one per swarm (``ctx.shared_state``)."""
+        return SharedState(redis=self._core.redis, prefix=self.prefix)
 
     @property
     def _replicas(self) -> dict[str, Replica]:
