@@ -217,10 +217,22 @@ def load_input(path: str | Path) -> Corpus:
         ConfigError: The file cannot be read, or has no document at all.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
         raise ConfigError(f"cannot read input file {str(path)!r}: {exc}") from exc
-    by_source, malformed = parse_lines(text.splitlines(), default_source="input")
+    # Decoded line by line: one line that is not UTF-8 is reported and skipped like any
+    # other malformed line, not a reason to refuse the whole file. A leading BOM is fine.
+    lines: list[str] = []
+    undecodable: list[MalformedLine] = []
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append(chunk.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as exc:
+            undecodable.append(MalformedLine(number, f"not UTF-8 text: {exc.reason} "
+                                                     f"(byte {exc.start + 1})"))
+            lines.append("")
+    by_source, malformed = parse_lines(lines, default_source="input")
+    malformed = sorted(malformed + undecodable, key=lambda m: m.line)
     if not by_source:
         detail = f" ({len(malformed)} malformed lines; first: {malformed[0]})" if malformed else ""
         raise ConfigError(f"input file {str(path)!r} has no valid document{detail}")

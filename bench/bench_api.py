@@ -113,7 +113,7 @@ async def _serve_bare() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     gc.collect()
     gc.freeze()
     print(f"http://127.0.0.1:{port}", flush=True)

@@ -6,7 +6,13 @@ or this script with ``--raw-worker`` for the raw loop). Measured in the same run
 * pipelined: ``--tasks`` no-op tasks (~200 B envelopes), 100 in flight;
 * sequential: one task at a time (``--sequential-tasks``);
 * Redis memory per queued task with ``--queued`` tasks submitted and no agent
-  running (ledger record + stream entry), from ``INFO memory``.
+  running (ledger record + stream entry), from ``INFO memory``;
+* fast path on vs off: pipelined tasks/s of a Queen and an agent on redis-py
+  internals (:mod:`swarm.redis.fastpath`) and of a pair on redis-py's public
+  API (``fastpath=False``, the agent with ``SWARM_REDIS_FASTPATH=0``), in
+  interleaved rounds (``--fastpath-rounds`` of ``--fastpath-tasks``), medians
+  compared; the public path must keep at least half the fast path's rate
+  (``--fastpath-only`` runs just this phase).
 
 By default a private ``redis-server`` (no persistence) is started on a free
 port, so other clients of a shared server do not disturb the figures.
@@ -261,8 +267,8 @@ async def wait_for_agent(queen: RedisRuntime) -> None:
         await asyncio.sleep(0.1)
 
 
-def spawn(args: list[str], url: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(__file__).resolve().parent}")
+def spawn(args: list[str], url: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{Path(__file__).resolve().parent}", **extra_env)
     profile = os.environ.get("BENCH_PROFILE_AGENT")
     if profile and args[:1] == ["-m"]:
         args = ["-m", "cProfile", "-o", profile, *args]
@@ -272,12 +278,75 @@ def spawn(args: list[str], url: str) -> subprocess.Popen[bytes]:
     )
 
 
+async def fastpath_phase(url: str, args: argparse.Namespace) -> list[str]:
+    """Pipelined tasks/s on the fast path and on redis-py's public API, rounds interleaved."""
+    msg = Noop(body=BODY)
+    pairs: dict[str, tuple[RedisRuntime, subprocess.Popen[bytes], str]] = {}
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+        for mode, fast in (("on", True), ("off", False)):
+            prefix = f"bench-fp{mode}-{os.urandom(4).hex()}"
+            queen = RedisRuntime(settings=RedisSettings.from_dsn(url, fastpath=fast), prefix=prefix)
+            await queen.start()
+            agent = spawn(
+                ["-m", "swarm.agent", "bench_redis:NoopAgent", "--redis", url, "--prefix",
+                 prefix, "--concurrency", str(IN_FLIGHT)], url,
+                SWARM_REDIS_FASTPATH="1" if fast else "0",
+            )
+            pairs[mode] = (queen, agent, prefix)
+            await wait_for_agent(queen)
+        calls = {
+            mode: (lambda q=queen: q.send(msg, to=f"role:{NoopAgent.role}", sender="bench"))
+            for mode, (queen, _, _) in pairs.items()
+        }
+        for call in calls.values():
+            await run_pipelined(call, 1000)  # warm-up
+        for _ in range(args.fastpath_rounds):
+            for mode, call in calls.items():
+                rates[mode].append((await run_pipelined(call, args.fastpath_tasks))[0])
+    finally:
+        r = Redis.from_url(url)
+        for queen, agent, prefix in pairs.values():
+            agent.terminate()
+            agent.wait()
+            await queen.stop(drain=False)
+            keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=5000)]
+            for i in range(0, len(keys), 5000):
+                await r.delete(*keys[i : i + 5000])
+        await r.aclose()
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    ratio = off / on
+    lines = [
+        f"fast path on vs off ({args.fastpath_rounds} interleaved rounds of "
+        f"{args.fastpath_tasks} tasks, {IN_FLIGHT} in flight; median tasks/s):",
+        f"  fast path on : {on:10.0f}   rounds {[round(x) for x in rates['on']]}",
+        f"  fast path off: {off:10.0f}   rounds {[round(x) for x in rates['off']]}",
+        f"  public/fast: {ratio:.2f}x (must be >= 0.50)",
+    ]
+    if ratio < 0.5:
+        lines.append("  FAIL: the public path fell below half the fast path")
+    return lines
+
+
 async def bench(args: argparse.Namespace) -> None:
     url = args.redis
     server = None
     if url is None:
         server, url, directory = start_server()
         await wait_ready(url)
+    if args.fastpath_only:
+        try:
+            lines = await fastpath_phase(url, args)
+            print(f"server {url}")
+            print("\n".join(lines))
+            if any("FAIL" in line for line in lines):
+                raise SystemExit(1)
+            return
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait()
+                shutil.rmtree(directory, ignore_errors=True)
     prefix = f"bench-{os.urandom(4).hex()}"
     results = []
     cpu = os.environ.get("BENCH_CPU") == "1" and server is not None
@@ -386,6 +455,8 @@ async def bench(args: argparse.Namespace) -> None:
               f"{per_task:.0f} B")
         for line in cpu_lines:
             print(line)
+        fp_lines = await fastpath_phase(url, args)
+        print("\n".join(fp_lines))
     finally:
         if server is not None:
             server.terminate()
@@ -399,6 +470,9 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=20_000)
     p.add_argument("--sequential-tasks", type=int, default=20_000)
     p.add_argument("--queued", type=int, default=100_000)
+    p.add_argument("--fastpath-tasks", type=int, default=10_000)
+    p.add_argument("--fastpath-rounds", type=int, default=3)
+    p.add_argument("--fastpath-only", action="store_true", help="only the fast path on/off phase")
     p.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.raw_worker:

@@ -17,6 +17,7 @@ from discovery.connect import open_registry
 from discovery.consul import ConsulRegistry
 from discovery.election import LeaderElector
 from discovery.health import HealthRouter, HealthView
+from discovery.leadership import EpochReconciler, Fence
 from discovery.live_config import CONFIG_PREFIX, LiveConfig, LiveSettings
 from discovery.memory import InMemoryRegistry
 from discovery.redis_lease import FENCED_REFUSED, FencedWriter, RedisLease
@@ -30,6 +31,8 @@ __all__ = [
     "ConsulRegistry",
     "ConsulSettings",
     "Election",
+    "EpochReconciler",
+    "Fence",
     "FencedWriter",
     "HealthRouter",
     "HealthView",

@@ -146,6 +146,11 @@ class FencedWriter:
         self._fenced = redis.register_script(_FENCED)
         self._advance = redis.register_script(_ADVANCE)
 
+    async def current(self) -> int:
+        """The epoch the fence stands at (0 when never raised, or flushed)."""
+        value = await self.redis.get(self.fence)
+        return int(value or 0)
+
     async def advance(self, epoch: int) -> int:
         """Raise the fence to ``epoch`` (a new leader's first act); returns the fence."""
         return int(await self._advance(keys=[self.fence], args=[epoch]))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from discovery.election import Hook, LeaderElector
+from discovery.election import ElectedHook, Hook, LeaderElector
 from discovery.health import HealthRouter, HealthView
 from discovery.live_config import CONFIG_PREFIX, LiveConfig
 from discovery.registry import Election, Registry, ServiceInstance
@@ -78,8 +78,11 @@ class QueenDiscovery:
         roles: Roles to watch besides those in the runtime's directory.
         rescan_interval: Seconds between directory scans for new roles.
         live_config: Apply ``swarm/config/...`` keys to the runtime and Queen.
-        on_elected: Awaited on winning (e.g. ``FencedWriter.advance``).
+        on_elected: Awaited on winning, before the win is visible; may return
+            the leadership's epoch (:meth:`~discovery.leadership.EpochReconciler.on_elected`).
         on_lost: Awaited on losing leadership.
+        on_renewed: Awaited after each lease renewal (e.g.
+            :meth:`~discovery.leadership.EpochReconciler.on_renewed`).
     """
 
     def __init__(
@@ -93,8 +96,9 @@ class QueenDiscovery:
         rescan_interval: float = 2.0,
         live_config: bool = False,
         config_prefix: str = CONFIG_PREFIX,
-        on_elected: Hook | None = None,
+        on_elected: ElectedHook | None = None,
         on_lost: Hook | None = None,
+        on_renewed: Hook | None = None,
     ) -> None:
         self.queen = queen
         self.registry = registry
@@ -104,7 +108,7 @@ class QueenDiscovery:
         self.router = HealthRouter(healthy=self.view.is_healthy)
         self.elector = LeaderElector(
             election=election or registry, name="queen", holder=queen.queen_id, ttl=ttl,
-            on_elected=on_elected, on_lost=on_lost,
+            on_elected=on_elected, on_lost=on_lost, on_renewed=on_renewed,
         )
         self.live = (
             LiveConfig(registry=registry, prefix=config_prefix, runtime=queen.runtime, queen=queen)

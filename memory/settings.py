@@ -79,6 +79,9 @@ class RedisHotSettings:
         near_cache: Entries of the coherent in-process near-cache in front of
             Redis (see :class:`memory.tiers.near_cache.NearCache`); 0 turns it off.
         near_max_age: Seconds a near-cached memory is served without asking Redis.
+        fastpath: Send batches packed by hand (:mod:`swarm.redis.fastpath`) where
+            the installed redis-py is verified; False uses redis-py's pipelines;
+            None takes :func:`swarm.redis.fastpath.default`.
     """
 
     url: str
@@ -86,6 +89,7 @@ class RedisHotSettings:
     ttl: int = 3600
     near_cache: int = 0
     near_max_age: float = 30.0
+    fastpath: bool | None = None
 
     @classmethod
     def from_dsn(cls, dsn: str, **overrides: Any) -> RedisHotSettings:

@@ -39,7 +39,7 @@ from swarm.errors import ConfigError, SwarmError, SwarmTimeout, TransportError
 from swarm.history import options as history_options
 from swarm.logging import configure_logging, redact_text
 from swarm.service.assembly import SwarmService
-from swarm.service.bundle import Bundle, load_bundle
+from swarm.service.bundle import Bundle, JobOutcome, load_bundle
 from swarm.settings import LOG_LEVELS, SwarmSettings
 from swarm.tracing import configure_tracing
 
@@ -51,6 +51,7 @@ ENVIRONMENT = (
     "SWARM_REDIS_URL", "SWARM_CONSUL_URL", "SWARM_POSTGRES_URL", "SWARM_AGENTS", "SWARM_HTTP",
     "SWARM_TOKENS_FILE", "SWARM_TOKENS", "SWARM_LOG_LEVEL", "SWARM_LOG_JSON",
     "SWARM_RETENTION", "SWARM_INBOX_MAXLEN", "SWARM_INBOX_TTL", "SWARM_HISTORY_KEEP",
+    "SWARM_REDIS_FASTPATH",
     "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWARM_LLM", "SWARM_LLM_MODEL", "SWARM_LLM_RPM",
     "SWARM_LLM_ITPM", "SWARM_LLM_OTPM", "SWARM_LLM_PERIOD", "SWARM_LLM_BUDGETS", "SWARM_LLM_JOB",
 )
@@ -212,13 +213,41 @@ async def _run_job(
             f"bundle {bundle.name!r} has no job to run; serve its agents with --serve"
         )
     service = SwarmService(settings, agents=bundle.make_agents(), say=display.message)
+    loop = asyncio.get_running_loop()
+    terminated = False
     async with service:
         await service.wait_leading(timeout=settings.leader_timeout)
         args.task_timeout = settings.task_timeout
+        run = bundle.job
+
+        async def run_job() -> JobOutcome:
+            return await run(service.swarm, args, display)
+
+        job = asyncio.create_task(run_job())
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            job.cancel()
+
+        # SIGTERM stops the job, and the swarm then drains as on a normal exit:
+        # in-flight work finishes and the agents leave the directory.
+        loop.add_signal_handler(signal.SIGTERM, terminate)
         try:
-            outcome = await bundle.job(service.swarm, args, display)
-        finally:
+            outcome = await job
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
             display.close_line()
+            display.message("SIGTERM: job stopped; draining")
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            display.close_line()
+    if terminated:
+        display.message(
+            f"stopped; {len(service.swarm.leftovers)} unfinished tasks left over"
+        )
+        return 1
     if args.json:
         out.write(msgspec.json.format(msgspec.json.encode(outcome.data), indent=2).decode() + "\n")
     else:

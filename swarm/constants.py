@@ -150,6 +150,14 @@ KEY_LIFECYCLE: dict[str, KeyLifecycle] = {
     "api_idempotency_key": KeyLifecycle(
         "the HTTP API request that claimed it", "TTL (24 h)", True
     ),
+    "llm_budget_key": KeyLifecycle(
+        "the model layer's budget (swarm.llm.budget)", "TTL past the budget's period", True
+    ),
+    "llm_limit_key": KeyLifecycle(
+        "the model layer's rate limiter (swarm.llm.limiter)",
+        "PX TTL set by the limiter's script (its window, or the API's pause)",
+        True,
+    ),
     "leader_info_key": KeyLifecycle(
         "the leading Queen", "one per leadership name, overwritten by each new leader", False
     ),

@@ -48,6 +48,7 @@ from swarm.codec import Codec
 from swarm.constants import CHANNEL_QUEEN_COMMANDS, DEFAULT_VISIBILITY_TIMEOUT
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
+    ConfigError,
     DecodeError,
     EncodeError,
     MessageTooLarge,
@@ -75,6 +76,7 @@ from swarm.tracing import handler_span
 
 if TYPE_CHECKING:
     from swarm.agent.base import Agent
+    from swarm.history.store import LiveTasks, TaskHistory
 
 __all__ = ["InProcessRuntime"]
 
@@ -277,6 +279,43 @@ class InProcessRuntime:
     @property
     def ledger(self) -> Ledger:
         return self._ledger
+
+    @property
+    def history(self) -> TaskHistory:
+        """Finished tasks: those the in-memory ledger keeps (bounded by count and age).
+
+        The same :class:`~swarm.history.TaskHistory` as the Redis runtime's, so
+        the HTTP API lists tasks one way: ``await runtime.history.query(state="done")``.
+
+        Raises:
+            ConfigError: A ledger of another kind with no ``history`` of its own.
+        """
+        # Imported here: the history package pulls in asyncpg, which the
+        # embedded hot path never needs.
+        from swarm.history.memory import LedgerHistory
+        from swarm.history.store import TaskHistory
+
+        if self._fast_ledger is not None:
+            return LedgerHistory(self._fast_ledger)
+        own = getattr(self._ledger, "history", None)
+        if not isinstance(own, TaskHistory):
+            raise ConfigError(
+                f"the {type(self._ledger).__name__} ledger keeps no queryable task history"
+            )
+        return own
+
+    @property
+    def live_tasks(self) -> LiveTasks:
+        """Queued and running tasks, newest first (:class:`~swarm.history.LiveTasks`).
+
+        Raises:
+            ConfigError: A ledger of another kind, which cannot be listed.
+        """
+        from swarm.history.memory import LedgerHistory
+
+        if self._fast_ledger is None:
+            raise ConfigError(f"the {type(self._ledger).__name__} ledger cannot list live tasks")
+        return LedgerHistory(self._fast_ledger)
 
     @property
     def retry_policy(self) -> RetryPolicy:

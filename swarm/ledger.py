@@ -341,6 +341,10 @@ class InMemoryLedger:
         """Synchronous :meth:`get`."""
         return self._records.get(task_id)
 
+    def records(self) -> list[TaskRecord]:
+        """Every record held (live and the finished ones the bounds keep), oldest first."""
+        return list(self._records.values())
+
     def record_getter(self) -> Callable[[str], TaskRecord | None]:
         """:meth:`get_nowait` as a C-level callable (the records dict's ``get``), for hot loops.
 

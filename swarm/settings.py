@@ -35,7 +35,7 @@ __all__ = ["LOG_LEVELS", "SwarmSettings", "check_positive", "redacted_url"]
 #: Accepted log level names.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: Schemes of a Redis URL, as :class:`swarm.redis.RedisSettings` parses them.
-REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix")
 #: Schemes of a Consul URL, as :class:`discovery.ConsulSettings` parses them.
 CONSUL_SCHEMES = ("consul", "consuls", "http", "https")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -91,7 +91,8 @@ class SwarmSettings:
     """What a swarm process runs against; see :class:`swarm.service.SwarmService`.
 
     Attributes:
-        redis_url: Redis server (``redis://``, ``rediss://``, ``redis+cluster://``);
+        redis_url: Redis server (``redis://``, ``rediss://``, ``redis+cluster://``,
+            ``unix:///path/redis.sock``);
             ``None`` for the embedded in-process runtime.
         consul_url: Consul agent (``consul://``, ``consuls://``, ``http(s)://``);
             ``None`` for none (leadership then rests on a Redis lease).
@@ -116,6 +117,9 @@ class SwarmSettings:
         inbox_ttl: Seconds a result inbox outlives its process.
         history_keep: Without PostgreSQL, finished records a process keeps
             (in Redis, or in its memory when embedded) at most.
+        redis_fastpath: Let the Redis clients use the fast paths over redis-py
+            internals (:mod:`swarm.redis.fastpath`, only on a verified redis-py);
+            False keeps them on redis-py's public API.
         llm: The model layer's settings (offline without ``ANTHROPIC_API_KEY``).
     """
 
@@ -136,6 +140,7 @@ class SwarmSettings:
     inbox_maxlen: int = _HISTORY.inbox_maxlen
     inbox_ttl: float = _HISTORY.inbox_ttl
     history_keep: int = _HISTORY.keep
+    redis_fastpath: bool = True
     llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
 
     def __post_init__(self) -> None:
@@ -200,10 +205,9 @@ class SwarmSettings:
         ``SWARM_REDIS_URL``, ``SWARM_CONSUL_URL``, ``SWARM_POSTGRES_URL``,
         ``SWARM_AGENTS``, ``SWARM_HTTP``, ``SWARM_TOKENS_FILE``, ``SWARM_TOKENS``
         (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``,
-        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``.
-        (``ROLE:SECRET`` separated by commas), ``SWARM_LOG_LEVEL``, ``SWARM_LOG_JSON``;
-        the model layer's (``ANTHROPIC_API_KEY``, ``SWARM_LLM*``) through
-        :meth:`~swarm.llm.settings.LlmSettings.from_env`.
+        ``SWARM_RETENTION``, ``SWARM_INBOX_MAXLEN``, ``SWARM_INBOX_TTL``, ``SWARM_HISTORY_KEEP``,
+        ``SWARM_REDIS_FASTPATH`` (default on); the model layer's (``ANTHROPIC_API_KEY``,
+        ``SWARM_LLM*``) through :meth:`~swarm.llm.settings.LlmSettings.from_env`.
 
         Raises:
             ConfigError: A value is invalid.
@@ -224,6 +228,9 @@ class SwarmSettings:
             inbox_maxlen=history.inbox_maxlen,
             inbox_ttl=history.inbox_ttl,
             history_keep=history.keep,
+            redis_fastpath=_flag(
+                "SWARM_REDIS_FASTPATH", environ.get("SWARM_REDIS_FASTPATH", "").strip() or "1"
+            ),
             llm=LlmSettings.from_env(environ),
         )
 

@@ -16,17 +16,16 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import codecs
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from memory.records import Memory
 from memory.settings import RedisHotSettings
@@ -36,16 +35,10 @@ from swarm.constants import KEY_PREFIX, memory_key
 from swarm.errors import ConfigError, TransportError
 from swarm.tasks import TaskSet
 
+if TYPE_CHECKING:
+    from swarm.redis.fastpath import PackedCommand, PackedSender
+
 __all__ = ["RedisHotTier"]
-
-_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
-try:
-    import hiredis
-
-    # Typed here as what it takes: any tuple of str, bytes and numbers.
-    _hiredis_pack = hiredis.pack_command
-except ImportError:  # optional: the Python packer below does the same, slower
-    _hiredis_pack = None
 
 # Each key is handled under pcall and answers for itself, so one bad key (say,
 # a foreign value of another type) fails only its own caller, as it would with
@@ -139,67 +132,12 @@ def _plan(ops: list[_Op]) -> list[_Command]:
     return commands
 
 
-def _bulk(value: object) -> str:
-    text = str(value)
-    return f"${len(text)}\r\n{text}\r\n"
-
-
-def _pack_get(command: _Command) -> bytes | None:
-    """A get command in RESP from one string join, or None when its keys do not allow it.
-
-    Keys of one length in ASCII (the usual: one prefix, fixed-length ids)
-    share one bulk-string header, so the keys need no per-key Python step
-    (nor hiredis's per-argument formatting).
-    """
-    keys = command.keys
-    size = len(keys[0])
-    if min(map(len, keys)) != size or max(map(len, keys)) != size:
-        return None
-    head = f"${size}\r\n"
-    n = len(keys)
-    text = "".join([
-        f"*{3 + n + len(command.argv)}\r\n$7\r\nEVALSHA\r\n", _bulk(_SHA["get"]), _bulk(n),
-        head, f"\r\n{head}".join(keys), "\r\n", *[_bulk(a) for a in command.argv],
-    ])
-    if not text.isascii():
-        return None
-    return text.encode("ascii")
-
-
-def _pack(commands: list[_Command], encoding: str, errors: str) -> bytes:
-    """The commands in the Redis protocol (RESP), in one buffer.
-
-    What redis-py's pipeline would send, without its per-argument Python
-    steps (a fifth of the client CPU per operation at a hundred per batch):
-    with hiredis's C packer when installed and the client encodes in UTF-8
-    (what hiredis does), else in a Python loop.
-    """
-    if _hiredis_pack is not None and encoding == "utf-8" and errors == "strict":
-        parts: list[bytes] = []
-        for command in commands:
-            if command.kind == "get" and (packed := _pack_get(command)) is not None:
-                parts.append(packed)
-            elif command.kind == "delete":
-                parts.append(_hiredis_pack(("DEL", *command.keys)))
-            else:
-                parts.append(_hiredis_pack(
-                    ("EVALSHA", _SHA[command.kind], len(command.keys), *command.keys,
-                     *command.argv)
-                ))
-        return b"".join(parts)
-    out = bytearray()
-    for command in commands:
-        if command.kind == "delete":
-            head: list[Any] = ["DEL"]
-        else:
-            head = ["EVALSHA", _SHA[command.kind], len(command.keys)]
-        out += b"*%d\r\n" % (len(head) + len(command.keys) + len(command.argv))
-        for arg in (*head, *command.keys, *command.argv):
-            if arg.__class__ is not bytes:
-                # str, or int: what redis-py's encoder does for those types.
-                arg = str(arg).encode(encoding, errors)
-            out += b"$%d\r\n%b\r\n" % (len(arg), arg)
-    return bytes(out)
+def _wire(command: _Command) -> PackedCommand:
+    """A command as the fast path packs it; a get's keys may share one header."""
+    if command.kind == "delete":
+        return (("DEL",), command.keys, (), False)
+    head = ("EVALSHA", _SHA[command.kind], len(command.keys))
+    return (head, command.keys, command.argv, command.kind == "get")
 
 
 def _settle(future: asyncio.Future[Any], reply: Any) -> None:
@@ -229,6 +167,8 @@ class RedisHotTier:
         ttl: Seconds a cached memory lives without being read.
         near_cache: Entries of the near-cache; 0 turns it off (default from ``settings``).
         near_max_age: Seconds a near-cached memory is served without asking Redis.
+        fast: Use the fast path (:mod:`swarm.redis.fastpath`) when verified
+            (default from ``settings``, else the process default).
 
     Raises:
         ConfigError: ``near_cache`` with a Redis Cluster client, or a
@@ -246,6 +186,7 @@ class RedisHotTier:
         ttl: int | None = None,
         near_cache: int | None = None,
         near_max_age: float | None = None,
+        fast: bool | None = None,
     ) -> None:
         if redis is None and settings is None:
             raise ValueError("pass redis= or settings=")
@@ -260,16 +201,19 @@ class RedisHotTier:
         self._tasks = TaskSet("memory.redis-hot")
         self._flusher_task: asyncio.Task[None] | None = None
         self._key_head = memory_key("", self.prefix)
-        # A plain client's batches go out as one buffer on a pooled connection
-        # (see _pack); a cluster client, or anything else, through a pipeline.
-        self._pool: Any = None
-        if isinstance(self._redis, aioredis.Redis):
-            self._pool = self._redis.connection_pool
-            kwargs = self._pool.connection_kwargs
-            self._encoding = (
-                codecs.lookup(kwargs.get("encoding", "utf-8")).name,
-                kwargs.get("encoding_errors", "strict"),
-            )
+        # On the fast path a plain client's batches go out packed in one buffer
+        # on a pooled connection; a cluster client, or the public path, through
+        # redis-py's pipeline.
+        # Imported here: swarm.redis imports the task history, which imports memory.
+        from swarm.redis import fastpath
+
+        if fast is None and settings is not None:
+            fast = settings.fastpath
+        if fast is None:
+            fast = fastpath.default()
+        self._packed: PackedSender | None = None
+        if isinstance(self._redis, aioredis.Redis) and fastpath.select(fast):
+            self._packed = fastpath.PackedSender(self._redis)
         size = near_cache if near_cache is not None else (settings.near_cache if settings else 0)
         # An explicit age is checked; the default one is cut to fit a short ttl.
         age = near_max_age or min(settings.near_max_age if settings else 30.0, self.ttl / 2)
@@ -373,8 +317,8 @@ class RedisHotTier:
     async def _execute(self, commands: list[_Command]) -> list[Any]:
         """Run commands in one round trip; reload the scripts once if Redis lost them."""
         for attempt in range(2):
-            if self._pool is not None:
-                replies = await self._send(_pack(commands, *self._encoding), len(commands))
+            if self._packed is not None:
+                replies = await self._packed.send([_wire(command) for command in commands])
             elif isinstance(self._redis, aioredis.RedisCluster):
                 # redis-py refuses EVALSHA in a cluster pipeline; the keys share
                 # one slot, so each command is one routed call, run together.
@@ -409,36 +353,6 @@ class RedisHotTier:
         return await self._redis.evalsha(
             _SHA[command.kind], len(command.keys), *command.keys, *command.argv
         )
-
-    async def _send(self, payload: bytes, count: int) -> list[Any]:
-        """Send packed commands on a pooled connection and read their ``count`` replies.
-
-        As a pipeline does: the client's retry policy applies to connection
-        errors (every command here may run twice: puts, gets and deletes are
-        idempotent), an error reply is returned in its place, and a
-        connection left mid-reply (error, cancellation) is closed by redis-py.
-        """
-        pool = self._pool
-        conn = await pool.get_connection()
-
-        async def round_trip() -> list[Any]:
-            await conn.send_packed_command(payload)
-            replies: list[Any] = []
-            for _ in range(count):
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-            return replies
-
-        async def failed(error: Exception) -> None:
-            await conn.disconnect()
-
-        try:
-            result: list[Any] = await conn.retry.call_with_retry(round_trip, failed)
-            return result
-        finally:
-            await pool.release(conn)
 
     def get(self, memory_id: str) -> Awaitable[Memory | None]:
         """The cached memory or None; a hit refreshes its TTL.

@@ -1,9 +1,9 @@
 """A client of the swarm's HTTP API: :class:`SwarmClient` and the ``queenswarm`` command.
 
 Example:
-    >>> import swarm.client
-    >>> swarm.client.__all__ == sorted(swarm.client.__all__)
-    True
+    >>> from swarm.client import NotLeader, SwarmClient
+    >>> SwarmClient("http://127.0.0.1:8080").url, issubclass(NotLeader, Exception)
+    ('http://127.0.0.1:8080', True)
 """
 
 from swarm.client.errors import (

@@ -4,7 +4,7 @@ Reads ``SWARM_URL`` (default ``http://127.0.0.1:8080``) and ``SWARM_TOKEN``;
 ``--url``/``--token`` win. Prints tables for people, ``--json`` for scripts.
 
 Exit codes: 0 success; 1 the task failed, the API refused, or it could not
-be reached; 2 bad usage.
+be reached; 2 bad usage (a malformed ``--url`` or ``--timeout`` too).
 
 Example:
     >>> from swarm.client.cli import build_parser
@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -28,13 +29,37 @@ import msgspec
 from swarm import __version__
 from swarm.client.errors import ApiRequestError, BadRequest, NotLeader
 from swarm.client.http import SwarmClient, result_of
-from swarm.errors import SwarmError, TaskError, TransportError
+from swarm.errors import ConfigError, SwarmError, TaskError, TransportError
 from swarm.service.auth import ROLES, hash_token, new_token
 
 __all__ = ["build_parser", "main"]
 
+
+def _stamp(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
 PROG = "queenswarm"
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+_AGES = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _when(text: str) -> float:
+    """A unix time, or an age ("15m") counted back from now."""
+    try:
+        if text[-1:] in _AGES:
+            age = float(text[:-1]) * _AGES[text[-1]]
+            if age >= 0:
+                return time.time() - age
+        else:
+            value = float(text)
+            if value >= 0:
+                return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a unix time nor an age such as 90s, 15m, 2h or 1d")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Environment: SWARM_URL, SWARM_TOKEN. Exit codes: 0 ok, 1 failed or "
         "unreachable, 2 usage.",
     )
-    p.add_argument("--url", help=f"API base URL ($SWARM_URL, default {DEFAULT_URL})")
-    p.add_argument("--token", help="bearer token ($SWARM_TOKEN)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
+    # The global options are accepted after the command too ("queenswarm agents --json"):
+    # there they default to SUPPRESS, so an absent one leaves the top-level value alone.
+    common = argparse.ArgumentParser(add_help=False)
+    for parser, suppress in ((p, False), (common, True)):
+        def dflt(value: object, suppress: bool = suppress) -> object:
+            return argparse.SUPPRESS if suppress else value
+
+        parser.add_argument("--url", default=dflt(None),
+                            help=f"API base URL ($SWARM_URL, default {DEFAULT_URL})")
+        parser.add_argument("--token", default=dflt(None), help="bearer token ($SWARM_TOKEN)")
+        parser.add_argument("--json", action="store_true", default=dflt(False),
+                            help="print JSON instead of tables")
+        parser.add_argument("--timeout", type=float, default=dflt(30.0),
+                            help="seconds per request (30)")
     p.add_argument("--version", action="version", version=f"queenswarm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("submit", help="submit a task: TYPE and its fields as JSON")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    s = command("submit", help="submit a task: TYPE and its fields as JSON")
     s.add_argument("type", help="message type name (see 'queenswarm roles')")
     s.add_argument("payload", nargs="?", default="{}", help="JSON object of the message's fields")
     s.add_argument("--to", default="", help="role:NAME, agent:ID or a bare role")
@@ -63,36 +101,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("status", "a task's record"), ("result", "wait for a task's result"),
                        ("cancel", "cancel a task that has not started")):
-        c = sub.add_parser(name, help=text)
+        c = command(name, help=text)
         c.add_argument("task_id")
         if name == "result":
             c.add_argument("--wait", type=float, default=60.0, help="seconds to wait (60)")
 
-    t = sub.add_parser("tasks", help="tasks submitted through the API, newest first")
+    t = command("tasks", help="tasks: live ones newest first, then the task history")
     t.add_argument("--state", choices=("queued", "running", "done", "failed", "dead", "expired"))
-    t.add_argument("--limit", type=int, default=20)
-    sub.add_parser("agents", help="every agent")
-    sub.add_parser("roles", help="roles: replicas, health, queue depth")
-    d = sub.add_parser("dlq", help="dead letters; 'dlq redrive ID' or 'dlq redrive --all'")
+    t.add_argument("--type", help="only tasks of this message type")
+    t.add_argument("--since", type=_when, metavar="WHEN",
+                   help="finished (live: created) at or after WHEN: unix time or an age "
+                   "such as 90s, 15m, 2h, 1d")
+    t.add_argument("--until", type=_when, metavar="WHEN", help="finished (live: created) "
+                   "before WHEN")
+    t.add_argument("--limit", type=int, default=20, help="tasks per page (20; at most 1000)")
+    t.add_argument("--cursor", help="the next page: the cursor a previous page printed")
+    t.add_argument("--all", action="store_true", help="every page (--limit tasks per request)")
+    command("agents", help="every agent")
+    command("roles", help="roles: replicas, health, queue depth")
+    d = command("dlq", help="dead letters; 'dlq redrive ID' or 'dlq redrive --all'")
     d.add_argument("action", nargs="?", choices=("list", "redrive"), default="list")
     d.add_argument("task_id", nargs="?")
     d.add_argument("--all", action="store_true", help="redrive every dead letter")
-    r = sub.add_parser("recall", help="recall memories relevant to QUERY")
+    r = command("recall", help="recall memories relevant to QUERY")
     r.add_argument("query")
     r.add_argument("-k", type=int, default=5)
-    m = sub.add_parser("remember", help="store a memory")
+    m = command("remember", help="store a memory")
     m.add_argument("namespace")
     m.add_argument("content")
     m.add_argument("--tag", action="append", default=[])
-    sub.add_parser("config", help="the live config in force")
-    w = sub.add_parser("ready", help="whether the Queen leads, and who does")
+    command("config", help="the live config in force")
+    w = command("ready", help="whether the Queen leads, and who does")
     w.add_argument("--wait", type=float, default=0.0,
                    help="keep trying up to SECONDS while the API (or --role) is not up yet")
     w.add_argument("--role", action="append", default=[],
                    help="also wait until this role has a replica (repeatable)")
     w.add_argument("--leading", action="store_true",
                    help="also wait until this Queen leads (not a standby)")
-    k = sub.add_parser("token", help="make a token: prints it, and its tokens-file line")
+    k = command("token", help="make a token: prints it, and its tokens-file line")
     k.add_argument("role", choices=ROLES)
     k.add_argument("name", nargs="?", default="")
     return p
@@ -164,13 +210,24 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
                      view.agent_id or "-", view.error or ""]], out)
             return 0
         if cmd == "tasks":
-            tasks = await client.tasks(state=args.state, limit=args.limit)
-            if args.json:
-                emit(tasks)
+            filters: dict[str, Any] = {"state": args.state, "type": args.type,
+                                       "since": args.since, "until": args.until}
+            cursor: str | None = args.cursor
+            if args.all:
+                tasks = [t async for t in client.iter_tasks(page=args.limit, **filters)]
+                cursor = None
             else:
-                _table([["TASK", "TYPE", "STATE", "ATTEMPTS", "ERROR"]] + [
-                    [t.task_id, t.type, t.state, str(t.attempts), t.error or ""] for t in tasks
-                ], out)
+                page = await client.tasks(limit=args.limit, cursor=cursor, **filters)
+                tasks, cursor = page.tasks, page.cursor
+            if args.json:
+                emit(tasks if args.all else page)
+                return 0
+            _table([["TASK", "TYPE", "STATE", "ATTEMPTS", "FINISHED", "ERROR"]] + [
+                [t.task_id, t.type, t.state, str(t.attempts), _stamp(t.finished_at),
+                 t.error or ""] for t in tasks
+            ], out)
+            if cursor is not None:
+                out.write(f"more: --cursor {cursor}\n")
             return 0
         if cmd == "agents":
             agents = await client.agents()
@@ -289,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.write(f"{PROG}: error: {exc.status or ''} {exc.code}{field}: {exc.detail}\n"
                   .replace(":  ", ": ").replace("error:  ", "error: "))
         return 2 if exc.status == 0 else 1
+    except ConfigError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return 2
     except SwarmError as exc:
         err.write(f"{PROG}: error: {exc}\n")
         return 1

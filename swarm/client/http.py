@@ -17,15 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
 from swarm.client.errors import ApiRequestError, error_from_problem
-from swarm.errors import SwarmTimeout, TaskDeadLettered, TaskExpired, TaskFailed, TransportError
+from swarm.errors import (
+    ConfigError,
+    SwarmTimeout,
+    TaskDeadLettered,
+    TaskExpired,
+    TaskFailed,
+    TransportError,
+)
 from swarm.service import api
 
 __all__ = ["SwarmClient", "result_of"]
@@ -34,6 +42,21 @@ _T = TypeVar("_T")
 _FINAL = frozenset({"done", "failed", "dead", "expired"})
 #: The server's longest long-poll per request; longer waits take several.
 _POLL = 30.0
+
+
+def _checked_url(url: str) -> str:
+    # Caught here, a typo is a configuration error, not "cannot reach the swarm".
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"API URL {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"API URL {url!r} must look like http://HOST:PORT or https://HOST:PORT, "
+            "e.g. http://127.0.0.1:8080"
+        )
+    return url.rstrip("/")
 
 
 class SwarmClient:
@@ -45,6 +68,10 @@ class SwarmClient:
         timeout: Seconds any one request may take, besides long-polls.
         session: An aiohttp session to use (not closed by the client).
         connections: Most connections kept open to the API.
+
+    Raises:
+        ConfigError: ``url`` is not an ``http(s)://host[:port]`` URL, or ``timeout``
+            is not positive.
     """
 
     def __init__(
@@ -56,7 +83,9 @@ class SwarmClient:
         session: aiohttp.ClientSession | None = None,
         connections: int = 100,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _checked_url(url)
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout:g}")
         self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session = session
@@ -222,11 +251,59 @@ class SwarmClient:
         _, data = await self._call("POST", f"/v1/tasks/{task_id}/cancel")
         return self._decode(data, api.TaskView)
 
-    async def tasks(self, *, state: str | None = None, limit: int = 100) -> list[api.TaskView]:
-        """Tasks submitted through the Queen's API, newest first."""
-        params = {"limit": str(limit), **({"state": state} if state else {})}
+    async def tasks(
+        self,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> api.TaskList:
+        """One page of tasks: live ones newest first, then the task history newest finished first.
+
+        Args:
+            state: Only this state (queued, running, done, failed, dead, expired).
+            type: Only this message type.
+            since: Only tasks finished (live ones: created) at or after this unix time.
+            until: Only tasks finished (live ones: created) before this unix time.
+            limit: Most tasks on the page (1..1000).
+            cursor: The ``cursor`` of the previous page.
+
+        Returns:
+            The page; its ``cursor`` is None on the last one.
+
+        Raises:
+            ApiRequestError: A filter is invalid (the field is named).
+        """
+        params = {"limit": str(limit)}
+        for name, value in (("state", state), ("type", type), ("since", since),
+                            ("until", until), ("cursor", cursor)):
+            if value is not None:
+                params[name] = f"{value:.6f}" if isinstance(value, float) else str(value)
         _, data = await self._call("GET", "/v1/tasks", params=params)
-        return self._decode(data, api.TaskList).tasks
+        return self._decode(data, api.TaskList)
+
+    async def iter_tasks(
+        self,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        page: int = 500,
+    ) -> AsyncIterator[api.TaskView]:
+        """Every task matching the filters, following the pages' cursors (see :meth:`tasks`)."""
+        cursor: str | None = None
+        while True:
+            listing = await self.tasks(state=state, type=type, since=since, until=until,
+                                       limit=page, cursor=cursor)
+            for task in listing.tasks:
+                yield task
+            if listing.cursor is None:
+                return
+            cursor = listing.cursor
 
     # -- the swarm ----------------------------------------------------------------
     async def roles(self) -> list[api.RoleView]:

@@ -12,21 +12,25 @@ Example:
     60.0
 """
 
+from swarm.history.memory import LIVE_STATES, LedgerHistory
 from swarm.history.settings import (
     DEFAULT_INBOX_MAXLEN,
     DEFAULT_INBOX_TTL,
     DEFAULT_RETENTION,
     HistorySettings,
 )
-from swarm.history.store import PostgresHistory, TaskHistory, check_query
+from swarm.history.store import LiveTasks, PostgresHistory, TaskHistory, check_query
 from swarm.history.writer import HistoryWriter, RecordSink
 
 __all__ = [
     "DEFAULT_INBOX_MAXLEN",
     "DEFAULT_INBOX_TTL",
     "DEFAULT_RETENTION",
+    "LIVE_STATES",
     "HistorySettings",
     "HistoryWriter",
+    "LedgerHistory",
+    "LiveTasks",
     "PostgresHistory",
     "RecordSink",
     "TaskHistory",

@@ -22,12 +22,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import asyncpg  # type: ignore[import-untyped]
 
-from memory.schema import apply_migrations
 from swarm.errors import ConfigError, HistoryUnavailable
 from swarm.history.settings import HistorySettings
 from swarm.ledger import FINAL_STATES, TaskRecord, TaskState
 
-__all__ = ["PostgresHistory", "TaskHistory", "check_query"]
+__all__ = ["LiveTasks", "PostgresHistory", "TaskHistory", "check_query"]
 
 _COLUMNS = (
     "task_id, type, recipient, state, attempts, priority, idempotency_key, agent_id,"
@@ -73,6 +72,30 @@ class TaskHistory(Protocol):
         Raises:
             ConfigError: A filter is invalid (an unknown or live state, a bad limit).
             HistoryUnavailable: The store could not be read.
+        """
+        ...
+
+
+@runtime_checkable
+class LiveTasks(Protocol):
+    """Unfinished (queued and running) tasks, newest created first."""
+
+    async def live(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[TaskRecord]:
+        """Live tasks; ``since``, ``until`` and the ``(created_at, task_id)`` cursor
+        ``before`` apply to the creation time.
+
+        Raises:
+            ConfigError: A filter is invalid (a final state, a bad limit).
+            TransportError: The ledger could not be read.
         """
         ...
 
@@ -181,6 +204,9 @@ class PostgresHistory:
         Raises:
             HistoryUnavailable: PostgreSQL could not be reached.
         """
+        # Imported here: the memory package imports the Redis runtime, which imports this.
+        from memory.schema import apply_migrations
+
         s = self.settings
         with _translated():
             if self._pool is None:

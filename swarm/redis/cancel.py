@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from swarm import constants as C
 from swarm.ledger import TaskRecord, TaskState
 
@@ -73,4 +75,8 @@ async def cancel_queued(core: Core, record: TaskRecord) -> TaskRecord | None:
     )
     if not int(deleted):
         return None
-    return await core.ledger.update(record.task_id, TaskState.FAILED, error="cancelled")
+    final = await core.ledger.update(record.task_id, TaskState.FAILED, error="cancelled")
+    if final is not None and core.writer is not None:
+        # Finished, so history: it leaves Redis after the retention.
+        core.writer.add(final.task_id, msgspec.msgpack.encode(final))
+    return final

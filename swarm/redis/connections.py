@@ -33,33 +33,24 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import inspect
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias, cast
+from typing import Any, TypeAlias
 
-import redis.utils
 import structlog
-from redis.asyncio import Connection, ConnectionPool, Redis, SSLConnection
-from redis.asyncio.client import Pipeline
+from redis.asyncio import ConnectionPool, Redis, SSLConnection
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigError, TransportError
+from swarm.redis import fastpath
+from swarm.redis.fastpath import HiredisPackConnection, use_hiredis_packer
 from swarm.redis.settings import RedisSettings
-
-try:
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # pragma: no cover - HiredisPackConnection is used only with hiredis
-    _hiredis_pack = None  # type: ignore[assignment]
 
 __all__ = [
     "AnyRedis",
@@ -138,14 +129,17 @@ def _standalone(
     kwargs = _client_kwargs(settings, socket_timeout=socket_timeout)
     if settings.max_connections is not None:
         kwargs["max_connections"] = settings.max_connections
+    if settings.unix_socket_path is not None and host is None:
+        kwargs["unix_socket_path"] = settings.unix_socket_path
     client = Redis(
         host=host or settings.host,
         port=port or settings.port,
         db=settings.db,
         **kwargs,
     )
-    # Before the first connection exists: the pool makes every one of this class.
-    use_hiredis_packer(client)
+    if fastpath.select(settings.fastpath):
+        # Before the first connection exists: the pool makes every one of this class.
+        use_hiredis_packer(client)
     return client
 
 
@@ -234,7 +228,7 @@ class RedisClients:
     @property
     def hiredis(self) -> bool:
         """Whether replies are parsed by hiredis (the C parser) rather than pure Python."""
-        return bool(redis.utils.HIREDIS_AVAILABLE)
+        return fastpath.HIREDIS_AVAILABLE
 
     @classmethod
     async def connect(cls, settings: RedisSettings) -> RedisClients:
@@ -243,7 +237,7 @@ class RedisClients:
         Raises:
             TransportError: The server (or cluster) cannot be reached.
         """
-        if not redis.utils.HIREDIS_AVAILABLE:
+        if not fastpath.HIREDIS_AVAILABLE:
             _log.warning("hiredis is not installed; Redis replies use the slow Python parser")
         commands: AnyRedis
         blocking: AnyRedis
@@ -363,183 +357,6 @@ def _initialised(cluster: RedisCluster) -> bool:
         return False
 
 
-class _Packer(Protocol):
-    def pack(self, *args: Any) -> list[bytes]: ...
-
-
-class HiredisPackConnection(Connection):
-    """An asyncio connection that packs commands with hiredis's C packer.
-
-    redis-py's asyncio connection packs every command in Python; on the task
-    hot path (several commands per task, ten-odd arguments each) that was the
-    largest single cost in profiles.
-    """
-
-    # redis-py 8.2 left the serializer's constructor unannotated (8.1 typed
-    # it); the cast gives it one signature mypy accepts on both.
-    _packer = cast("Callable[[], _Packer]", HiredisRespSerializer)()
-
-    async def send_packed_command(
-        self, command: str | bytes | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        """Write a packed command, in this loop turn when the socket takes it at once.
-
-        redis-py bounds every write with ``asyncio.wait_for``, which on Python
-        3.11 runs the write as a task of its own: a task, a timer and two more
-        loop turns per command, and the write waits behind every callback
-        already queued (on a sequential request/reply path, that is each hop's
-        latency). A write that leaves nothing in the transport's buffer cannot
-        time out, so only a backed-up socket waits for the drain, bounded by the
-        socket timeout as before. Health checks and reconnects take redis-py's path.
-        """
-        writer = getattr(self, "_writer", None)
-        reader = getattr(self, "_reader", None)
-        if writer is not None and (
-            writer.transport.is_closing() or (reader is not None and reader.at_eof())
-        ):
-            # The server closed it while it sat idle (a restart, CLIENT KILL,
-            # an idle timeout): nothing was sent on it, so a fresh connection
-            # is safe, as the pool's check of a connection it lends out.
-            await self.disconnect(nowait=True)
-            writer = None
-        if (
-            writer is None
-            or reader is None
-            or (
-                check_health
-                and self.health_check_interval
-                and asyncio.get_running_loop().time() > self.next_health_check
-            )
-        ):
-            await super().send_packed_command(command, check_health)
-            return
-        if isinstance(command, str):
-            command = command.encode()
-        if isinstance(command, bytes):
-            command = [command]
-        try:
-            writer.writelines(command)
-            if writer.transport.get_write_buffer_size() and self.socket_timeout:
-                await asyncio.wait_for(writer.drain(), self.socket_timeout)
-            else:
-                # Nothing buffered (or no timeout configured, as redis-py):
-                # raises a connection error the reader already saw.
-                await writer.drain()
-        except TimeoutError:
-            await self.disconnect(nowait=True)
-            raise RedisTimeoutError("Timeout writing to socket") from None
-        except OSError as exc:
-            await self.disconnect(nowait=True)
-            raise RedisConnectionError(f"Error while writing to socket: {exc!r}") from exc
-        except BaseException:
-            # A write cut short leaves the connection in an unknown state.
-            await self.disconnect(nowait=True)
-            raise
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        # Straight to the C packer: redis-py's serializer first copies every
-        # argument through a Python generator (to turn bytearray and
-        # memoryview into bytes), which cost as much as the packing itself at
-        # twenty-odd arguments per task.
-        first = args[0]
-        if " " in first if isinstance(first, str) else b" " in first:
-            args = (*first.split(), *args[1:])
-        try:
-            return [_hiredis_pack(args)]
-        except TypeError:
-            # Arguments the C packer does not take (bytearray; or invalid,
-            # which redis-py reports as DataError).
-            return self._packer.pack(*args)
-
-
-def use_hiredis_packer(client: Any) -> bool:
-    """Make new connections of a standalone client we own pack with hiredis.
-
-    Returns whether it applied (hiredis installed, plain standalone connections).
-    """
-    if not redis.utils.HIREDIS_AVAILABLE or not isinstance(client, Redis):
-        return False
-    pool = client.connection_pool
-    if pool.connection_class is not Connection:
-        return False
-    pool.connection_class = HiredisPackConnection
-    return True
-
-
-class _HeldPipeline(Pipeline):
-    """A standalone pipeline whose connection its :class:`PipelineConnection` keeps."""
-
-    holder: PipelineConnection
-
-    async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        """Run the queued commands; on a live held connection, without redis-py's wrappers.
-
-        redis-py wraps every pipeline in a retry closure, an observability
-        record, HIMPORT preparation passes and a second packing pass that joins
-        the commands into one buffer: more Python than the write and the read
-        themselves for the batcher's one or two commands. A held connection
-        that is up runs its attempts directly; the first is the first of the
-        client's retry policy, so a failed one leaves the policy's remaining
-        attempts (with ``retry_attempts=0``, none: a script whose reply was
-        lost is not run twice).
-        """
-        conn = self.connection
-        stack = self.command_stack
-        if (
-            conn is None
-            or not stack
-            or self.scripts
-            or self.watching
-            or self.is_transaction
-            or self.explicit_transaction
-            or not isinstance(conn, HiredisPackConnection)
-            or not conn.is_connected
-        ):
-            return await super().execute(raise_on_error)
-        chunks: list[bytes] = []
-        pack = conn.pack_command
-        for args, _ in stack:
-            chunks += pack(*args)
-        parse = self.parse_response
-
-        async def attempt() -> list[Any]:
-            await conn.send_packed_command(chunks)
-            replies: list[Any] = []
-            for args, options in stack:
-                try:
-                    replies.append(await parse(conn, args[0], **options))
-                except ResponseError as exc:
-                    replies.append(exc)
-            return replies
-
-        try:
-            try:
-                response = await attempt()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                response = await _retry_rest(conn, attempt, exc)
-        except BaseException:
-            await self.reset()
-            raise
-        try:
-            if raise_on_error:
-                self.raise_first_error(stack, response)
-        finally:
-            await self.reset()
-        return response
-
-    async def reset(self) -> None:  # type: ignore[override]
-        # Kept for the holder's next pipeline rather than handed back to the
-        # pool (which redis-py does under ``asyncio.shield``: a task of its
-        # own, two loop turns before the caller sees its replies).
-        conn, self.connection = self.connection, None
-        reset: Any = super().reset  # untyped in redis-py
-        await reset()
-        if conn is not None:
-            if conn.should_reconnect():  # type: ignore[no-untyped-call]  # as the pool on release
-                await conn.disconnect()
-            self.holder.held = conn
-
-
 class PipelineConnection:
     """Non-transactional pipelines that all run on one connection, held until :meth:`close`.
 
@@ -561,74 +378,17 @@ class PipelineConnection:
         self.held: Any = None
 
     def pipeline(self) -> Any:
-        """A pipeline on the held connection."""
+        """A pipeline on the held connection (redis-py's own off the fast path)."""
         client = self._client
-        if not isinstance(client, Redis):
+        if not isinstance(client, Redis) or not fastpath.active(client):
             return client.pipeline(transaction=False)
-        pipe = _HeldPipeline(client.connection_pool, client.response_callbacks, False, None)
-        pipe.holder = self
-        # Taken, not shared: a second pipeline meanwhile gets its own from the pool.
-        pipe.connection, self.held = self.held, None
-        return pipe
+        return fastpath.held_pipeline(client, self)
 
     async def close(self) -> None:
         """Hand the held connection back to the pool."""
         conn, self.held = self.held, None
         if conn is not None and isinstance(self._client, Redis):
             await self._client.connection_pool.release(conn)
-
-
-class _DedicatedRedis(Redis):
-    """A single-connection client for one loop of blocking reads, one command at a time."""
-
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Run a command; on its live connection, one attempt without redis-py's wrappers.
-
-        As for the held pipeline: redis-py's retry closure and observability
-        record cost more than the read's own parsing, and run after the reply
-        arrived, on the path of every task when they come one at a time.
-        The direct attempt is the first of the client's retry policy; after a
-        connection error the policy's remaining attempts run, as redis-py's
-        own retry would.
-        """
-        lock: asyncio.Lock | None = getattr(self, "_single_conn_lock", None)
-        conn = self.connection
-        if lock is None or not isinstance(conn, HiredisPackConnection) or not conn.is_connected:
-            # First use (redis-py connects), or a redis-py without the lock.
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        packed = conn.pack_command(*args)
-
-        async def attempt() -> Any:
-            await conn.send_packed_command(packed)
-            return await self.parse_response(conn, args[0], **options)
-
-        # Held across the retries, as redis-py holds it.
-        async with lock:
-            try:
-                return await attempt()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                return await _retry_rest(conn, attempt, exc)
-
-
-async def _retry_rest(conn: Any, attempt: Callable[[], Awaitable[Any]], error: Exception) -> Any:
-    """The attempts ``conn``'s retry policy has left after a failed first one.
-
-    Each failure drops the connection, as redis-py does before a retry; the
-    next attempt reconnects. A policy of no retries raises ``error``.
-    """
-    await conn.disconnect()
-    policy: Retry = conn.retry
-    retries = policy.get_retries()
-    if retries == 0:
-        raise error
-    rest = copy.copy(policy)
-    if retries > 0:  # negative: retry for ever
-        rest.update_retries(retries - 1)
-
-    async def failed(_: Exception) -> None:
-        await conn.disconnect()
-
-    return await rest.call_with_retry(attempt, failed)
 
 
 def dedicated(client: AnyRedis, *, raw: tuple[str, ...] = ()) -> AnyRedis:
@@ -644,8 +404,10 @@ def dedicated(client: AnyRedis, *, raw: tuple[str, ...] = ()) -> AnyRedis:
             the server sent them: no redis-py response callback).
     """
     if isinstance(client, Redis):
-        own = _DedicatedRedis(
-            connection_pool=client.connection_pool, single_connection_client=True
+        own = (
+            fastpath.dedicated_client(client)
+            if fastpath.active(client)
+            else Redis(connection_pool=client.connection_pool, single_connection_client=True)
         )
         for command in raw:
             if command in own.response_callbacks:

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from swarm.constants import ledger_pattern
 from swarm.errors import TransportError
+from swarm.history.memory import check_live_query, select_finished, select_live
 from swarm.history.store import check_query
 from swarm.ledger import TaskRecord, TaskState
 from swarm.redis.ledger import RedisLedger, record_from_hash
@@ -27,6 +28,8 @@ _CHUNK = 1000
 
 class RedisHistory:
     """:class:`~swarm.history.TaskHistory` over the finished records left in Redis.
+
+    Also :class:`~swarm.history.LiveTasks`: the queued and running records.
 
     Args:
         ledger: The runtime's Redis ledger.
@@ -50,6 +53,29 @@ class RedisHistory:
         limit: int = 100,
     ) -> list[TaskRecord]:
         value = check_query(state, limit)
+        return select_finished(
+            await self._records(), state=value, type=type, since=since, until=until,
+            before=before, limit=limit,
+        )
+
+    async def live(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[TaskRecord]:
+        """Queued and running tasks, newest created first (:class:`~swarm.history.LiveTasks`)."""
+        value = check_live_query(state, limit)
+        return select_live(
+            await self._records(), state=value, type=type, since=since, until=until,
+            before=before, limit=limit,
+        )
+
+    async def _records(self) -> list[TaskRecord]:
         redis: Any = self._ledger.redis
         out: list[TaskRecord] = []
         try:
@@ -59,24 +85,7 @@ class RedisHistory:
                 pipe = redis.pipeline(transaction=False)
                 for key in keys[i : i + _CHUNK]:
                     pipe.hgetall(key)
-                for raw in await pipe.execute():
-                    if not raw:
-                        continue
-                    rec = record_from_hash(raw)
-                    if not rec.final or rec.finished_at is None:
-                        continue
-                    if value is not None and rec.state is not value:
-                        continue
-                    if type is not None and rec.type != type:
-                        continue
-                    if since is not None and rec.finished_at < since:
-                        continue
-                    if until is not None and rec.finished_at >= until:
-                        continue
-                    if before is not None and (rec.finished_at, rec.task_id) >= before:
-                        continue
-                    out.append(rec)
+                out += [record_from_hash(raw) for raw in await pipe.execute() if raw]
         except (RedisError, OSError) as exc:
-            raise TransportError(f"reading the task history from Redis failed: {exc!r}") from exc
-        out.sort(key=lambda r: (r.finished_at or 0.0, r.task_id), reverse=True)
-        return out[:limit]
+            raise TransportError(f"reading the task ledger from Redis failed: {exc!r}") from exc
+        return out

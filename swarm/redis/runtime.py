@@ -73,7 +73,7 @@ from swarm.errors import (
     TransportError,
 )
 from swarm.history.settings import HistorySettings
-from swarm.history.store import PostgresHistory, TaskHistory
+from swarm.history.store import LiveTasks, PostgresHistory, TaskHistory
 from swarm.history.writer import HistoryWriter
 from swarm.ledger import TaskRecord, TaskState
 from swarm.messages import Command, CommandAction, Envelope, Kind, Message, new_id
@@ -247,6 +247,11 @@ class RedisRuntime:
         """
         if self._store is not None:
             return self._store
+        return RedisHistory(self.ledger)
+
+    @property
+    def live_tasks(self) -> LiveTasks:
+        """Queued and running tasks: the records in Redis without a final state."""
         return RedisHistory(self.ledger)
 
     async def flush_history(self, timeout: float | None = None) -> bool:

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from swarm.constants import KEY_PREFIX
 from swarm.errors import ConfigError
+from swarm.redis.fastpath import default as fastpath_default
 
 __all__ = ["CertReqs", "RedisSettings"]
 
@@ -92,6 +93,13 @@ class RedisSettings:
         client_name: ``CLIENT SETNAME`` of the connections, for ``CLIENT LIST``.
         protocol: RESP version. 2 by default so replies have the same shape on
             every supported redis-py version (redis-py 8 defaults to RESP3).
+        fastpath: Use the fast paths over redis-py internals
+            (:mod:`swarm.redis.fastpath`) where the installed redis-py is one
+            they were verified with; False always uses redis-py's public API.
+            Defaults to :func:`swarm.redis.fastpath.default` (True unless an
+            edge turned it off, as the CLIs do for ``SWARM_REDIS_FASTPATH=0``).
+        unix_socket_path: Reach a standalone server through this Unix socket
+            (``unix:///path/to/redis.sock?db=N``) instead of ``nodes``.
     """
 
     nodes: tuple[tuple[str, int], ...] = (("127.0.0.1", DEFAULT_PORT),)
@@ -118,8 +126,12 @@ class RedisSettings:
     max_connections: int | None = None
     client_name: str | None = None
     protocol: Literal[2, 3] = 2
+    fastpath: bool = field(default_factory=fastpath_default)
+    unix_socket_path: str | None = None
 
     def __post_init__(self) -> None:
+        if self.unix_socket_path is not None and (self.cluster or self.ssl):
+            raise ConfigError("a unix:// socket is a standalone server without TLS")
         if not self.nodes:
             raise ConfigError("at least one Redis node is required")
         for host, port in self.nodes:
@@ -218,9 +230,11 @@ class RedisSettings:
             (3, 't1', False)
         """
         scheme, sep, rest = dsn.partition("://")
+        if sep and scheme.lower() == "unix":
+            return _from_unix_dsn(dsn, rest, overrides)
         if not sep or scheme.lower() not in _SCHEMES:
             raise ConfigError(
-                f"not a Redis URL (redis://, rediss://, redis+cluster://): {_redact(dsn)}"
+                f"not a Redis URL (redis://, rediss://, redis+cluster://, unix://): {_redact(dsn)}"
             )
         ssl, cluster = _SCHEMES[scheme.lower()]
         rest = rest.partition("#")[0]
@@ -274,8 +288,11 @@ class RedisSettings:
         hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.nodes)
         defaults = RedisSettings()
         query: list[tuple[str, str]] = []
+        if self.unix_socket_path is not None:
+            scheme, hosts = "unix", quote(self.unix_socket_path)
+            query.append(("db", str(self.db)))
         for f in dataclasses.fields(self):
-            if f.name in _NOT_QUERY or f.name == "cluster":
+            if f.name in _NOT_QUERY or f.name in ("cluster", "unix_socket_path"):
                 continue
             value = getattr(self, f.name)
             if (
@@ -286,6 +303,8 @@ class RedisSettings:
             if value != getattr(defaults, f.name):
                 query.append((f.name, _render(value)))
         qs = ("?" + urlencode(query)) if query else ""
+        if self.unix_socket_path is not None:
+            return f"{scheme}://{auth}{hosts}{qs}"
         return f"{scheme}://{auth}{hosts}/{self.db}{qs}"
 
 
@@ -308,6 +327,7 @@ _FIELD_TYPES: dict[str, str] = {
     "max_connections": "int?",
     "client_name": "str?",
     "protocol": "int",
+    "fastpath": "bool",
 }
 
 
@@ -374,6 +394,34 @@ def _parse_node(part: str, dsn: str) -> tuple[str, int]:
         raise ConfigError(f"missing host in Redis URL: {_redact(dsn)}")
     port = _to_int("port", port_text) if port_text else DEFAULT_PORT
     return unquote(host), port
+
+
+def _from_unix_dsn(dsn: str, rest: str, overrides: dict[str, Any]) -> RedisSettings:
+    """``unix://[user:password@]/path/to/redis.sock[?db=N&...]``."""
+    rest = rest.partition("#")[0]
+    rest, _, query = rest.partition("?")
+    userinfo, at, path = rest.rpartition("@")
+    if not path.startswith("/"):
+        raise ConfigError(f"unix:// needs an absolute socket path: {_redact(dsn)}")
+    values: dict[str, Any] = {"unix_socket_path": unquote(path)}
+    if at:
+        user, colon, password = userinfo.partition(":")
+        values["username"] = unquote(user) or None
+        if colon:
+            values["password"] = unquote(password)
+    for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        name = _ALIASES.get(key, key)
+        if name == "db":
+            values["db"] = _to_int("db", raw)
+        elif name in ("cluster", "ssl", "nodes", "unix_socket_path"):
+            raise ConfigError(f"option {key!r} does not apply to a unix:// socket")
+        else:
+            values[name] = _convert(name, raw)
+    values.update(overrides)
+    try:
+        return RedisSettings(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _redact(dsn: str) -> str:

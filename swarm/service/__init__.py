@@ -7,9 +7,9 @@ through it. :class:`Bundle` is what a process runs, found through
 ``--agents`` or the ``queenswarm.agents`` entry point.
 
 Example:
-    >>> import swarm.service
-    >>> swarm.service.__all__ == sorted(swarm.service.__all__)
-    True
+    >>> from swarm.service import SwarmService, load_bundle
+    >>> SwarmService.__name__, callable(load_bundle)
+    ('SwarmService', True)
 """
 
 from swarm.service.assembly import ROUTES_ENTRY_POINT_GROUP, RouteInstaller, SwarmService

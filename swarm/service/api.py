@@ -95,9 +95,17 @@ class TaskView(msgspec.Struct, kw_only=True):
 
 
 class TaskList(msgspec.Struct, kw_only=True):
-    """Tasks submitted through this Queen's API, newest first."""
+    """A page of tasks: live ones newest created first, then finished ones newest finished first.
+
+    Attributes:
+        tasks: This page.
+        cursor: Pass as ``cursor=`` for the next page; None on the last page.
+        next: The next page's path and query (the same filters); None on the last page.
+    """
 
     tasks: list[TaskView]
+    cursor: str | None = None
+    next: str | None = None
 
 
 class ReplicaView(msgspec.Struct, kw_only=True):

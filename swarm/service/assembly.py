@@ -259,7 +259,7 @@ class SwarmService:
         runtime_cls, settings_cls, clients_cls = _optional(
             "swarm.redis", ("RedisRuntime", "RedisSettings", "RedisClients"), "--redis"
         )
-        rs = settings_cls.from_dsn(s.redis_url)
+        rs = settings_cls.from_dsn(s.redis_url, fastpath=s.redis_fastpath)
         self._redis = await clients_cls.connect(rs)
         self._redis_prefix = self.runtime_options.get("prefix") or rs.key_prefix
         # Fenced: a task this Queen stamps with a stale epoch is refused in Redis.
@@ -279,7 +279,7 @@ class SwarmService:
         postgres = pg_settings.from_dsn(s.postgres_url) if s.postgres_url else None
         hot = None
         if self._redis is not None:
-            hot = hot_settings(url="redis://", prefix=self._redis_prefix)
+            hot = hot_settings(url="redis://", prefix=self._redis_prefix, fastpath=s.redis_fastpath)
         settings = memory_settings(postgres=postgres, redis=hot)
         redis = self._redis.commands if self._redis is not None else None
         # Offline it writes the extractive synthesis, and says so once.
@@ -301,9 +301,10 @@ class SwarmService:
         if not s.shared:
             self.leadership = SoloLeadership(queen_id=self.queen.queen_id, url=self.url)
             return
-        names = ("QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter")
-        queen_discovery, leader_elector, redis_lease, fenced_writer = _optional(
-            "discovery", names, "leadership"
+        names = ("QueenDiscovery", "LeaderElector", "RedisLease", "FencedWriter",
+                 "EpochReconciler")
+        queen_discovery, leader_elector, redis_lease, fenced_writer, epoch_reconciler = (
+            _optional("discovery", names, "leadership")
         )
         fence: Any = None
         lease: Any = None
@@ -322,25 +323,37 @@ class SwarmService:
             say=self.say,
         )
 
-        async def on_elected(lease_held: Any) -> None:
-            if fence is not None:
-                await fence.advance(lease_held.epoch)
-            await elected.announce(lease_held.epoch)
+        async def announced() -> int:
+            info = await elected.leader()
+            return info.epoch if info is not None else 0
+
+        # One epoch per leadership: the election's, raised past the fence and
+        # the last announced leader's (a reset Consul KV starts again at 1).
+        reconciler = epoch_reconciler(
+            name=LEADERSHIP, fences=[fence] if fence is not None else [], floors=[announced],
+            counted_by_election=not consul,
+        )
+
+        async def on_elected(lease_held: Any) -> int:
+            epoch: int = await reconciler.on_elected(lease_held)
+            await elected.announce(epoch)
+            return epoch
 
         async def on_lost(lease_held: Any) -> None:
+            await reconciler.on_lost(lease_held)
             self.say(f"leadership lost (epoch {lease_held.epoch}); standing by")
 
         if consul:
             self._wired = queen_discovery(
                 queen=self.queen, registry=self.registry, ttl=s.lease_ttl, live_config=True,
-                on_elected=on_elected, on_lost=on_lost,
+                on_elected=on_elected, on_lost=on_lost, on_renewed=reconciler.on_renewed,
             )
             elected.elector = self._wired.elector
             await self._wired.start()
         else:
             self._elector = leader_elector(
                 election=lease, name=LEADERSHIP, holder=self.queen.queen_id, ttl=s.lease_ttl,
-                on_elected=on_elected, on_lost=on_lost,
+                on_elected=on_elected, on_lost=on_lost, on_renewed=reconciler.on_renewed,
             )
             elected.elector = self._elector
             self.queen.set_dispatch(epoch=self._elector.current)

@@ -106,12 +106,15 @@ def _import(spec: str) -> Any:
 def _as_bundle(spec: str, obj: Any) -> Bundle:
     if isinstance(obj, Bundle):
         return obj
-    if not callable(obj):
-        raise ConfigError(f"{spec!r} is neither a Bundle nor a callable returning agents")
     if isinstance(obj, type) and issubclass(obj, Agent):
         cls = obj
         return Bundle(name=spec, agents=lambda: [cls()])
-    made = obj()
+    if not callable(obj) or isinstance(obj, type):
+        raise ConfigError(f"{spec!r} is neither a Bundle nor a callable returning agents")
+    try:
+        made = obj()
+    except Exception as exc:
+        raise ConfigError(f"{spec!r} failed to make agents: {type(exc).__name__}: {exc}") from exc
     if isinstance(made, Bundle):
         return made
     first: list[Any] = [made] if isinstance(made, Agent) else list(made)

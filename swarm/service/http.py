@@ -21,6 +21,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +35,7 @@ from aiohttp import web
 
 from swarm.constants import DEFAULT_MAX_MESSAGE_BYTES
 from swarm.errors import (
+    ConfigError,
     EncodeError,
     LeadershipLost,
     MemoryUnavailable,
@@ -171,6 +174,12 @@ async def _record(service: SwarmService, task_id: str) -> TaskRecord:
     if len(task_id) > 200:
         raise ApiError(404, "task-not-found", "no such task")
     rec = await service.runtime.ledger.get(task_id)
+    if rec is None:
+        # A finished task that left the live ledger (Redis retention, the
+        # embedded bounds) is still in the history, when there is one.
+        history = getattr(service.runtime, "history", None)
+        if history is not None:
+            rec = await history.get(task_id)
     if rec is None:
         raise ApiError(404, "task-not-found", f"no task {task_id!r} (unknown, or expired)")
     return rec
@@ -344,20 +353,90 @@ async def _cancel_task(request: web.Request) -> web.Response:
     return _json(_task_view(service, await _record(service, task_id)))
 
 
+_LIVE = ("queued", "running")
+_FINAL = ("done", "failed", "dead", "expired")
+_MAX_TIME = 1e11  # unix seconds (year 5138): a bound schemathesis cannot overflow
+
+
+def _listing(service: SwarmService) -> tuple[Any, Any]:
+    """The runtime's task history and live-task listing (one code path, both runtimes)."""
+    try:
+        return service.runtime.history, service.runtime.live_tasks  # type: ignore[attr-defined]
+    except (AttributeError, ConfigError) as exc:
+        raise ApiError(503, "unavailable", f"this runtime cannot list tasks: {exc}") from None
+
+
+def _encode_cursor(phase: str, rec: TaskRecord | None) -> str:
+    at = None if rec is None else (rec.finished_at or 0.0) if phase == "h" else rec.created_at
+    raw = msgspec.json.encode([phase, at, None if rec is None else rec.task_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> tuple[str, tuple[float, str] | None]:
+    if len(raw) > 400:
+        raise _bad("cursor", "at most 400 characters")
+    try:
+        phase, at, task_id = msgspec.json.decode(
+            base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)),
+            type=tuple[Literal["l", "h"], float | None, str | None],
+        )
+    except (ValueError, msgspec.DecodeError, binascii.Error):
+        raise _bad("cursor", "not a cursor this API returned (pass a page's 'cursor')") from None
+    return phase, None if at is None or task_id is None else (at, task_id)
+
+
 async def _list_tasks(request: web.Request) -> web.Response:
     service = _service(request)
-    state = request.query.get("state")
-    states = ("queued", "running", "done", "failed", "dead", "expired")
-    if state is not None and state not in states:
-        raise _bad("state", f"must be one of {', '.join(states)}")
+    q = request.query
+    state = q.get("state")
+    if state is not None and state not in _LIVE + _FINAL:
+        raise _bad("state", f"must be one of {', '.join(_LIVE + _FINAL)}")
+    type_name = q.get("type")
+    if type_name is not None and not 1 <= len(type_name) <= 200:
+        raise _bad("type", "a message type name of 1 to 200 characters")
+    since = _query_number(request, "since", -1.0, 0, _MAX_TIME)
+    until = _query_number(request, "until", -1.0, 0, _MAX_TIME)
+    if 0 <= until < since:
+        raise _bad("until", "must not be before since")
     limit = int(_query_number(request, "limit", 100, 1, 1000, integer=True))
-    out: list[api.TaskView] = []
-    for rec in await service.recent_records():
-        if state is None or rec.state.value == state:
-            out.append(_task_view(service, rec))
-            if len(out) >= limit:
-                break
-    return _json(api.TaskList(tasks=out))
+    raw_cursor = q.get("cursor")
+    # No state: the live tasks first (phase "l"), then the history ("h").
+    phase, before = ("h" if state in _FINAL else "l"), None
+    if raw_cursor is not None:
+        phase, before = _decode_cursor(raw_cursor)
+        if (phase == "l" and state in _FINAL) or (phase == "h" and state in _LIVE):
+            raise _bad("cursor", f"this cursor does not page tasks in state {state!r}")
+    history, live = _listing(service)
+    filters: dict[str, Any] = {
+        "type": type_name, "since": None if since < 0 else since,
+        "until": None if until < 0 else until,
+    }
+    page: list[TaskRecord] = []
+    cursor: str | None = None
+    if phase == "l":
+        page = await live.live(state=state, before=before, limit=limit + 1, **filters)
+        if len(page) > limit:
+            page = page[:limit]
+            cursor = _encode_cursor("l", page[-1])
+        elif state is None:
+            if len(page) == limit:
+                cursor = _encode_cursor("h", None)
+            else:
+                phase, before = "h", None
+    if phase == "h":
+        want = limit - len(page)
+        done = await history.query(state=state, before=before, limit=want + 1, **filters)
+        if len(done) > want:
+            done = done[:want]
+            cursor = _encode_cursor("h", done[-1])
+        page += done
+    nxt = None
+    headers: dict[str, str] = {}
+    if cursor is not None:
+        nxt = str(request.rel_url.update_query(cursor=cursor))
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    return _json(api.TaskList(tasks=[_task_view(service, r) for r in page], cursor=cursor,
+                              next=nxt), headers=headers)
 
 
 async def _list_roles(request: web.Request) -> web.Response:
@@ -504,7 +583,16 @@ _MEMORY_ID = Param("memory_id", "path", {"type": "string", "maxLength": 200}, re
 _LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
                "Most items returned (default 100)")
 _STATE = Param("state", "query", {"type": "string", "enum": [
-    "queued", "running", "done", "failed", "dead", "expired"]}, "Only tasks in this state")
+    "queued", "running", "done", "failed", "dead", "expired"]},
+    "Only tasks in this state (default: live tasks, then finished ones)")
+_TYPE = Param("type", "query", {"type": "string", "minLength": 1, "maxLength": 200},
+              "Only tasks of this message type")
+_SINCE = Param("since", "query", {"type": "number", "minimum": 0, "maximum": 1e11},
+               "Only tasks finished (live tasks: created) at or after this unix time")
+_UNTIL = Param("until", "query", {"type": "number", "minimum": 0, "maximum": 1e11},
+               "Only tasks finished (live tasks: created) before this unix time")
+_CURSOR = Param("cursor", "query", {"type": "string", "maxLength": 400},
+                "The 'cursor' of the previous page (keyset paging)")
 _WAIT = Param("wait", "query", {"type": "number", "minimum": 0, "maximum": MAX_WAIT},
               "Seconds to wait for the task to end (default 30)")
 _IDEM = Param("Idempotency-Key", "header", {"type": "string", "pattern": r"^[\x21-\x7e]{1,200}$"},
@@ -529,8 +617,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/tasks", "submitTask", "Submit a task", "operator", write=True,
           body=api.SubmitRequest, responses={200: api.Submitted, 202: api.Submitted},
           params=(_IDEM, _PREFER), handler=_submit_task),
-    Route("GET", "/v1/tasks", "listTasks", "Tasks submitted through this Queen, newest first",
-          "viewer", responses={200: api.TaskList}, params=(_STATE, _LIMIT), handler=_list_tasks),
+    Route("GET", "/v1/tasks", "listTasks",
+          "Tasks: live ones newest first, then the task history newest finished first",
+          "viewer", responses={200: api.TaskList},
+          params=(_STATE, _TYPE, _SINCE, _UNTIL, _LIMIT, _CURSOR), handler=_list_tasks),
     Route("GET", "/v1/tasks/{task_id}", "getTask", "A task's record", "viewer",
           responses={200: api.TaskView}, params=(_TASK_ID,), handler=_get_task),
     Route("GET", "/v1/tasks/{task_id}/result", "taskResult",
@@ -734,10 +824,10 @@ class HttpServer:
             from swarm.errors import ConfigError
 
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        server = site._server  # public alternative: none reports the bound port
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            port = sockets[0].getsockname()[1]
+        for bound in self._runner.addresses:  # the real port when 0 was asked
+            if isinstance(bound, tuple) and len(bound) >= 2:
+                port = int(bound[1])
+                break
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 

@@ -99,6 +99,21 @@ async def test_input_file_in_one_place_with_malformed_lines(tmp_path: object) ->
     assert a.sources == ["notices"]
 
 
+def test_input_line_not_utf8_is_reported_and_skipped(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "docs.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"id": "a", "text": "Lombard (BARD) token trading opens today."}\n'
+        b'{"id": "b", "text": "caf\xe9 latin-1"}\n'
+        b'{"id": "c", "text": "Bitcoin holds above $75k."}\n'
+    )
+    corpus = load_input(path)
+    assert [str(m) for m in corpus.malformed] == ["line 2: not UTF-8 text: invalid "
+                                                   "continuation byte (byte 25)"]
+    assert sorted(p["id"] for s in corpus.sources for p in s.posts) == ["a", "c"]
+
+
 def test_stock_agents_and_factory() -> None:
     assert set(STOCK_AGENTS) == {a.role for a in default_swarm()}
     assert all(issubclass(cls, Agent) and cls.role == role for role, cls in STOCK_AGENTS.items())

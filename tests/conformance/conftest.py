@@ -42,11 +42,15 @@ async def redis_factory() -> AsyncIterator[Make]:
     # Imported here: the in-process parameter must run without Redis installed.
     from redis.asyncio import Redis
 
-    from swarm.redis import RedisRuntime
+    from swarm.redis import RedisRuntime, fastpath
     from tests.servers import require_redis
 
     url = require_redis()
     client = Redis.from_url(url, socket_timeout=10)
+    # As the clients the runtime makes from settings: on the fast path unless
+    # the suite runs with SWARM_REDIS_FASTPATH=0.
+    if fastpath.select(fastpath.default()):
+        fastpath.use_hiredis_packer(client)
     # One random prefix per test isolates its keys and channels on the shared server.
     prefix = f"conf-{os.urandom(6).hex()}"
     made: list[RedisRuntime] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import ClassVar
 
 import pytest
 
@@ -18,6 +19,9 @@ class Slow(Message):
 
 
 class Boom(Message):
+    # An explicit wire name: tests/service/agents.py has a Boom of its own, and wire
+    # names are global to the process.
+    type_name: ClassVar[str] = "live_config.boom"
     n: int
 
 

@@ -125,7 +125,7 @@ async def test_a_corrupt_cached_value_reads_as_a_miss_beside_good_ones(
 async def test_a_plain_client_sends_each_batch_as_one_write_and_reads_every_reply(
     redis_client: Any, redis_prefix: str
 ) -> None:
-    # A plain client's batches bypass redis-py's pipeline (packed by the tier):
+    # On the fast path a plain client's batches bypass redis-py's pipeline (packed):
     # still one write per batch, one command per kind, and any decoding setting.
     pool = redis_client.connection_pool
     writes: list[bytes] = []
@@ -151,8 +151,8 @@ async def test_a_plain_client_sends_each_batch_as_one_write_and_reads_every_repl
         f"/{pool.connection_kwargs.get('db', 0)}",
         decode_responses=True,
     )
-    hot = RedisHotTier(redis=redis_client, prefix=redis_prefix, ttl=120)
-    other = RedisHotTier(redis=texts, prefix=redis_prefix, ttl=120)
+    hot = RedisHotTier(redis=redis_client, prefix=redis_prefix, ttl=120, fast=True)
+    other = RedisHotTier(redis=texts, prefix=redis_prefix, ttl=120, fast=True)
     try:
         memories = [
             Memory(id=f"m{i}", namespace="n", content=f"c{i} é", tags=("t",)) for i in range(150)

@@ -7,6 +7,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from swarm.redis import fastpath
 from swarm.redis.runtime import RedisRuntime
 from swarm.retry import RetryPolicy
 from tests.servers import require_redis
@@ -25,8 +26,15 @@ def fast_retry(max_attempts: int = 3) -> RetryPolicy:
 
 
 async def redis_client() -> Redis:
-    """A client of the test server (skips, or fails in CI, when it is unreachable)."""
-    return Redis.from_url(require_redis(), socket_timeout=10)
+    """A client of the test server (skips, or fails in CI, when it is unreachable).
+
+    On the fast path unless the suite runs with ``SWARM_REDIS_FASTPATH=0``, as
+    the clients the runtime makes from its settings.
+    """
+    client = Redis.from_url(require_redis(), socket_timeout=10)
+    if fastpath.select(fastpath.default()):
+        fastpath.use_hiredis_packer(client)
+    return client
 
 
 async def cleanup(redis: Redis, prefix: str) -> None:

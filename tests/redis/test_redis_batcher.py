@@ -89,6 +89,8 @@ async def test_round_trips_share_one_held_connection_which_reconnects(
     monkeypatch.setattr(asyncio, "shield", spy)
     redis = await redis_client()
     other = await redis_client()
+    # As the runtime's own clients on the fast path: the held connection is its.
+    assert use_hiredis_packer(redis)
     tasks = TaskSet("batcher-test")
     batcher = PipelineBatcher(redis)
     task = tasks.spawn(batcher.run(), name="batcher")

@@ -28,16 +28,28 @@ from tests.servers import require_redis
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[RedisClients]:
+async def _clients(**options: Any) -> AsyncIterator[RedisClients]:
     # A short socket timeout and a longer block time: the case redis-py's
     # defaults get wrong, made fast.
     settings = RedisSettings.from_dsn(
-        require_redis(), socket_timeout=0.3, block_time=0.6, retry_attempts=1
+        require_redis(), socket_timeout=0.3, block_time=0.6, retry_attempts=1, **options
     )
     c = await RedisClients.connect(settings)
     yield c
     await c.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[RedisClients]:
+    async for c in _clients():
+        yield c
+
+
+@pytest.fixture
+async def fast_clients() -> AsyncIterator[RedisClients]:
+    """Clients on the fast path whatever the suite's default: for tests of its mechanics."""
+    async for c in _clients(fastpath=True):
+        yield c
 
 
 async def test_three_distinct_clients_with_hiredis_and_explicit_retry(
@@ -109,7 +121,7 @@ async def test_from_clients_rejects_a_blocking_client_that_would_time_out() -> N
 
 
 async def test_a_write_the_socket_takes_goes_out_in_the_callers_turn(
-    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+    fast_clients: RedisClients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # redis-py bounds each write with asyncio.wait_for (a task and two loop
     # turns per command on Python 3.11); a write the socket takes at once does
@@ -121,17 +133,17 @@ async def test_a_write_the_socket_takes_goes_out_in_the_callers_turn(
         bounded.append(timeout or 0.0)
         return await wait_for(aw, timeout)
 
-    assert await clients.commands.ping()  # connected (and health-checked) first
+    assert await fast_clients.commands.ping()  # connected (and health-checked) first
     monkeypatch.setattr(asyncio, "wait_for", spy)
     for _ in range(3):
-        assert await clients.commands.ping()
+        assert await fast_clients.commands.ping()
     assert bounded == []
 
 
 async def test_a_backed_up_write_is_bounded_by_the_socket_timeout(
-    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+    fast_clients: RedisClients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redis = clients.commands
+    redis = fast_clients.commands
     assert await redis.ping()
     conn = await redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
     try:
@@ -149,7 +161,7 @@ async def test_a_backed_up_write_is_bounded_by_the_socket_timeout(
         started = time.monotonic()
         with pytest.raises(RedisTimeoutError):
             await conn.send_command("PING")
-        assert time.monotonic() - started >= clients.settings.socket_timeout * 0.9
+        assert time.monotonic() - started >= fast_clients.settings.socket_timeout * 0.9
         assert not conn.is_connected  # a write cut short drops the connection
     finally:
         await redis.connection_pool.release(conn)
@@ -176,9 +188,9 @@ async def test_a_dedicated_client_keeps_one_pool_connection_until_closed(
 
 
 async def test_a_dedicated_client_runs_commands_directly_and_retries_a_dropped_connection(
-    clients: RedisClients, monkeypatch: pytest.MonkeyPatch
+    fast_clients: RedisClients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = clients.blocking
+    base = fast_clients.blocking
     own = dedicated(base)
     retried: list[object] = []
     call_with_retry = Retry.call_with_retry
@@ -225,7 +237,9 @@ async def test_direct_round_trips_make_exactly_the_attempts_the_retry_policy_all
     # The direct attempt is the policy's first: with no retries, a reply that
     # timed out is an error, not a second run of the command (a script whose
     # reply was lost must not run twice).
-    settings = RedisSettings.from_dsn(require_redis(), socket_timeout=0.2, retry_attempts=0)
+    settings = RedisSettings.from_dsn(
+        require_redis(), socket_timeout=0.2, retry_attempts=0, fastpath=True
+    )
     clients = await RedisClients.connect(settings)
     base = clients.commands
     own = dedicated(base)

@@ -114,6 +114,8 @@ async def test_queenswarm_command(serve: ServeFactory) -> None:
     assert {line.split()[0] for line in out.splitlines()[1:]} == {"boom", "echo", "hold"}
     rc, out, err = await cli("--json", "agents", **env)
     assert rc == 0 and {a["role"] for a in json.loads(out)} == {"boom", "echo", "hold"}
+    rc, out, err = await cli("agents", "--json", **env)
+    assert rc == 0 and {a["role"] for a in json.loads(out)} == {"boom", "echo", "hold"}
     rc, out, err = await cli("submit", "Boom", '{"refuse": true}', "--wait", "10", **env)
     assert rc == 1 and "refused on purpose" in err
     rc, out, err = await cli("dlq", **env)
@@ -136,3 +138,41 @@ def test_token_command_makes_a_tokens_file_line() -> None:
     line = out.splitlines()[1].removeprefix("tokens-file line: ")
     assert TokenStore.parse_lines([line]).role_of(secret) == "operator"
     assert secret not in line
+
+
+def test_global_options_are_accepted_after_the_command() -> None:
+    from swarm.client.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["agents", "--json", "--url", "http://10.0.0.1:9", "--timeout", "3"])
+    assert (args.json, args.url, args.timeout) == (True, "http://10.0.0.1:9", 3.0)
+    args = parser.parse_args(["--json", "--token", "t", "status", "ID"])
+    assert (args.json, args.token, args.task_id) == (True, "t", "ID")
+    args = parser.parse_args(["result", "ID", "--wait", "5"])
+    assert (args.json, args.url, args.token, args.timeout) == (False, None, None, 30.0)
+
+
+@pytest.mark.parametrize("url", ["localhost:8080", "foo", "ftp://x", "http://", "http://[::1"])
+def test_a_malformed_url_is_a_config_error(url: str) -> None:
+    from swarm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="API URL"):
+        SwarmClient(url)
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0])
+def test_a_timeout_must_be_positive(timeout: float) -> None:
+    from swarm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="timeout must be a positive"):
+        SwarmClient("http://127.0.0.1:8080", timeout=timeout)
+
+
+def test_queenswarm_bad_url_or_timeout_exits_2_in_one_line() -> None:
+    rc, _out, err = asyncio.run(cli("--url", "localhost:8080", "agents"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "must look like http://HOST:PORT" in err and "cannot reach" not in err
+    rc, _out, err = asyncio.run(cli("agents", "--timeout", "0", SWARM_URL="http://127.0.0.1:1"))
+    assert rc == 2 and err.count("\n") == 1 and "timeout must be a positive" in err, err
+    rc, _out, err = asyncio.run(cli("agents", SWARM_URL="http://127.0.0.1:1"))
+    assert rc == 1 and "cannot reach the swarm" in err, err
