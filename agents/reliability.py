@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from agents.breakers import Breaker, BreakerStore, LocalBreakers
+from agents.breakers import Breaker, BreakerStore, LocalBreakers, RedisBreakers
 from agents.messages import (
     CheckCircuit,
     CircuitState,
@@ -38,16 +38,18 @@ __all__ = ["ApiReliabilityAgent", "Breaker"]
 class ApiReliabilityAgent(Agent):
     """Tracks fetch outcomes per source and owns their circuit breakers.
 
-    With the default :class:`~agents.breakers.LocalBreakers` the breakers are
-    this replica's state; with :class:`~agents.breakers.RedisBreakers` every
-    replica of the role, in any process, shares them.
+    The breakers must be one per swarm: when no ``store`` is given, the agent
+    keeps them where its context's ``shared_state`` says (on the Redis runtime,
+    :class:`~agents.breakers.RedisBreakers`, shared by every replica of the role
+    in any process), else in this process (:class:`~agents.breakers.LocalBreakers`).
 
     Args:
         failure_threshold: Consecutive failures that open a circuit.
         cooldown: Seconds an open circuit refuses fetches.
         clock: Clock (injectable for tests); wall-clock time, since a shared
             store compares the times of replicas in other processes.
-        store: Where the breaker state lives (default: in this replica).
+        store: Where the breaker state lives (default: the swarm's shared state,
+            else this process).
         **kwargs: Passed to :class:`~swarm.agent.Agent`.
     """
 
@@ -66,7 +68,19 @@ class ApiReliabilityAgent(Agent):
         self.store: BreakerStore = store or LocalBreakers(
             failure_threshold=failure_threshold, cooldown=cooldown
         )
+        self._store_given = store is not None
+        self._limits = (failure_threshold, cooldown)
         self.clock = clock
+
+    async def on_start(self) -> None:
+        shared = self.context.shared_state
+        if not self._store_given and shared is not None:
+            # A replica's own breakers would split one host's circuit between replicas.
+            threshold, cooldown = self._limits
+            self.store = RedisBreakers(
+                shared.redis, prefix=shared.prefix, failure_threshold=threshold,
+                cooldown=cooldown,
+            )
 
     @property
     def breakers(self) -> dict[str, Breaker]:

@@ -2,5 +2,6 @@
 
 from swarm.agent.base import Agent, AgentState, handler
 from swarm.agent.context import AgentContext, TaskContext
+from swarm.agent.shared import SharedState
 
-__all__ = ["Agent", "AgentContext", "AgentState", "TaskContext", "handler"]
+__all__ = ["Agent", "AgentContext", "AgentState", "SharedState", "TaskContext", "handler"]

@@ -1,5 +1,6 @@
 """What an agent sees of the swarm: ``send``, ``publish``, a logger, memory, discovery and
-the model layer (``ctx.llm``).
+the model layer (``ctx.llm``) and, on the Redis runtime, the home of state that must be one
+per swarm (``ctx.shared_state``).
 
 Example:
     >>> from swarm import InProcessRuntime
@@ -19,6 +20,7 @@ from swarm.constants import CHANNEL_AGENT_COMMUNICATION
 from swarm.messages import Envelope, Message
 
 if TYPE_CHECKING:
+    from swarm.agent.shared import SharedState
     from swarm.llm.client import LlmScope
     from swarm.runtime import Runtime
 
@@ -36,9 +38,17 @@ class AgentContext:
         discovery: The service registry, when one is configured.
         llm: The model layer (:class:`swarm.llm.Llm`); default: the runtime's ``llm``
             attribute, else an offline one.
+
+    Attributes:
+        shared_state: Where state shared by every replica lives
+            (:class:`~swarm.agent.shared.SharedState`), from the runtime's
+            ``shared_state``; None on a runtime of one process.
     """
 
-    __slots__ = ("_llm", "_llm_scope", "agent_id", "discovery", "log", "memory", "role", "runtime")
+    __slots__ = (
+        "_llm", "_llm_scope", "agent_id", "discovery", "log", "memory", "role", "runtime",
+        "shared_state",
+    )
 
     def __init__(
         self,
@@ -58,6 +68,7 @@ class AgentContext:
         self.log: Any = structlog.get_logger("swarm.agent").bind(agent_id=agent_id, role=role)
         self._llm = llm if llm is not None else getattr(runtime, "llm", None)
         self._llm_scope: LlmScope | None = None
+        self.shared_state: SharedState | None = getattr(runtime, "shared_state", None)
 
     @property
     def llm(self) -> LlmScope:

@@ -61,6 +61,7 @@ from redis.exceptions import RedisError
 from swarm import constants as C
 from swarm.agent.base import AgentState
 from swarm.agent.context import AgentContext
+from swarm.agent.shared import SharedState
 from swarm.codec import Codec
 from swarm.contract import event_callback, obey
 from swarm.envelopes import broadcast_envelope, task_envelope
@@ -294,6 +295,11 @@ class RedisRuntime:
     @property
     def _redis(self) -> Any:
         return self._core.redis
+
+    @property
+    def shared_state(self) -> SharedState:
+        """The home of agent state that must be one per swarm (``ctx.shared_state``)."""
+        return SharedState(redis=self._core.redis, prefix=self.prefix)
 
     @property
     def _replicas(self) -> dict[str, Replica]:

@@ -12,6 +12,7 @@ from agents import ApiReliabilityAgent
 from agents.breakers import LocalBreakers, RedisBreakers
 from agents.messages import CheckCircuit, CircuitStatus, RecordFetch, ReliabilityQuery
 from swarm import Swarm
+from swarm.agent import Agent
 from swarm.errors import TransportError
 from tests.servers import require_redis
 
@@ -80,3 +81,42 @@ async def test_local_store_is_per_replica() -> None:
     await a.record("h", ok=False, now=0.0)
     assert (await a.allow("h", now=1.0))[1] is False
     assert (await b.allow("h", now=1.0))[1] is True
+
+
+@pytest.mark.integration
+async def test_default_bundle_replicas_on_redis_share_breakers(redis: aioredis.Redis) -> None:
+    """Two swarms on one Redis, each with the default bundle's agents (no store given):
+    a circuit opened through one replica is open for the other."""
+    from agents.app import bundle
+    from tests.redis.runtime_support import cleanup, make_runtime
+
+    prefix = f"brk-{secrets.token_hex(4)}"
+
+    def reliability(agents: list[Agent]) -> ApiReliabilityAgent:
+        [rel] = [a for a in agents if isinstance(a, ApiReliabilityAgent)]
+        return rel
+
+    first, second = bundle.make_agents(), bundle.make_agents()
+    a, b = reliability(first), reliability(second)
+    try:
+        async with (
+            Swarm(agents=first, runtime=make_runtime(redis, prefix)) as one,
+            Swarm(agents=second, runtime=make_runtime(redis, prefix)) as two,
+        ):
+            for _ in range(3):  # the default failure_threshold
+                s: CircuitStatus = await (await one.submit(
+                    RecordFetch(source_id="host:down.example", ok=False, error="HTTP 503"),
+                    to=f"agent:{a.agent_id}",
+                )).result(timeout=10)
+            assert s.state.value == "open"
+            c: CircuitStatus = await (await two.submit(
+                CheckCircuit(source_id="host:down.example"), to=f"agent:{b.agent_id}"
+            )).result(timeout=10)
+            assert (c.state.value, c.allowed) == ("open", False)
+            report = await (await two.submit(
+                ReliabilityQuery(), to=f"agent:{b.agent_id}")).result(timeout=10)
+            assert [(r.source_id, r.failures) for r in report.sources] == [
+                ("host:down.example", 3)
+            ]
+    finally:
+        await cleanup(redis, prefix)

@@ -167,23 +167,23 @@ async def test_per_host_limits_hold_under_load(sites: list[Site]) -> None:
         assert sum(gaps) >= (len(s.starts) - 1) / 25.0 * 0.9
 
 
-async def test_throughput_ten_hosts_with_limits(sites: list[Site]) -> None:
+async def test_ten_hosts_concurrently_within_limits(sites: list[Site]) -> None:
+    """Many pages from ten hosts at once: each host's concurrency and rate hold.
+
+    (The pages/s figure against a bare aiohttp loop is ``bench/bench_fetch.py``.)
+    """
     import asyncio
 
     per_host = 60
     settings = local(per_host_concurrency=4, per_host_rate=100.0)
     async with Fetcher(settings) as f:
-        for s in sites:  # robots.txt once per host, outside the timed part
+        for s in sites:  # robots.txt once per host
             await f.fetch(f"{s.base}/page/0")
-        started = time.perf_counter()
         results = await asyncio.gather(
             *(f.fetch(f"{s.base}/page/{n}") for n in range(1, per_host + 1) for s in sites)
         )
-        elapsed = time.perf_counter() - started
-    rate = len(results) / elapsed
-    print(f"fetched {len(results)} pages from 10 hosts in {elapsed:.2f}s: {rate:.0f} pages/s")
+    assert len(results) == per_host * len(sites)
     assert all(r.status == 200 and "<article>" in r.text for r in results)
-    assert rate >= 200, f"{rate:.0f} pages/s"
     for s in sites:
         assert s.max_in_flight <= 4
         window = s.starts[-per_host:]
