@@ -273,7 +273,9 @@ def install_dashboard(
     async def events(request: web.Request) -> web.StreamResponse:
         async with sse_response(request, ping_interval=15) as resp:
             try:
-                snap = sampler.latest or await sampler.sample()
+                # A page that just opened gets the swarm as it is now, not the last
+                # periodic snapshot (up to an interval old).
+                snap = await sampler.sample()
                 await resp.send(json.dumps(snap), event="snapshot")
                 while resp.is_connected():
                     snap = await sampler.next()
