@@ -24,7 +24,7 @@ try:
 except PackageNotFoundError:  # a source tree on sys.path, never installed
     __version__ = "0+unknown"
 
-from swarm.agent import Agent, AgentContext, AgentState, TaskContext, handler
+from swarm.agent import Agent, AgentContext, AgentState, SharedState, TaskContext, handler
 from swarm.codec import DECODE_FAILURES, Codec
 from swarm.envelopes import broadcast_envelope, task_envelope
 from swarm.errors import (
@@ -159,6 +159,7 @@ __all__ = [
     "RoutingError",
     "Runtime",
     "RuntimeClosed",
+    "SharedState",
     "Subscription",
     "Swarm",
     "SwarmError",
