@@ -7,7 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> float:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, within: float, what: str = "condition"
+) -> float:
     """Poll a condition until it holds; return the seconds it took.
 
     Used only where no event exists to wait on (a TTL running out on a server).
@@ -18,6 +20,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> 
     started = time.monotonic()
     while not await check():
         if time.monotonic() - started > within:
-            raise AssertionError(f"condition not met within {within}s")
+            raise AssertionError(f"{what} not met within {within}s")
         await asyncio.sleep(0.02)
     return time.monotonic() - started

@@ -11,7 +11,6 @@ settlement is counted in ``swarm_duplicate_settlements_total``.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,6 +23,7 @@ from swarm.ledger import TaskState
 from swarm.metrics import DUPLICATE_SETTLEMENTS
 from swarm.redis.runtime import RedisRuntime
 from swarm.redis.settings import RedisSettings
+from tests.discovery.util import eventually
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
 from tests.servers import require_redis
 from tests.tcp_proxy import TcpProxy
@@ -67,13 +67,6 @@ async def prefix(redis: Redis) -> AsyncIterator[str]:
     await cleanup(redis, p)
 
 
-async def _until(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_late_settlement_after_a_partition_only_acks(redis: Redis, prefix: str) -> None:
     _RELEASE.clear()
     _STARTED.clear()
@@ -96,7 +89,7 @@ async def test_a_late_settlement_after_a_partition_only_acks(redis: Redis, prefi
                 rec = await rt_b.ledger.get(task_id)
                 return rec is not None and rec.state is TaskState.RUNNING
 
-            await _until(running)
+            await eventually(running, within=20)
             # A is cut off (half-open: its writes vanish, nothing arrives),
             # then finishes: its settle script waits in the black hole.
             proxy.blackhole(include_new=True)
@@ -113,7 +106,7 @@ async def test_a_late_settlement_after_a_partition_only_acks(redis: Redis, prefi
             async def counted() -> bool:
                 return _duplicates() > before
 
-            await _until(counted, 40)
+            await eventually(counted, within=40)
             rec = await rt_b.ledger.get(task_id)
             assert rec is not None and rec.state is TaskState.DONE
             assert rec.executions == 1 and rec.agent_id == "agent-b"

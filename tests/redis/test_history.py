@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -15,6 +15,7 @@ from swarm.errors import ConfigError, HistoryUnavailable, Reject, TaskFailed
 from swarm.history import HistorySettings, HistoryWriter, PostgresHistory
 from swarm.history.options import add_options, settings_from
 from swarm.ledger import InMemoryLedger, TaskRecord, TaskState
+from tests.discovery.util import eventually
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
 from tests.redis_server import free_port
 from tests.servers import require_postgres
@@ -179,13 +180,6 @@ class Pong(Agent):
         return msg.n * 2
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.integration
 async def test_finished_records_leave_redis_and_lookups_fall_through_to_postgres(
     store: PostgresHistory,
@@ -211,7 +205,7 @@ async def test_finished_records_leave_redis_and_lookups_fall_through_to_postgres
         async def gone() -> bool:
             return not await redis.exists(*[ledger.key(t) for t in ids])
 
-        await _until(gone, "the finished records to leave Redis")
+        await eventually(gone, within=20, what="the finished records to leave Redis")
         # ... and lookups fall through to the history.
         rec = await runtime.ledger.get(ids[0])
         assert rec is not None and rec.final
@@ -238,7 +232,10 @@ async def test_without_postgres_redis_keeps_finished_records_by_count_and_age() 
             keys = [k async for k in redis.scan_iter(match=ledger.key("*"))]
             return len(keys) <= 5
 
-        await _until(at_most_keep, "the count bound to evict the oldest records")
+        await eventually(
+            at_most_keep, within=20,
+            what="the count bound to evict the oldest records",
+        )
         kept = await runtime.history.query(limit=100)
         assert 1 <= len(kept) <= 5
         for r in kept:
@@ -345,7 +342,10 @@ async def test_what_a_killed_agent_had_not_yet_written_reaches_the_history(
         async def recovered() -> bool:
             return await store.count() == 10
 
-        await _until(recovered, "the survivor to write the victim's last records")
+        await eventually(
+            recovered, within=20,
+            what="the survivor to write the victim's last records",
+        )
         assert {r.agent_id for r in await store.query(limit=100)} == {"victim"}
     finally:
         await victim_rt.stop(drain=False)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -23,6 +22,7 @@ from swarm import constants as C
 from swarm.errors import Reject, TaskDeadLettered, TaskFailed
 from swarm.history import HistorySettings
 from swarm.redis import directory as directory_module
+from tests.discovery.util import eventually
 from tests.redis.runtime_support import cleanup, make_runtime, new_prefix, redis_client
 
 # Name functions that do not name a key: a pub/sub channel and a SCAN pattern.
@@ -93,13 +93,6 @@ class Worker(Agent):
         return {"n": msg.n}
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.integration
 async def test_every_key_left_by_a_workload_and_a_crash_has_an_owner_and_an_end(
     monkeypatch: pytest.MonkeyPatch,
@@ -132,7 +125,10 @@ async def test_every_key_left_by_a_workload_and_a_crash_has_an_owner_and_an_end(
         held = asyncio.ensure_future(
             queen.send(Job(n=7, mode="hold"), to="agent:victim", sender="t")
         )
-        await _until(lambda: _true(bool(victim.attempts.get(7))), "the victim to hold task 7")
+        await eventually(
+            lambda: _true(bool(victim.attempts.get(7))), within=20,
+            what="the victim to hold task 7",
+        )
         agent_key = C.agent_stream("lifecycle", "victim", prefix)
         replicas = C.replicas_key("lifecycle", prefix)
         last_beat = await redis.hget(replicas, "victim")
@@ -150,7 +146,7 @@ async def test_every_key_left_by_a_workload_and_a_crash_has_an_owner_and_an_end(
                 agent_key
             )
 
-        await _until(buried, "the reaper to bury the crashed agent")
+        await eventually(buried, within=20, what="the reaper to bury the crashed agent")
         with pytest.raises(TaskDeadLettered, match="victim"):
             await asyncio.wait_for(held, 10)
         await survivor.stop()
@@ -170,7 +166,7 @@ async def test_every_key_left_by_a_workload_and_a_crash_has_an_owner_and_an_end(
             left = [k.decode() async for k in redis.scan_iter(match=f"{prefix}:*", count=500)]
             return all(not C.KEY_LIFECYCLE[_kind(k, patterns)].expires for k in left)
 
-        await _until(only_bounded_left, "every expiring key to expire", timeout=15)
+        await eventually(only_bounded_left, within=15, what="every expiring key to expire")
         left = {_kind(k.decode(), patterns) async for k in redis.scan_iter(match=f"{prefix}:*")}
         assert left <= {"task_stream", "dead_letter_stream", "directory_key"}, left
     finally:

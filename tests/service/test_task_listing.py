@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -16,6 +15,7 @@ from swarm.client import SwarmClient
 from swarm.client.errors import ApiRequestError
 from swarm.service import SwarmService
 from swarm.settings import SwarmSettings
+from tests.discovery.util import eventually
 from tests.servers import require_postgres
 from tests.service.agents import HoldAgent, make_agents
 from tests.service.conftest import Served, ServeFactory, _cleanup, redis_settings_url
@@ -161,13 +161,6 @@ async def test_the_embedded_history_is_bounded_by_its_ledger() -> None:
         await service.close()
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.integration
 async def test_on_redis_with_postgres_a_task_that_left_redis_is_listed_and_fetched() -> None:
     dsn = require_postgres()
@@ -198,7 +191,10 @@ async def test_on_redis_with_postgres_a_task_that_left_redis_is_listed_and_fetch
             async def gone() -> bool:
                 return not await redis.exists(*[runtime.ledger.key(t) for t in done])
 
-            await _until(gone, "the finished records to leave Redis (retention 1 s)")
+            await eventually(
+                gone, within=20,
+                what="the finished records to leave Redis (retention 1 s)",
+            )
             listed, _ = await _pages(served, f"/v1/tasks?state=done&type=Echo&since={t0!r}"
                                               "&limit=2")
             assert [t["task_id"] for t in listed] == done[::-1]
